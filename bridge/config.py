@@ -1,0 +1,354 @@
+"""YAML configuration validated with pydantic; each problem reported as FILE:LINE: path: reason."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from drivers import registry
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BridgeIdentity(_Strict):
+    """Who this bridge is, upstream and in logs."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "lockbridge"
+    name: str = "lockbridge"
+
+
+class ApiConfig(_Strict):
+    """The local HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8787
+    enabled: bool = True
+    max_body_bytes: Annotated[int, Field(gt=0)] = 65536
+
+
+class LoggingConfig(_Strict):
+    """Log verbosity."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StoreConfig(_Strict):
+    """Where the PIN encryption key lives, when not under the state directory."""
+
+    key_file: Path | None = None
+
+
+class ScheduleConfig(_Strict):
+    """When time-bound codes go on and come off."""
+
+    native_lead_time_days: Annotated[float, Field(ge=0, le=9)] = 9
+    bridge_lead_time_minutes: Annotated[float, Field(ge=0)] = 60
+    errors_ahead_days: Annotated[float, Field(ge=0)] = 3
+    require_synchronized_clock: bool = True
+
+
+class EngineConfig(_Strict):
+    """Pacing and retries of commands to locks."""
+
+    default_command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    retry_base_s: Annotated[float, Field(gt=0)] = 5.0
+    retry_cap_s: Annotated[float, Field(gt=0)] = 1800.0
+    probe_base_s: Annotated[float, Field(gt=0)] = 60.0
+    delay_warning_after_s: Annotated[float, Field(gt=0)] = 300.0
+    reconcile_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+    command_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    concurrency_per_driver: Annotated[int, Field(ge=1)] = 4
+
+
+class PropertyConfig(_Strict):
+    """A property (a house, a hotel) and its time zone."""
+
+    id: str
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
+
+
+class DeviceOverride(_Strict):
+    """Per-device settings that win over what the driver reports."""
+
+    display_name: str | None = None
+    time_zone: str | None = None
+    property: str | None = None
+    command_spacing_s: Annotated[float, Field(ge=0)] | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
+
+
+class DeclaredCode(_Strict):
+    """A code the configuration asks for (staff codes, the demo's guest codes)."""
+
+    key: Annotated[str, Field(min_length=1)]
+    device: str
+    name: str
+    code: Annotated[str, Field(pattern=r"^[0-9]{3,12}$")] | None = None
+    type: Literal["ongoing", "time_bound"] = "ongoing"
+    starts_at: str | None = None
+    ends_at: str | None = None
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _time_or_offset(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_time_or_offset(value, datetime.now().astimezone())
+        return value
+
+
+class Config(_Strict):
+    """The whole file."""
+
+    bridge: BridgeIdentity = BridgeIdentity()
+    state_dir: Path = Path("/var/lib/lockbridge")
+    logging: LoggingConfig = LoggingConfig()
+    api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    engine: EngineConfig = EngineConfig()
+    properties: list[PropertyConfig] = []
+    drivers: list[dict[str, Any]] = []
+    devices: dict[str, DeviceOverride] = {}
+    codes: list[DeclaredCode] = []
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated configuration with its drivers' own settings parsed by each driver's model."""
+
+    path: Path
+    config: Config
+    drivers: tuple[BaseModel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong in the file."""
+
+    line: int
+    path: str
+    reason: str
+
+    def render(self, file: Path) -> str:
+        """`FILE:LINE: key.path: reason`."""
+        return f"{file}:{self.line}: {self.path or '(top)'}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """The file cannot be used; `problems` lists every reason."""
+
+    def __init__(self, path: Path, problems: list[ConfigProblem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(p.render(path) for p in problems))
+
+
+def load_config(path: Path, text: str | None = None) -> LoadedConfig:
+    """Read, substitute `${ENV}` references in, and validate a configuration file."""
+    if text is None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [ConfigProblem(line, "", f"invalid YAML: {reason}")]) from exc
+    lines: dict[tuple[str, ...], int] = {}
+    problems: list[ConfigProblem] = []
+    data = _to_python(root, (), lines, problems) if root is not None else {}
+    if problems:
+        raise ConfigError(path, problems)
+    if not isinstance(data, dict):
+        raise ConfigError(path, [ConfigProblem(1, "", "the file must be a mapping of settings")])
+    _resolve_relative(data, path.parent)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, list(_problems(exc, (), lines))) from exc
+    driver_configs: list[BaseModel] = []
+    names: set[str] = set()
+    for index, raw in enumerate(config.drivers):
+        prefix = ("drivers", str(index))
+        kind = raw.get("kind")
+        model = registry.config_model(kind) if isinstance(kind, str) else None
+        if model is None:
+            known = ", ".join(registry.kinds())
+            problems.append(
+                ConfigProblem(
+                    _line(lines, (*prefix, "kind")),
+                    ".".join((*prefix, "kind")),
+                    f"unknown driver kind {kind!r} (known: {known})",
+                )
+            )
+            continue
+        try:
+            parsed = model.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, prefix, lines))
+            continue
+        name = str(getattr(parsed, "name", kind))
+        if name in names:
+            problems.append(
+                ConfigProblem(_line(lines, (*prefix, "name")), ".".join((*prefix, "name")),
+                              f"driver name {name!r} is used twice")
+            )
+        names.add(name)
+        driver_configs.append(parsed)
+    property_ids = {p.id for p in config.properties}
+    for index, code in enumerate(config.codes):
+        if code.type == "time_bound" and (code.starts_at is None or code.ends_at is None):
+            key = ("codes", str(index), "type")
+            problems.append(ConfigProblem(_line(lines, key), ".".join(key),
+                                          "a time_bound code needs starts_at and ends_at"))
+    for device, override in config.devices.items():
+        if override.property is not None and override.property not in property_ids:
+            key = ("devices", device, "property")
+            problems.append(ConfigProblem(_line(lines, key), ".".join(key),
+                                          f"no property {override.property!r} is defined"))
+    if problems:
+        raise ConfigError(path, problems)
+    return LoadedConfig(path=path, config=config, drivers=tuple(driver_configs))
+
+
+def parse_time_or_offset(value: str, now: datetime) -> datetime:
+    """An ISO 8601 time with a zone, or an offset from now such as `+90s`, `+15m`, `+2h`, `+3d`."""
+    match = re.fullmatch(r"\+(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if match:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now + timedelta(seconds=float(match.group(1)) * scale)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither an ISO 8601 time nor an offset like +15m") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone; write it in UTC with Z")
+    return parsed
+
+
+def read_secret(value: str | None, file: Path | None, what: str) -> str | None:
+    """A secret from its `*_file` (first line, stripped) or the already-substituted value."""
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {what} file {file}: {exc}") from exc
+    return value
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEYS = ("password", "token", "api_key", "secret")
+
+
+def _to_python(
+    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int],
+    problems: list[ConfigProblem],
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = (*path, key)
+            if key in out:
+                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                              "key appears twice"))
+            lines[sub] = key_node.start_mark.line + 1
+            value = _to_python(value_node, sub, lines, problems)
+            lines[sub] = key_node.start_mark.line + 1
+            if key in _SECRET_KEYS and isinstance(value, str) and not _ENV.search(
+                str(value_node.value)
+            ):
+                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                              "secrets may not be written in the file: "
+                                              "use ${ENV_VAR} or "
+                                              f"{key}_file"))
+            out[key] = value
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _to_python(child, (*path, str(i)), lines, problems)
+            for i, child in enumerate(node.value)
+        ]
+    value = _scalar(node)
+    if isinstance(value, str) and "${" in value:
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(ConfigProblem(node.start_mark.line + 1, ".".join(path),
+                                              f"environment variable {name} is not set"))
+                return ""
+            return os.environ[name]
+
+        value = _ENV.sub(substitute, value)
+    return value
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+    state = data.get("state_dir")
+    if isinstance(state, str) and not Path(state).is_absolute():
+        data["state_dir"] = str((base / state).resolve())
+
+
+def _line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _problems(
+    exc: ValidationError, prefix: tuple[str, ...], lines: dict[tuple[str, ...], int]
+) -> Iterator[ConfigProblem]:
+    for err in exc.errors():
+        loc = (*prefix, *(str(p) for p in err["loc"]))
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        else:
+            reason = str(err["msg"])
+            reason = reason.removeprefix("Value error, ")
+        yield ConfigProblem(_line(lines, loc), ".".join(loc), reason)
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value

@@ -1,0 +1,210 @@
+"""The composition root: builds the store, drivers, engine and API, and runs them until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bridge.clock import Clock, SystemClock
+from bridge.config import LoadedConfig, parse_time_or_offset
+from bridge.driver import DriverEvent, LockDriver
+from bridge.drivercontext import DriverContext
+from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.model import AccessCodeType
+from bridge.planner import Policy
+from bridge.secrets import PinCipher, key_path, load_or_create_key
+from bridge.store import Store, Tx
+from bridge.timesync import ClockGuard
+from drivers import registry
+
+_LOG = logging.getLogger(__name__)
+DB_NAME = "lockbridge.db"
+
+
+@dataclass(slots=True)
+class Bridge:
+    """Everything the daemon runs, built from one configuration."""
+
+    loaded: LoadedConfig
+    clock: Clock
+    store: Store
+    engine: Engine
+    drivers: dict[str, LockDriver]
+    clock_guard: ClockGuard
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def policy_from(loaded: LoadedConfig) -> Policy:
+    """The planner's timing rules from the configuration."""
+    s, e = loaded.config.schedule, loaded.config.engine
+    return Policy(
+        native_lead=timedelta(days=s.native_lead_time_days),
+        bridge_lead=timedelta(minutes=s.bridge_lead_time_minutes),
+        errors_ahead=timedelta(days=s.errors_ahead_days),
+        max_attempts=e.max_attempts,
+        retry_base_s=e.retry_base_s,
+        retry_cap_s=e.retry_cap_s,
+        probe_base_s=e.probe_base_s,
+        delay_warning_after=timedelta(seconds=e.delay_warning_after_s),
+    )
+
+
+def open_store(loaded: LoadedConfig) -> Store:
+    """The store under the configured state directory, with its PIN key."""
+    config = loaded.config
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = load_or_create_key(key_path(config.store.key_file, config.state_dir))
+    return Store(config.state_dir / DB_NAME, PinCipher(key))
+
+
+async def build(loaded: LoadedConfig, clock: Clock | None = None,
+                drivers: dict[str, LockDriver] | None = None) -> Bridge:
+    """Build every component; nothing is started yet."""
+    clock = clock or SystemClock()
+    config = loaded.config
+    store = open_store(loaded)
+    if drivers is None:
+        context = DriverContext(clock=clock, state_dir=config.state_dir)
+        drivers = {}
+        for dcfg in loaded.drivers:
+            kind = str(getattr(dcfg, "kind"))  # noqa: B009 - every driver model has `kind`
+            try:
+                module = registry.module(kind)
+            except ImportError as exc:
+                _LOG.error("driver %s disabled: its optional dependency is missing (%s); "
+                           "install lockbridge[%s]", kind, exc, kind)
+                continue
+            driver: LockDriver = module.build(dcfg, context)
+            drivers[driver.name] = driver
+    zones = {p.id: p.time_zone for p in config.properties}
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in config.devices.items()}
+    driver_property = {
+        str(getattr(d, "name", "")): getattr(d, "property", None) for d in loaded.drivers
+    }
+    default_zone = next(iter(zones.values()), None) if len(zones) == 1 else None
+
+    def zone_for(driver_name: str, external_id: str) -> str | None:
+        prop = overrides.get(external_id, {}).get("property") or driver_property.get(driver_name)
+        if prop is not None:
+            return zones.get(prop)
+        return default_zone
+
+    guard = ClockGuard(clock, None)
+    sync_required = config.schedule.require_synchronized_clock
+    engine = Engine(
+        store, clock, policy_from(loaded), drivers,
+        device_overrides=overrides,
+        default_time_zone=zone_for,
+        clock_synchronized=(guard.synchronized if sync_required else lambda: True),
+        command_timeout_s=config.engine.command_timeout_s,
+        default_spacing_s=config.engine.default_command_spacing_s,
+        reconcile_interval_s=config.engine.reconcile_interval_s,
+    )
+    return Bridge(loaded, clock, store, engine, drivers, guard)
+
+
+async def declare_codes(bridge: Bridge) -> None:
+    """Create each code listed under `codes:` once; later edits go through the API."""
+    engine, store = bridge.engine, bridge.store
+    declared = await store.read(lambda r: r.declared())
+    now = bridge.clock.now()
+    by_external = {(d.external_id): d.device_id for d in engine.devices.values()}
+    for entry in bridge.loaded.config.codes:
+        if entry.key in declared:
+            continue
+        device_id = by_external.get(entry.device)
+        if device_id is None:
+            _LOG.error("declared code %s: no lock %r; skipped", entry.key, entry.device)
+            continue
+        starts = _when(entry.starts_at, now)
+        ends = _when(entry.ends_at, now)
+        request = CodeRequest(
+            name=entry.name, preferred_code=entry.code, type=AccessCodeType(entry.type),
+            starts_at=starts, ends_at=ends,
+        )
+        try:
+            code = await engine.create_code(device_id, request)
+        except EngineError as exc:
+            _LOG.error("declared code %s refused: %s", entry.key, exc)
+            continue
+        await store.write(partial(_mark_declared, key=entry.key, code_id=code.access_code_id))
+        _LOG.info("declared code %s created as %s", entry.key, code.access_code_id)
+
+
+def _mark_declared(tx: Tx, key: str, code_id: str) -> None:
+    tx.set_declared(key, code_id)
+
+
+def _when(value: str | None, now: datetime) -> datetime | None:
+    return parse_time_or_offset(value, now) if value is not None else None
+
+
+async def serve(loaded: LoadedConfig, clock: Clock | None = None,
+                on_ready: Callable[[Bridge], Awaitable[None]] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or `stop`), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    bridge = await build(loaded, clock)
+    async with bridge.store:
+        started: list[LockDriver] = []
+        try:
+            for name, driver in bridge.drivers.items():
+                await driver.start(_sink(bridge.engine, name))
+                started.append(driver)
+            await bridge.engine.load()
+            await declare_codes(bridge)
+            async with asyncio.TaskGroup() as group:
+                engine_task = group.create_task(bridge.engine.run(), name="engine")
+                extra_tasks = await _start_extras(bridge, group)
+                _LOG.info("lockbridge %s running: %d locks, state in %s",
+                          loaded.config.bridge.id, len(bridge.engine.devices),
+                          loaded.config.state_dir)
+                if on_ready is not None:
+                    await on_ready(bridge)
+                await stop.wait()
+                _LOG.info("stopping")
+                engine_task.cancel()
+                for task in extra_tasks:
+                    task.cancel()
+        finally:
+            for driver in started:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(driver.stop(), 3)
+    _LOG.info("stopped cleanly")
+
+
+async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+    """Optional long-lived components (local API, upstream link) added by later layers."""
+    tasks: list[asyncio.Task[None]] = []
+    for starter in EXTRA_STARTERS:
+        tasks.extend(await starter(bridge, group))
+    return tasks
+
+
+StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[None]]]]
+EXTRA_STARTERS: list[StarterFn] = []
+
+
+def _sink(engine: Engine, name: str) -> Callable[[DriverEvent], Awaitable[None]]:
+    async def deliver(event: DriverEvent) -> None:
+        await engine.on_driver_event(name, event)
+
+    return deliver
+
+
+def state_db(state_dir: Path) -> Path:
+    """Where the database of a state directory lives."""
+    return state_dir / DB_NAME
+

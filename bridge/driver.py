@@ -1,0 +1,223 @@
+"""The one interface every lock family implements, and the values that cross it."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class Addressing(enum.StrEnum):
+    """How a lock keeps codes: in numbered slots we choose, or under ids the lock assigns."""
+
+    SLOT = "slot"
+    ID = "id"
+
+
+class Availability(enum.StrEnum):
+    """Whether a lock can be reached now, and if not, which link is down."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    HUB_DISCONNECTED = "hub_disconnected"
+    ACCOUNT_DISCONNECTED = "account_disconnected"
+    REMOVED = "removed"
+
+
+class SlotState(enum.StrEnum):
+    """What a read of one slot showed. UNREADABLE is never the same as EMPTY."""
+
+    KNOWN = "known"
+    EMPTY = "empty"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class PinConstraints:
+    """What PINs a lock accepts."""
+
+    min_length: int = 4
+    max_length: int = 8
+    # Schlage-style: every code on the lock must have this one length.
+    fixed_length: int | None = None
+    no_leading_zero: bool = False
+    rejects_duplicates: bool = True
+    # The lock opens as soon as the typed digits match a code, so no code may prefix another.
+    matches_prefixes: bool = False
+    forbidden_prefixes: tuple[str, ...] = ()
+
+    def allowed_lengths(self) -> range:
+        """Lengths a new PIN may have."""
+        if self.fixed_length is not None:
+            return range(self.fixed_length, self.fixed_length + 1)
+        return range(self.min_length, self.max_length + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class LockCapabilities:
+    """What a lock and its driver can do; the core adapts to these instead of special-casing."""
+
+    addressing: Addressing = Addressing.SLOT
+    first_slot: int = 1
+    slot_count: int = 30
+    reserved_slots: frozenset[int] = frozenset()
+    can_read: bool = True
+    masks_pins_on_read: bool = False
+    native_schedules: bool = False
+    algorithmic_pins: bool = False
+    # Seconds after a write during which a read may still show the old value.
+    confirmation_window_s: float = 60.0
+    name_max_length: int = 16
+    can_delete_unmanaged: bool = True
+    # Seconds to leave between two commands to this lock.
+    min_command_spacing_s: float = 2.0
+
+    def slots(self) -> range:
+        """Every slot number the lock has, including reserved ones."""
+        return range(self.first_slot, self.first_slot + self.slot_count)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A lock as a driver discovered it."""
+
+    external_id: str
+    display_name: str
+    manufacturer: str
+    model: str
+    device_type: str
+    capabilities: LockCapabilities
+    constraints: PinConstraints
+    hub_id: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWindow:
+    """A native schedule in the lock's own wall-clock time (naive datetimes)."""
+
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRead:
+    """One slot as read from the lock."""
+
+    slot: int
+    state: SlotState
+    pin: str | None = None
+    name: str | None = None
+    window: LocalWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeWrite:
+    """Everything a driver needs to put one code on a lock."""
+
+    slot: int | None
+    pin: str | None
+    name: str
+    window: LocalWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What the lock accepted: the slot used and the PIN actually set (algorithmic locks choose)."""
+
+    slot: int
+    pin: str
+    confirmed: bool = True
+
+
+class DriverEventKind(enum.StrEnum):
+    """What a driver reports without being asked."""
+
+    AVAILABILITY = "availability"
+    SLOT_CHANGED = "slot_changed"
+    KEYPAD_USED = "keypad_used"
+    DEVICES_CHANGED = "devices_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class DriverEvent:
+    """A driver's report: availability changed, a slot changed at the lock, or a code was used."""
+
+    kind: DriverEventKind
+    external_id: str
+    availability: Availability | None = None
+    slot: int | None = None
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+DriverEventSink = Callable[[DriverEvent], Awaitable[None]]
+
+
+class LockDriver(Protocol):
+    """A family of locks behind one connection (a radio, a broker, a cloud account)."""
+
+    name: str
+
+    async def start(self, sink: DriverEventSink) -> None:
+        """Connect, discover locks, and begin reporting events to `sink`."""
+
+    async def stop(self) -> None:
+        """Disconnect and release everything; safe to call twice."""
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        """Locks known now."""
+
+    def availability(self, external_id: str) -> Availability:
+        """Last known availability of one lock."""
+
+    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
+        """Read the given slots fresh from the lock (never from a cache known to be stale)."""
+
+    async def list_codes(self, external_id: str) -> list[SlotRead]:
+        """Every occupied slot on the lock; costly on radio locks, called rarely."""
+
+    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
+        """Put one code on the lock."""
+
+    async def clear_code(self, external_id: str, slot: int) -> None:
+        """Remove the code in one slot; never clears more than that slot."""
+
+    async def probe(self, external_id: str) -> bool:
+        """One cheap round trip to learn whether the lock answers."""
+
+
+class RejectReason(enum.StrEnum):
+    """Why a lock refused a command for good."""
+
+    DUPLICATE_PIN = "duplicate_pin"
+    NO_SPACE = "no_space"
+    INVALID_PIN = "invalid_pin"
+    SLOT_OUT_OF_RANGE = "slot_out_of_range"
+    UNSUPPORTED = "unsupported"
+    OTHER = "other"
+
+
+class DriverError(Exception):
+    """Base of errors a driver raises; each subclass says what the caller must do."""
+
+
+class RetryLater(DriverError):
+    """A passing failure (timeout, lock asleep, link down): try again after a backoff."""
+
+
+class Reauthenticate(DriverError):
+    """Credentials were refused: do not retry until they change."""
+
+
+class FixConfig(DriverError):
+    """The configuration cannot work: retrying will not help."""
+
+
+class CommandRejected(DriverError):
+    """The lock refused this one command for good; other commands may still work."""
+
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,1224 @@
+"""The engine: applies the planner's decisions to locks through drivers, one worker per lock.
+
+Every state change and the events it causes are committed in one store transaction before the
+in-memory view changes; a command's intent is recorded before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridge.clock import Clock
+from bridge.driver import (
+    Addressing,
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DeviceInfo,
+    DriverError,
+    DriverEvent,
+    DriverEventKind,
+    FixConfig,
+    LockDriver,
+    Reauthenticate,
+    RejectReason,
+    RetryLater,
+    SlotRead,
+    SlotState,
+)
+from bridge.logs import REDACTOR
+from bridge.model import (
+    AccessCodeErrorCode,
+    AccessCodeStatus,
+    AccessCodeType,
+    AccessCodeWarningCode,
+    DeviceErrorCode,
+    DeviceWarningCode,
+    Event,
+    EventType,
+    Issue,
+)
+from bridge.pins import generate_pin
+from bridge.planner import (
+    Command,
+    CommandKind,
+    Policy,
+    ReadVerdict,
+    appearance_name,
+    backoff_delay,
+    choose_slot,
+    judge_read,
+    local_window,
+    next_command,
+    next_wakeup,
+    permanent_problem,
+    pin_conflict,
+    pin_on_lock_conflict,
+    should_be_on_lock,
+    uses_native_schedule,
+    with_status,
+)
+from bridge.records import CodeRecord, DeviceRecord
+from bridge.store import Intent, Store, Tx
+
+_LOG = logging.getLogger(__name__)
+_DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
+
+_AVAILABILITY_ERRORS = {
+    Availability.OFFLINE: (DeviceErrorCode.DEVICE_OFFLINE, "Device is offline"),
+    Availability.HUB_DISCONNECTED: (DeviceErrorCode.HUB_DISCONNECTED, "Hub is disconnected"),
+    Availability.ACCOUNT_DISCONNECTED: (
+        DeviceErrorCode.ACCOUNT_DISCONNECTED,
+        "Account is disconnected: re-authenticate the lock's account",
+    ),
+    Availability.REMOVED: (DeviceErrorCode.DEVICE_REMOVED, "Device has been removed"),
+}
+
+
+class EngineError(Exception):
+    """A request the engine refuses; `kind` is the API error type."""
+
+    def __init__(self, kind: str, message: str, field_name: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.field_name = field_name
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRequest:
+    """What a caller asks for when creating or updating a managed code."""
+
+    name: str | None = None
+    code: str | None = None
+    preferred_code: str | None = None
+    type: AccessCodeType | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    preferred_code_length: int | None = None
+    allow_external_modification: bool | None = None
+    common_code_key: str | None = None
+    use_backup_access_code_pool: bool | None = None
+
+
+@dataclass(slots=True)
+class _Worker:
+    device_id: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pending_reads: set[int] = field(default_factory=set)
+    full_read: bool = True
+    probe_attempts: int = 0
+    next_probe_at: float = 0.0
+    last_command_at: float | None = None
+    intents: dict[int, Intent] = field(default_factory=dict)
+    busy: bool = False
+    waiting: bool = False
+
+
+EventListener = Callable[[list[Event]], Awaitable[None] | None]
+
+
+class Engine:
+    """Keeps every lock equal to what should be on it."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        policy: Policy,
+        drivers: dict[str, LockDriver],
+        *,
+        rng: random.Random | None = None,
+        device_overrides: dict[str, dict[str, Any]] | None = None,
+        default_time_zone: Callable[[str, str], str | None] | None = None,
+        clock_synchronized: Callable[[], bool] = lambda: True,
+        command_timeout_s: float = 30.0,
+        default_spacing_s: float = 2.0,
+        reconcile_interval_s: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.drivers = drivers
+        self._rng = rng or random.Random()
+        self._overrides = device_overrides or {}
+        self._zone_for = default_time_zone or (lambda driver, external_id: None)
+        self._clock_synchronized = clock_synchronized
+        self._timeout = command_timeout_s
+        self._default_spacing = default_spacing_s
+        self._reconcile_interval = reconcile_interval_s
+        self.devices: dict[str, DeviceRecord] = {}
+        self.codes: dict[str, CodeRecord] = {}
+        self._by_external: dict[tuple[str, str], str] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._listeners: list[EventListener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clock_was_synced = True
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load the store into memory and register every driver's locks."""
+        devices, codes, intents = await self.store.read(
+            lambda r: (r.devices(), r.codes(), r.intents())
+        )
+        self.devices = {d.device_id: d for d in devices}
+        self.codes = {c.access_code_id: c for c in codes}
+        for code in codes:
+            REDACTOR.remember(code.code)
+            REDACTOR.remember(code.on_lock_pin)
+        for device in devices:
+            self._by_external[(device.driver, device.external_id)] = device.device_id
+        for name, driver in self.drivers.items():
+            for info in driver.devices():
+                await self._register(name, info, driver.availability(info.external_id))
+        for intent in intents:
+            worker = self._workers.get(intent.device_id)
+            if worker is not None:
+                # Sent or about to be sent when the process stopped: read the slot back before
+                # deciding anything, so the command is neither lost nor applied twice.
+                worker.intents[intent.slot] = intent
+                worker.pending_reads.add(intent.slot)
+
+    async def run(self) -> None:
+        """Run one worker per lock until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for device_id in list(self._workers):
+                self._tasks.append(
+                    group.create_task(self._run_worker(device_id), name=f"lock:{device_id}")
+                )
+            self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Call `listener` with every batch of committed events."""
+        self._listeners.append(listener)
+
+    async def on_driver_event(self, driver_name: str, event: DriverEvent) -> None:
+        """A driver's report: availability, a slot changed at the lock, or a keypad unlock."""
+        device_id = self._by_external.get((driver_name, event.external_id))
+        if device_id is None:
+            return
+        worker = self._workers[device_id]
+        if event.kind is DriverEventKind.AVAILABILITY and event.availability is not None:
+            await self._set_availability(device_id, event.availability)
+        elif event.kind is DriverEventKind.SLOT_CHANGED and event.slot is not None:
+            worker.pending_reads.add(event.slot)
+        elif event.kind is DriverEventKind.KEYPAD_USED:
+            code = self._code_in_slot(device_id, event.slot)
+            data: dict[str, Any] = {"method": "keycode", "slot": event.slot}
+            await self._commit(events=[self._event(
+                EventType.LOCK_UNLOCKED, device_id,
+                code.access_code_id if code else None, data)])
+        worker.wake.set()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def device(self, device_id: str) -> DeviceRecord:
+        """A device, or EngineError device_not_found."""
+        device = self.devices.get(device_id)
+        if device is None:
+            raise EngineError("device_not_found", f"Device {device_id} not found",
+                              "device_id")
+        return device
+
+    def code(self, access_code_id: str, managed: bool = True) -> CodeRecord:
+        """A code, or EngineError access_code_not_found."""
+        code = self.codes.get(access_code_id)
+        if code is None or code.is_managed != managed or (code.deleted and not code.on_lock
+                                                          and managed):
+            raise EngineError("access_code_not_found", f"Access code {access_code_id} not found",
+                              "access_code_id")
+        return code
+
+    def codes_of(self, device_id: str) -> list[CodeRecord]:
+        """Every code of one device, managed and unmanaged."""
+        return [c for c in self.codes.values() if c.device_id == device_id]
+
+    async def create_code(self, device_id: str, request: CodeRequest,
+                          access_code_id: str | None = None) -> CodeRecord:
+        """Create a managed code; it goes onto the lock in the background."""
+        async with self._lock_for(device_id):
+            device = self.device(device_id)
+            now = self.clock.now()
+            code = CodeRecord(
+                access_code_id=access_code_id or str(uuid.uuid4()),
+                device_id=device_id,
+                created_at=now,
+                type=request.type or (AccessCodeType.TIME_BOUND if request.starts_at
+                                      else AccessCodeType.ONGOING),
+                name=request.name,
+                starts_at=request.starts_at,
+                ends_at=request.ends_at,
+                preferred_code_length=request.preferred_code_length,
+                allow_external_modification=bool(request.allow_external_modification),
+                common_code_key=request.common_code_key,
+                use_backup_access_code_pool=bool(request.use_backup_access_code_pool),
+                pending_since=now,
+            )
+            code = self._validate_and_choose_pin(device, code, request, now)
+            code = self._refresh(code, device, now)
+            events = [self._event(EventType.ACCESS_CODE_CREATED, device_id,
+                                  code.access_code_id, {})]
+            await self._commit(codes=[code], events=events)
+        self._wake(device_id)
+        return self.codes[code.access_code_id]
+
+    async def update_code(self, access_code_id: str, request: CodeRequest) -> CodeRecord:
+        """Change name, PIN, times or type; the lock is reprogrammed in the background."""
+        current = self.code(access_code_id)
+        async with self._lock_for(current.device_id):
+            current = self.code(access_code_id)
+            if current.deleted:
+                raise EngineError("access_code_not_found", "Access code is being deleted")
+            device = self.device(current.device_id)
+            now = self.clock.now()
+            changes: dict[str, Any] = {}
+            for name in ("name", "starts_at", "ends_at", "preferred_code_length",
+                         "allow_external_modification", "common_code_key",
+                         "use_backup_access_code_pool"):
+                value = getattr(request, name)
+                if value is not None:
+                    changes[name] = value
+            if request.type is not None:
+                changes["type"] = request.type
+                if request.type is AccessCodeType.ONGOING:
+                    changes["starts_at"] = None
+                    changes["ends_at"] = None
+            updated = replace(current, **changes, revision=current.revision + 1, gave_up=False,
+                              attempts=0, next_attempt_at=None,
+                              errors=_drop_codes(current.errors, _RETRYABLE_ERRORS),
+                              extra={k: v for k, v in current.extra.items()
+                                     if k != "external_hold"})
+            pin_request = request.code is not None or request.preferred_code is not None
+            if pin_request or changes.get("type") or "starts_at" in changes:
+                updated = self._validate_and_choose_pin(
+                    device, updated, request if pin_request else
+                    CodeRequest(code=current.code if not device.info.capabilities
+                                .algorithmic_pins else None), now)
+            if updated.code != current.code or "name" in changes:
+                updated = replace(updated, pending_since=now)
+            updated = self._refresh(updated, device, now)
+            await self._commit(codes=[updated], events=[self._event(
+                EventType.ACCESS_CODE_CHANGED, current.device_id, access_code_id, {})])
+        self._wake(current.device_id)
+        return self.codes[access_code_id]
+
+    async def delete_code(self, access_code_id: str) -> None:
+        """Take a code off its lock and forget it."""
+        current = self.code(access_code_id)
+        async with self._lock_for(current.device_id):
+            current = self.code(access_code_id)
+            device = self.device(current.device_id)
+            now = self.clock.now()
+            events = [self._event(EventType.ACCESS_CODE_DELETED, current.device_id,
+                                  access_code_id, {})]
+            if current.on_lock:
+                updated = self._refresh(replace(current, deleted=True, gave_up=False,
+                                                attempts=0, next_attempt_at=None,
+                                                pending_since=now,
+                                                revision=current.revision + 1), device, now)
+                await self._commit(codes=[updated], events=events)
+            else:
+                await self._commit(drop=[access_code_id], events=events)
+        self._wake(current.device_id)
+
+    async def convert_unmanaged(self, access_code_id: str, request: CodeRequest) -> CodeRecord:
+        """Make an unmanaged code managed: the bridge keeps it on the lock from now on."""
+        current = self.code(access_code_id, managed=False)
+        async with self._lock_for(current.device_id):
+            current = self.code(access_code_id, managed=False)
+            if current.code is None:
+                await self._commit(events=[self._event(
+                    EventType.ACCESS_CODE_UNMANAGED_FAILED_TO_CONVERT_TO_MANAGED,
+                    current.device_id, access_code_id,
+                    {"reason": "the lock does not reveal this code's PIN"})])
+                raise EngineError("cannot_convert", "The lock hides this code's PIN, so it "
+                                  "cannot be managed; delete it and create a managed code")
+            converted = replace(
+                current, is_managed=True, on_lock_pin=current.code, verified=True,
+                ever_set=True, name=request.name or current.name,
+                allow_external_modification=bool(request.allow_external_modification),
+                status=AccessCodeStatus.SET, pending_since=None,
+            )
+            await self._commit(codes=[converted], events=[self._event(
+                EventType.ACCESS_CODE_UNMANAGED_CONVERTED_TO_MANAGED, current.device_id,
+                access_code_id, {})])
+        self._wake(current.device_id)
+        return self.codes[access_code_id]
+
+    async def delete_unmanaged(self, access_code_id: str) -> None:
+        """Remove an unmanaged code from its lock."""
+        current = self.code(access_code_id, managed=False)
+        device = self.device(current.device_id)
+        if not device.info.capabilities.can_delete_unmanaged or current.slot is None:
+            raise EngineError("not_supported", "This lock's driver cannot delete unmanaged codes")
+        driver = self.drivers[device.driver]
+        async with self._lock_for(current.device_id):
+            try:
+                await asyncio.wait_for(driver.clear_code(device.external_id, current.slot),
+                                       self._timeout)
+            except (DriverError, TimeoutError) as exc:
+                raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
+                    from exc
+            await self._commit(drop=[access_code_id], events=[self._event(
+                EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})])
+
+    def generate_code(self, device_id: str, length: int | None = None) -> str:
+        """A PIN that fits the lock's rules and clashes with nothing on it."""
+        device = self.device(device_id)
+        taken = [c.code for c in self.codes_of(device_id) if c.code and not c.deleted]
+        return generate_pin(device.info.constraints, taken, self._rng, length)
+
+    def outstanding(self) -> int:
+        """How many managed codes are not yet where they should be."""
+        return sum(1 for c in self.codes.values() if c.is_managed and c.status in (
+            AccessCodeStatus.SETTING, AccessCodeStatus.REMOVING))
+
+    def settled(self) -> bool:
+        """True when no lock has work pending (for tests, benchmarks and shutdown)."""
+        now = self.clock.now()
+        for device_id, device in self.devices.items():
+            worker = self._workers.get(device_id)
+            if worker is None or not device.online:
+                continue
+            if worker.busy or worker.pending_reads or not worker.waiting or worker.full_read:
+                return False
+            codes = self.codes_of(device_id)
+            if next_command(device, codes, now, self.policy, self._clock_synchronized()):
+                return False
+        return True
+
+    # -- worker -----------------------------------------------------------------------------
+
+    async def _run_worker(self, device_id: str) -> None:
+        worker = self._workers[device_id]
+        while True:
+            device = self.devices[device_id]
+            driver = self.drivers[device.driver]
+            if not device.online:
+                await self._probe_step(worker, device, driver)
+                continue
+            try:
+                worked = await self._step(worker, device, driver)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOG.exception("lock %s: unexpected error; retrying after a pause", device_id)
+                await self._wait(worker, 30.0)
+                continue
+            if not worked:
+                now = self.clock.now()
+                wake_at = next_wakeup(device, self.codes_of(device_id), now, self.policy)
+                timeout = self._reconcile_interval
+                if wake_at is not None:
+                    timeout = min(timeout, max(0.0, (wake_at - now).total_seconds()))
+                if not await self._wait(worker, timeout) and timeout >= self._reconcile_interval:
+                    # The slow period: re-read the slots we manage, never the whole lock.
+                    worker.pending_reads.update(
+                        c.slot for c in self.codes_of(device_id)
+                        if c.is_managed and c.slot is not None and c.on_lock)
+
+    async def _step(self, worker: _Worker, device: DeviceRecord, driver: LockDriver) -> bool:
+        device_id = device.device_id
+        await self._housekeeping(device_id)
+        if worker.full_read and device.info.capabilities.can_read:
+            await self._pace(worker, device)
+            worker.busy = True
+            try:
+                reads = await self._call(device, driver.list_codes(device.external_id))
+            except DriverError as exc:
+                await self._command_failed_device(device_id, exc)
+                return True
+            finally:
+                worker.busy = False
+            worker.full_read = False
+            await self._apply_reads(device_id, reads, full=True)
+            return True
+        worker.full_read = False
+        command = next_command(device, self.codes_of(device_id), self.clock.now(), self.policy,
+                               self._clock_synchronized(),
+                               worker.pending_reads if device.info.capabilities.can_read else ())
+        if command is None:
+            if worker.pending_reads and not device.info.capabilities.can_read:
+                await self._resolve_unreadable_intents(worker, device_id)
+            return False
+        await self._pace(worker, device)
+        worker.busy = True
+        try:
+            if command.kind is CommandKind.READ:
+                slots = command.slots
+                worker.pending_reads.difference_update(slots)
+                try:
+                    reads = await self._call(device, driver.read_slots(device.external_id,
+                                                                        list(slots)))
+                except DriverError as exc:
+                    worker.pending_reads.update(slots)
+                    await self._command_failed_device(device_id, exc)
+                    return True
+                await self._apply_reads(device_id, reads, full=False)
+                for slot in slots:
+                    worker.intents.pop(slot, None)
+            elif command.kind is CommandKind.WRITE:
+                await self._write(worker, device, driver, command)
+            else:
+                await self._clear(worker, device, driver, command)
+        finally:
+            worker.busy = False
+        return True
+
+    async def _write(self, worker: _Worker, device: DeviceRecord, driver: LockDriver,
+                     command: Command) -> None:
+        device_id = device.device_id
+        assert command.access_code_id is not None
+        async with self._lock_for(device_id):
+            code = self.codes.get(command.access_code_id)
+            if code is None or code.revision != command.revision:
+                return
+            codes = self.codes_of(device_id)
+            caps = device.info.capabilities
+            slot = code.slot
+            if slot is None and caps.addressing is Addressing.SLOT:
+                slot = choose_slot(device, codes, worker.intents)
+                if slot is None:
+                    await self._code_problem_locked(code, AccessCodeErrorCode
+                                             .NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE,
+                                             "No free slot on the lock", give_up=True,
+                                             event=EventType.ACCESS_CODE_NO_SPACE_ON_DEVICE)
+                    return
+            pin = None if caps.algorithmic_pins else code.code
+            if pin is not None:
+                blocker = pin_on_lock_conflict(pin, code, device, codes)
+                if blocker is not None and blocker.is_managed:
+                    # The same PIN for another window is still on the lock: wait for it to go.
+                    await self._commit(codes=[replace(code, next_attempt_at=(
+                        blocker.ends_at or self.clock.now() + timedelta(minutes=5)))])
+                    return
+                if blocker is not None:
+                    await self._code_problem_locked(
+                        code, AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
+                        "The PIN is already on the lock as an unmanaged code",
+                        give_up=True, event=EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE)
+                    return
+            name = appearance_name(code.name or f"Code {code.access_code_id[:8]}",
+                                   caps.name_max_length)
+            request = CodeWrite(slot=slot, pin=pin, name=name,
+                                window=local_window(code, device))
+            intent_slot = slot if slot is not None else -1
+            intent = Intent(device_id, intent_slot, "write", code.access_code_id, pin)
+            await self._commit(intents=[intent],
+                               codes=[replace(code, slot=slot, appearance_name=name)])
+            worker.intents[intent_slot] = intent
+        now_mono = self.clock.monotonic()
+        worker.last_command_at = now_mono
+        try:
+            result = await self._call(device, driver.write_code(device.external_id, request))
+        except CommandRejected as exc:
+            worker.intents.pop(intent_slot, None)
+            await self._write_rejected(command.access_code_id, intent_slot, exc)
+            return
+        except DriverError as exc:
+            worker.intents.pop(intent_slot, None)
+            await self._write_failed(command.access_code_id, intent_slot, exc)
+            return
+        worker.intents.pop(intent_slot, None)
+        REDACTOR.remember(result.pin)
+        async with self._lock_for(device_id):
+            code = self.codes.get(command.access_code_id)
+            now = self.clock.now()
+            if code is None:
+                return
+            verified = result.confirmed and (not caps.can_read or caps.masks_pins_on_read or
+                                             caps.confirmation_window_s == 0)
+            changed: dict[str, Any] = dict(slot=result.slot, on_lock_pin=result.pin,
+                                           last_write_at=now, verified=verified, attempts=0,
+                                           next_attempt_at=None,
+                                           errors=_drop_codes(code.errors, _RETRYABLE_ERRORS))
+            events: list[Event] = []
+            if caps.algorithmic_pins and result.pin != code.code:
+                changed["code"] = result.pin
+                changed["warnings"] = _with_issue(
+                    code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
+                    "This lock generates its own PINs; the code set is the lock's",
+                    now) if code.requested_code else code.warnings
+            updated = replace(code, **changed)
+            if verified:
+                updated, more = self._confirmed(updated, device, now)
+                events.extend(more)
+            else:
+                self._workers[device_id].pending_reads.add(result.slot)
+            updated = self._refresh(updated, device, now)
+            await self._commit(codes=[updated], events=events,
+                               drop_intents=[(device_id, intent_slot)])
+
+    async def _clear(self, worker: _Worker, device: DeviceRecord, driver: LockDriver,
+                     command: Command) -> None:
+        device_id = device.device_id
+        assert command.access_code_id is not None and command.slot is not None
+        slot = command.slot
+        async with self._lock_for(device_id):
+            code = self.codes.get(command.access_code_id)
+            if code is None or not code.on_lock:
+                return
+            intent = Intent(device_id, slot, "clear", code.access_code_id, None)
+            await self._commit(intents=[intent])
+            worker.intents[slot] = intent
+        worker.last_command_at = self.clock.monotonic()
+        try:
+            await self._call(device, driver.clear_code(device.external_id, slot))
+        except DriverError as exc:
+            worker.intents.pop(slot, None)
+            await self._clear_failed(command.access_code_id, slot, exc)
+            return
+        worker.intents.pop(slot, None)
+        await self._cleared(command.access_code_id, device_id, slot)
+
+    async def _cleared(self, access_code_id: str, device_id: str, slot: int) -> None:
+        async with self._lock_for(device_id):
+            code = self.codes.get(access_code_id)
+            device = self.devices[device_id]
+            now = self.clock.now()
+            if code is None:
+                await self._commit(drop_intents=[(device_id, slot)])
+                return
+            events = [self._event(EventType.ACCESS_CODE_REMOVED_FROM_DEVICE, device_id,
+                                  access_code_id, {})]
+            if code.deleted:
+                await self._commit(drop=[access_code_id], events=events,
+                                   drop_intents=[(device_id, slot)])
+                return
+            keep_slot = should_be_on_lock(code, device, now, self.policy)
+            updated = replace(code, on_lock_pin=None, verified=False, attempts=0,
+                              next_attempt_at=None, slot=slot if keep_slot else None,
+                              pending_since=now if keep_slot else None,
+                              errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
+                              warnings=_drop_codes(code.warnings, {
+                                  AccessCodeWarningCode.DELAY_IN_REMOVING_FROM_DEVICE}))
+            updated = self._refresh(updated, device, now)
+            await self._commit(codes=[updated], events=events, drop_intents=[(device_id, slot)])
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def _write_rejected(self, access_code_id: str, slot: int,
+                              exc: CommandRejected) -> None:
+        code = self.codes.get(access_code_id)
+        if code is None:
+            return
+        mapping = {
+            RejectReason.DUPLICATE_PIN: (AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
+                                         EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE),
+            RejectReason.NO_SPACE: (AccessCodeErrorCode.NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE,
+                                    EventType.ACCESS_CODE_NO_SPACE_ON_DEVICE),
+        }
+        error, event = mapping.get(exc.reason, (AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
+                                                EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE))
+        await self._code_problem(code, error, f"The lock refused the code: {exc}",
+                                 give_up=True, event=event, drop_intent=slot,
+                                 free_slot=True)
+
+    async def _write_failed(self, access_code_id: str, slot: int, exc: DriverError) -> None:
+        code = self.codes.get(access_code_id)
+        if code is None:
+            return
+        device_id = code.device_id
+        await self._command_failed_device(device_id, exc)
+        if not self.devices[device_id].online:
+            await self._commit(drop_intents=[(device_id, slot)])
+            return
+        async with self._lock_for(device_id):
+            code = self.codes.get(access_code_id)
+            if code is None:
+                return
+            attempts = code.attempts + 1
+            if attempts >= self.policy.max_attempts or isinstance(exc, FixConfig):
+                await self._code_problem_locked(
+                    code, AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
+                    f"Failed to set code on device after {attempts} attempts: {exc}",
+                    give_up=True, event=EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE,
+                    drop_intent=slot, attempts=attempts)
+                return
+            delay = backoff_delay(attempts, self.policy.retry_base_s, self.policy.retry_cap_s,
+                                  self._rng)
+            updated = replace(code, attempts=attempts,
+                              next_attempt_at=self.clock.now() + timedelta(seconds=delay))
+            await self._commit(codes=[updated], drop_intents=[(device_id, slot)])
+
+    async def _clear_failed(self, access_code_id: str, slot: int, exc: DriverError) -> None:
+        code = self.codes.get(access_code_id)
+        if code is None:
+            return
+        device_id = code.device_id
+        await self._command_failed_device(device_id, exc)
+        async with self._lock_for(device_id):
+            code = self.codes.get(access_code_id)
+            if code is None:
+                return
+            if not self.devices[device_id].online:
+                await self._commit(drop_intents=[(device_id, slot)])
+                return
+            attempts = code.attempts + 1
+            if attempts >= self.policy.max_attempts or isinstance(exc, CommandRejected):
+                await self._code_problem_locked(
+                    code, AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE,
+                    f"Failed to remove code from device: {exc}", give_up=True,
+                    event=EventType.ACCESS_CODE_FAILED_TO_REMOVE_FROM_DEVICE, drop_intent=slot,
+                    attempts=attempts)
+                return
+            delay = backoff_delay(attempts, self.policy.retry_base_s, self.policy.retry_cap_s,
+                                  self._rng)
+            await self._commit(codes=[replace(
+                code, attempts=attempts,
+                next_attempt_at=self.clock.now() + timedelta(seconds=delay))],
+                drop_intents=[(device_id, slot)])
+
+    async def _code_problem(self, code: CodeRecord, error: AccessCodeErrorCode, message: str,
+                            **kwargs: Any) -> None:
+        async with self._lock_for(code.device_id):
+            current = self.codes.get(code.access_code_id)
+            if current is not None:
+                await self._code_problem_locked(current, error, message, **kwargs)
+
+    async def _code_problem_locked(
+        self, code: CodeRecord, error: AccessCodeErrorCode, message: str, *,
+        give_up: bool, event: EventType, drop_intent: int | None = None,
+        free_slot: bool = False, attempts: int | None = None,
+    ) -> None:
+        now = self.clock.now()
+        device = self.devices[code.device_id]
+        already = code.has_error(error)
+        updated = replace(
+            code, errors=_with_issue(code.errors, error, message, now), gave_up=give_up,
+            attempts=code.attempts if attempts is None else attempts,
+            slot=None if free_slot and not code.on_lock else code.slot,
+        )
+        updated = self._refresh(updated, device, now)
+        events = [] if already else [self._event(event, code.device_id, code.access_code_id,
+                                                 {"error_code": error.value,
+                                                  "message": message})]
+        drops = [(code.device_id, drop_intent)] if drop_intent is not None else []
+        await self._commit(codes=[updated], events=events, drop_intents=drops)
+        _LOG.warning("lock %s code %s: %s", code.device_id, code.access_code_id, message)
+
+    def _confirmed(self, code: CodeRecord, device: DeviceRecord,
+                   now: datetime) -> tuple[CodeRecord, list[Event]]:
+        """A code just verified on the lock: clear delay warnings, emit set or scheduled."""
+        events: list[Event] = []
+        scheduled = (code.type is AccessCodeType.TIME_BOUND and uses_native_schedule(device)
+                     and code.starts_at is not None and now < code.starts_at)
+        if code.on_lock_pin != code.code:
+            return code, events
+        kind = (EventType.ACCESS_CODE_SCHEDULED_ON_DEVICE if scheduled
+                else EventType.ACCESS_CODE_SET_ON_DEVICE)
+        if not code.verified or not code.ever_set:
+            events.append(self._event(kind, code.device_id, code.access_code_id,
+                                      {"code": code.code}))
+        updated = replace(
+            code, verified=True, ever_set=True, pending_since=None,
+            warnings=_drop_codes(code.warnings, {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
+                                                 AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
+                                 if not code.requested_code else
+                                 {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE}),
+            errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
+        )
+        return updated, events
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _apply_reads(self, device_id: str, reads: Sequence[SlotRead], full: bool) -> None:
+        """Judge slot reads against what should be there; update codes, unmanaged codes, events."""
+        async with self._lock_for(device_id):
+            device = self.devices[device_id]
+            now = self.clock.now()
+            window = timedelta(seconds=device.info.capabilities.confirmation_window_s)
+            worker = self._workers[device_id]
+            by_slot: dict[int, SlotRead] = {r.slot: r for r in reads}
+            if full:
+                for known in self.codes_of(device_id):
+                    if known.slot is not None and known.slot not in by_slot:
+                        by_slot[known.slot] = SlotRead(known.slot, SlotState.EMPTY)
+            changed: list[CodeRecord] = []
+            drops: list[str] = []
+            events: list[Event] = []
+            managed_slots = {c.slot: c for c in self.codes_of(device_id)
+                             if c.is_managed and c.slot is not None}
+            unmanaged_slots = {c.slot: c for c in self.codes_of(device_id)
+                               if not c.is_managed and c.slot is not None}
+            for slot, read in sorted(by_slot.items()):
+                REDACTOR.remember(read.pin)
+                empty = read.state is SlotState.EMPTY
+                code = managed_slots.get(slot)
+                intent = worker.intents.get(slot)
+                if code is not None and intent is not None and intent.op == "write" \
+                        and intent.access_code_id == code.access_code_id:
+                    # A write was in flight when the process stopped: did it land?
+                    landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
+                        read.state is SlotState.UNREADABLE
+                    if landed:
+                        code = replace(code, on_lock_pin=intent.pin, last_write_at=None)
+                    drops.append(f"intent:{slot}")
+                elif code is not None and intent is not None and intent.op == "clear":
+                    if read.state is SlotState.EMPTY:
+                        code = replace(code, on_lock_pin=None)
+                    drops.append(f"intent:{slot}")
+                if code is not None and code.on_lock:
+                    updated, more = self._judge_managed(code, read, device, now, window)
+                    events.extend(more)
+                    if updated != code or code is not managed_slots.get(slot):
+                        changed.append(updated)
+                    continue
+                if code is not None:
+                    if code is not managed_slots.get(slot):
+                        changed.append(code)
+                    if read.state is SlotState.EMPTY:
+                        continue
+                    if read.state is SlotState.KNOWN and read.pin == code.code:
+                        # Our code is there though we did not know it (a replayed intent).
+                        updated = replace(code, on_lock_pin=read.pin)
+                        updated, more = self._confirmed(updated, device, now)
+                        events.extend(more)
+                        changed.append(updated)
+                        continue
+                unmanaged = unmanaged_slots.get(slot)
+                if empty:
+                    if unmanaged is not None:
+                        drops.append(unmanaged.access_code_id)
+                        events.append(self._event(EventType.ACCESS_CODE_UNMANAGED_REMOVED,
+                                                  device_id, unmanaged.access_code_id, {}))
+                    continue
+                if code is not None:
+                    # Our slot holds someone else's code: it is theirs until we overwrite it.
+                    continue
+                pin = read.pin if read.state is SlotState.KNOWN else None
+                if unmanaged is None:
+                    new = CodeRecord(access_code_id=str(uuid.uuid4()), device_id=device_id,
+                                     created_at=now, is_managed=False, name=read.name,
+                                     code=pin, slot=slot, status=AccessCodeStatus.SET)
+                    changed.append(new)
+                    events.append(self._event(EventType.ACCESS_CODE_UNMANAGED_CREATED,
+                                              device_id, new.access_code_id, {}))
+                elif unmanaged.code != pin or unmanaged.name != read.name:
+                    changed.append(replace(unmanaged, code=pin, name=read.name))
+            changed = [self._refresh(c, device, now) for c in changed]
+            intent_drops = [(device_id, int(d.split(":")[1])) for d in drops
+                            if d.startswith("intent:")]
+            code_drops = [d for d in drops if not d.startswith("intent:")]
+            await self._commit(codes=changed, drop=code_drops, events=events,
+                               drop_intents=intent_drops)
+            for _, slot in intent_drops:
+                worker.intents.pop(slot, None)
+
+    def _judge_managed(self, code: CodeRecord, read: SlotRead, device: DeviceRecord,
+                       now: datetime, window: timedelta) -> tuple[CodeRecord, list[Event]]:
+        verdict = judge_read(code, read, now, window)
+        if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
+            if code.on_lock_pin == code.code:
+                return self._confirmed(code, device, now)
+            return code, []
+        if verdict is ReadVerdict.STILL_PENDING:
+            self._workers[code.device_id].pending_reads.add(read.slot)
+            return code, []
+        if not code.verified and not code.ever_set:
+            # Never confirmed: the write did not take; try again.
+            return replace(code, on_lock_pin=None, verified=False), []
+        # Changed or removed behind our back.
+        message = ("Code was modified or removed externally after lockbridge successfully set "
+                   "it on the device")
+        events = [self._event(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM, code.device_id,
+                              code.access_code_id, {"slot": read.slot,
+                                                    "removed": verdict is ReadVerdict.MISSING})]
+        warnings = _with_issue(code.warnings, AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM,
+                               message, now)
+        if code.deleted:
+            return replace(code, on_lock_pin=None, verified=False, warnings=warnings), events
+        if code.allow_external_modification:
+            if verdict is ReadVerdict.CHANGED and read.pin is not None:
+                return replace(code, code=read.pin, on_lock_pin=read.pin, verified=True,
+                               warnings=warnings), events
+            return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
+                           extra={**code.extra, "external_hold": True}), events
+        # Put it back: the slot is ours, the next write overwrites whatever is there.
+        return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
+                       pending_since=now), events
+
+    async def _resolve_unreadable_intents(self, worker: _Worker, device_id: str) -> None:
+        """On a lock that cannot be read, an interrupted write is replayed (it is idempotent)."""
+        worker.pending_reads.clear()
+        worker.intents.clear()
+
+    # -- availability ---------------------------------------------------------------------
+
+    async def _set_availability(self, device_id: str, availability: Availability) -> None:
+        async with self._lock_for(device_id):
+            device = self.devices[device_id]
+            if device.availability is availability:
+                return
+            now = self.clock.now()
+            was_online = device.online
+            errors = _drop_codes(device.errors, {c for c, _ in _AVAILABILITY_ERRORS.values()})
+            if availability in _AVAILABILITY_ERRORS:
+                error_code, message = _AVAILABILITY_ERRORS[availability]
+                errors = _with_issue(errors, error_code, message, now)
+            updated = replace(device, availability=availability, errors=errors)
+            events: list[Event] = []
+            if was_online and not updated.online:
+                events.append(self._event(EventType.DEVICE_DISCONNECTED, device_id, None,
+                                          {"reason": availability.value}))
+            elif updated.online and not was_online:
+                events.append(self._event(EventType.DEVICE_CONNECTED, device_id, None, {}))
+            codes: list[CodeRecord] = []
+            if updated.online and not was_online:
+                # A reconnect is "something changed": retry given-up codes, re-read the lock.
+                worker = self._workers[device_id]
+                worker.full_read = True
+                worker.probe_attempts = 0
+                for code in self.codes_of(device_id):
+                    if code.is_managed and (code.gave_up or code.attempts):
+                        codes.append(replace(code, gave_up=False, attempts=0,
+                                             next_attempt_at=None,
+                                             errors=_drop_codes(code.errors, _RETRYABLE_ERRORS)))
+            await self._commit(devices=[updated], codes=codes, events=events)
+        if availability is not Availability.ONLINE:
+            _LOG.warning("lock %s is %s", device_id, availability.value)
+        else:
+            _LOG.info("lock %s is online again", device_id)
+        self._wake(device_id)
+
+    async def _command_failed_device(self, device_id: str, exc: DriverError) -> None:
+        device = self.devices[device_id]
+        driver = self.drivers[device.driver]
+        if isinstance(exc, Reauthenticate):
+            await self._set_availability(device_id, Availability.ACCOUNT_DISCONNECTED)
+        elif isinstance(exc, RetryLater | TimeoutError):
+            reported = driver.availability(device.external_id)
+            if reported is not Availability.ONLINE:
+                await self._set_availability(device_id, reported)
+
+    async def _probe_step(self, worker: _Worker, device: DeviceRecord,
+                          driver: LockDriver) -> None:
+        """One probe per backoff step for a lock that is not online; never a flood."""
+        if worker.next_probe_at <= self.clock.monotonic():
+            delay = backoff_delay(worker.probe_attempts + 1, self.policy.probe_base_s,
+                                  self.policy.probe_cap_s, self._rng)
+            worker.next_probe_at = self.clock.monotonic() + delay
+        # Requests wake the worker but do not bring the probe forward: an offline lock waits.
+        remaining = worker.next_probe_at - self.clock.monotonic()
+        if remaining > 0:
+            await self._wait(worker, remaining)
+        if self.devices[device.device_id].online or \
+                worker.next_probe_at > self.clock.monotonic():
+            return
+        worker.probe_attempts += 1
+        try:
+            ok = await asyncio.wait_for(driver.probe(device.external_id), self._timeout)
+        except (DriverError, TimeoutError):
+            ok = False
+        if ok:
+            await self._set_availability(device.device_id, Availability.ONLINE)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    async def _housekeeping(self, device_id: str) -> None:
+        """Bring statuses and time-driven warnings up to date; commit only what changed."""
+        async with self._lock_for(device_id):
+            device = self.devices[device_id]
+            now = self.clock.now()
+            changed: list[CodeRecord] = []
+            events: list[Event] = []
+            for code in self.codes_of(device_id):
+                if not code.is_managed:
+                    continue
+                updated = self._refresh(code, device, now)
+                updated, more = self._delay_warnings(updated, now)
+                events.extend(more)
+                if updated != code:
+                    changed.append(updated)
+            device_updated = self._device_warnings(device, now)
+            if changed or events or device_updated is not device:
+                await self._commit(codes=changed, events=events,
+                                   devices=[device_updated] if device_updated is not device
+                                   else [])
+
+    def _delay_warnings(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
+        events: list[Event] = []
+        late = (code.pending_since is not None
+                and now - code.pending_since >= self.policy.delay_warning_after)
+        setting = code.status is AccessCodeStatus.SETTING and late
+        removing = code.status is AccessCodeStatus.REMOVING and late
+        warnings = code.warnings
+        for active, warning, event in (
+            (setting, AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
+             EventType.ACCESS_CODE_DELAY_IN_SETTING_ON_DEVICE),
+            (removing, AccessCodeWarningCode.DELAY_IN_REMOVING_FROM_DEVICE,
+             EventType.ACCESS_CODE_DELAY_IN_REMOVING_FROM_DEVICE),
+        ):
+            has = any(w.code == warning for w in warnings)
+            if active and not has:
+                warnings = _with_issue(warnings, warning, "Delay in " + (
+                    "setting code on device" if warning.endswith("setting_on_device")
+                    else "removing code from device"), now)
+                events.append(self._event(event, code.device_id, code.access_code_id, {}))
+            elif not active and has:
+                warnings = _drop_codes(warnings, {warning})
+        if warnings is not code.warnings:
+            code = replace(code, warnings=warnings)
+        return code, events
+
+    def _device_warnings(self, device: DeviceRecord, now: datetime) -> DeviceRecord:
+        warnings = device.warnings
+        needs_zone = device.info.capabilities.native_schedules and device.time_zone is None
+        has_zone_warning = any(w.code == DeviceWarningCode.UNKNOWN_TIME_ZONE for w in warnings)
+        if needs_zone and not has_zone_warning:
+            warnings = _with_issue(warnings, DeviceWarningCode.UNKNOWN_TIME_ZONE,
+                                   "The lock's time zone is unknown, so lockbridge enforces "
+                                   "start and end times itself; set time_zone in the config",
+                                   now)
+        elif not needs_zone and has_zone_warning:
+            warnings = _drop_codes(warnings, {DeviceWarningCode.UNKNOWN_TIME_ZONE})
+        synced = self._clock_synchronized()
+        has_sync = any(w.code == DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED for w in warnings)
+        if not synced and not has_sync:
+            warnings = _with_issue(warnings, DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED,
+                                   "The system clock is not synchronised; time-bound codes wait "
+                                   "until it is", now)
+        elif synced and has_sync:
+            warnings = _drop_codes(warnings, {DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED})
+        return device if warnings is device.warnings else replace(device, warnings=warnings)
+
+    async def _clock_watch(self) -> None:
+        """Wake every lock when the system clock becomes synchronised (or stops being)."""
+        while True:
+            synced = self._clock_synchronized()
+            if synced != self._clock_was_synced:
+                self._clock_was_synced = synced
+                for device_id in self._workers:
+                    self._wake(device_id)
+            await self.clock.sleep(5.0)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _register(self, driver_name: str, info: DeviceInfo,
+                        availability: Availability) -> None:
+        device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
+        override = self._overrides.get(info.external_id, {})
+        zone = override.get("time_zone") or info.time_zone or self._zone_for(driver_name,
+                                                                            info.external_id)
+        spacing = override.get("command_spacing_s")
+        caps = info.capabilities
+        if spacing is None and caps.min_command_spacing_s == 0:
+            spacing = 0.0
+        existing = self.devices.get(device_id)
+        record = DeviceRecord(
+            device_id=device_id, driver=driver_name, external_id=info.external_id, info=info,
+            created_at=existing.created_at if existing else self.clock.now(),
+            availability=existing.availability if existing else Availability.ONLINE,
+            display_name=override.get("display_name") or info.display_name,
+            time_zone=zone, errors=existing.errors if existing else (),
+            warnings=existing.warnings if existing else (),
+            backup_pool_enabled=existing.backup_pool_enabled if existing else False,
+            command_spacing_s=spacing,
+        )
+        self._by_external[(driver_name, info.external_id)] = device_id
+        self._workers[device_id] = _Worker(device_id)
+        await self._commit(devices=[record])
+        if availability is not record.availability:
+            await self._set_availability(device_id, availability)
+
+    def _validate_and_choose_pin(self, device: DeviceRecord, code: CodeRecord,
+                                 request: CodeRequest, now: datetime) -> CodeRecord:
+        if code.type is AccessCodeType.TIME_BOUND:
+            if code.starts_at is None or code.ends_at is None:
+                raise EngineError("invalid_input", "A time_bound code needs starts_at and "
+                                  "ends_at", "starts_at")
+            if code.starts_at.tzinfo is None or code.ends_at.tzinfo is None:
+                raise EngineError("invalid_input", "Times must carry a time zone (UTC)",
+                                  "starts_at")
+            if code.ends_at <= code.starts_at:
+                raise EngineError("invalid_input", "ends_at must be after starts_at", "ends_at")
+            if code.ends_at <= now:
+                raise EngineError("invalid_input", "ends_at is in the past", "ends_at")
+        others = [c for c in self.codes_of(device.device_id)
+                  if c.access_code_id != code.access_code_id]
+        caps = device.info.capabilities
+        if caps.algorithmic_pins:
+            if request.code is not None:
+                raise EngineError("invalid_input", "This lock generates its own PINs; leave "
+                                  "code out and read it from the access_code.set_on_device "
+                                  "event", "code")
+            return replace(code, code=None, requested_code=request.preferred_code)
+        if request.code is not None:
+            problem = permanent_problem(request.code, None, device)
+            if problem:
+                raise EngineError("invalid_input", f"The lock can never take this code: "
+                                  f"{problem}", "code")
+            other = pin_conflict(request.code, code, device, others)
+            if other is not None:
+                raise EngineError("duplicate_access_code", "Another code on this lock uses "
+                                  "this PIN (or one it would prefix) at the same time", "code")
+            REDACTOR.remember(request.code)
+            return replace(code, code=request.code, requested_code=request.code)
+        preferred = request.preferred_code
+        if preferred is not None:
+            problem = permanent_problem(preferred, None, device) or (
+                "the PIN is already in use on the lock"
+                if pin_conflict(preferred, code, device, others) else None)
+            if problem is None:
+                REDACTOR.remember(preferred)
+                return replace(code, code=preferred, requested_code=preferred)
+            code = replace(code, warnings=_with_issue(
+                code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
+                f"The requested PIN could not be used ({problem}); a compliant PIN was "
+                "generated instead", now))
+        if code.code is not None and not permanent_problem(code.code, None, device) \
+                and not pin_conflict(code.code, code, device, others):
+            return code
+        length = code.preferred_code_length
+        lengths = device.info.constraints.allowed_lengths()
+        if length is not None and length not in lengths:
+            raise EngineError("invalid_input", f"preferred_code_length must be within "
+                              f"{lengths.start}..{lengths.stop - 1} on this lock",
+                              "preferred_code_length")
+        taken = [c.code for c in others if c.code and not c.deleted]
+        pin = generate_pin(device.info.constraints, taken, self._rng, length)
+        REDACTOR.remember(pin)
+        return replace(code, code=pin)
+
+    def _refresh(self, code: CodeRecord, device: DeviceRecord, now: datetime) -> CodeRecord:
+        updated = with_status(code, device, now, self.policy)
+        if updated.status in (AccessCodeStatus.SETTING, AccessCodeStatus.REMOVING):
+            if updated.pending_since is None:
+                updated = replace(updated, pending_since=now)
+        elif updated.pending_since is not None:
+            updated = replace(updated, pending_since=None)
+        return updated
+
+    def _code_in_slot(self, device_id: str, slot: int | None) -> CodeRecord | None:
+        for code in self.codes_of(device_id):
+            if slot is not None and code.slot == slot:
+                return code
+        return None
+
+    def _event(self, kind: EventType, device_id: str | None, access_code_id: str | None,
+               data: dict[str, Any]) -> Event:
+        return Event(event_id=str(uuid.uuid4()), event_type=kind, occurred_at=self.clock.now(),
+                     device_id=device_id, access_code_id=access_code_id, data=data)
+
+    async def _commit(
+        self, *, codes: Iterable[CodeRecord] = (), devices: Iterable[DeviceRecord] = (),
+        events: Iterable[Event] = (), drop: Iterable[str] = (),
+        intents: Iterable[Intent] = (), drop_intents: Iterable[tuple[str, int]] = (),
+        extra: Callable[[Tx], None] | None = None,
+    ) -> list[Event]:
+        """Persist changes and their events in one transaction, then update memory."""
+        codes, devices, events = list(codes), list(devices), list(events)
+        drop, intents, drop_intents = list(drop), list(intents), list(drop_intents)
+        if not (codes or devices or events or drop or intents or drop_intents or extra):
+            return []
+
+        def apply(tx: Tx) -> None:
+            for device in devices:
+                tx.put_device(device)
+            for code in codes:
+                tx.put_code(code)
+            for code_id in drop:
+                tx.drop_code(code_id)
+            for event in events:
+                tx.add_event(event)
+            for intent in intents:
+                tx.put_intent(intent)
+            for device_id, slot in drop_intents:
+                tx.drop_intent(device_id, slot)
+            if extra is not None:
+                extra(tx)
+
+        _, appended = await self.store.write(apply)
+        for device in devices:
+            self.devices[device.device_id] = device
+        for code in codes:
+            self.codes[code.access_code_id] = code
+        for code_id in drop:
+            self.codes.pop(code_id, None)
+        if appended:
+            for listener in self._listeners:
+                result = listener(appended)
+                if result is not None:
+                    await result
+        return appended
+
+    def _lock_for(self, device_id: str) -> asyncio.Lock:
+        lock = self._locks.get(device_id)
+        if lock is None:
+            lock = self._locks[device_id] = asyncio.Lock()
+        return lock
+
+    def _wake(self, device_id: str) -> None:
+        worker = self._workers.get(device_id)
+        if worker is not None:
+            worker.wake.set()
+
+    async def _wait(self, worker: _Worker, seconds: float) -> bool:
+        """Sleep on the clock until `seconds` pass or the worker is woken; True if woken."""
+        if worker.wake.is_set():
+            worker.wake.clear()
+            return True
+        worker.waiting = True
+        waker = asyncio.ensure_future(worker.wake.wait())
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waker, sleeper):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            worker.waiting = False
+        woken = waker in done
+        worker.wake.clear()
+        return woken
+
+    async def _pace(self, worker: _Worker, device: DeviceRecord) -> None:
+        """One command at a time per lock, at least the lock's spacing apart."""
+        spacing = device.command_spacing_s
+        if spacing is None:
+            spacing = max(self._default_spacing, device.info.capabilities.min_command_spacing_s)
+        if worker.last_command_at is not None:
+            remaining = worker.last_command_at + spacing - self.clock.monotonic()
+            if remaining > 0:
+                await self.clock.sleep(remaining)
+        worker.last_command_at = self.clock.monotonic()
+
+    async def _call(self, device: DeviceRecord, op: Awaitable[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(op, self._timeout)
+        except TimeoutError as exc:
+            raise RetryLater(f"no answer from the lock within {self._timeout:.0f} s") from exc
+
+
+_RETRYABLE_ERRORS = frozenset({
+    AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
+    AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE,
+    AccessCodeErrorCode.NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE,
+    AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
+})
+
+
+def _with_issue(issues: tuple[Issue, ...], code: str, message: str,
+                now: datetime) -> tuple[Issue, ...]:
+    if any(i.code == code for i in issues):
+        return tuple(Issue(i.code, message, i.created_at) if i.code == code else i
+                     for i in issues)
+    return (*issues, Issue(str(code), message, now))
+
+
+def _drop_codes(issues: tuple[Issue, ...], codes: Iterable[str]) -> tuple[Issue, ...]:
+    wanted = {str(c) for c in codes}
+    if not any(i.code in wanted for i in issues):
+        return issues
+    return tuple(i for i in issues if i.code not in wanted)

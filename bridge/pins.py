@@ -1,0 +1,65 @@
+"""PIN rules: which PINs a lock can take, which clash, and generating ones that fit. Pure."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Collection
+
+from bridge.driver import PinConstraints
+
+
+def pin_violation(pin: str, rules: PinConstraints) -> str | None:
+    """Why this lock can never take `pin`, or None if it can."""
+    if not pin.isdigit():
+        return "PIN must contain digits only"
+    lengths = rules.allowed_lengths()
+    if len(pin) not in lengths:
+        if rules.fixed_length is not None:
+            return f"every code on this lock must be {rules.fixed_length} digits long"
+        return f"PIN must be {lengths.start} to {lengths.stop - 1} digits long"
+    if rules.no_leading_zero and pin.startswith("0"):
+        return "this lock does not accept a PIN starting with 0"
+    for prefix in rules.forbidden_prefixes:
+        if pin.startswith(prefix):
+            return "PIN may not start with the lock's programming code"
+    return None
+
+
+def clash(pin: str, others: Collection[str], rules: PinConstraints) -> str | None:
+    """The PIN in `others` that `pin` would collide with on this lock, or None."""
+    for other in others:
+        if other == pin and rules.rejects_duplicates:
+            return other
+        if rules.matches_prefixes and other != pin and (
+            other.startswith(pin) or pin.startswith(other)
+        ):
+            return other
+    return None
+
+
+def is_trivial(pin: str) -> bool:
+    """True for PINs a guest or burglar would try first: one repeated digit or a straight run."""
+    if len(set(pin)) == 1:
+        return True
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
+    return steps in ({1}, {-1})
+
+
+def generate_pin(
+    rules: PinConstraints,
+    taken: Collection[str],
+    rng: random.Random,
+    length: int | None = None,
+    attempts: int = 10_000,
+) -> str:
+    """A random PIN that the lock accepts, clashes with nothing in `taken` and is not trivial."""
+    lengths = rules.allowed_lengths()
+    if length is None or length not in lengths:
+        length = max(lengths.start, min(6, lengths.stop - 1))
+    for _ in range(attempts):
+        pin = "".join(rng.choice("0123456789") for _ in range(length))
+        if is_trivial(pin) or pin_violation(pin, rules) or clash(pin, taken, rules):
+            continue
+        return pin
+    raise ValueError(f"no free {length}-digit PIN left on this lock")

@@ -1,0 +1,305 @@
+"""Pure decisions: what should be on a lock now, which command comes next, and what a read means.
+
+Nothing here does I/O or reads the clock; every function takes `now` and returns values, so the
+rules are tested with tables of cases.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
+from bridge.model import AccessCodeStatus, AccessCodeType
+from bridge.pins import clash, pin_violation
+from bridge.records import CodeRecord, DeviceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Timing rules for scheduling and retries."""
+
+    native_lead: timedelta = timedelta(days=9)
+    bridge_lead: timedelta = timedelta(minutes=60)
+    errors_ahead: timedelta = timedelta(days=3)
+    max_attempts: int = 5
+    retry_base_s: float = 5.0
+    retry_cap_s: float = 1800.0
+    probe_base_s: float = 60.0
+    probe_cap_s: float = 1800.0
+    delay_warning_after: timedelta = timedelta(minutes=5)
+
+
+def uses_native_schedule(device: DeviceRecord) -> bool:
+    """True when the lock itself switches time-bound codes on and off."""
+    return device.info.capabilities.native_schedules and device.time_zone is not None
+
+
+def should_be_on_lock(
+    code: CodeRecord, device: DeviceRecord, now: datetime, policy: Policy
+) -> bool:
+    """Whether the code belongs in a slot of the lock at `now`."""
+    if code.deleted or not code.is_managed:
+        return False
+    if code.type is AccessCodeType.ONGOING:
+        return True
+    assert code.starts_at is not None and code.ends_at is not None
+    if now >= code.ends_at:
+        return False
+    lead = policy.native_lead if uses_native_schedule(device) else policy.bridge_lead
+    return now >= code.starts_at - lead
+
+
+def goes_on_at(code: CodeRecord, device: DeviceRecord, policy: Policy) -> datetime | None:
+    """When a time-bound code is due on the lock, or None for ongoing codes."""
+    if code.type is AccessCodeType.ONGOING or code.starts_at is None:
+        return None
+    lead = policy.native_lead if uses_native_schedule(device) else policy.bridge_lead
+    return code.starts_at - lead
+
+
+def local_window(code: CodeRecord, device: DeviceRecord) -> LocalWindow | None:
+    """The code's window in the lock's wall-clock time, for locks that keep schedules."""
+    if (code.type is not AccessCodeType.TIME_BOUND or not uses_native_schedule(device)
+            or code.starts_at is None or code.ends_at is None):
+        return None
+    zone = ZoneInfo(device.time_zone or "UTC")
+    # Each instant is converted on its own, so a DST change between them never shifts either.
+    return LocalWindow(
+        starts_at=code.starts_at.astimezone(zone).replace(tzinfo=None),
+        ends_at=code.ends_at.astimezone(zone).replace(tzinfo=None),
+    )
+
+
+def derive_status(
+    code: CodeRecord, device: DeviceRecord, now: datetime, policy: Policy
+) -> tuple[AccessCodeStatus, bool]:
+    """The code's `status` and `is_scheduled_on_device` from what is known of the lock."""
+    if not code.is_managed:
+        return AccessCodeStatus.SET, False
+    wanted = should_be_on_lock(code, device, now, policy)
+    holds_pin = code.on_lock and code.on_lock_pin == code.code
+    if wanted:
+        if holds_pin and code.verified:
+            future = code.starts_at is not None and now < code.starts_at
+            if future and uses_native_schedule(device):
+                return AccessCodeStatus.UNSET, True
+            return AccessCodeStatus.SET, False
+        return AccessCodeStatus.SETTING, False
+    if code.on_lock:
+        return AccessCodeStatus.REMOVING, False
+    return AccessCodeStatus.UNSET, False
+
+
+class CommandKind(StrEnum):
+    """What the engine sends to a lock next."""
+
+    WRITE = "write"
+    CLEAR = "clear"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One command for one lock."""
+
+    kind: CommandKind
+    slot: int | None
+    access_code_id: str | None = None
+    revision: int = 0
+    slots: tuple[int, ...] = ()
+
+
+def in_backoff(code: CodeRecord, now: datetime) -> bool:
+    """True while a failed code waits before its next attempt."""
+    return code.next_attempt_at is not None and now < code.next_attempt_at
+
+
+def next_command(
+    device: DeviceRecord,
+    codes: Sequence[CodeRecord],
+    now: datetime,
+    policy: Policy,
+    clock_synchronized: bool = True,
+    pending_reads: Iterable[int] = (),
+) -> Command | None:
+    """The one command this lock should get next, or None when it is as it should be.
+
+    Order: pending verification reads, then removals (expired first), then writes (soonest start
+    first). A code waiting out a backoff or given up is skipped.
+    """
+    reads = tuple(sorted(set(pending_reads)))
+    if reads:
+        return Command(CommandKind.READ, None, slots=reads)
+    clears: list[tuple[datetime, CodeRecord]] = []
+    writes: list[tuple[datetime, CodeRecord]] = []
+    for code in codes:
+        if not code.is_managed or in_backoff(code, now) or code.gave_up:
+            continue
+        if not clock_synchronized and code.type is AccessCodeType.TIME_BOUND and not code.deleted:
+            continue
+        wanted = should_be_on_lock(code, device, now, policy)
+        if not wanted and code.on_lock:
+            clears.append((code.ends_at or code.created_at, code))
+        elif wanted and not (code.on_lock and code.on_lock_pin == code.code and code.code):
+            if code.extra.get("external_hold") or code.extra.get("waiting_for_pin"):
+                continue
+            writes.append((code.starts_at or code.created_at, code))
+    if clears:
+        clears.sort(key=lambda item: item[0])
+        target = clears[0][1]
+        return Command(CommandKind.CLEAR, target.slot, target.access_code_id, target.revision)
+    if writes:
+        writes.sort(key=lambda item: item[0])
+        target = writes[0][1]
+        return Command(CommandKind.WRITE, target.slot, target.access_code_id, target.revision)
+    return None
+
+
+def next_wakeup(
+    device: DeviceRecord, codes: Sequence[CodeRecord], now: datetime, policy: Policy
+) -> datetime | None:
+    """The earliest future moment at which `next_command` or a status could change by itself."""
+    moments: list[datetime] = []
+    for code in codes:
+        if not code.is_managed:
+            continue
+        if code.next_attempt_at is not None and code.next_attempt_at > now:
+            moments.append(code.next_attempt_at)
+        on_at = goes_on_at(code, device, policy)
+        for moment in (on_at, code.starts_at, code.ends_at):
+            if moment is not None and moment > now:
+                moments.append(moment)
+        if code.pending_since is not None:
+            warn_at = code.pending_since + policy.delay_warning_after
+            if warn_at > now:
+                moments.append(warn_at)
+            ahead = (code.starts_at - policy.errors_ahead) if code.starts_at else None
+            if ahead is not None and ahead > now:
+                moments.append(ahead)
+    return min(moments) if moments else None
+
+
+def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with full jitter in [delay/2, delay]."""
+    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return delay * (0.5 + rng.random() / 2)
+
+
+def choose_slot(device: DeviceRecord, codes: Sequence[CodeRecord],
+                occupied: Iterable[int] = ()) -> int | None:
+    """The lowest slot no code holds or is headed for, or None when the lock is full."""
+    caps = device.info.capabilities
+    if caps.addressing is Addressing.ID:
+        return None
+    taken = {c.slot for c in codes if c.slot is not None} | set(occupied) | caps.reserved_slots
+    for slot in caps.slots():
+        if slot not in taken:
+            return slot
+    return None
+
+
+def lock_is_full(device: DeviceRecord, codes: Sequence[CodeRecord],
+                 occupied: Iterable[int] = ()) -> bool:
+    """True when a slot-based lock has no slot left for another code."""
+    caps = device.info.capabilities
+    return caps.addressing is Addressing.SLOT and choose_slot(device, codes, occupied) is None
+
+
+def windows_overlap(a: CodeRecord, b: CodeRecord) -> bool:
+    """True when two codes can be valid at the same moment."""
+    if a.type is AccessCodeType.ONGOING or b.type is AccessCodeType.ONGOING:
+        return True
+    assert a.starts_at and a.ends_at and b.starts_at and b.ends_at
+    return a.starts_at < b.ends_at and b.starts_at < a.ends_at
+
+
+def pin_conflict(
+    pin: str, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord]
+) -> CodeRecord | None:
+    """Another code on the lock whose PIN collides with `pin` while both are valid."""
+    rules = device.info.constraints
+    for other in codes:
+        if other.access_code_id == code.access_code_id or other.deleted or other.code is None:
+            continue
+        concurrent = not other.is_managed or windows_overlap(code, other)
+        if concurrent and clash(pin, [other.code], rules):
+            return other
+    return None
+
+
+def pin_on_lock_conflict(
+    pin: str, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord]
+) -> CodeRecord | None:
+    """A code physically on the lock now whose PIN collides with `pin`."""
+    rules = device.info.constraints
+    for other in codes:
+        if other.access_code_id == code.access_code_id:
+            continue
+        held = other.on_lock_pin if other.is_managed else other.code
+        if held and clash(pin, [held], rules):
+            return other
+    return None
+
+
+def permanent_problem(pin: str | None, slot: int | None, device: DeviceRecord) -> str | None:
+    """Why the lock can never take this PIN or slot, or None."""
+    if pin is not None:
+        problem = pin_violation(pin, device.info.constraints)
+        if problem:
+            return problem
+    caps = device.info.capabilities
+    if slot is not None and slot not in caps.slots():
+        return f"slot {slot} does not exist on this lock (slots {caps.first_slot}.." \
+               f"{caps.first_slot + caps.slot_count - 1})"
+    return None
+
+
+class ReadVerdict(StrEnum):
+    """What one slot read means for the managed code that should be there."""
+
+    CONFIRMED = "confirmed"
+    STILL_PENDING = "still_pending"
+    MISSING = "missing"
+    CHANGED = "changed"
+    TRUSTED = "trusted"
+
+
+def judge_read(
+    code: CodeRecord, read: SlotRead, now: datetime, confirmation_window: timedelta
+) -> ReadVerdict:
+    """Compare a read with what the bridge believes is in the code's slot."""
+    fresh = code.last_write_at is not None and now - code.last_write_at < confirmation_window
+    if read.state is SlotState.UNREADABLE:
+        # Occupied but masked: never "empty". Our own recent write is trusted.
+        return ReadVerdict.TRUSTED
+    if read.state is SlotState.KNOWN and read.pin == code.on_lock_pin:
+        return ReadVerdict.CONFIRMED
+    if fresh:
+        return ReadVerdict.STILL_PENDING
+    if read.state is SlotState.EMPTY:
+        return ReadVerdict.MISSING
+    return ReadVerdict.CHANGED
+
+
+def appearance_name(name: str, limit: int) -> str:
+    """The name as the lock can show it."""
+    return name if len(name) <= limit else name[: max(1, limit)]
+
+
+def slots_by_code(codes: Iterable[CodeRecord]) -> Mapping[int, CodeRecord]:
+    """Slot number to the code the bridge believes holds it."""
+    return {c.slot: c for c in codes if c.slot is not None and (c.on_lock or not c.is_managed)}
+
+
+def with_status(code: CodeRecord, device: DeviceRecord, now: datetime,
+                policy: Policy) -> CodeRecord:
+    """The code with `status` and `is_scheduled_on_device` brought up to date."""
+    status, scheduled = derive_status(code, device, now, policy)
+    if status is code.status and scheduled == code.is_scheduled_on_device:
+        return code
+    return replace(code, status=status, is_scheduled_on_device=scheduled)

@@ -1,0 +1,196 @@
+"""The bridge's own state of devices and codes: immutable records, serialised for the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bridge.driver import Availability, DeviceInfo, LockCapabilities, PinConstraints
+from bridge.model import AccessCodeStatus, AccessCodeType, Issue
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A lock as the bridge tracks it."""
+
+    device_id: str
+    driver: str
+    external_id: str
+    info: DeviceInfo
+    created_at: datetime
+    availability: Availability = Availability.ONLINE
+    display_name: str = ""
+    time_zone: str | None = None
+    errors: tuple[Issue, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    backup_pool_enabled: bool = False
+    removed: bool = False
+    # The slots last seen holding a code we did not write: {slot: access_code_id}.
+    command_spacing_s: float | None = None
+
+    @property
+    def online(self) -> bool:
+        """True when commands can reach the lock."""
+        return self.availability is Availability.ONLINE
+
+    def with_issues(
+        self, errors: tuple[Issue, ...] | None = None, warnings: tuple[Issue, ...] | None = None
+    ) -> DeviceRecord:
+        """A copy with new errors and/or warnings."""
+        return replace(
+            self,
+            errors=self.errors if errors is None else errors,
+            warnings=self.warnings if warnings is None else warnings,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRecord:
+    """An access code, managed or unmanaged, with what the bridge knows of it on the lock."""
+
+    access_code_id: str
+    device_id: str
+    created_at: datetime
+    type: AccessCodeType = AccessCodeType.ONGOING
+    is_managed: bool = True
+    name: str | None = None
+    code: str | None = None
+    requested_code: str | None = None
+    preferred_code_length: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    status: AccessCodeStatus = AccessCodeStatus.SETTING
+    slot: int | None = None
+    # What the bridge believes is on the lock in `slot` for this code.
+    on_lock_pin: str | None = None
+    verified: bool = False
+    last_write_at: datetime | None = None
+    pending_since: datetime | None = None
+    is_scheduled_on_device: bool = False
+    errors: tuple[Issue, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    allow_external_modification: bool = False
+    common_code_key: str | None = None
+    use_backup_access_code_pool: bool = False
+    is_backup: bool = False
+    pulled_backup_access_code_id: str | None = None
+    backup_pulled_for: str | None = None
+    backup_pulled_at: datetime | None = None
+    appearance_name: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    # Set when the code should be taken off and then forgotten.
+    deleted: bool = False
+    # Bumped on every change asked for by a user, so a stale command result is ignored.
+    revision: int = 0
+    gave_up: bool = False
+    ever_set: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def on_lock(self) -> bool:
+        """True when the bridge believes the code is in a slot on the lock."""
+        return self.on_lock_pin is not None
+
+    def has_error(self, code: str) -> bool:
+        """True when `errors` holds `code`."""
+        return any(e.code == code for e in self.errors)
+
+    def has_warning(self, code: str) -> bool:
+        """True when `warnings` holds `code`."""
+        return any(w.code == code for w in self.warnings)
+
+
+_SECRET_FIELDS = ("code", "requested_code", "on_lock_pin")
+
+
+def code_to_row(record: CodeRecord) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """Split a code into its public JSON and its secrets (sealed by the store)."""
+    public: dict[str, Any] = {}
+    secrets: dict[str, str | None] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if f.name in _SECRET_FIELDS:
+            secrets[f.name] = value
+        else:
+            public[f.name] = _encode(value)
+    return public, secrets
+
+
+def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> CodeRecord:
+    """Rebuild a code from what `code_to_row` produced."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(CodeRecord):
+        if f.name in _SECRET_FIELDS:
+            kwargs[f.name] = secrets.get(f.name)
+        elif f.name in public:
+            kwargs[f.name] = _decode_code_field(f.name, public[f.name])
+    return CodeRecord(**kwargs)
+
+
+def device_to_json(record: DeviceRecord) -> str:
+    """A device as JSON."""
+    fields = dataclasses.fields(record)
+    return json.dumps({f.name: _encode(getattr(record, f.name)) for f in fields})
+
+
+def device_from_json(text: str) -> DeviceRecord:
+    """A device from `device_to_json`."""
+    raw = json.loads(text)
+    info = raw["info"]
+    caps = info["capabilities"]
+    caps["reserved_slots"] = frozenset(caps["reserved_slots"])
+    cons = info["constraints"]
+    cons["forbidden_prefixes"] = tuple(cons["forbidden_prefixes"])
+    info["capabilities"] = LockCapabilities(**caps)
+    info["constraints"] = PinConstraints(**cons)
+    raw["info"] = DeviceInfo(**info)
+    raw["created_at"] = datetime.fromisoformat(raw["created_at"])
+    raw["availability"] = Availability(raw["availability"])
+    raw["errors"] = _issues(raw["errors"])
+    raw["warnings"] = _issues(raw["warnings"])
+    return DeviceRecord(**raw)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, Issue):
+        return {"code": value.code, "message": value.message,
+                "created_at": value.created_at.isoformat()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _issues(raw: list[dict[str, Any]]) -> tuple[Issue, ...]:
+    return tuple(
+        Issue(i["code"], i["message"], datetime.fromisoformat(i["created_at"])) for i in raw
+    )
+
+
+_TIME_FIELDS = {"created_at", "starts_at", "ends_at", "last_write_at", "pending_since",
+                "next_attempt_at", "backup_pulled_at"}
+
+
+def _decode_code_field(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _TIME_FIELDS:
+        return datetime.fromisoformat(value)
+    if name in ("errors", "warnings"):
+        return _issues(value)
+    if name == "type":
+        return AccessCodeType(value)
+    if name == "status":
+        return AccessCodeStatus(value)
+    return value

@@ -1,0 +1,438 @@
+"""SQLite system of record: WAL, FULL sync, numbered migrations, sealed PINs, one writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.model import Event, EventType
+from bridge.records import (
+    CodeRecord,
+    DeviceRecord,
+    code_from_row,
+    code_to_row,
+    device_from_json,
+    device_to_json,
+)
+from bridge.secrets import PinCipher
+
+_LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# Event data keys that hold a PIN; they are sealed like every other PIN at rest.
+SECRET_EVENT_KEYS = frozenset({"code", "backup_code"})
+
+# Each entry moves the schema from version N to N+1; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (driver, external_id)
+    );
+    CREATE TABLE access_codes (
+        access_code_id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices (device_id),
+        is_managed INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        secrets BLOB NOT NULL
+    );
+    CREATE INDEX access_codes_device ON access_codes (device_id);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        device_id TEXT,
+        access_code_id TEXT,
+        data TEXT NOT NULL,
+        secrets BLOB
+    );
+    CREATE TABLE intents (
+        device_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        access_code_id TEXT,
+        secrets BLOB,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (device_id, slot)
+    );
+    CREATE TABLE action_attempts (
+        action_attempt_id TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE declared_codes (
+        key TEXT PRIMARY KEY,
+        access_code_id TEXT NOT NULL
+    );
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is (newer schema, corruption, wrong key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A command about to go to a lock, recorded so a restart can verify or replay it."""
+
+    device_id: str
+    slot: int
+    op: str
+    access_code_id: str | None
+    pin: str | None
+
+
+class Tx:
+    """What a write transaction may do; every method runs on the writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection, cipher: PinCipher) -> None:
+        self._conn = conn
+        self._cipher = cipher
+        self.appended: list[Event] = []
+
+    def put_device(self, device: DeviceRecord) -> None:
+        """Insert or replace a device."""
+        self._conn.execute(
+            "INSERT INTO devices (device_id, driver, external_id, record) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET record = excluded.record",
+            (device.device_id, device.driver, device.external_id, device_to_json(device)),
+        )
+
+    def put_code(self, code: CodeRecord) -> None:
+        """Insert or replace a code; its PINs are sealed."""
+        public, secrets = code_to_row(code)
+        sealed = self._cipher.seal(json.dumps(secrets), code.access_code_id)
+        self._conn.execute(
+            "INSERT INTO access_codes (access_code_id, device_id, is_managed, record, secrets) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (access_code_id) DO UPDATE SET "
+            "device_id = excluded.device_id, is_managed = excluded.is_managed, "
+            "record = excluded.record, secrets = excluded.secrets",
+            (code.access_code_id, code.device_id, int(code.is_managed), json.dumps(public), sealed),
+        )
+
+    def drop_code(self, access_code_id: str) -> None:
+        """Forget a code for good."""
+        self._conn.execute("DELETE FROM access_codes WHERE access_code_id = ?", (access_code_id,))
+
+    def add_event(self, event: Event) -> None:
+        """Append to the outbox; the sequence number is assigned here. PINs in it are sealed."""
+        public = {k: v for k, v in event.data.items() if k not in SECRET_EVENT_KEYS}
+        hidden = {k: v for k, v in event.data.items() if k in SECRET_EVENT_KEYS}
+        sealed = self._cipher.seal(json.dumps(hidden), event.event_id) if hidden else None
+        cur = self._conn.execute(
+            "INSERT INTO events (event_id, event_type, occurred_at, device_id, access_code_id, "
+            "data, secrets) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event.event_id, event.event_type.value, event.occurred_at.isoformat(),
+             event.device_id, event.access_code_id, json.dumps(public), sealed),
+        )
+        self.appended.append(
+            Event(event.event_id, event.event_type, event.occurred_at, event.device_id,
+                  event.access_code_id, event.data, cur.lastrowid)
+        )
+
+    def put_intent(self, intent: Intent) -> None:
+        """Record what is about to be sent to a lock."""
+        context = f"{intent.device_id}:{intent.slot}"
+        sealed = self._cipher.seal(json.dumps({"pin": intent.pin}), context)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO intents (device_id, slot, op, access_code_id, secrets, "
+            "created_at) VALUES (?, ?, ?, ?, ?, datetime('now'))",
+            (intent.device_id, intent.slot, intent.op, intent.access_code_id, sealed),
+        )
+
+    def drop_intent(self, device_id: str, slot: int) -> None:
+        """The command's outcome is recorded; forget the intent."""
+        self._conn.execute("DELETE FROM intents WHERE device_id = ? AND slot = ?",
+                           (device_id, slot))
+
+    def set_declared(self, key: str, access_code_id: str) -> None:
+        """Remember which code a `codes:` entry of the config created."""
+        self._conn.execute("INSERT OR REPLACE INTO declared_codes VALUES (?, ?)",
+                           (key, access_code_id))
+
+    def put_kv(self, key: str, value: str) -> None:
+        """Store a small setting."""
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    def put_action_attempt(self, attempt_id: str, record: dict[str, Any]) -> None:
+        """Insert or replace an action attempt."""
+        self._conn.execute("INSERT OR REPLACE INTO action_attempts VALUES (?, ?)",
+                           (attempt_id, json.dumps(record)))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Raw SQL for the few callers that need it (outbox trimming, tests)."""
+        return self._conn.execute(sql, params)
+
+
+class Store:
+    """The database. Writes are serialised on one thread; reads use their own connection."""
+
+    def __init__(self, path: Path, cipher: PinCipher) -> None:
+        self.path = path
+        self._cipher = cipher
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create or migrate the database and check its integrity."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._wconn = await loop.run_in_executor(self._writer, self._open_writer)
+            self._rconn = await loop.run_in_executor(self._reader, self._open_reader)
+        except BaseException:
+            self._writer.shutdown(wait=False)
+            self._reader.shutdown(wait=False)
+            raise
+
+    async def close(self) -> None:
+        """Checkpoint and close both connections."""
+        loop = asyncio.get_running_loop()
+        if self._rconn is not None:
+            await loop.run_in_executor(self._reader, self._rconn.close)
+            self._rconn = None
+        if self._wconn is not None:
+            await loop.run_in_executor(self._writer, self._close_writer)
+            self._wconn = None
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    def open_sync(self) -> None:
+        """Open without an event loop (CLI reads)."""
+        self._rconn = self._open_reader(create=False)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Tx], _T]) -> tuple[_T, list[Event]]:
+        """Run `fn` in one transaction; returns its result and the events it appended."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_tx, fn)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[[Reader], _T]) -> _T:
+        """Run a read on the reader connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._run_read, fn)
+
+    def read_sync(self, fn: Callable[[Reader], _T]) -> _T:
+        """A read from a plain thread (CLI)."""
+        return self._run_read(fn)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode = WAL")
+        # An access-control record must survive someone pulling the plug.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            conn.close()
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this lockbridge "
+                f"understands ({len(MIGRATIONS)}): upgrade lockbridge or restore a backup"
+            )
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            conn.close()
+            raise StoreError(f"{self.path} failed its integrity check: {check}")
+        if version < len(MIGRATIONS):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for number in range(version, len(MIGRATIONS)):
+                    for statement in _statements(MIGRATIONS[number]):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            _LOG.info("store %s migrated from version %d to %d", self.path, version,
+                      len(MIGRATIONS))
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+        return conn
+
+    def _open_reader(self, create: bool = True) -> sqlite3.Connection:
+        if not create and not self.path.exists():
+            raise StoreError(f"no database at {self.path}")
+        conn = self._connect()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} has schema version {version}, newer than this code")
+        return conn
+
+    def _close_writer(self) -> None:
+        assert self._wconn is not None
+        try:
+            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._wconn.close()
+
+    def _run_tx(self, fn: Callable[[Tx], _T]) -> tuple[_T, list[Event]]:
+        conn = self._wconn
+        if conn is None:
+            raise StoreError("store is closed")
+        tx = Tx(conn, self._cipher)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(tx)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result, tx.appended
+
+    def _run_read(self, fn: Callable[[Reader], _T]) -> _T:
+        conn = self._rconn
+        if conn is None:
+            raise StoreError("store is closed")
+        conn.execute("BEGIN")
+        try:
+            return fn(Reader(conn, self._cipher))
+        finally:
+            conn.execute("COMMIT")
+
+
+class Reader:
+    """Queries over one consistent snapshot."""
+
+    def __init__(self, conn: sqlite3.Connection, cipher: PinCipher) -> None:
+        self._conn = conn
+        self._cipher = cipher
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every device."""
+        rows = self._conn.execute("SELECT record FROM devices ORDER BY rowid").fetchall()
+        return [device_from_json(r[0]) for r in rows]
+
+    def codes(self, device_id: str | None = None) -> list[CodeRecord]:
+        """Every code, or one device's."""
+        if device_id is None:
+            rows = self._conn.execute(
+                "SELECT access_code_id, record, secrets FROM access_codes ORDER BY rowid"
+            ).fetchall()
+        else:
+            rows = self._conn.execute(
+                "SELECT access_code_id, record, secrets FROM access_codes WHERE device_id = ? "
+                "ORDER BY rowid", (device_id,),
+            ).fetchall()
+        return [self._code(r) for r in rows]
+
+    def intents(self) -> list[Intent]:
+        """Commands that were sent (or about to be) when the process last stopped."""
+        rows = self._conn.execute(
+            "SELECT device_id, slot, op, access_code_id, secrets FROM intents"
+        ).fetchall()
+        out = []
+        for device_id, slot, op, code_id, sealed in rows:
+            pin = json.loads(self._cipher.open(sealed, f"{device_id}:{slot}"))["pin"]
+            out.append(Intent(device_id, slot, op, code_id, pin))
+        return out
+
+    def events(
+        self, after_seq: int = 0, limit: int = 1000, device_id: str | None = None,
+        access_code_id: str | None = None, event_types: Iterable[str] | None = None,
+    ) -> list[Event]:
+        """Events in sequence order."""
+        sql = ("SELECT seq, event_id, event_type, occurred_at, device_id, access_code_id, data, "
+               "secrets FROM events WHERE seq > ?")
+        params: list[Any] = [after_seq]
+        if device_id is not None:
+            sql += " AND device_id = ?"
+            params.append(device_id)
+        if access_code_id is not None:
+            sql += " AND access_code_id = ?"
+            params.append(access_code_id)
+        types = list(event_types or [])
+        if types:
+            sql += f" AND event_type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [self._event(r) for r in self._conn.execute(sql, params).fetchall()]
+
+    def event(self, event_id: str) -> Event | None:
+        """One event by id."""
+        row = self._conn.execute(
+            "SELECT seq, event_id, event_type, occurred_at, device_id, access_code_id, data, "
+            "secrets FROM events WHERE event_id = ?", (event_id,),
+        ).fetchone()
+        return self._event(row) if row else None
+
+    def declared(self) -> dict[str, str]:
+        """Config keys of declared codes and the codes they created."""
+        return dict(self._conn.execute("SELECT key, access_code_id FROM declared_codes"))
+
+    def kv(self, key: str) -> str | None:
+        """A small setting."""
+        row = self._conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def action_attempts(self) -> list[dict[str, Any]]:
+        """Every action attempt."""
+        rows = self._conn.execute("SELECT record FROM action_attempts ORDER BY rowid")
+        return [json.loads(r[0]) for r in rows]
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """A single integer from a query."""
+        return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def _event(self, row: tuple[Any, ...]) -> Event:
+        seq, event_id, event_type, occurred_at, device_id, code_id, data, sealed = row
+        payload = json.loads(data)
+        if sealed is not None:
+            payload.update(json.loads(self._cipher.open(sealed, event_id)))
+        return Event(event_id, EventType(event_type), datetime.fromisoformat(occurred_at),
+                     device_id, code_id, payload, seq)
+
+    def _code(self, row: tuple[str, str, bytes]) -> CodeRecord:
+        code_id, public, sealed = row
+        return code_from_row(json.loads(public), json.loads(self._cipher.open(sealed, code_id)))
+
+
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

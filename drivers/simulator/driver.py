@@ -1,0 +1,202 @@
+"""The simulator as a `LockDriver`, optionally keeping its locks' slots in a JSON file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from bridge.clock import Clock
+from bridge.driver import (
+    Availability,
+    CodeWrite,
+    DeviceInfo,
+    DriverEvent,
+    DriverEventKind,
+    DriverEventSink,
+    FixConfig,
+    LocalWindow,
+    RetryLater,
+    SlotRead,
+    WriteResult,
+)
+from drivers.simulator.lock import SimLock, SimLockSpec, SimSlot
+
+_LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class SimulatorDriver:
+    """Simulated locks behind one driver; a test reaches each through `lock(id)`."""
+
+    def __init__(
+        self, name: str, specs: Sequence[SimLockSpec], clock: Clock, state_file: Path | None = None
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        self._state_file = state_file
+        self._locks = {s.lock_id: SimLock(spec=s, clock=clock) for s in specs}
+        self._sink: DriverEventSink | None = None
+        self._last_availability: dict[str, Availability] = {}
+
+    async def start(self, sink: DriverEventSink) -> None:
+        """Load persisted slots and start reporting."""
+        self._sink = sink
+        if self._state_file is not None and self._state_file.exists():
+            self._load()
+        for lock_id, lock in self._locks.items():
+            self._last_availability[lock_id] = lock.current_availability()
+
+    async def stop(self) -> None:
+        """Nothing to release."""
+        self._sink = None
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        """Every configured simulated lock."""
+        return [lock.info() for lock in self._locks.values()]
+
+    def availability(self, external_id: str) -> Availability:
+        """Availability now."""
+        return self.lock(external_id).current_availability()
+
+    def lock(self, external_id: str) -> SimLock:
+        """The simulated lock, for fault injection."""
+        try:
+            return self._locks[external_id]
+        except KeyError:
+            raise FixConfig(f"no simulated lock {external_id!r}") from None
+
+    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
+        """Read slots."""
+        return await self._guard(external_id, self.lock(external_id).read(list(slots)))
+
+    async def list_codes(self, external_id: str) -> list[SlotRead]:
+        """Every occupied slot."""
+        return await self._guard(external_id, self.lock(external_id).read_all())
+
+    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
+        """Program one code and persist the lock's slots."""
+        result = await self._guard(external_id, self.lock(external_id).write(code))
+        self._save()
+        return result
+
+    async def clear_code(self, external_id: str, slot: int) -> None:
+        """Clear one slot and persist the lock's slots."""
+        await self._guard(external_id, self.lock(external_id).clear(slot))
+        self._save()
+
+    async def probe(self, external_id: str) -> bool:
+        """One round trip."""
+        ok = await self.lock(external_id).probe()
+        await self._note_availability(external_id)
+        return ok
+
+    # -- fault injection that the bridge hears about, as it would from a real lock -----------
+
+    async def keypad_set(self, external_id: str, slot: int, pin: str) -> None:
+        """A code typed in at the keypad; the lock reports the slot changed."""
+        self.lock(external_id).keypad_set(slot, pin)
+        self._save()
+        await self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, external_id, slot=slot))
+
+    async def keypad_clear(self, external_id: str, slot: int) -> None:
+        """A code deleted at the keypad; the lock reports the slot changed."""
+        self.lock(external_id).keypad_clear(slot)
+        self._save()
+        await self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, external_id, slot=slot))
+
+    async def keypad_use(self, external_id: str, slot: int) -> None:
+        """Someone unlocked with the code in `slot`."""
+        await self._emit(DriverEvent(DriverEventKind.KEYPAD_USED, external_id, slot=slot))
+
+    async def set_availability(self, external_id: str, availability: Availability) -> None:
+        """Take a lock offline, disconnect its account, or bring it back, and report it."""
+        lock = self.lock(external_id)
+        if availability is Availability.ONLINE:
+            lock.come_online()
+        elif availability is Availability.ACCOUNT_DISCONNECTED:
+            lock.disconnect_account()
+        else:
+            lock.go_offline()
+            lock.availability = availability
+        await self._note_availability(external_id)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _guard(self, external_id: str, op: Awaitable[_T]) -> _T:
+        try:
+            return await op
+        finally:
+            await self._note_availability(external_id)
+
+    async def _note_availability(self, external_id: str) -> None:
+        now = self.lock(external_id).current_availability()
+        if self._last_availability.get(external_id) is not now:
+            self._last_availability[external_id] = now
+            await self._emit(
+                DriverEvent(DriverEventKind.AVAILABILITY, external_id, availability=now)
+            )
+
+    async def _emit(self, event: DriverEvent) -> None:
+        if self._sink is not None:
+            await self._sink(event)
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        doc = {
+            lock_id: {
+                str(n): {
+                    "pin": s.pin,
+                    "name": s.name,
+                    "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
+                    if s.window
+                    else None,
+                }
+                for n, s in lock.slots.items()
+            }
+            for lock_id, lock in self._locks.items()
+        }
+        # A simulated lock is "hardware": its memory must survive the daemon being killed.
+        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".sim-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state_file)
+
+    def _load(self) -> None:
+        assert self._state_file is not None
+        try:
+            doc = json.loads(self._state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise RetryLater(f"cannot read simulator state {self._state_file}: {exc}") from exc
+        for lock_id, slots in doc.items():
+            lock = self._locks.get(lock_id)
+            if lock is None:
+                continue
+            lock.slots = {
+                int(n): SimSlot(
+                    pin=s["pin"],
+                    name=s["name"],
+                    window=LocalWindow(
+                        datetime.fromisoformat(s["window"][0]),
+                        datetime.fromisoformat(s["window"][1]),
+                    )
+                    if s.get("window")
+                    else None,
+                )
+                for n, s in slots.items()
+            }
+        _LOG.info("simulator %s: loaded slots of %d locks", self.name, len(doc))
+
+
+def load_state_file(path: Path) -> dict[str, dict[int, str]]:
+    """Read a simulator state file as {lock_id: {slot: pin}}; for tests and the demo."""
+    doc = json.loads(path.read_text())
+    return {lid: {int(n): s["pin"] for n, s in slots.items()} for lid, slots in doc.items()}

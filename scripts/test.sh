@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Python deps, and Debian or npm peers only when missing),
+# then runs the linters and the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+source scripts/peers.sh
+.venv/bin/ruff check bridge drivers tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,161 @@
+"""The simulator behaves like a lock, and each injected fault does what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.clock import FakeClock
+from bridge.config import load_config
+from bridge.driver import (
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DriverEvent,
+    DriverEventKind,
+    Reauthenticate,
+    RejectReason,
+    RetryLater,
+    SlotState,
+)
+from bridge.drivercontext import DriverContext
+from drivers.simulator import SimLockSpec, SimulatorDriver
+from drivers.simulator.config import build
+
+
+def make(**spec: object) -> tuple[SimulatorDriver, FakeClock]:
+    clock = FakeClock()
+    return SimulatorDriver("sim", [SimLockSpec(lock_id="l", name="L", **spec)], clock), clock  # type: ignore[arg-type]
+
+
+async def test_write_read_clear_round_trip() -> None:
+    driver, _ = make()
+    result = await driver.write_code("l", CodeWrite(slot=3, pin="0155", name="Guest"))
+    assert (result.slot, result.pin) == (3, "0155")
+    [read] = await driver.read_slots("l", [3])
+    assert read.state is SlotState.KNOWN and read.pin == "0155"
+    await driver.clear_code("l", 3)
+    [read] = await driver.read_slots("l", [3])
+    assert read.state is SlotState.EMPTY
+
+
+async def test_fail_next_n_sets_then_succeed() -> None:
+    driver, _ = make()
+    driver.lock("l").fail_sets = 2
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            await driver.write_code("l", CodeWrite(slot=1, pin="1357", name="x"))
+    await driver.write_code("l", CodeWrite(slot=1, pin="1357", name="x"))
+    assert driver.lock("l").slots[1].pin == "1357"
+
+
+async def test_offline_for_a_period_ends_on_the_clock() -> None:
+    driver, clock = make()
+    driver.lock("l").go_offline(600)
+    with pytest.raises(RetryLater):
+        await driver.read_slots("l", [1])
+    assert driver.availability("l") is Availability.OFFLINE
+    await clock.advance(601)
+    assert await driver.probe("l")
+    assert driver.availability("l") is Availability.ONLINE
+
+
+async def test_slots_full_and_duplicate_and_invalid_are_refused_for_good() -> None:
+    driver, _ = make(slot_count=2, fixed_length=4)
+    await driver.write_code("l", CodeWrite(slot=None, pin="2468", name="a"))
+    with pytest.raises(CommandRejected) as dup:
+        await driver.write_code("l", CodeWrite(slot=None, pin="2468", name="b"))
+    assert dup.value.reason is RejectReason.DUPLICATE_PIN
+    with pytest.raises(CommandRejected) as bad:
+        await driver.write_code("l", CodeWrite(slot=None, pin="12345", name="c"))
+    assert bad.value.reason is RejectReason.INVALID_PIN
+    await driver.write_code("l", CodeWrite(slot=None, pin="1357", name="d"))
+    with pytest.raises(CommandRejected) as full:
+        await driver.write_code("l", CodeWrite(slot=None, pin="9753", name="e"))
+    assert full.value.reason is RejectReason.NO_SPACE
+    with pytest.raises(CommandRejected) as oob:
+        await driver.write_code("l", CodeWrite(slot=40, pin="9753", name="e"))
+    assert oob.value.reason in (RejectReason.SLOT_OUT_OF_RANGE, RejectReason.NO_SPACE)
+
+
+async def test_masked_reads_are_unreadable_not_empty() -> None:
+    driver, _ = make(masks_pins=True)
+    await driver.write_code("l", CodeWrite(slot=1, pin="8642", name="a"))
+    reads = await driver.read_slots("l", [1, 2])
+    assert [r.state for r in reads] == [SlotState.UNREADABLE, SlotState.EMPTY]
+    assert reads[0].pin is None
+
+
+async def test_keypad_edit_and_use_are_reported() -> None:
+    driver, _ = make()
+    seen: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        seen.append(event)
+
+    await driver.start(sink)
+    await driver.keypad_set("l", 5, "9999")
+    await driver.keypad_use("l", 5)
+    assert [(e.kind, e.slot) for e in seen] == [
+        (DriverEventKind.SLOT_CHANGED, 5), (DriverEventKind.KEYPAD_USED, 5)]
+    [read] = await driver.read_slots("l", [5])
+    assert read.pin == "9999"
+
+
+async def test_algorithmic_lock_chooses_its_own_pin() -> None:
+    driver, _ = make(algorithmic_pins=True, can_read=False, id_addressed=True)
+    result = await driver.write_code("l", CodeWrite(slot=None, pin=None, name="g"))
+    assert result.pin.isdigit() and len(result.pin) == 8
+    [read] = await driver.read_slots("l", [result.slot])
+    assert read.state is SlotState.UNREADABLE
+
+
+async def test_account_disconnected_asks_for_reauthentication() -> None:
+    driver, _ = make()
+    driver.lock("l").disconnect_account()
+    with pytest.raises(Reauthenticate):
+        await driver.write_code("l", CodeWrite(slot=1, pin="1357", name="x"))
+
+
+async def test_faults_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("""\
+drivers:
+  - kind: simulator
+    locks:
+      - id: a
+        name: A
+        faults: {fail_next_sets: 1, keypad_codes: {4: "7777"}}
+      - id: b
+        name: B
+        faults: {offline: true}
+      - id: c
+        name: C
+        preset: schlage_be469
+        faults: {slots_full: true}
+""")
+    loaded = load_config(path)
+    driver = build(loaded.drivers[0], DriverContext(FakeClock(), tmp_path))  # type: ignore[arg-type]
+    assert driver.lock("a").slots[4].pin == "7777"
+    with pytest.raises(RetryLater):
+        await driver.write_code("a", CodeWrite(slot=1, pin="1357", name="x"))
+    assert driver.availability("b") is Availability.OFFLINE
+    with pytest.raises(CommandRejected):
+        await driver.write_code("c", CodeWrite(slot=1, pin="1357", name="x"))
+    assert driver.devices()[2].constraints.fixed_length == 4
+
+
+async def test_state_file_survives_a_new_driver(tmp_path: Path) -> None:
+    clock = FakeClock()
+    spec = SimLockSpec(lock_id="l", name="L")
+    first = SimulatorDriver("sim", [spec], clock, tmp_path / "sim.json")
+
+    async def sink(event: DriverEvent) -> None:
+        return None
+
+    await first.start(sink)
+    await first.write_code("l", CodeWrite(slot=2, pin="2580", name="x"))
+    second = SimulatorDriver("sim", [spec], clock, tmp_path / "sim.json")
+    await second.start(sink)
+    assert second.lock("l").slots[2].pin == "2580"
