@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 source scripts/peers.sh
-.venv/bin/ruff check bridge drivers tests bench
+.venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
