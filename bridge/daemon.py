@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,6 +108,8 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         command_timeout_s=config.engine.command_timeout_s,
         default_spacing_s=config.engine.default_command_spacing_s,
         reconcile_interval_s=config.engine.reconcile_interval_s,
+        concurrency_per_driver=config.engine.concurrency_per_driver,
+        watch_clock=sync_required,
     )
     return Bridge(loaded, clock, store, engine, drivers, guard)
 
@@ -130,13 +133,17 @@ async def declare_codes(bridge: Bridge) -> None:
             name=entry.name, preferred_code=entry.code, type=AccessCodeType(entry.type),
             starts_at=starts, ends_at=ends,
         )
+        code_id = str(uuid.uuid4())
         try:
-            code = await engine.create_code(device_id, request)
+            # The code and the note that it was declared commit together: a crash in between
+            # must not create it twice.
+            await engine.create_code(device_id, request, access_code_id=code_id,
+                                     on_commit=partial(_mark_declared, key=entry.key,
+                                                       code_id=code_id))
         except EngineError as exc:
             _LOG.error("declared code %s refused: %s", entry.key, exc)
             continue
-        await store.write(partial(_mark_declared, key=entry.key, code_id=code.access_code_id))
-        _LOG.info("declared code %s created as %s", entry.key, code.access_code_id)
+        _LOG.info("declared code %s created as %s", entry.key, code_id)
 
 
 def _mark_declared(tx: Tx, key: str, code_id: str) -> None:

@@ -21,6 +21,8 @@ class Availability(enum.StrEnum):
 
     ONLINE = "online"
     OFFLINE = "offline"
+    # The bridge lost its link to the lock's network (broker, Z-Wave server); the lock may be fine.
+    DISCONNECTED = "disconnected"
     HUB_DISCONNECTED = "hub_disconnected"
     ACCOUNT_DISCONNECTED = "account_disconnected"
     REMOVED = "removed"

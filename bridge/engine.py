@@ -55,6 +55,7 @@ from bridge.planner import (
     appearance_name,
     backoff_delay,
     choose_slot,
+    foresee_problem,
     judge_read,
     local_window,
     next_command,
@@ -74,6 +75,10 @@ _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
 
 _AVAILABILITY_ERRORS = {
     Availability.OFFLINE: (DeviceErrorCode.DEVICE_OFFLINE, "Device is offline"),
+    Availability.DISCONNECTED: (
+        DeviceErrorCode.DEVICE_DISCONNECTED,
+        "Device is disconnected: lockbridge cannot reach the lock's network (broker or server)",
+    ),
     Availability.HUB_DISCONNECTED: (DeviceErrorCode.HUB_DISCONNECTED, "Hub is disconnected"),
     Availability.ACCOUNT_DISCONNECTED: (
         DeviceErrorCode.ACCOUNT_DISCONNECTED,
@@ -142,6 +147,8 @@ class Engine:
         command_timeout_s: float = 30.0,
         default_spacing_s: float = 2.0,
         reconcile_interval_s: float = 3600.0,
+        concurrency_per_driver: int = 4,
+        watch_clock: bool = False,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -162,6 +169,9 @@ class Engine:
         self._listeners: list[EventListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_was_synced = True
+        self._watch_clock = watch_clock
+        # A hub or cloud account takes only so many commands at once, whatever the lock count.
+        self._budgets = {name: asyncio.Semaphore(concurrency_per_driver) for name in drivers}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -180,6 +190,10 @@ class Engine:
         for name, driver in self.drivers.items():
             for info in driver.devices():
                 await self._register(name, info, driver.availability(info.external_id))
+        for device in devices:
+            if device.device_id not in self._workers and not device.removed:
+                # In the store but no driver reports it any more.
+                await self._set_availability(device.device_id, Availability.REMOVED)
         for intent in intents:
             worker = self._workers.get(intent.device_id)
             if worker is not None:
@@ -195,7 +209,8 @@ class Engine:
                 self._tasks.append(
                     group.create_task(self._run_worker(device_id), name=f"lock:{device_id}")
                 )
-            self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
+            if self._watch_clock:
+                self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
 
     def subscribe(self, listener: EventListener) -> None:
         """Call `listener` with every batch of committed events."""
@@ -243,7 +258,8 @@ class Engine:
         return [c for c in self.codes.values() if c.device_id == device_id]
 
     async def create_code(self, device_id: str, request: CodeRequest,
-                          access_code_id: str | None = None) -> CodeRecord:
+                          access_code_id: str | None = None,
+                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
         """Create a managed code; it goes onto the lock in the background."""
         async with self._lock_for(device_id):
             device = self.device(device_id)
@@ -267,7 +283,7 @@ class Engine:
             code = self._refresh(code, device, now)
             events = [self._event(EventType.ACCESS_CODE_CREATED, device_id,
                                   code.access_code_id, {})]
-            await self._commit(codes=[code], events=events)
+            await self._commit(codes=[code], events=events, extra=on_commit)
         self._wake(device_id)
         return self.codes[code.access_code_id]
 
@@ -299,10 +315,17 @@ class Engine:
                                      if k != "external_hold"})
             pin_request = request.code is not None or request.preferred_code is not None
             if pin_request or changes.get("type") or "starts_at" in changes:
-                updated = self._validate_and_choose_pin(
-                    device, updated, request if pin_request else
-                    CodeRequest(code=current.code if not device.info.capabilities
-                                .algorithmic_pins else None), now)
+                try:
+                    updated = self._validate_and_choose_pin(
+                        device, updated, request if pin_request else
+                        CodeRequest(code=current.code if not device.info.capabilities
+                                    .algorithmic_pins else None), now)
+                except EngineError as exc:
+                    if exc.kind == "duplicate_access_code":
+                        await self._prevented_duplicate(current, now)
+                    raise
+            updated = replace(updated, errors=_drop_codes(
+                updated.errors, {AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED}))
             if updated.code != current.code or "name" in changes:
                 updated = replace(updated, pending_since=now)
             updated = self._refresh(updated, device, now)
@@ -310,6 +333,16 @@ class Engine:
                 EventType.ACCESS_CODE_CHANGED, current.device_id, access_code_id, {})])
         self._wake(current.device_id)
         return self.codes[access_code_id]
+
+    async def _prevented_duplicate(self, code: CodeRecord, now: datetime) -> None:
+        message = ("An attempt to modify this access code was prevented: the new PIN would "
+                   "duplicate another code on the lock")
+        error = AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED
+        events = [] if code.has_error(error) else [self._event(
+            EventType.ACCESS_CODE_DUPLICATE_CODE_ATTEMPT_PREVENTED, code.device_id,
+            code.access_code_id, {"error_code": error.value, "message": message})]
+        await self._commit(codes=[replace(code, errors=_with_issue(code.errors, error, message,
+                                                                    now))], events=events)
 
     async def delete_code(self, access_code_id: str) -> None:
         """Take a code off its lock and forget it."""
@@ -371,6 +404,15 @@ class Engine:
             await self._commit(drop=[access_code_id], events=[self._event(
                 EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})])
 
+    def reconcile(self, device_id: str, slots: Iterable[int] = (), full: bool = False) -> None:
+        """Ask a lock's worker to re-read some slots, or the whole lock, and fix what differs."""
+        worker = self._workers.get(device_id)
+        if worker is None:
+            raise EngineError("device_not_found", f"Device {device_id} not found", "device_id")
+        worker.pending_reads.update(slots)
+        worker.full_read = worker.full_read or full
+        worker.wake.set()
+
     def generate_code(self, device_id: str, length: int | None = None) -> str:
         """A PIN that fits the lock's rules and clashes with nothing on it."""
         device = self.device(device_id)
@@ -404,6 +446,7 @@ class Engine:
             device = self.devices[device_id]
             driver = self.drivers[device.driver]
             if not device.online:
+                await self._housekeeping(device_id)
                 await self._probe_step(worker, device, driver)
                 continue
             try:
@@ -592,8 +635,12 @@ class Engine:
                                   access_code_id, {})]
             if code.deleted:
                 await self._commit(drop=[access_code_id], events=events,
-                                   drop_intents=[(device_id, slot)])
+                                   drop_intents=[(device_id, slot)],
+                                   codes=self._retry_no_space(device_id, exclude=access_code_id))
                 return
+            retry = self._retry_no_space(device_id, exclude=access_code_id)
+            if retry:
+                await self._commit(codes=retry)
             keep_slot = should_be_on_lock(code, device, now, self.policy)
             updated = replace(code, on_lock_pin=None, verified=False, attempts=0,
                               next_attempt_at=None, slot=slot if keep_slot else None,
@@ -603,6 +650,14 @@ class Engine:
                                   AccessCodeWarningCode.DELAY_IN_REMOVING_FROM_DEVICE}))
             updated = self._refresh(updated, device, now)
             await self._commit(codes=[updated], events=events, drop_intents=[(device_id, slot)])
+
+    def _retry_no_space(self, device_id: str, exclude: str) -> list[CodeRecord]:
+        """A slot was freed: codes that found the lock full try again."""
+        error = AccessCodeErrorCode.NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE
+        return [replace(c, gave_up=False, attempts=0, next_attempt_at=None)
+                for c in self.codes_of(device_id)
+                if c.access_code_id != exclude and c.is_managed and c.gave_up
+                and c.has_error(error)]
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -725,7 +780,7 @@ class Engine:
                                                  AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
                                  if not code.requested_code else
                                  {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE}),
-            errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
+            errors=_drop_codes(code.errors, _SET_ERRORS),
         )
         return updated, events
 
@@ -788,6 +843,7 @@ class Engine:
                 unmanaged = unmanaged_slots.get(slot)
                 if empty:
                     if unmanaged is not None:
+                        changed.extend(self._retry_no_space(device_id, exclude=""))
                         drops.append(unmanaged.access_code_id)
                         events.append(self._event(EventType.ACCESS_CODE_UNMANAGED_REMOVED,
                                                   device_id, unmanaged.access_code_id, {}))
@@ -909,6 +965,10 @@ class Engine:
             worker.next_probe_at = self.clock.monotonic() + delay
         # Requests wake the worker but do not bring the probe forward: an offline lock waits.
         remaining = worker.next_probe_at - self.clock.monotonic()
+        now = self.clock.now()
+        wake_at = next_wakeup(device, self.codes_of(device.device_id), now, self.policy)
+        if wake_at is not None:
+            remaining = min(remaining, (wake_at - now).total_seconds())
         if remaining > 0:
             await self._wait(worker, remaining)
         if self.devices[device.device_id].online or \
@@ -931,11 +991,13 @@ class Engine:
             now = self.clock.now()
             changed: list[CodeRecord] = []
             events: list[Event] = []
-            for code in self.codes_of(device_id):
+            codes = self.codes_of(device_id)
+            for code in codes:
                 if not code.is_managed:
                     continue
                 updated = self._refresh(code, device, now)
                 updated, more = self._delay_warnings(updated, now)
+                updated = self._foresight(updated, device, codes, now)
                 events.extend(more)
                 if updated != code:
                     changed.append(updated)
@@ -944,6 +1006,17 @@ class Engine:
                 await self._commit(codes=changed, events=events,
                                    devices=[device_updated] if device_updated is not device
                                    else [])
+
+    def _foresight(self, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord],
+                   now: datetime) -> CodeRecord:
+        problem = foresee_problem(code, device, codes, now, self.policy)
+        warning = AccessCodeWarningCode.WILL_NOT_FIT_ON_DEVICE
+        if problem and not code.has_warning(warning):
+            return replace(code, warnings=_with_issue(code.warnings, warning,
+                                                      f"Checked ahead: {problem}", now))
+        if not problem and code.has_warning(warning):
+            return replace(code, warnings=_drop_codes(code.warnings, {warning}))
+        return code
 
     def _delay_warnings(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
         events: list[Event] = []
@@ -999,7 +1072,8 @@ class Engine:
                 self._clock_was_synced = synced
                 for device_id in self._workers:
                     self._wake(device_id)
-            await self.clock.sleep(5.0)
+            # Right after boot the clock jumps when NTP answers: look often until it is trusted.
+            await self.clock.sleep(60.0 if synced else 5.0)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -1196,7 +1270,8 @@ class Engine:
 
     async def _call(self, device: DeviceRecord, op: Awaitable[Any]) -> Any:
         try:
-            return await asyncio.wait_for(op, self._timeout)
+            async with self._budgets[device.driver]:
+                return await asyncio.wait_for(op, self._timeout)
         except TimeoutError as exc:
             raise RetryLater(f"no answer from the lock within {self._timeout:.0f} s") from exc
 
@@ -1207,6 +1282,9 @@ _RETRYABLE_ERRORS = frozenset({
     AccessCodeErrorCode.NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE,
     AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
 })
+
+
+_SET_ERRORS = _RETRYABLE_ERRORS - {AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE}
 
 
 def _with_issue(issues: tuple[Issue, ...], code: str, message: str,

@@ -178,10 +178,37 @@ def next_wakeup(
             warn_at = code.pending_since + policy.delay_warning_after
             if warn_at > now:
                 moments.append(warn_at)
-            ahead = (code.starts_at - policy.errors_ahead) if code.starts_at else None
-            if ahead is not None and ahead > now:
-                moments.append(ahead)
+        ahead = (code.starts_at - policy.errors_ahead) if code.starts_at else None
+        if ahead is not None and ahead > now:
+            moments.append(ahead)
     return min(moments) if moments else None
+
+
+def foresee_problem(
+    code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord], now: datetime,
+    policy: Policy,
+) -> str | None:
+    """For a time-bound code not yet due on the lock but within the errors-ahead horizon: why it
+    will not fit when its time comes (no slot, PIN clash), or None."""
+    due = goes_on_at(code, device, policy)
+    if (due is None or due <= now or code.starts_at is None
+            or now < code.starts_at - policy.errors_ahead or code.deleted or not code.is_managed):
+        return None
+    caps = device.info.capabilities
+    if caps.addressing is Addressing.SLOT:
+        usable = caps.slot_count - len(caps.reserved_slots)
+        busy = sum(
+            1 for other in codes
+            if other.access_code_id != code.access_code_id and (
+                not other.is_managed or should_be_on_lock(other, device, due, policy)
+                or (other.on_lock and other.ends_at is not None and other.ends_at > due)
+            )
+        )
+        if busy >= usable:
+            return "no slot will be free on the lock when this code is due"
+    if code.code is not None and pin_conflict(code.code, code, device, codes) is not None:
+        return "another code on the lock will hold a clashing PIN when this code is due"
+    return None
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:

@@ -151,14 +151,18 @@ class SimulatorDriver:
             return
         doc = {
             lock_id: {
-                str(n): {
-                    "pin": s.pin,
-                    "name": s.name,
-                    "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
-                    if s.window
-                    else None,
-                }
-                for n, s in lock.slots.items()
+                "slots": {
+                    str(n): {
+                        "pin": s.pin,
+                        "name": s.name,
+                        "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
+                        if s.window
+                        else None,
+                    }
+                    for n, s in lock.slots.items()
+                },
+                # How often each slot was written, ever: lets tests prove nothing was set twice.
+                "writes": {str(n): count for n, count in lock.writes.items()},
             }
             for lock_id, lock in self._locks.items()
         }
@@ -176,10 +180,12 @@ class SimulatorDriver:
             doc = json.loads(self._state_file.read_text())
         except (OSError, ValueError) as exc:
             raise RetryLater(f"cannot read simulator state {self._state_file}: {exc}") from exc
-        for lock_id, slots in doc.items():
+        for lock_id, saved in doc.items():
             lock = self._locks.get(lock_id)
             if lock is None:
                 continue
+            slots = saved["slots"]
+            lock.writes = {int(n): count for n, count in saved.get("writes", {}).items()}
             lock.slots = {
                 int(n): SimSlot(
                     pin=s["pin"],
@@ -199,4 +205,12 @@ class SimulatorDriver:
 def load_state_file(path: Path) -> dict[str, dict[int, str]]:
     """Read a simulator state file as {lock_id: {slot: pin}}; for tests and the demo."""
     doc = json.loads(path.read_text())
-    return {lid: {int(n): s["pin"] for n, s in slots.items()} for lid, slots in doc.items()}
+    return {lid: {int(n): s["pin"] for n, s in saved["slots"].items()}
+            for lid, saved in doc.items()}
+
+
+def load_write_counts(path: Path) -> dict[str, dict[int, int]]:
+    """How many times each slot of each simulated lock was ever written."""
+    doc = json.loads(path.read_text())
+    return {lid: {int(n): c for n, c in saved.get("writes", {}).items()}
+            for lid, saved in doc.items()}

@@ -1,0 +1,336 @@
+"""Access codes end to end through the engine and the simulator: every error, warning and event
+of the source documents, appearing when its condition holds and clearing when it ends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bridge.driver import Availability
+from bridge.engine import CodeRequest, EngineError
+from bridge.model import AccessCodeStatus, AccessCodeType, EventType
+from bridge.planner import Policy
+from drivers.simulator import SimLockSpec
+
+from .conftest import START
+
+D = timedelta(days=1)
+H = timedelta(hours=1)
+
+
+async def kinds(h, code_id: str | None = None, device_id: str | None = None) -> list[str]:  # type: ignore[no-untyped-def]
+    events = await h.store.read(lambda r: r.events(access_code_id=code_id, device_id=device_id,
+                                                   limit=10_000))
+    return [e.event_type.value for e in events]
+
+
+def errors(h, code_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e.code for e in h.engine.codes[code_id].errors]
+
+
+def warnings(h, code_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [w.code for w in h.engine.codes[code_id].warnings]
+
+
+async def test_code_scheduled_nine_days_ahead_on_a_lock_with_schedules(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", native_schedules=True)],
+                              time_zone="America/New_York")
+    dev = h.device_id("front")
+    c = await h.engine.create_code(dev, CodeRequest(
+        name="Guest", type=AccessCodeType.TIME_BOUND, starts_at=START + 10 * D,
+        ends_at=START + 12 * D))
+    await h.settle()
+    assert h.slots("front") == {}
+    await h.advance(D.total_seconds() + 60, step=3600)
+    lock = h.driver.lock("front")
+    [slot] = lock.slots
+    window = lock.slots[slot].window
+    assert window is not None and window.starts_at.hour == 8  # 12:00 UTC is 08:00 EDT
+    code = h.engine.codes[c.access_code_id]
+    assert code.status is AccessCodeStatus.UNSET and code.is_scheduled_on_device
+    assert EventType.ACCESS_CODE_SCHEDULED_ON_DEVICE in await kinds(h, c.access_code_id)
+    await h.advance(9 * D.total_seconds(), step=6 * 3600)
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
+    await h.advance(2 * D.total_seconds(), step=6 * 3600)
+    assert h.slots("front") == {}
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.UNSET
+
+
+async def test_lock_without_schedules_is_enforced_by_the_bridge(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(
+        type=AccessCodeType.TIME_BOUND, starts_at=START + 4 * D, ends_at=START + 5 * D,
+        code="13579"))
+    await h.advance((4 * D - 2 * H).total_seconds(), step=6 * 3600)
+    assert h.slots("front") == {}
+    await h.advance(H.total_seconds() + 60)
+    assert h.slots("front") == {1: "13579"}
+    assert EventType.ACCESS_CODE_SET_ON_DEVICE in await kinds(h, c.access_code_id)
+    await h.advance((D + H).total_seconds(), step=3600)
+    assert h.slots("front") == {}
+
+
+async def test_masked_reads_never_count_as_empty(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("g", "Garage", masks_pins=True)])
+    h.driver.lock("g").keypad_set(1, "2468")  # an occupied slot the bridge cannot read
+    dev = h.device_id("g")
+    h.engine.reconcile(dev, full=True)
+    c = await h.engine.create_code(dev, CodeRequest(code="97531"))
+    await h.settle()
+    assert h.slots("g") == {1: "2468", 2: "97531"}  # slot 1 was not overwritten
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
+    [unmanaged] = [x for x in h.engine.codes.values() if not x.is_managed]
+    assert unmanaged.slot == 1 and unmanaged.code is None
+    # Reconciling again changes nothing: the masked code is not re-set.
+    writes = dict(h.driver.lock("g").writes)
+    h.engine.reconcile(dev, slots=[2])
+    await h.settle()
+    assert h.driver.lock("g").writes == writes
+
+
+async def test_keypad_edit_is_detected_and_put_back(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="13579"))
+    await h.settle()
+    await h.driver.keypad_set("front", 1, "99999")
+    await h.settle()
+    assert h.slots("front") == {1: "13579"}
+    assert "code_modified_external_to_seam" in warnings(h, c.access_code_id)
+    events = await kinds(h, c.access_code_id)
+    assert EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM in events
+    assert events.count(EventType.ACCESS_CODE_SET_ON_DEVICE) == 1
+
+
+async def test_external_modification_allowed_is_kept(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(
+        code="13579", allow_external_modification=True))
+    await h.settle()
+    await h.driver.keypad_set("front", 1, "86420")
+    await h.settle()
+    assert h.slots("front") == {1: "86420"}
+    assert h.engine.codes[c.access_code_id].code == "86420"
+
+
+async def test_unmanaged_codes_are_imported_converted_and_deleted(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    h.driver.lock("front").keypad_set(3, "5555")
+    h.driver.lock("front").keypad_set(4, "6666")
+    h.engine.reconcile(dev, full=True)
+    await h.settle()
+    unmanaged = sorted((c for c in h.engine.codes.values() if not c.is_managed),
+                       key=lambda c: c.slot or 0)
+    assert [(c.slot, c.code) for c in unmanaged] == [(3, "5555"), (4, "6666")]
+    assert (await kinds(h, device_id=dev)).count(EventType.ACCESS_CODE_UNMANAGED_CREATED) == 2
+    converted = await h.engine.convert_unmanaged(unmanaged[0].access_code_id,
+                                                 CodeRequest(name="Owner"))
+    assert converted.is_managed and converted.status is AccessCodeStatus.SET
+    await h.engine.delete_unmanaged(unmanaged[1].access_code_id)
+    assert h.slots("front") == {3: "5555"}
+    all_kinds = await kinds(h, device_id=dev)
+    assert EventType.ACCESS_CODE_UNMANAGED_CONVERTED_TO_MANAGED in all_kinds
+    assert EventType.ACCESS_CODE_UNMANAGED_REMOVED in all_kinds
+    # A keypad deletion of an unmanaged code is noticed too.
+    h.driver.lock("front").keypad_set(7, "7777")
+    await h.driver.keypad_set("front", 7, "7777")
+    await h.settle()
+    await h.driver.keypad_clear("front", 7)
+    await h.settle()
+    assert all(c.slot != 7 for c in h.engine.codes.values())
+
+
+async def test_reconnect_restores_missing_codes(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    a = await h.engine.create_code(dev, CodeRequest(code="13579"))
+    b = await h.engine.create_code(dev, CodeRequest(code="24680"))
+    await h.settle()
+    await h.driver.set_availability("front", Availability.ACCOUNT_DISCONNECTED)
+    await h.settle()
+    assert h.engine.devices[dev].errors[0].code == "account_disconnected"
+    h.driver.lock("front").wipe()  # re-linking the account reset the lock
+    await h.driver.set_availability("front", Availability.ONLINE)
+    await h.settle()
+    assert sorted(h.slots("front").values()) == ["13579", "24680"]
+    assert h.engine.devices[dev].errors == ()
+    device_events = await kinds(h, device_id=dev)
+    assert EventType.DEVICE_DISCONNECTED in device_events
+    assert EventType.DEVICE_CONNECTED in device_events
+    for c in (a, b):
+        assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
+
+
+async def test_full_lock_reports_no_space_until_a_slot_frees(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", slot_count=2)])
+    dev = h.device_id("front")
+    a = await h.engine.create_code(dev, CodeRequest(code="11357"))
+    await h.engine.create_code(dev, CodeRequest(code="22468"))
+    c = await h.engine.create_code(dev, CodeRequest(code="33579"))
+    await h.settle()
+    assert errors(h, c.access_code_id) == ["no_space_for_access_code_on_device"]
+    assert EventType.ACCESS_CODE_NO_SPACE_ON_DEVICE in await kinds(h, c.access_code_id)
+    await h.engine.delete_code(a.access_code_id)
+    await h.settle()
+    assert sorted(h.slots("front").values()) == ["22468", "33579"]
+    assert errors(h, c.access_code_id) == []
+
+
+async def test_dead_lock_is_probed_not_flooded(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")],
+                              policy=Policy(delay_warning_after=timedelta(minutes=5)))
+    dev = h.device_id("front")
+    await h.driver.set_availability("front", Availability.OFFLINE)
+    await h.settle()
+    c = await h.engine.create_code(dev, CodeRequest(code="13579"))
+    before = h.driver.lock("front").commands
+    await h.advance(24 * 3600, step=300)
+    probes = h.driver.lock("front").commands - before
+    # 60 s doubling to a 30 min cap: about 50 probes in a day, never thousands.
+    assert 5 <= probes <= 80
+    assert "delay_in_setting_on_device" in warnings(h, c.access_code_id)
+    assert EventType.ACCESS_CODE_DELAY_IN_SETTING_ON_DEVICE in await kinds(h, c.access_code_id)
+    assert [e.code for e in h.engine.devices[dev].errors] == ["device_offline"]
+    h.driver.lock("front").come_online()
+    await h.advance(1800, step=60)
+    assert h.slots("front") == {1: "13579"}
+    assert warnings(h, c.access_code_id) == []
+    assert h.engine.devices[dev].errors == ()
+
+
+async def test_failed_sets_retry_with_backoff_then_stop_with_the_drivers_reason(
+    harness_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    await h.settle()
+    lock = h.driver.lock("front")
+    lock.fail_sets = 100
+    before = lock.commands
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="13579"))
+    await h.advance(6 * 3600, step=30)
+    assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
+    assert "simulated transient failure" in h.engine.codes[c.access_code_id].errors[0].message
+    assert lock.commands - before == Policy().max_attempts
+    assert (await kinds(h, c.access_code_id)).count(
+        EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE) == 1
+    # Something changes (the code is updated): it tries again and succeeds.
+    lock.fail_sets = 0
+    await h.engine.update_code(c.access_code_id, CodeRequest(name="Retry"))
+    await h.settle()
+    assert h.slots("front") == {1: "13579"} and errors(h, c.access_code_id) == []
+
+
+async def test_lock_refusal_is_a_permanent_error(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("shed", "Shed", refuses_sets=True)])
+    await h.settle()
+    before = h.driver.lock("shed").commands
+    c = await h.engine.create_code(h.device_id("shed"), CodeRequest(code="13579"))
+    await h.advance(3600, step=60)
+    assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
+    assert h.driver.lock("shed").commands - before == 1
+
+
+async def test_failed_removal_reports_and_retries(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="13579"))
+    await h.settle()
+    h.driver.lock("front").fail_clears = 100
+    await h.engine.delete_code(c.access_code_id)
+    await h.advance(6 * 3600, step=60)
+    assert errors(h, c.access_code_id) == ["failed_to_remove_from_device"]
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.REMOVING
+    assert "delay_in_removing_from_device" in warnings(h, c.access_code_id)
+    assert EventType.ACCESS_CODE_FAILED_TO_REMOVE_FROM_DEVICE in await kinds(h, c.access_code_id)
+
+
+async def test_pin_rules_refuse_impossible_codes_at_creation(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("s", "Schlage", fixed_length=4)])
+    dev = h.device_id("s")
+    with pytest.raises(EngineError, match="must be 4 digits"):
+        await h.engine.create_code(dev, CodeRequest(code="123456"))
+    with pytest.raises(EngineError, match="digits"):
+        await h.engine.create_code(dev, CodeRequest(code="12ab"))
+    generated = await h.engine.create_code(dev, CodeRequest(name="auto"))
+    assert generated.code is not None and len(generated.code) == 4
+    assert await h.store.read(lambda r: r.count("SELECT count(*) FROM access_codes")) == 1
+
+
+async def test_duplicates(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    a = await h.engine.create_code(dev, CodeRequest(code="13579"))
+    with pytest.raises(EngineError) as refused:
+        await h.engine.create_code(dev, CodeRequest(code="13579"))
+    assert refused.value.kind == "duplicate_access_code"
+    b = await h.engine.create_code(dev, CodeRequest(code="24680"))
+    with pytest.raises(EngineError):
+        await h.engine.update_code(b.access_code_id, CodeRequest(code="13579"))
+    assert errors(h, b.access_code_id) == ["duplicate_code_attempt_prevented"]
+    assert EventType.ACCESS_CODE_DUPLICATE_CODE_ATTEMPT_PREVENTED in await kinds(
+        h, b.access_code_id)
+    await h.settle()
+    assert a.access_code_id in h.engine.codes
+    # Same PIN, windows that do not overlap: both allowed, never on the lock together.
+    g1 = await h.engine.create_code(dev, CodeRequest(
+        code="75319", type=AccessCodeType.TIME_BOUND, starts_at=START + H, ends_at=START + 3 * H))
+    g2 = await h.engine.create_code(dev, CodeRequest(
+        code="75319", type=AccessCodeType.TIME_BOUND, starts_at=START + 3 * H,
+        ends_at=START + 5 * H))
+    for _ in range(10 * 6):
+        await h.advance(600)
+        assert list(h.slots("front").values()).count("75319") <= 1
+    assert h.engine.codes[g1.access_code_id].status is AccessCodeStatus.UNSET
+    assert EventType.ACCESS_CODE_SET_ON_DEVICE in await kinds(h, g2.access_code_id)
+
+
+async def test_unmanaged_duplicate_on_device(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    await h.settle()
+    # The keypad code appears after the bridge accepted the request, before it was set.
+    h.driver.lock("front").keypad_set(5, "86420")
+    h.engine.reconcile(dev, full=True)
+    await h.settle()
+    c = await h.engine.create_code(dev, CodeRequest(code="11223"))
+    await h.settle()
+    await h.driver.keypad_set("front", 6, "33445")
+    await h.settle()
+    # Update to a PIN held by an unmanaged code is refused as a duplicate.
+    with pytest.raises(EngineError):
+        await h.engine.update_code(c.access_code_id, CodeRequest(code="86420"))
+    # The lock itself rejecting a duplicate maps to duplicate_code_on_device.
+    from bridge.driver import RejectReason
+
+    e = await h.engine.create_code(dev, CodeRequest(code="44556"))
+    h.driver.lock("front").fail_sets = 1
+    h.driver.lock("front").fail_reason = RejectReason.DUPLICATE_PIN
+    await h.engine.update_code(e.access_code_id, CodeRequest(code="44557"))
+    await h.settle()
+    assert "duplicate_code_on_device" in errors(h, e.access_code_id)
+    assert EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE in await kinds(h, e.access_code_id)
+
+
+async def test_device_removed_when_no_driver_reports_it(tmp_path, harness_factory) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import make_harness, stop_harness
+
+    first = await make_harness(tmp_path, [SimLockSpec("a", "A"), SimLockSpec("b", "B")])
+    dev_b = first.device_id("b")
+    await stop_harness(first)
+    second = await make_harness(tmp_path, [SimLockSpec("a", "A")])
+    try:
+        assert [e.code for e in second.engine.devices[dev_b].errors] == ["device_removed"]
+    finally:
+        await stop_harness(second)
+
+
+async def test_unknown_time_zone_warns_and_bridge_enforces(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", native_schedules=True)])
+    dev = h.device_id("front")
+    await h.settle()
+    assert [w.code for w in h.engine.devices[dev].warnings] == ["unknown_time_zone"]
+    await h.engine.create_code(dev, CodeRequest(
+        code="13579", type=AccessCodeType.TIME_BOUND, starts_at=START + 2 * D,
+        ends_at=START + 3 * D))
+    await h.advance(D.total_seconds(), step=6 * 3600)
+    assert h.slots("front") == {}  # not 9 days ahead: the bridge enforces it, 60 min ahead

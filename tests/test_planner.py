@@ -1,0 +1,210 @@
+"""Table tests of the pure decisions: no event loop, no store, times given explicitly."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bridge.driver import (
+    DeviceInfo,
+    LockCapabilities,
+    PinConstraints,
+    SlotRead,
+    SlotState,
+)
+from bridge.model import AccessCodeStatus, AccessCodeType
+from bridge.pins import clash, generate_pin, is_trivial, pin_violation
+from bridge.planner import (
+    CommandKind,
+    Policy,
+    ReadVerdict,
+    choose_slot,
+    derive_status,
+    foresee_problem,
+    judge_read,
+    local_window,
+    next_command,
+    next_wakeup,
+    should_be_on_lock,
+)
+from bridge.records import CodeRecord, DeviceRecord
+
+T0 = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+D = timedelta(days=1)
+POLICY = Policy()
+
+
+def device(native: bool = False, zone: str | None = "Europe/Lisbon", slots: int = 30,
+           **rules: object) -> DeviceRecord:
+    info = DeviceInfo("x", "X", "m", "m", "lock",
+                      LockCapabilities(native_schedules=native, slot_count=slots),
+                      PinConstraints(**rules))  # type: ignore[arg-type]
+    return DeviceRecord("d", "sim", "x", info, T0, time_zone=zone)
+
+
+def code(cid: str = "c", **kw: object) -> CodeRecord:
+    base = CodeRecord(cid, "d", T0 - D, code="482915")
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def tb(start: timedelta, end: timedelta, **kw: object) -> CodeRecord:
+    return code(type=AccessCodeType.TIME_BOUND, starts_at=T0 + start, ends_at=T0 + end, **kw)
+
+
+@pytest.mark.parametrize(
+    ("native", "start", "end", "expected"),
+    [
+        (True, 9 * D - H, 10 * D, True),     # native schedule: on up to 9 days ahead
+        (True, 9 * D + H, 10 * D, False),    # ... not earlier
+        (False, 2 * H, 5 * H, False),        # bridge-enforced: only 60 minutes ahead
+        (False, 30 * timedelta(minutes=1), 5 * H, True),
+        (False, -5 * H, -1 * H, False),      # window passed: comes off
+        (True, -5 * H, timedelta(0), False),  # ends now: off
+    ],
+)
+def test_should_be_on_lock(native: bool, start: timedelta, end: timedelta,
+                           expected: bool) -> None:
+    assert should_be_on_lock(tb(start, end), device(native=native), T0, POLICY) is expected
+
+
+def test_native_schedule_needs_a_time_zone() -> None:
+    c = tb(2 * D, 3 * D)
+    assert should_be_on_lock(c, device(native=True, zone="UTC"), T0, POLICY)
+    assert not should_be_on_lock(c, device(native=True, zone=None), T0, POLICY)
+
+
+def test_local_window_is_wall_clock_time_across_dst() -> None:
+    # Lisbon moves to summer time on 2026-03-29 at 01:00 UTC; a stay across it keeps 15:00/11:00.
+    c = code(type=AccessCodeType.TIME_BOUND, starts_at=datetime(2026, 3, 27, 15, tzinfo=UTC),
+             ends_at=datetime(2026, 3, 30, 10, tzinfo=UTC))
+    window = local_window(c, device(native=True))
+    assert window is not None
+    assert (window.starts_at.hour, window.ends_at.hour) == (15, 11)
+
+
+@pytest.mark.parametrize(
+    ("kw", "status", "scheduled"),
+    [
+        ({"on_lock_pin": "482915", "verified": True}, AccessCodeStatus.SET, False),
+        ({}, AccessCodeStatus.SETTING, False),
+        ({"on_lock_pin": "482915", "verified": False}, AccessCodeStatus.SETTING, False),
+        ({"deleted": True, "on_lock_pin": "482915"}, AccessCodeStatus.REMOVING, False),
+    ],
+)
+def test_derive_status_ongoing(kw: dict[str, object], status: AccessCodeStatus,
+                               scheduled: bool) -> None:
+    assert derive_status(code(**kw), device(), T0, POLICY) == (status, scheduled)
+
+
+def test_status_of_a_code_scheduled_on_the_lock() -> None:
+    c = tb(2 * D, 3 * D, on_lock_pin="482915", verified=True)
+    assert derive_status(c, device(native=True), T0, POLICY) == (AccessCodeStatus.UNSET, True)
+    assert derive_status(c, device(native=True), T0 + 2 * D, POLICY) == (
+        AccessCodeStatus.SET, False)
+    assert derive_status(c, device(native=True), T0 + 3 * D, POLICY) == (
+        AccessCodeStatus.REMOVING, False)
+
+
+def test_next_command_orders_removals_then_soonest_start() -> None:
+    dev = device()
+    codes = [
+        tb(30 * timedelta(minutes=1), 5 * H, access_code_id="later"),
+        tb(10 * timedelta(minutes=1), 5 * H, access_code_id="sooner"),
+        tb(-5 * H, -H, access_code_id="expired", on_lock_pin="482915", slot=4),
+    ]
+    first = next_command(dev, codes, T0, POLICY)
+    assert first is not None and (first.kind, first.access_code_id) == (CommandKind.CLEAR,
+                                                                        "expired")
+    second = next_command(dev, codes[:2], T0, POLICY)
+    assert second is not None and second.access_code_id == "sooner"
+
+
+def test_next_command_skips_backoff_and_given_up_and_unsynced_clock() -> None:
+    dev = device()
+    assert next_command(dev, [code(next_attempt_at=T0 + H)], T0, POLICY) is None
+    assert next_command(dev, [code(gave_up=True)], T0, POLICY) is None
+    timed = tb(timedelta(minutes=10), H)
+    assert next_command(dev, [timed], T0, POLICY, clock_synchronized=False) is None
+    assert next_command(dev, [code()], T0, POLICY, clock_synchronized=False) is not None
+
+
+def test_pending_reads_come_first() -> None:
+    cmd = next_command(device(), [code()], T0, POLICY, pending_reads=[7, 3])
+    assert cmd is not None and cmd.kind is CommandKind.READ and cmd.slots == (3, 7)
+
+
+def test_next_wakeup_is_the_next_schedule_edge() -> None:
+    c = tb(2 * H, 5 * H)
+    assert next_wakeup(device(), [c], T0, POLICY) == T0 + H  # 60 min before start
+
+
+@pytest.mark.parametrize(
+    ("read", "fresh", "verdict"),
+    [
+        (SlotRead(1, SlotState.KNOWN, "482915"), False, ReadVerdict.CONFIRMED),
+        (SlotRead(1, SlotState.UNREADABLE), False, ReadVerdict.TRUSTED),
+        (SlotRead(1, SlotState.EMPTY), False, ReadVerdict.MISSING),
+        (SlotRead(1, SlotState.EMPTY), True, ReadVerdict.STILL_PENDING),
+        (SlotRead(1, SlotState.KNOWN, "111111"), False, ReadVerdict.CHANGED),
+        (SlotRead(1, SlotState.KNOWN, "111111"), True, ReadVerdict.STILL_PENDING),
+    ],
+)
+def test_judge_read(read: SlotRead, fresh: bool, verdict: ReadVerdict) -> None:
+    c = code(on_lock_pin="482915", slot=1,
+             last_write_at=T0 - timedelta(seconds=10 if fresh else 600))
+    assert judge_read(c, read, T0, timedelta(seconds=60)) is verdict
+
+
+def test_choose_slot_skips_taken_and_reserved() -> None:
+    dev = device(slots=3)
+    dev = replace(dev, info=replace(dev.info, capabilities=replace(
+        dev.info.capabilities, reserved_slots=frozenset({1}))))
+    assert choose_slot(dev, [code(slot=2)]) == 3
+    assert choose_slot(dev, [code(slot=2), code("b", slot=3)]) is None
+
+
+@pytest.mark.parametrize(
+    ("pin", "rules", "problem"),
+    [
+        ("1234", {}, None),
+        ("12a4", {}, "digits only"),
+        ("123", {}, "4 to 8 digits"),
+        ("12345", {"fixed_length": 4}, "must be 4 digits"),
+        ("0123", {"no_leading_zero": True}, "starting with 0"),
+        ("9912", {"forbidden_prefixes": ("99",)}, "programming code"),
+    ],
+)
+def test_pin_violation(pin: str, rules: dict[str, object], problem: str | None) -> None:
+    result = pin_violation(pin, PinConstraints(**rules))  # type: ignore[arg-type]
+    assert (result is None) if problem is None else (result is not None and problem in result)
+
+
+def test_clash_duplicates_and_prefixes() -> None:
+    assert clash("1234", ["1234"], PinConstraints()) == "1234"
+    assert clash("1234", ["12345"], PinConstraints()) is None
+    assert clash("1234", ["12345"], PinConstraints(matches_prefixes=True)) == "12345"
+
+
+def test_generated_pins_follow_rules_and_avoid_trivial_and_taken() -> None:
+    rules = PinConstraints(fixed_length=4, no_leading_zero=True)
+    rng = random.Random(3)
+    taken: list[str] = []
+    for _ in range(200):
+        pin = generate_pin(rules, taken, rng)
+        assert pin_violation(pin, rules) is None and not is_trivial(pin) and pin not in taken
+        taken.append(pin)
+    assert is_trivial("1234") and is_trivial("0000") and is_trivial("4321")
+
+
+def test_foresee_problem_warns_three_days_ahead_when_no_slot_will_be_free() -> None:
+    dev = device(slots=1)
+    occupant = code("ongoing", slot=1, on_lock_pin="111111", verified=True)
+    guest = tb(2 * D, 3 * D, access_code_id="guest")
+    assert foresee_problem(guest, dev, [occupant, guest], T0, POLICY) is not None
+    assert foresee_problem(guest, dev, [guest], T0, POLICY) is None
+    far = tb(5 * D, 6 * D, access_code_id="far")
+    assert foresee_problem(far, dev, [occupant, far], T0, POLICY) is None  # not yet in horizon
