@@ -126,6 +126,7 @@ def _mask(pin: str | None) -> str:
 def _code_json(c: Any) -> dict[str, Any]:
     return {"access_code_id": c.access_code_id, "name": c.name, "slot": c.slot,
             "status": c.status.value, "is_managed": c.is_managed, "code": _mask(c.code),
+            "is_backup": c.is_backup,
             "errors": [e.code for e in c.errors], "warnings": [w.code for w in c.warnings]}
 
 

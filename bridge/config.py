@@ -72,6 +72,16 @@ class EngineConfig(_Strict):
     concurrency_per_driver: Annotated[int, Field(ge=1)] = 4
 
 
+class BackupPoolConfig(_Strict):
+    """Backup access code pools (seeds 001 and 003)."""
+
+    size: Annotated[int, Field(ge=1, le=20)] = 5
+    reserve_slots: Annotated[int, Field(ge=0)] = 2
+    many_active_threshold: Annotated[int, Field(ge=1)] = 2
+    auto_pull: bool = False
+    auto_pull_before_hours: Annotated[float, Field(ge=0)] = 36
+
+
 class PropertyConfig(_Strict):
     """A property (a house, a hotel) and its time zone."""
 
@@ -91,6 +101,8 @@ class DeviceOverride(_Strict):
     time_zone: str | None = None
     property: str | None = None
     command_spacing_s: Annotated[float, Field(ge=0)] | None = None
+    backup_pool_size: Annotated[int, Field(ge=1, le=20)] | None = None
+    auto_pull_backup: bool | None = None
 
     @field_validator("time_zone")
     @classmethod
@@ -108,6 +120,7 @@ class DeclaredCode(_Strict):
     type: Literal["ongoing", "time_bound"] = "ongoing"
     starts_at: str | None = None
     ends_at: str | None = None
+    use_backup_access_code_pool: bool = False
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -127,6 +140,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     engine: EngineConfig = EngineConfig()
+    backup_pool: BackupPoolConfig = BackupPoolConfig()
     properties: list[PropertyConfig] = []
     drivers: list[dict[str, Any]] = []
     devices: dict[str, DeviceOverride] = {}

@@ -8,12 +8,13 @@ import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bridge.backup import PoolSettings
 from bridge.clock import Clock, SystemClock
 from bridge.config import LoadedConfig, parse_time_or_offset
 from bridge.driver import DriverEvent, LockDriver
@@ -98,6 +99,17 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
             return zones.get(prop)
         return default_zone
 
+    bp = config.backup_pool
+    pool = PoolSettings(size=bp.size, reserve_slots=bp.reserve_slots,
+                        many_active_threshold=bp.many_active_threshold, auto_pull=bp.auto_pull,
+                        auto_pull_before=timedelta(hours=bp.auto_pull_before_hours))
+    pool_overrides = {
+        external_id: replace(pool, size=o.backup_pool_size or pool.size,
+                             auto_pull=pool.auto_pull if o.auto_pull_backup is None
+                             else o.auto_pull_backup)
+        for external_id, o in config.devices.items()
+        if o.backup_pool_size is not None or o.auto_pull_backup is not None
+    }
     guard = ClockGuard(clock, None)
     sync_required = config.schedule.require_synchronized_clock
     engine = Engine(
@@ -110,6 +122,8 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         reconcile_interval_s=config.engine.reconcile_interval_s,
         concurrency_per_driver=config.engine.concurrency_per_driver,
         watch_clock=sync_required,
+        pool=pool,
+        pool_overrides=pool_overrides,
     )
     return Bridge(loaded, clock, store, engine, drivers, guard)
 
@@ -132,6 +146,7 @@ async def declare_codes(bridge: Bridge) -> None:
         request = CodeRequest(
             name=entry.name, preferred_code=entry.code, type=AccessCodeType(entry.type),
             starts_at=starts, ends_at=ends,
+            use_backup_access_code_pool=entry.use_backup_access_code_pool,
         )
         code_id = str(uuid.uuid4())
         try:
@@ -188,7 +203,8 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
         finally:
             for driver in started:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(driver.stop(), 3)
+                    async with asyncio.timeout(3):
+                        await driver.stop()
     _LOG.info("stopped cleanly")
 
 

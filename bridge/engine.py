@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from bridge import backup
+from bridge.backup import PoolSettings
 from bridge.clock import Clock
 from bridge.driver import (
     Addressing,
@@ -149,6 +151,8 @@ class Engine:
         reconcile_interval_s: float = 3600.0,
         concurrency_per_driver: int = 4,
         watch_clock: bool = False,
+        pool: PoolSettings | None = None,
+        pool_overrides: dict[str, PoolSettings] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -170,6 +174,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._clock_was_synced = True
         self._watch_clock = watch_clock
+        self.pool = pool or PoolSettings()
+        self._pool_overrides = pool_overrides or {}
         # A hub or cloud account takes only so many commands at once, whatever the lock count.
         self._budgets = {name: asyncio.Semaphore(concurrency_per_driver) for name in drivers}
 
@@ -283,7 +289,16 @@ class Engine:
             code = self._refresh(code, device, now)
             events = [self._event(EventType.ACCESS_CODE_CREATED, device_id,
                                   code.access_code_id, {})]
-            await self._commit(codes=[code], events=events, extra=on_commit)
+            devices: list[DeviceRecord] = []
+            if request.use_backup_access_code_pool and not device.backup_pool_enabled:
+                if not backup.supports_pool(device):
+                    raise EngineError("invalid_input", "This device does not support a backup "
+                                      "access code pool (properties."
+                                      "supports_backup_access_code_pool is false)",
+                                      "use_backup_access_code_pool")
+                # Once on, for good: seed 001.
+                devices.append(replace(device, backup_pool_enabled=True))
+            await self._commit(codes=[code], events=events, extra=on_commit, devices=devices)
         self._wake(device_id)
         return self.codes[code.access_code_id]
 
@@ -350,6 +365,12 @@ class Engine:
         async with self._lock_for(current.device_id):
             current = self.code(access_code_id)
             device = self.device(current.device_id)
+            if current.is_backup and not device.online:
+                raise EngineError(
+                    "device_disconnected",
+                    "Backup codes can only be deleted while their lock is connected; the lock "
+                    f"is {device.availability.value}. Reconnect the lock, then delete the "
+                    "backup code again")
             now = self.clock.now()
             events = [self._event(EventType.ACCESS_CODE_DELETED, current.device_id,
                                   access_code_id, {})]
@@ -396,8 +417,8 @@ class Engine:
         driver = self.drivers[device.driver]
         async with self._lock_for(current.device_id):
             try:
-                await asyncio.wait_for(driver.clear_code(device.external_id, current.slot),
-                                       self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await driver.clear_code(device.external_id, current.slot)
             except (DriverError, TimeoutError) as exc:
                 raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
                     from exc
@@ -976,7 +997,8 @@ class Engine:
             return
         worker.probe_attempts += 1
         try:
-            ok = await asyncio.wait_for(driver.probe(device.external_id), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                ok = await driver.probe(device.external_id)
         except (DriverError, TimeoutError):
             ok = False
         if ok:
@@ -1001,11 +1023,139 @@ class Engine:
                 events.extend(more)
                 if updated != code:
                     changed.append(updated)
+            if device.backup_pool_enabled:
+                changed.extend(self._refill(device, codes, now))
             device_updated = self._device_warnings(device, now)
+            device_updated = self._pool_issues(device_updated, [*codes, *changed], now)
             if changed or events or device_updated is not device:
                 await self._commit(codes=changed, events=events,
                                    devices=[device_updated] if device_updated is not device
                                    else [])
+        if device.backup_pool_enabled and self.pool_settings(device).auto_pull:
+            for code in self.codes_of(device_id):
+                if backup.due_for_auto_pull(code, self.devices[device_id], self.clock.now(),
+                                            self.policy, self.pool_settings(device)):
+                    with contextlib.suppress(EngineError):
+                        await self.pull_backup(code.access_code_id, automatic=True)
+
+    # -- backup pool ----------------------------------------------------------------------
+
+    def pool_settings(self, device: DeviceRecord) -> PoolSettings:
+        """The pool settings of one device (its override, or the bridge's)."""
+        return self._pool_overrides.get(device.external_id, self.pool)
+
+    def backup_available(self, code: CodeRecord) -> bool | None:
+        """`is_backup_access_code_available` for a code; None where it does not apply."""
+        device = self.devices.get(code.device_id)
+        if (device is None or not device.backup_pool_enabled or code.is_backup
+                or code.type is not AccessCodeType.TIME_BOUND or not code.is_managed):
+            return None
+        if code.pulled_backup_access_code_id is not None:
+            return True
+        return bool(backup.available(self.codes_of(code.device_id)))
+
+    async def pull_backup(self, access_code_id: str,
+                          automatic: bool = False) -> tuple[CodeRecord, CodeRecord]:
+        """Hand out a backup for a time-bound code: (backup, original). Repeats return the same."""
+        original = self.code(access_code_id)
+        async with self._lock_for(original.device_id):
+            original = self.code(access_code_id)
+            device = self.device(original.device_id)
+            if original.is_backup:
+                raise EngineError("invalid_input", "This is a backup code itself",
+                                  "access_code_id")
+            if original.type is not AccessCodeType.TIME_BOUND:
+                raise EngineError("invalid_input", "Backup codes can only be pulled for "
+                                  "time_bound access codes", "access_code_id")
+            if not device.backup_pool_enabled:
+                raise EngineError("backup_access_code_pool_not_enabled",
+                                  "The backup access code pool is not enabled on this device: "
+                                  "create a code with use_backup_access_code_pool first")
+            already = original.pulled_backup_access_code_id
+            if already is not None and already in self.codes:
+                return self.codes[already], original
+            ready = backup.available(self.codes_of(device.device_id))
+            if not ready:
+                raise EngineError("no_backup_access_code_available",
+                                  "The backup access code pool is empty; it refills when the "
+                                  "lock can take new codes")
+            now = self.clock.now()
+            chosen = ready[0]
+            pulled = replace(chosen, backup_pulled_for=access_code_id, backup_pulled_at=now,
+                             type=AccessCodeType.TIME_BOUND, starts_at=now,
+                             ends_at=original.ends_at, revision=chosen.revision + 1)
+            pulled = self._refresh(pulled, device, now)
+            linked = replace(original, pulled_backup_access_code_id=chosen.access_code_id)
+            event = self._event(EventType.ACCESS_CODE_BACKUP_PULLED, device.device_id,
+                                access_code_id, {
+                                    "original_access_code_id": access_code_id,
+                                    "backup_access_code_id": chosen.access_code_id,
+                                    "backup_code": chosen.code,
+                                    "automatic": automatic,
+                                })
+            await self._commit(codes=[pulled, linked], events=[event])
+            _LOG.info("lock %s: backup %s pulled for code %s%s", device.device_id,
+                      chosen.access_code_id, access_code_id, " automatically" if automatic
+                      else "")
+        self._wake(device.device_id)
+        return self.codes[chosen.access_code_id], self.codes[access_code_id]
+
+    def _refill(self, device: DeviceRecord, codes: Sequence[CodeRecord],
+                now: datetime) -> list[CodeRecord]:
+        """New backup records to bring the pool to its target; the worker puts them on."""
+        settings = self.pool_settings(device)
+        count = backup.missing(device, codes, settings)
+        taken = [c.code for c in codes if c.code and not c.deleted]
+        made: list[CodeRecord] = []
+        for _ in range(count):
+            code_id = str(uuid.uuid4())
+            try:
+                pin = generate_pin(device.info.constraints, taken, self._rng)
+            except ValueError:
+                break
+            taken.append(pin)
+            REDACTOR.remember(pin)
+            made.append(CodeRecord(
+                access_code_id=code_id, device_id=device.device_id, created_at=now,
+                type=AccessCodeType.ONGOING, name=f"Backup {code_id}", code=pin,
+                is_backup=True, pending_since=now, status=AccessCodeStatus.SETTING))
+        return made
+
+    def _pool_issues(self, device: DeviceRecord, codes: Sequence[CodeRecord],
+                     now: datetime) -> DeviceRecord:
+        if not device.backup_pool_enabled:
+            return device
+        settings = self.pool_settings(device)
+        latest = {c.access_code_id: c for c in codes}
+        current = list(latest.values())
+        ready = len(backup.available(current))
+        target = backup.pool_target(device, current, settings)
+        errors, warnings = device.errors, device.warnings
+        empty = ready == 0
+        partial = 0 < ready < target and backup.refill_failing(current)
+        many = backup.pulled_active(current, now) >= settings.many_active_threshold
+        for active, code, message, is_error in (
+            (empty, DeviceErrorCode.EMPTY_BACKUP_ACCESS_CODE_POOL,
+             "The backup access code pool is empty", True),
+            (partial, DeviceWarningCode.PARTIAL_BACKUP_ACCESS_CODE_POOL,
+             "lockbridge is having trouble refilling the backup access code pool", False),
+            (many, DeviceWarningCode.MANY_ACTIVE_BACKUP_CODES,
+             "Multiple backup codes have been pulled from the device: codes may be failing to "
+             "program; check that the lock is online and has free slots", False),
+        ):
+            target_list = errors if is_error else warnings
+            has = any(i.code == code for i in target_list)
+            if active and not has:
+                target_list = _with_issue(target_list, code, message, now)
+            elif not active and has:
+                target_list = _drop_codes(target_list, {code})
+            if is_error:
+                errors = target_list
+            else:
+                warnings = target_list
+        if errors is device.errors and warnings is device.warnings:
+            return device
+        return replace(device, errors=errors, warnings=warnings)
 
     def _foresight(self, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord],
                    now: datetime) -> CodeRecord:
@@ -1247,11 +1397,9 @@ class Engine:
         try:
             done, _ = await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Cancelled, not awaited: awaiting here could swallow our own cancellation.
             for task in (waker, sleeper):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                task.cancel()
             worker.waiting = False
         woken = waker in done
         worker.wake.clear()
@@ -1270,8 +1418,10 @@ class Engine:
 
     async def _call(self, device: DeviceRecord, op: Awaitable[Any]) -> Any:
         try:
-            async with self._budgets[device.driver]:
-                return await asyncio.wait_for(op, self._timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the operation completes, leaving a task that will not stop.
+            async with self._budgets[device.driver], asyncio.timeout(self._timeout):
+                return await op
         except TimeoutError as exc:
             raise RetryLater(f"no answer from the lock within {self._timeout:.0f} s") from exc
 

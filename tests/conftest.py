@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.backup import PoolSettings
 from bridge.clock import FakeClock
 from bridge.engine import Engine
 from bridge.logs import REDACTOR
@@ -73,7 +74,8 @@ class Harness:
 
 async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Policy | None = None,
                        clock: FakeClock | None = None, time_zone: str | None = None,
-                       key: bytes | None = None, state_file: Path | None = None) -> Harness:
+                       key: bytes | None = None, state_file: Path | None = None,
+                       pool: PoolSettings | None = None) -> Harness:
     """Build and start an engine over the given simulated locks."""
     clock = clock or FakeClock(START)
     key = key or (tmp_path / "key").read_bytes() if (tmp_path / "key").exists() else key
@@ -85,7 +87,7 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
     driver = SimulatorDriver("sim", specs, clock, state_file)
     engine = Engine(store, clock, policy or Policy(), {"sim": driver}, rng=random.Random(7),
                     default_time_zone=lambda d, e: time_zone, default_spacing_s=0.0,
-                    command_timeout_s=30.0)
+                    command_timeout_s=30.0, pool=pool)
 
     async def sink(event):  # type: ignore[no-untyped-def]
         await engine.on_driver_event("sim", event)

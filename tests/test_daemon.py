@@ -159,3 +159,60 @@ def test_sigkill_in_the_middle_of_a_bulk_change_of_100_codes(tmp_path: Path) -> 
 
     for lock, counts in load_write_counts(sim_file).items():
         assert set(counts.values()) == {1}, f"{lock}: a slot was written twice: {counts}"
+
+
+POOL = """\
+bridge: {{id: pool}}
+state_dir: {state}
+api: {{enabled: false}}
+engine: {{default_command_spacing_s: 0}}
+schedule: {{require_synchronized_clock: false}}
+drivers:
+  - kind: simulator
+    name: sim
+    state_file: sim.json
+    locks:
+      - {{id: front, name: Front, latency_s: 0.4}}
+codes:
+  - {{key: g, device: front, name: Guest, type: time_bound, starts_at: "+3d", ends_at: "+4d",
+      use_backup_access_code_pool: true}}
+"""
+
+
+def test_sigkill_during_a_pool_refill_leaves_the_pool_exactly_full(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(POOL.format(state=tmp_path / "state"))
+    sim_file = tmp_path / "state" / "sim.json"
+
+    def on_lock() -> dict[int, str]:
+        try:
+            return load_state_file(sim_file).get("front", {})
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    proc = subprocess.Popen(lockbridge("run", "-c", str(config)), stderr=subprocess.DEVNULL,
+                            cwd=ROOT)
+    try:
+        wait_for(lambda: len(on_lock()) >= 2, timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert len(on_lock()) < 5
+        proc = subprocess.Popen(lockbridge("run", "-c", str(config)),
+                                stderr=subprocess.DEVNULL, cwd=ROOT)
+
+        def pool_full() -> bool:
+            out = subprocess.run(lockbridge("status", "-c", str(config), "--json"),
+                                 capture_output=True, text=True, cwd=ROOT)
+            doc = json.loads(out.stdout) if out.returncode == 0 else []
+            pool = [c for d in doc for c in d["access_codes"] if c["is_backup"]]
+            return len(pool) == 5 and {c["status"] for c in pool} == {"set"}
+
+        wait_for(pool_full, timeout=60)
+        time.sleep(1.0)  # nothing more may be written once the pool is full
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert len(on_lock()) == 5  # the guest code is not due yet: only the pool, no stray code
+    from drivers.simulator.driver import load_write_counts
+
+    assert set(load_write_counts(sim_file)["front"].values()) == {1}
