@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-c", "--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        register = getattr(module, "add_parsers", None) or module.add_parser
+        register(sub)
     return parser
+
+
+# Modules that add subcommands with `add_parsers(subparsers)`; absent ones are skipped.
+_EXTENSIONS = ("bridge.doctor", "bridge.api.cli", "bridge.upstream.cli")
 
 
 def _load(path: Path) -> LoadedConfig | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import uuid
@@ -209,15 +210,35 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
 
 
 async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
-    """Optional long-lived components (local API, upstream link) added by later layers."""
+    """The long-lived components around the engine, in order; the last one tells systemd."""
     tasks: list[asyncio.Task[None]] = []
-    for starter in EXTRA_STARTERS:
-        tasks.extend(await starter(bridge, group))
+    for starter in [*(_load_starter(spec) for spec in STARTERS), *EXTRA_STARTERS]:
+        if starter is not None:
+            tasks.extend(await starter(bridge, group))
     return tasks
 
 
 StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[None]]]]
+# "module:function" of each component's starter; a module not present in this build is skipped.
+STARTERS: tuple[str, ...] = (
+    "bridge.api.server:start_api",
+    "bridge.upstream.link:start_upstream",
+    "bridge.sdnotify:start_systemd",
+)
+# Starters added at run time (tests, embedding applications).
 EXTRA_STARTERS: list[StarterFn] = []
+
+
+def _load_starter(spec: str) -> StarterFn | None:
+    module_name, _, function = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    starter: StarterFn = getattr(module, function)
+    return starter
 
 
 def _sink(engine: Engine, name: str) -> Callable[[DriverEvent], Awaitable[None]]:
