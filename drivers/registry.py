@@ -11,6 +11,9 @@ from pydantic import BaseModel
 # kind -> module with `Config` (a pydantic model with `kind: Literal[...]`) and `build(...)`.
 _KINDS: dict[str, str] = {
     "simulator": "drivers.simulator.config",
+    "zwave": "drivers.zwave.config",
+    "zigbee2mqtt": "drivers.zigbee2mqtt.config",
+    "zwavejs_mqtt": "drivers.zwavejs_mqtt.config",
 }
 
 

@@ -2,8 +2,23 @@
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# systemd-analyze checks systemd/lockbridge.service; installing the package does not make systemd
+# the init system (that is systemd-sysv), so it is safe on any Debian box.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Z-Wave tests run against the real zwave-js stack, pinned in tests/zwave/package-lock.json:
+# `npm ci` only when node_modules is missing or the lock file changed (a stamp names its hash).
+if command -v npm >/dev/null 2>&1; then
+  zwave_stamp="tests/zwave/node_modules/.lock-$(sha1sum tests/zwave/package-lock.json | cut -c1-12)"
+  if [ ! -f "$zwave_stamp" ]; then
+    echo "installing the zwave-js test stack (npm ci in tests/zwave) ..." >&2
+    (cd tests/zwave && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$zwave_stamp"
+  fi
+else
+  echo "npm is missing: the Z-Wave tests against the real zwave-js stack will be skipped" >&2
 fi

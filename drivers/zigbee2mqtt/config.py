@@ -1,0 +1,90 @@
+"""Settings of the Zigbee2MQTT driver, and building it.
+
+Importing this module needs nothing beyond the core, so a configuration validates without the
+`mqtt` extra; only `build` needs aiomqtt (and says so when it is missing).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bridge.driver import LockDriver
+from bridge.drivercontext import DriverContext
+from drivers.mqtt.config import BrokerConfig
+from drivers.mqtt.support import UnavailableDriver
+
+
+class LockConfig(BaseModel):
+    """One lock, by its Zigbee2MQTT friendly name; every other key overrides discovery."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    friendly_name: Annotated[str, Field(min_length=1, pattern=r"^[^#+]+$")]
+    name: str | None = None
+    slot_count: Annotated[int, Field(ge=1, le=1000)] | None = None
+    reserved_slots: list[Annotated[int, Field(ge=0)]] = []
+    expose_pin: bool | None = None
+    min_length: Annotated[int, Field(ge=1, le=12)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=12)] | None = None
+    time_zone: str | None = None
+
+    @model_validator(mode="after")
+    def _lengths(self) -> LockConfig:
+        if self.min_length and self.max_length and self.min_length > self.max_length:
+            raise ValueError("min_length is larger than max_length")
+        return self
+
+
+class Config(BaseModel):
+    """The Zigbee2MQTT driver's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["zigbee2mqtt"]
+    name: str = "zigbee2mqtt"
+    property: str | None = None
+    broker: BrokerConfig = BrokerConfig()
+    base_topic: Annotated[str, Field(min_length=1, pattern=r"^[^#+]+$")] = "zigbee2mqtt"
+    # Manage every device that exposes pin_code, not only those listed under locks.
+    discover: bool = True
+    locks: list[LockConfig] = []
+    answer_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    startup_wait_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    confirmation_window_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
+    # Keep the locks found in Zigbee2MQTT's device list in state_dir, so they stay known (as
+    # disconnected) when the daemon starts while the broker is down.
+    remember_locks: bool = True
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        names = [lock.friendly_name for lock in self.locks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"locks listed twice: {', '.join(dupes)}")
+        return self
+
+
+def build(config: Config, context: DriverContext) -> LockDriver:
+    """Make the driver and its broker link; without aiomqtt, a stand-in that says so."""
+    try:
+        from drivers.mqtt.link import MqttLink
+        from drivers.zigbee2mqtt.driver import LockOptions, Options, Zigbee2MqttDriver
+    except ImportError:
+        return UnavailableDriver(config.name, "zigbee2mqtt")
+    options = Options(
+        base_topic=config.base_topic, discover=config.discover,
+        locks=tuple(LockOptions(
+            friendly_name=lock.friendly_name, display_name=lock.name,
+            slot_count=lock.slot_count, reserved_slots=tuple(lock.reserved_slots),
+            expose_pin=lock.expose_pin, min_length=lock.min_length, max_length=lock.max_length,
+            time_zone=lock.time_zone) for lock in config.locks),
+        answer_timeout_s=config.answer_timeout_s, startup_wait_s=config.startup_wait_s,
+        confirmation_window_s=config.confirmation_window_s,
+        command_spacing_s=config.command_spacing_s,
+        memory_file=(context.state_dir / f"zigbee2mqtt-{config.name}.json"
+                     if config.remember_locks else None))
+    link = MqttLink(config.name, config.broker, context.clock)
+    return Zigbee2MqttDriver(config.name, options, context.clock, link)

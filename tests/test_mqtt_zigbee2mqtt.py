@@ -1,0 +1,180 @@
+"""Zigbee2MQTT locks end to end: engine -> driver -> real Mosquitto -> fake Zigbee2MQTT."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.clock import FakeClock
+from bridge.driver import Availability
+from bridge.engine import CodeRequest
+from bridge.model import (
+    AccessCodeErrorCode,
+    AccessCodeStatus,
+    AccessCodeWarningCode,
+    DeviceErrorCode,
+    EventType,
+)
+from tests.conftest import START
+from tests.fakes.zigbee2mqtt import FakeZigbee2MQTT, FakeZigbeeLock
+from tests.harness import EngineHarness, start_engine
+from tests.mqtt_env import make_z2m, running_z2m, unique
+
+if TYPE_CHECKING:
+    from tests.mosquitto import Mosquitto
+
+pytest_plugins = ["tests.mosquitto"]
+
+
+@asynccontextmanager
+async def setup(broker: Mosquitto, tmp_path: Path, locks: list[FakeZigbeeLock],
+                **driver: object) -> AsyncIterator[tuple[EngineHarness, FakeZigbee2MQTT]]:
+    base = unique("z2m-e2e")
+    async with running_z2m(broker, base, locks) as fake:
+        clock = FakeClock(START)
+        h = await start_engine(tmp_path, {"z2m": make_z2m(broker, clock, tmp_path, base,
+                                                          **driver)}, clock=clock)
+        try:
+            yield h, fake
+        finally:
+            await h.stop()
+
+
+def status(h: EngineHarness, code_id: str) -> AccessCodeStatus:
+    return h.code(code_id).status
+
+
+async def event_types(h: EngineHarness, code_id: str) -> list[str]:
+    events = await h.store.read(lambda r: r.events(access_code_id=code_id))
+    return [e.event_type.value for e in events]
+
+
+async def test_codes_are_set_verified_and_cleared_with_leading_zeros(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    locks = [FakeZigbeeLock("front", "0x0001"), FakeZigbeeLock("back", "0x0002")]
+    async with setup(mosquitto, tmp_path, locks) as (h, fake):
+        front, back = h.device_id("z2m", "front"), h.device_id("z2m", "back")
+        a = await h.engine.create_code(front, CodeRequest(name="Staff", code="0155"))
+        b = await h.engine.create_code(back, CodeRequest(name="Guest", code="90210"))
+        await h.until(lambda: status(h, a.access_code_id) is AccessCodeStatus.SET
+                      and status(h, b.access_code_id) is AccessCodeStatus.SET, what="both set")
+        # Zigbee users start at 0: the first free slot is user 0, and the PIN kept its zero.
+        assert fake.lock("front").table == {0: "0155"}
+        assert fake.lock("back").table == {0: "90210"}
+        assert await event_types(h, a.access_code_id) == [
+            EventType.ACCESS_CODE_CREATED, EventType.ACCESS_CODE_SET_ON_DEVICE]
+        # The stale cached `users` Zigbee2MQTT published after each set undid nothing.
+        assert fake.lock("front").applied == [(0, "0155")]
+        await h.engine.delete_code(a.access_code_id)
+        await h.until(lambda: a.access_code_id not in h.engine.codes, what="deleted")
+        assert fake.lock("front").table == {}
+        assert fake.lock("front").applied == [(0, "0155"), (0, None)]
+        assert fake.lock("back").applied == [(0, "90210")]
+
+
+async def test_stale_cached_users_never_undo_a_fresh_write(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    lock = FakeZigbeeLock("front", "0x0001", table={0: "1111"})
+    async with setup(mosquitto, tmp_path, [lock]) as (h, fake):
+        device = h.device_id("z2m", "front")
+        await h.until(lambda: any(c.slot == 0 for c in h.engine.codes_of(device)),
+                      what="the existing code imported as unmanaged")
+        code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2222"))
+        await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="set")
+        slot = h.code(code.access_code_id).slot
+        assert slot == 1 and lock.table == {0: "1111", 1: "2222"}
+        # Zigbee2MQTT republishes its cache again and again: nothing changes, nothing is resent.
+        for _ in range(3):
+            await fake.republish_cached("front")
+        await h.until(lambda: h.engine.settled(), what="settled")
+        assert lock.applied == [(1, "2222")]
+        assert EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM not in \
+            await event_types(h, code.access_code_id)
+
+
+async def test_keypad_edit_is_detected_and_put_back(mosquitto: Mosquitto,
+                                                   tmp_path: Path) -> None:
+    async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
+        device = h.device_id("z2m", "front")
+        code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
+        await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="set")
+        await fake.keypad_set("front", 0, "7777")
+        await h.until(lambda: fake.lock("front").table.get(0) == "4821"
+                      and status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="the code put back")
+        assert fake.lock("front").applied_sets(0) == ["4821", "4821"]
+        events = await event_types(h, code.access_code_id)
+        assert EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM in events
+        warnings = [w.code for w in h.code(code.access_code_id).warnings]
+        assert AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM.value in warnings
+
+
+async def test_keypad_unlock_becomes_a_lock_unlocked_event(mosquitto: Mosquitto,
+                                                          tmp_path: Path) -> None:
+    async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
+        device = h.device_id("z2m", "front")
+        code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
+        await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="set")
+        await fake.keypad_unlock("front", 0)
+        await h.until(lambda: bool(h.events_of(EventType.LOCK_UNLOCKED, device)),
+                      what="lock.unlocked")
+        [event] = h.events_of(EventType.LOCK_UNLOCKED, device)
+        assert event.access_code_id == code.access_code_id
+        assert event.data["slot"] == 0
+
+
+async def test_lock_without_expose_pin_is_unreadable_not_empty(mosquitto: Mosquitto,
+                                                              tmp_path: Path) -> None:
+    # A code set at the keypad before lockbridge came: Zigbee2MQTT withholds its PIN.
+    lock = FakeZigbeeLock("front", "0x0001", expose_pin=False, table={0: "5150"})
+    async with setup(mosquitto, tmp_path, [lock]) as (h, _fake):
+        device = h.device_id("z2m", "front")
+        caps = h.engine.devices[device].info.capabilities
+        assert caps.masks_pins_on_read
+        await h.until(lambda: any(c.slot == 0 for c in h.engine.codes_of(device)),
+                      what="the occupied user imported")
+        [unmanaged] = [c for c in h.engine.codes_of(device) if c.slot == 0]
+        assert not unmanaged.is_managed and unmanaged.code is None
+        code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2468"))
+        await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="set")
+        # User 0 was never taken for empty: the new code went to user 1.
+        assert lock.table == {0: "5150", 1: "2468"}
+        assert lock.applied == [(1, "2468")]
+
+
+async def test_refusal_is_reported_not_retried_forever(mosquitto: Mosquitto,
+                                                      tmp_path: Path) -> None:
+    lock = FakeZigbeeLock("front", "0x0001")
+    lock.refuse.append("setPinCode failed: duplicate code")
+    async with setup(mosquitto, tmp_path, [lock]) as (h, _):
+        device = h.device_id("z2m", "front")
+        code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1357"))
+        await h.until(lambda: h.code(code.access_code_id).has_error(
+            AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE), what="duplicate error")
+        assert lock.applied == [] and lock.table == {}
+        assert EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE in \
+            await event_types(h, code.access_code_id)
+
+
+async def test_offline_lock_waits_then_converges(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
+        device = h.device_id("z2m", "front")
+        await h.until(lambda: h.engine.settled(), what="first read done")
+        await fake.set_online("front", False)
+        await h.until(lambda: h.engine.devices[device].availability is Availability.OFFLINE,
+                      what="offline")
+        assert any(e.code == DeviceErrorCode.DEVICE_OFFLINE for e in
+                   h.engine.devices[device].errors)
+        code = await h.engine.create_code(device, CodeRequest(name="Guest", code="8642"))
+        await h.until(lambda: True)
+        assert fake.lock("front").applied == []
+        await fake.set_online("front", True)
+        await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
+                      what="set once back online")
+        assert fake.lock("front").applied == [(0, "8642")]

@@ -1,0 +1,293 @@
+"""The Z-Wave driver against the real zwave-js stack: discovery, writes read back from the lock,
+refusals, keypad events, dead nodes without floods, and schedules in the lock's own time.
+
+zwave-js's mock controller (our launcher in tests/zwave/) serves two mock locks to a real
+zwave-js-server; the driver talks to that server exactly as on a gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bridge.clock import SystemClock
+from bridge.driver import (
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DriverEvent,
+    DriverEventKind,
+    LocalWindow,
+    RejectReason,
+    RetryLater,
+    SlotState,
+)
+from drivers.simulator.lock import SEEN_PINS
+from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
+
+if TYPE_CHECKING:
+    from drivers.zwave.driver import ZWaveDriver
+
+Driven = tuple["ZWaveDriver", list[DriverEvent]]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(missing_node() is not None, reason=missing_node() or ""),
+]
+
+ZONE = "America/Sao_Paulo"  # UTC-3 all year; the server itself runs in UTC
+PINS = ["4711", "24681357", "90210", "55667788", "31337"]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[ZWaveStack]:
+    """A fresh mock network and zwave-js-server in the test's temp folder."""
+    ensure_peers()
+    zwave = ZWaveStack(tmp_path / "zwave")
+    try:
+        zwave.start()
+        zwave.wait_listening()
+        yield zwave
+    finally:
+        zwave.close()
+        # Shown only when the test fails.
+        print(zwave.server_log()[-4000:])
+
+
+@pytest.fixture
+async def driver(stack: ZWaveStack, tmp_path: Path) -> AsyncIterator[Driven]:
+    """A started driver on the stack, and the events it reported."""
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    SEEN_PINS.update(PINS)  # the log guard fails the test if any of these reach a log line
+    config = Config.model_validate({
+        "kind": "zwave", "name": "zw", "url": stack.url, "time_zone": ZONE,
+        "command_spacing_s": 0, "reconnect_min_s": 0.2, "reconnect_max_s": 1,
+    })
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    await zw.start(sink)
+    try:
+        yield zw, events
+    finally:
+        await zw.stop()
+        await zw.stop()  # safe twice
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (real time, bounded) for something the stack does asynchronously."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_discovery_writes_reads_and_refusals(stack: ZWaveStack,
+                                                   driver: Driven) -> None:
+    zw, events = driver
+    plain, scheduled = zw.devices()
+    assert (plain.external_id, scheduled.external_id) == ("7e570001-2", "7e570001-3")
+    assert plain.capabilities.slot_count == 10 and scheduled.capabilities.slot_count == 20
+    assert plain.constraints.allowed_lengths() == range(4, 11)
+    assert not plain.capabilities.native_schedules and scheduled.capabilities.native_schedules
+    assert scheduled.time_zone == ZONE
+    assert zw.availability(plain.external_id) is Availability.ONLINE
+    a = plain.external_id
+    await stack.control("received", node=2)
+
+    # An empty lock is listed from its checksum alone: one frame, no walk over the slots.
+    assert await zw.list_codes(a) == []
+    assert await stack.control("received", node=2) == {"UserCodeCCUserCodeChecksumGet": 1}
+
+    # A write is reported only once the lock itself holds the code.
+    result = await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
+    assert (result.slot, result.pin, result.confirmed) == (3, "4711", True)
+    assert await stack.slots(2) == {3: "4711"}
+    sent = await stack.control("received", node=2)
+    assert sent == {"UserCodeCCExtendedUserCodeSet": 1, "UserCodeCCGet": 1}
+    reads = await zw.read_slots(a, [3, 4])
+    assert [(r.slot, r.state, r.pin) for r in reads] == [(3, SlotState.KNOWN, "4711"),
+                                                        (4, SlotState.EMPTY, None)]
+    # The checksum now agrees with what the driver saw: still no walk.
+    assert [(r.slot, r.pin) for r in await zw.list_codes(a)] == [(3, "4711")]
+
+    # The lock refuses a PIN held in another slot, and says so: duplicate, never pending.
+    await stack.control("keypad_silent_set", node=2, slot=6, code="90210")
+    with pytest.raises(CommandRejected) as refused:
+        await zw.write_code(a, CodeWrite(slot=7, pin="90210", name="Dup"))
+    assert refused.value.reason is RejectReason.DUPLICATE_PIN
+    assert 7 not in await stack.slots(2)
+    # A PIN the driver has just seen in another slot is refused without a frame.
+    await zw.read_slots(a, [6])
+    await stack.control("received", node=2)
+    with pytest.raises(CommandRejected):
+        await zw.write_code(a, CodeWrite(slot=8, pin="90210", name="Dup"))
+    assert await stack.control("received", node=2) == {}
+
+    # Slots and PINs outside the lock's rules never reach it; slot 0 would clear every code.
+    for slot, pin, reason in ((0, "1234", RejectReason.SLOT_OUT_OF_RANGE),
+                              (11, "1234", RejectReason.SLOT_OUT_OF_RANGE),
+                              (None, "1234", RejectReason.SLOT_OUT_OF_RANGE),
+                              (2, "123", RejectReason.INVALID_PIN)):
+        with pytest.raises(CommandRejected) as bad:
+            await zw.write_code(a, CodeWrite(slot=slot, pin=pin, name="x"))
+        assert bad.value.reason is reason
+    with pytest.raises(CommandRejected):
+        await zw.clear_code(a, 0)
+    assert await stack.control("received", node=2) == {}
+
+    # Clearing one slot clears exactly that slot.
+    await zw.clear_code(a, 3)
+    assert await stack.slots(2) == {6: "90210"}
+    assert (await zw.read_slots(a, [3]))[0].state is SlotState.EMPTY
+
+    # At the lock: an unlock with the code in slot 6, and a code typed in at the keypad.
+    events.clear()
+    await stack.control("keypad_unlock", node=2, slot=6)
+    await stack.control("keypad_set", node=2, slot=5, code="31337")
+    await until(lambda: len(events) >= 2)
+    assert [(e.kind, e.slot) for e in events] == [(DriverEventKind.KEYPAD_USED, 6),
+                                                 (DriverEventKind.SLOT_CHANGED, 5)]
+    assert all(e.external_id == a for e in events)
+    assert "31337" not in str(events)  # the event names the slot; the engine reads it
+    # The driver's own commands are not reported back as changes.
+    events.clear()
+    await zw.write_code(a, CodeWrite(slot=5, pin="24681357", name="Back"))
+    await asyncio.sleep(0.5)
+    assert [e for e in events if e.kind is DriverEventKind.SLOT_CHANGED] == []
+
+    assert await zw.probe(a)
+
+
+async def test_native_schedule_in_the_locks_own_time(stack: ZWaveStack,
+                                                     driver: Driven) -> None:
+    zw, _ = driver
+    b = zw.devices()[1].external_id
+    window = LocalWindow(datetime(2026, 12, 1, 15, 0), datetime(2026, 12, 5, 11, 0, 30))
+    result = await zw.write_code(b, CodeWrite(slot=2, pin="55667788", name="Guest",
+                                              window=window))
+    assert result.confirmed
+    assert await stack.slots(3) == {2: "55667788"}
+    schedules = await stack.control("schedules", node=3)
+    # The lock's clock zone is ours (UTC-3), not the server's (UTC).
+    assert schedules["ScheduleEntryLock_standardOffset"] == -180
+    assert schedules["ScheduleEntryLock_dstOffset"] == -180
+    assert schedules["ScheduleEntryLock_schedule_2_1_1"] == {
+        "startYear": 26, "startMonth": 12, "startDay": 1, "startHour": 15, "startMinute": 0,
+        "stopYear": 26, "stopMonth": 12, "stopDay": 5, "stopHour": 11, "stopMinute": 0,
+    }
+    # The clock is set once, not before every schedule.
+    await stack.control("received", node=3)
+    await zw.write_code(b, CodeWrite(slot=4, pin="4711", name="Guest 2", window=window))
+    sent = await stack.control("received", node=3)
+    assert "TimeParametersCCSet" not in sent and "ScheduleEntryLockCCTimeOffsetSet" not in sent
+    assert sent["ScheduleEntryLockCCYearDayScheduleSet"] == 1
+    # An ongoing code on such a lock turns the slot's schedules off.
+    await zw.write_code(b, CodeWrite(slot=6, pin="90210", name="Staff"))
+    assert (await stack.control("received", node=3)).get("ScheduleEntryLockCCEnableSet") == 1
+    # A lock without the Schedule Entry Lock CC refuses a window rather than ignore it.
+    with pytest.raises(CommandRejected):
+        await zw.write_code(zw.devices()[0].external_id,
+                            CodeWrite(slot=2, pin="4711", name="x", window=window))
+
+
+async def test_a_dead_lock_is_not_flooded(stack: ZWaveStack, driver: Driven) -> None:
+    zw, events = driver
+    a = zw.devices()[0].external_id
+    await stack.control("offline", node=2, value=True)
+    await stack.control("received", node=2)
+    with pytest.raises(RetryLater):
+        await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
+    # zwave-js gives up after 3 attempts and declares the node dead (its event may trail the
+    # command's error by a moment).
+    await until(lambda: zw.availability(a) is Availability.OFFLINE)
+    assert (DriverEventKind.AVAILABILITY, Availability.OFFLINE) in [
+        (e.kind, e.availability) for e in events]
+    await stack.control("received", node=2)
+    # While dead: commands are refused here, and a probe is a single NOP.
+    with pytest.raises(RetryLater):
+        await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
+    assert await zw.probe(a) is False
+    assert await stack.control("received", node=2) == {"NoOperationCC": 1}
+    # No timer polls the lock behind the engine's back.
+    await asyncio.sleep(2)
+    assert await stack.control("received", node=2) == {}
+    await stack.control("offline", node=2, value=False)
+    assert await zw.probe(a) is True
+    await until(lambda: zw.availability(a) is Availability.ONLINE)
+    assert (await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))).confirmed
+
+
+async def test_server_restart_reconnects_and_locks_come_back(stack: ZWaveStack,
+                                                             driver: Driven) -> None:
+    zw, _ = driver
+    a, b = (d.external_id for d in zw.devices())
+    await zw.write_code(a, CodeWrite(slot=1, pin="4711", name="Guest"))
+    # The server goes away while a command is in flight (the lock is slow to answer): the
+    # command fails with RetryLater; the caller's task is not cancelled.
+    await stack.control("offline", node=3, value=True)
+    pending = asyncio.create_task(zw.write_code(b, CodeWrite(slot=1, pin="90210", name="x")))
+    await asyncio.sleep(0.5)
+    await stack.stop_server_async()
+    with pytest.raises(RetryLater):
+        await pending
+    await stack.control("offline", node=3, value=False)
+    await until(lambda: zw.availability(a) is Availability.HUB_DISCONNECTED)
+    assert zw.availability(b) is Availability.HUB_DISCONNECTED
+    with pytest.raises(RetryLater):
+        await zw.write_code(a, CodeWrite(slot=2, pin="90210", name="x"))
+    assert not await zw.probe(a)
+    # While the server is away a code is typed in at the lock; nobody hears of it.
+    await stack.control("keypad_silent_set", node=2, slot=9, code="31337")
+    stack.start_server()
+    await until(lambda: zw.availability(a) is Availability.ONLINE
+                and zw.availability(b) is Availability.ONLINE, timeout=30)
+    # zwave-js's cache does not know slot 9; the checksum says so and the slots are read.
+    codes = {r.slot: r.pin for r in await zw.list_codes(a)}
+    assert codes == {1: "4711", 9: "31337"}
+
+
+async def test_locks_are_remembered_while_the_server_is_down(stack: ZWaveStack,
+                                                            tmp_path: Path) -> None:
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+
+    async def sink(event: DriverEvent) -> None:
+        pass
+
+    first = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    await first.start(sink)
+    known = [d.external_id for d in first.devices()]
+    await first.stop()
+    await stack.stop_server_async()
+    # The daemon restarts while zwave-js-server is down: its locks are still known, and say why
+    # they cannot be reached; start() does not wait out its whole timeout for the server.
+    second = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    started = asyncio.get_running_loop().time()
+    await second.start(sink)
+    try:
+        assert asyncio.get_running_loop().time() - started < 5
+        assert [d.external_id for d in second.devices()] == known
+        assert {second.availability(e) for e in known} == {Availability.HUB_DISCONNECTED}
+        with pytest.raises(RetryLater):
+            await second.read_slots(known[0], [1])
+        stack.start_server()
+        await until(lambda: {second.availability(e) for e in known} == {Availability.ONLINE},
+                    timeout=30)
+    finally:
+        await second.stop()
