@@ -167,6 +167,8 @@ class Engine:
         self._reconcile_interval = reconcile_interval_s
         self.devices: dict[str, DeviceRecord] = {}
         self.codes: dict[str, CodeRecord] = {}
+        # device_id -> its codes, kept in step with `codes` so per-lock work is not O(all codes).
+        self._by_device: dict[str, dict[str, CodeRecord]] = {}
         self._by_external: dict[tuple[str, str], str] = {}
         self._workers: dict[str, _Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -188,6 +190,9 @@ class Engine:
         )
         self.devices = {d.device_id: d for d in devices}
         self.codes = {c.access_code_id: c for c in codes}
+        self._by_device = {}
+        for code in codes:
+            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
         for code in codes:
             REDACTOR.remember(code.code)
             REDACTOR.remember(code.on_lock_pin)
@@ -260,8 +265,8 @@ class Engine:
         return code
 
     def codes_of(self, device_id: str) -> list[CodeRecord]:
-        """Every code of one device, managed and unmanaged."""
-        return [c for c in self.codes.values() if c.device_id == device_id]
+        """Every code of one device, managed and unmanaged, oldest first."""
+        return list(self._by_device.get(device_id, {}).values())
 
     async def create_code(self, device_id: str, request: CodeRequest,
                           access_code_id: str | None = None,
@@ -1366,8 +1371,11 @@ class Engine:
             self.devices[device.device_id] = device
         for code in codes:
             self.codes[code.access_code_id] = code
+            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
         for code_id in drop:
-            self.codes.pop(code_id, None)
+            gone = self.codes.pop(code_id, None)
+            if gone is not None:
+                self._by_device.get(gone.device_id, {}).pop(code_id, None)
         if appended:
             for listener in self._listeners:
                 result = listener(appended)

@@ -1,0 +1,78 @@
+"""Helpers shared by the benchmark scenarios: resource usage from the OS, a throwaway engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.clock import SystemClock
+from bridge.engine import Engine
+from bridge.planner import Policy
+from bridge.secrets import PinCipher
+from bridge.store import Store
+from drivers.simulator import SimLockSpec, SimulatorDriver
+
+
+@dataclass
+class Measured:
+    """Wall and CPU seconds of a block, from the operating system."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def measure() -> Iterator[Measured]:
+    """Time a block: wall clock and this process's user+system CPU."""
+    result = Measured()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
+    wall0 = time.perf_counter()
+    yield result
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.wall = time.perf_counter() - wall0
+    result.cpu = usage.ru_utime + usage.ru_stime - cpu0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def lock_specs(locks: int) -> list[SimLockSpec]:
+    """Zero-latency simulated locks with room for the benchmark's codes."""
+    return [SimLockSpec(lock_id=f"l{i}", name=f"Lock {i}", slot_count=250) for i in range(locks)]
+
+
+async def make_engine(folder: Path, locks: int) -> tuple[Engine, Store, SimulatorDriver]:
+    """An engine over zero-latency simulated locks with a real store, loaded and not yet run."""
+    store = Store(folder / "lockbridge.db", PinCipher(os.urandom(32)))
+    await store.open()
+    clock = SystemClock()
+    driver = SimulatorDriver("sim", lock_specs(locks), clock)
+    engine = Engine(store, clock, Policy(), {"sim": driver}, rng=random.Random(1),
+                    default_spacing_s=0.0, concurrency_per_driver=64)
+
+    async def sink(event):  # type: ignore[no-untyped-def]
+        await engine.on_driver_event("sim", event)
+
+    await driver.start(sink)
+    await engine.load()
+    return engine, store, driver
+
+
+async def wait_settled(engine: Engine, timeout: float = 3600) -> None:
+    """Poll until no lock has work left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engine.outstanding() == 0 and engine.settled():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("engine did not converge")
