@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -170,6 +171,8 @@ class Engine:
         # device_id -> its codes, kept in step with `codes` so per-lock work is not O(all codes).
         self._by_device: dict[str, dict[str, CodeRecord]] = {}
         self._by_external: dict[tuple[str, str], str] = {}
+        # Told (driver name, seconds, succeeded) after each driver call; metrics use it.
+        self.command_observer: Callable[[str, float, bool], None] | None = None
         self._workers: dict[str, _Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[EventListener] = []
@@ -1425,13 +1428,23 @@ class Engine:
         worker.last_command_at = self.clock.monotonic()
 
     async def _call(self, device: DeviceRecord, op: Awaitable[Any]) -> Any:
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the operation completes, leaving a task that will not stop.
-            async with self._budgets[device.driver], asyncio.timeout(self._timeout):
-                return await op
-        except TimeoutError as exc:
-            raise RetryLater(f"no answer from the lock within {self._timeout:.0f} s") from exc
+        ok = False
+        async with self._budgets[device.driver]:
+            # Measured from when the driver gets the call, so queueing for a budget is not
+            # counted as the lock's latency.
+            started = time.perf_counter()
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the operation completes, leaving a task that will not stop.
+                async with asyncio.timeout(self._timeout):
+                    result = await op
+                ok = True
+                return result
+            except TimeoutError as exc:
+                raise RetryLater(f"no answer from the lock within {self._timeout:.0f} s") from exc
+            finally:
+                if self.command_observer is not None:
+                    self.command_observer(device.driver, time.perf_counter() - started, ok)
 
 
 _RETRYABLE_ERRORS = frozenset({

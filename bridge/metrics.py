@@ -1,0 +1,118 @@
+"""Prometheus metrics of a running bridge, in the text exposition format.
+
+Gauges are read from the engine's state at scrape time, so nothing has to be kept in step with
+it; only command latency is recorded as it happens (through `Engine.command_observer`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.driver import Availability
+from bridge.model import AccessCodeStatus
+
+if TYPE_CHECKING:
+    from bridge.daemon import Bridge
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Z-Wave and Zigbee locks answer in 0.5 to 5 s; cloud APIs and sleepy locks can take longer.
+_LATENCY_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class BridgeMetrics:
+    """One registry per bridge (tests run several bridges in one process)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._latency = Histogram(
+            "lockbridge_command_duration_seconds",
+            "Time a driver took to answer one command to a lock.",
+            ["driver", "outcome"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(_StateCollector(bridge))
+        bridge.engine.command_observer = self.observe_command
+
+    def observe_command(self, driver: str, seconds: float, ok: bool) -> None:
+        """Record one driver call."""
+        self._latency.labels(driver, "ok" if ok else "failed").observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._bridge.engine
+        devices = [d for d in engine.devices.values() if not d.removed]
+        locks = GaugeMetricFamily("lockbridge_locks", "Locks by availability.",
+                                  labels=["availability"])
+        by_state = Counter(str(d.availability) for d in devices)
+        for state in Availability:
+            if state is not Availability.REMOVED:
+                locks.add_metric([str(state)], by_state.get(str(state), 0))
+        yield locks
+
+        live = [c for c in engine.codes.values() if not c.deleted]
+        codes = GaugeMetricFamily("lockbridge_access_codes",
+                                  "Managed access codes by status (backups included).",
+                                  labels=["status", "is_backup"])
+        by_status = Counter((str(c.status), c.is_backup) for c in live if c.is_managed)
+        for status in AccessCodeStatus:
+            for is_backup in (False, True):
+                codes.add_metric([str(status), str(is_backup).lower()],
+                                 by_status.get((str(status), is_backup), 0))
+        yield codes
+        yield GaugeMetricFamily("lockbridge_unmanaged_access_codes",
+                                "Codes found on locks that lockbridge does not manage.",
+                                value=sum(1 for c in live if not c.is_managed))
+
+        errors = GaugeMetricFamily("lockbridge_errors", "Errors present now, by code.",
+                                   labels=["on", "code"])
+        warnings = GaugeMetricFamily("lockbridge_warnings", "Warnings present now, by code.",
+                                     labels=["on", "code"])
+        for family, attr in ((errors, "errors"), (warnings, "warnings")):
+            counts: Counter[tuple[str, str]] = Counter()
+            for device in devices:
+                counts.update(("device", i.code) for i in getattr(device, attr))
+            for code in live:
+                counts.update(("access_code", i.code) for i in getattr(code, attr))
+            for (on, issue), count in sorted(counts.items()):
+                family.add_metric([on, issue], count)
+            yield family
+
+        pool = GaugeMetricFamily("lockbridge_backup_pool_codes",
+                                 "Unpulled backup codes set on each lock with the pool on.",
+                                 labels=["device_id"])
+        for device in devices:
+            if device.backup_pool_enabled:
+                ready = sum(1 for c in engine.codes_of(device.device_id)
+                            if c.is_backup and not c.deleted and c.backup_pulled_for is None
+                            and c.status is AccessCodeStatus.SET)
+                pool.add_metric([device.device_id], ready)
+        yield pool
+
+        yield from _upstream_metrics(self._bridge.extras.get("upstream"))
+
+
+def _upstream_metrics(upstream: Any) -> Iterator[Metric]:
+    configured = upstream is not None
+    yield GaugeMetricFamily("lockbridge_upstream_configured",
+                            "1 when an upstream link is configured.", value=int(configured))
+    yield GaugeMetricFamily("lockbridge_upstream_connected", "1 when the upstream link is up.",
+                            value=int(configured and bool(getattr(upstream, "connected", False))))
+    depth = getattr(upstream, "outbox_depth", None)
+    if depth is not None:
+        value = depth() if callable(depth) else depth
+        yield GaugeMetricFamily("lockbridge_outbox_depth",
+                                "Events waiting for the upstream's acknowledgement.",
+                                value=float(value))
