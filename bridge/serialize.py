@@ -56,8 +56,10 @@ def device_json(device: DeviceRecord, bridge_id: str) -> dict[str, Any]:
         "created_at": iso(device.created_at),
         "is_managed": True,
         "custom_metadata": {},
-        "device_manufacturer": {"display_name": info.manufacturer},
-        "location": {"time_zone": device.time_zone} if device.time_zone else None,
+        "device_manufacturer": {"display_name": info.manufacturer,
+                                "manufacturer": info.manufacturer.lower()},
+        # Seam's `location` is an object, never null.
+        "location": {"time_zone": device.time_zone} if device.time_zone else {},
         "errors": [_device_issue(i, error=True) for i in device.errors],
         "warnings": [_device_issue(i, error=False) for i in device.warnings],
         "properties": {
@@ -112,7 +114,7 @@ def access_code_json(code: CodeRecord, engine: Engine, bridge_id: str) -> dict[s
 
 def unmanaged_code_json(code: CodeRecord, bridge_id: str) -> dict[str, Any]:
     """An unmanaged access code object."""
-    return {
+    body: dict[str, Any] = {
         "access_code_id": code.access_code_id,
         "device_id": code.device_id,
         "workspace_id": workspace_id(bridge_id),
@@ -126,9 +128,13 @@ def unmanaged_code_json(code: CodeRecord, bridge_id: str) -> dict[str, Any]:
         "is_managed": False,
         "errors": [],
         "warnings": [],
-        "cannot_be_managed": code.code is None,
-        "cannot_delete_unmanaged_access_code": code.slot is None,
     }
+    # Seam's schema allows these flags only as `true`: absent means "can".
+    if code.code is None:
+        body["cannot_be_managed"] = True
+    if code.slot is None:
+        body["cannot_delete_unmanaged_access_code"] = True
+    return body
 
 
 def event_json(event: Event, bridge_id: str) -> dict[str, Any]:
@@ -152,10 +158,8 @@ def event_json(event: Event, bridge_id: str) -> dict[str, Any]:
 
 def _constraints(device: DeviceRecord) -> list[dict[str, Any]]:
     rules = device.info.constraints
-    out: list[dict[str, Any]] = [{"constraint_type": "numeric_code"}]
-    lengths = rules.allowed_lengths()
-    out.append({"constraint_type": "code_length", "min_length": lengths.start,
-                "max_length": lengths.stop - 1})
+    # Lengths are in `supported_code_lengths`; Seam has no constraint_type for them.
+    out: list[dict[str, Any]] = []
     if rules.no_leading_zero:
         out.append({"constraint_type": "no_zeros_at_start"})
     if rules.matches_prefixes:

@@ -1,0 +1,202 @@
+"""The local HTTP API: aiohttp on the configured address, Seam's routes, keys and error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bridge.api import auth
+from bridge.api.attempts import ActionAttempts
+from bridge.api.errors import ApiError, from_validation
+from bridge.api.models import Request, list_fields
+from bridge.api.openapi import openapi_document
+from bridge.api.routes import Api, Call, Route
+from bridge.serialize import access_code_json
+
+if TYPE_CHECKING:
+    from bridge.daemon import Bridge
+
+_LOG = logging.getLogger(__name__)
+PORT_FILE = "api.port"
+# Routes anyone may call: liveness and the API's own description.
+OPEN_PATHS = frozenset({"/health", "/openapi.json"})
+_API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
+_THROTTLE: web.AppKey[auth.Throttle] = web.AppKey("throttle", auth.Throttle)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+    """Serve the API until cancelled; the bound port goes to `state_dir/api.port`."""
+    config = bridge.loaded.config
+    if not config.api.enabled:
+        return []
+    api = await build_api(bridge)
+    app = make_app(api, bridge, max_body_bytes=config.api.max_body_bytes)
+    # No access log: query strings may carry a PIN (`/access_codes/get?code=...`).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.api.host, config.api.port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    port = bound_port(runner)
+    bridge.extras["api_port"] = port
+    port_file = config.state_dir / PORT_FILE
+    port_file.write_text(f"{port}\n")
+    _LOG.info("API listening on http://%s:%d", config.api.host, port)
+    return [group.create_task(_serve_until_cancelled(runner, port_file), name="api")]
+
+
+async def build_api(bridge: Bridge) -> Api:
+    """The handlers over a bridge's engine and store, with action attempts loaded."""
+    bridge_id = bridge.loaded.config.bridge.id
+    engine = bridge.engine
+    attempts = ActionAttempts(engine, bridge.store,
+                              lambda code: access_code_json(code, engine, bridge_id))
+    await attempts.load()
+    return Api(engine, bridge.store, bridge_id, attempts)
+
+
+def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536) -> web.Application:
+    """The aiohttp application: every route under Seam's path, with auth and error shapes."""
+    app = web.Application(client_max_size=max_body_bytes,
+                          middlewares=[_errors_middleware(max_body_bytes), _auth_middleware])
+    app[_API_KEY] = api
+    app[_THROTTLE] = auth.Throttle(bridge.clock)
+    routes = api.routes()
+    document = openapi_document(routes)
+    for route in routes:
+        handler = _handler(route)
+        for method in route.methods:
+            app.router.add_route(method, route.path, handler)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "status": "healthy",
+                                  "devices": len(api.engine.devices)})
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the runner's first site listens on (useful when port 0 was asked for)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the API is not listening")
+
+
+async def _serve_until_cancelled(runner: web.AppRunner, port_file: Any) -> None:
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(OSError):
+            port_file.unlink()
+        # A client holding a connection open must not hold up shutdown for long.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await runner.cleanup()
+
+
+def _handler(route: Route) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        params = await parse(request, route.model)
+        body = await route.handler(Call(params, request.url))
+        return web.json_response({**body, "ok": True})
+
+    handle.__name__ = route.path
+    return handle
+
+
+async def parse(request: web.Request, model: type[Request]) -> Request:
+    """The request's query string and JSON body, validated by `model` (body wins)."""
+    lists = list_fields(model)
+    data: dict[str, Any] = {}
+    for key in request.query:
+        if key == "_strict" or key in data:
+            continue
+        values = request.query.getall(key)
+        if key in lists:
+            data[key] = [v for v in values if v != ""]
+        elif values[-1] != "":
+            data[key] = values[-1]
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "invalid_input", "The body is not valid JSON") from exc
+            if not isinstance(body, dict):
+                raise ApiError(400, "invalid_input", "The body must be a JSON object")
+            body.pop("_strict", None)
+            data.update(body)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def _errors_middleware(max_body_bytes: int) -> Any:
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = f"req_{uuid.uuid4().hex}"
+        try:
+            if (request.content_length or 0) > max_body_bytes:
+                raise ApiError(413, "payload_too_large",
+                               f"The body is larger than {max_body_bytes} bytes")
+            response = await handler(request)
+        except ApiError as exc:
+            response = web.json_response(exc.body(request_id), status=exc.status)
+        except web.HTTPException as exc:
+            response = _http_error(exc, request_id)
+        except Exception:
+            _LOG.exception("API %s %s failed", request.method, request.path)
+            error = ApiError(500, "internal_server_error", "Internal server error")
+            response = web.json_response(error.body(request_id), status=500)
+        response.headers["seam-request-id"] = request_id
+        return response
+
+    return errors
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    api = request.app[_API_KEY]
+    throttle = request.app[_THROTTLE]
+    client = request.remote or "?"
+    key_id = await auth.verify(api.store, request.headers.get("Authorization"))
+    if key_id is None:
+        delay = throttle.delay_for(client)
+        throttle.failed(client)
+        if delay:
+            _LOG.warning("API: bad key from %s again; answering after %.1f s", client, delay)
+            await throttle.clock.sleep(delay)
+        raise ApiError(401, "unauthorized", "Unauthorized")
+    throttle.succeeded(client)
+    return await handler(request)
+
+
+def _http_error(exc: web.HTTPException, request_id: str) -> web.Response:
+    kinds = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    error = ApiError(exc.status, kinds.get(exc.status, "invalid_input"), exc.reason)
+    response = web.json_response(error.body(request_id), status=exc.status)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
