@@ -267,6 +267,10 @@ class Engine:
                               "access_code_id")
         return code
 
+    def clock_synchronized(self) -> bool:
+        """False while schedules are held because the system clock is not synchronised."""
+        return self._clock_synchronized()
+
     def codes_of(self, device_id: str) -> list[CodeRecord]:
         """Every code of one device, managed and unmanaged, oldest first."""
         return list(self._by_device.get(device_id, {}).values())

@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from bridge.api import auth
 from bridge.api.attempts import ActionAttempts
 from bridge.api.errors import ApiError, from_validation
+from bridge.api.health import health as bridge_health
 from bridge.api.models import Request, list_fields
 from bridge.api.openapi import openapi_document
 from bridge.api.routes import Api, Call, Route
+from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.serialize import access_code_json
 
 if TYPE_CHECKING:
@@ -26,8 +28,9 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 PORT_FILE = "api.port"
-# Routes anyone may call: liveness and the API's own description.
-OPEN_PATHS = frozenset({"/health", "/openapi.json"})
+# Routes anyone who reaches the listener may call: health, the API's own description, and
+# metrics (counts only, no ids of codes, no PINs) so a local Prometheus needs no key.
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/metrics"})
 _API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
 _THROTTLE: web.AppKey[auth.Throttle] = web.AppKey("throttle", auth.Throttle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,15 +83,21 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536) -> web.Appli
         for method in route.methods:
             app.router.add_route(method, route.path, handler)
 
+    metrics = BridgeMetrics(bridge)
+
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "status": "healthy",
-                                  "devices": len(api.engine.devices)})
+        status, body = bridge_health(bridge)
+        return web.json_response(body, status=status)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 

@@ -1,0 +1,51 @@
+"""`GET /health`: liveness (it answers at all) and readiness, with what is not ready and why."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from bridge.driver import Availability
+
+if TYPE_CHECKING:
+    from bridge.daemon import Bridge
+
+# Availability that means the bridge's own link (broker, Z-Wave server, cloud account) is down,
+# not the lock: that is the bridge not being ready. An offline lock is the lock's problem.
+_LINK_DOWN = frozenset({Availability.DISCONNECTED, Availability.HUB_DISCONNECTED,
+                        Availability.ACCOUNT_DISCONNECTED})
+
+
+def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
+    """HTTP status (200 ready, 503 not ready) and the body of `/health`."""
+    engine = bridge.engine
+    devices = [d for d in engine.devices.values() if not d.removed]
+    not_ready: list[str] = []
+    notes: list[str] = []
+    down = Counter(d.driver for d in devices if d.availability in _LINK_DOWN)
+    for driver, count in sorted(down.items()):
+        not_ready.append(f"driver {driver}: link down, {count} lock{'s' * (count != 1)} "
+                         "unreachable")
+    if not engine.clock_synchronized():
+        not_ready.append("system clock not synchronised: time-bound codes are held")
+    offline = [d.display_name or d.device_id for d in devices
+               if d.availability is Availability.OFFLINE]
+    if offline:
+        notes.append(f"{len(offline)} lock{'s' * (len(offline) != 1)} offline: "
+                     + ", ".join(sorted(offline)[:10]))
+    upstream = bridge.extras.get("upstream")
+    if upstream is not None and not getattr(upstream, "connected", False):
+        notes.append("upstream not connected (locks keep working from local state)")
+    online = sum(1 for d in devices if d.availability is Availability.ONLINE)
+    body: dict[str, Any] = {
+        "ok": True,
+        "status": "ready" if not not_ready else "not_ready",
+        "ready": not not_ready,
+        "not_ready": not_ready,
+        "notes": notes,
+        "locks": {"total": len(devices), "online": online},
+        "codes_pending": engine.outstanding(),
+        "upstream": None if upstream is None else
+        ("connected" if getattr(upstream, "connected", False) else "disconnected"),
+    }
+    return (200 if not not_ready else 503), body
