@@ -150,3 +150,100 @@ def _peak_rss_mb(pid: int) -> float:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+async def api_latency(requests: int, locks: int = 10) -> dict[str, Any]:
+    """Create-code-to-driver-call latency through the real daemon (in this process, so the
+    driver call can be timed) against a bare aiohttp handler on the same loop.
+
+    One request at a time, so what is measured is the path (HTTP, validation, the commit, the
+    engine's wake-up, the intent's commit), not queueing.
+    """
+    from bridge.api.auth import create_key
+    from bridge.config import load_config
+    from bridge.daemon import Bridge, serve
+
+    with tempfile.TemporaryDirectory(prefix="lockbridge-api-latency-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        lines = "\n".join(f"      - {{id: l{i}, name: Lock {i}, slot_count: 250}}"
+                          for i in range(locks))
+        config.write_text(CONFIG.format(state=Path(tmp) / "state", locks=lines)
+                          .replace("    state_file: sim.json\n", ""))
+        stop = asyncio.Event()
+        result: dict[str, Any] = {}
+
+        async def measure(bridge: Bridge) -> None:
+            try:
+                result.update(await _latency_run(bridge, requests, create_key))
+            finally:
+                stop.set()
+
+        await serve(load_config(config), on_ready=measure, stop=stop)
+    result["baseline"] = await _bare_latency(requests)
+    result["baseline_p50_ms"] = result["baseline"]["p50"]
+    result["baseline_p99_ms"] = result.pop("baseline")["p99"]
+    return result
+
+
+async def _latency_run(bridge: Any, requests: int, create_key: Any) -> dict[str, Any]:
+    _, key = await create_key(bridge.store, "bench", bridge.clock.now())
+    driver = bridge.drivers["sim"]
+    called: dict[str, float] = {}
+    arrived: dict[str, asyncio.Event] = {}
+    original = driver.write_code
+
+    async def timed_write(external_id: str, code: Any) -> Any:
+        called.setdefault(code.name, time.perf_counter())
+        if code.name in arrived:
+            arrived[code.name].set()
+        return await original(external_id, code)
+
+    driver.write_code = timed_write
+    url = f"http://127.0.0.1:{bridge.extras['api_port']}"
+    headers = {"Authorization": f"Bearer {key}"}
+    device_ids = sorted(bridge.engine.devices)
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(url, headers=headers) as http:
+        for n in range(requests):
+            name = f"b{n}"
+            arrived[name] = asyncio.Event()
+            started = time.perf_counter()
+            body = {"device_id": device_ids[n % len(device_ids)], "name": name}
+            async with http.post("/access_codes/create", json=body) as answer:
+                assert answer.status == 200, await answer.text()
+            async with asyncio.timeout(30):
+                await arrived[name].wait()
+            latencies.append((called[name] - started) * 1000)
+    cuts = _percentiles(latencies)
+    return {"requests": requests, "p50_ms": cuts["p50"], "p99_ms": cuts["p99"]}
+
+
+async def _bare_latency(requests: int) -> dict[str, float]:
+    """A bare aiohttp JSON handler on the same loop: request sent to handler entered."""
+    from aiohttp import web
+
+    entered: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        entered.append(time.perf_counter())
+        body = await request.json()
+        return web.json_response({"ok": True, "echo": body})
+
+    app = web.Application()
+    app.router.add_post("/access_codes/create", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    latencies: list[float] = []
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            for n in range(requests):
+                started = time.perf_counter()
+                async with http.post("/access_codes/create", json={"name": f"b{n}"}) as answer:
+                    await answer.read()
+                latencies.append((entered[-1] - started) * 1000)
+    finally:
+        await runner.cleanup()
+    return _percentiles(latencies)

@@ -42,8 +42,25 @@ def measure() -> Iterator[Measured]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process, in MiB.
+
+    VmHWM, not getrusage's ru_maxrss: a process started from a big parent inherits the parent's
+    ru_maxrss across fork and exec, which made a bare interpreter look 70 MB large.
+    """
+    return _status_kib("VmHWM") / 1024
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now, in MiB."""
+    return _status_kib("VmRSS") / 1024
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
 def lock_specs(locks: int) -> list[SimLockSpec]:

@@ -7,16 +7,21 @@ import contextlib
 import json
 import os
 import random
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.common import lock_specs, make_engine, measure, peak_rss_mb, wait_settled
+import yaml
+
+from bench.common import lock_specs, make_engine, measure, peak_rss_mb, rss_mb, wait_settled
 from bridge.clock import SystemClock
 from bridge.driver import CodeWrite
 from bridge.engine import CodeRequest
@@ -24,7 +29,7 @@ from bridge.model import AccessCodeType, Event, EventType
 from bridge.planner import Policy, next_command, should_be_on_lock
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher
-from bridge.store import Intent, Store
+from bridge.store import Intent, Store, Tx
 from drivers.simulator import SimulatorDriver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +43,17 @@ def _pins(count: int) -> list[str]:
     return sorted(seen)
 
 
-async def cold_converge(locks: int, codes_per_lock: int) -> dict[str, Any]:
-    """Create codes through the engine until all are set and verified, against a plain loop of
-    the same SQLite transactions and simulator calls."""
+async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | None = None,
+                        idle_s: float = 0.0) -> dict[str, Any]:
+    """Create codes until all are set and verified, against a plain loop of the same SQLite
+    transactions and simulator calls; then, if `idle_s`, the converged bridge's steady state.
+
+    The baseline's cost per code does not depend on the lock count (it is one sequential loop),
+    so it runs on `baseline_locks` locks and the ratio compares cost per code.
+    """
     total = locks * codes_per_lock
     pins = _pins(codes_per_lock)
+    steady: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         engine, store, _ = await make_engine(Path(tmp), locks)
         runner = asyncio.create_task(engine.run())
@@ -51,20 +62,53 @@ async def cold_converge(locks: int, codes_per_lock: int) -> dict[str, Any]:
                 for pin in pins:
                     await engine.create_code(device_id, CodeRequest(code=pin))
             await wait_settled(engine)
+        assert engine.outstanding() == 0
+        converged_rss = peak_rss_mb()
+        if idle_s > 0:
+            # The idle baseline process sleeps alongside: neither uses the CPU the other needs.
+            bare = asyncio.create_task(_idle_baseline(idle_s))
+            with measure() as idle:
+                await asyncio.sleep(idle_s)
+            steady = {"locks": locks, "codes": total, "seconds": idle_s,
+                      "cpu_share_pct": round(idle.cpu / idle.wall * 100, 3),
+                      "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                      **await bare}
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
-        assert engine.outstanding() == 0
         await store.close()
+    sample = min(locks, baseline_locks or locks)
     with tempfile.TemporaryDirectory() as tmp:
-        base = await _bare_converge(Path(tmp), locks, pins)
-    return {
-        "codes": total,
+        base = await _bare_converge(Path(tmp), sample, pins)
+    per_code = lb.wall / total
+    base_per_code = base.wall / (sample * codes_per_lock)
+    result: dict[str, Any] = {
+        "locks": locks, "codes": total,
         "wall_s": round(lb.wall, 3), "cpu_s": round(lb.cpu, 3),
+        "baseline_codes": sample * codes_per_lock,
         "baseline_wall_s": round(base.wall, 3), "baseline_cpu_s": round(base.cpu, 3),
-        "ratio": round(base.wall / lb.wall, 3),
-        "overhead_ms_per_code": round((lb.wall - base.wall) / total * 1000, 3),
+        "ratio": round(base_per_code / per_code, 3),
+        "overhead_ms_per_code": round((per_code - base_per_code) * 1000, 3),
     }
+    result["peak_rss_mb"] = round(converged_rss, 1)
+    if steady is not None:
+        result["steady_state"] = steady
+    return result
+
+
+async def _idle_baseline(seconds: float) -> dict[str, Any]:
+    """An idle asyncio process's CPU share and RSS, in its own interpreter."""
+    bare = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import asyncio,time;t=time.process_time();"
+        f"asyncio.run(asyncio.sleep({seconds}));"
+        "rss=[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS:')][0];"
+        "print(time.process_time()-t, rss)",
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await bare.communicate()
+    cpu, rss_kib = out.decode().split()
+    return {"baseline_cpu_share_pct": round(float(cpu) / seconds * 100, 3),
+            "baseline_rss_mb": round(int(rss_kib) / 1024, 1)}
 
 
 async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
@@ -79,7 +123,7 @@ async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
     devices = [DeviceRecord(f"d{i}", "sim", info.external_id, info, now)
                for i, info in enumerate(infos)]
     for device in devices:
-        await store.write(lambda tx, d=device: tx.put_device(d))
+        await store.write(partial(Tx.put_device, device=device))
     with measure() as base:
         for device in devices:
             for slot, pin in enumerate(pins, start=1):
@@ -93,7 +137,7 @@ async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
 
                 await store.write(created)
                 intent = Intent(device.device_id, slot, "write", code.access_code_id, pin)
-                await store.write(lambda tx, i=intent: tx.put_intent(i))
+                await store.write(partial(Tx.put_intent, intent=intent))
                 await driver.write_code(device.external_id, CodeWrite(slot, pin, "x"))
                 await driver.read_slots(device.external_id, [slot])
 
@@ -108,60 +152,42 @@ async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
     return base
 
 
-def scale(sizes: list[int], codes_per_lock: int) -> dict[str, Any]:
-    """Converge time and peak RSS per lock count, each size in its own process."""
+def scale(sizes: list[int], codes_per_lock: int,
+          known: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Converge time and peak RSS per lock count, each size in its own process (or taken from
+    `known`, points already measured the same way by cold converge)."""
     rows = []
     for locks in sizes:
+        if known and locks in known:
+            rows.append(known[locks])
+            continue
         out = subprocess.run(
             [sys.executable, "-m", "bench.run", "--only-scale-point", str(locks),
              "--codes-per-lock", str(codes_per_lock)],
             capture_output=True, text=True, cwd=ROOT, check=True,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    slope = None
-    if len(rows) >= 2:
-        first, last = rows[0], rows[-1]
-        slope = round((last["wall_s"] / first["wall_s"]) / (last["locks"] / first["locks"]), 3)
-    return {"points": rows, "growth_vs_linear": slope}
+    return {"points": rows, "exponent": _loglog_slope(
+        [(r["locks"], r["wall_s"]) for r in rows])}
+
+
+def _loglog_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of log(time) over log(size): 1.0 is linear growth, 2.0 quadratic."""
+    import math
+
+    if len(points) < 2:
+        return None
+    xs = [math.log(x) for x, _ in points]
+    ys = [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / spread, 3)
 
 
 async def scale_point(locks: int, codes_per_lock: int) -> dict[str, Any]:
     """One point of the scale curve (run in a fresh process)."""
-    result = await cold_converge(locks, codes_per_lock)
+    result = await cold_converge(locks, codes_per_lock, baseline_locks=1)
     return {"locks": locks, "wall_s": result["wall_s"], "peak_rss_mb": round(peak_rss_mb(), 1)}
-
-
-async def steady_state(locks: int, codes_per_lock: int, seconds: float) -> dict[str, Any]:
-    """CPU share and RSS of a converged bridge doing nothing, against an idle asyncio process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        engine, store, _ = await make_engine(Path(tmp), locks)
-        runner = asyncio.create_task(engine.run())
-        pins = _pins(codes_per_lock)
-        for device_id in list(engine.devices):
-            for pin in pins:
-                await engine.create_code(device_id, CodeRequest(code=pin))
-        await wait_settled(engine)
-        with measure() as idle:
-            await asyncio.sleep(seconds)
-        rss = peak_rss_mb()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        await store.close()
-    # The idle baseline runs in its own process so its RSS is a bare interpreter's.
-    bare = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import asyncio,resource,time;t=time.process_time();"
-        f"asyncio.run(asyncio.sleep({seconds}));"
-        "print(time.process_time()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
-        stdout=asyncio.subprocess.PIPE)
-    bare_out, _ = await bare.communicate()
-    bare_cpu, bare_rss = bare_out.decode().split()
-    return {
-        "locks": locks, "codes": locks * codes_per_lock, "seconds": seconds,
-        "cpu_share_pct": round(idle.cpu / idle.wall * 100, 3),
-        "baseline_cpu_share_pct": round(float(bare_cpu) / seconds * 100, 3),
-        "peak_rss_mb": round(rss, 1), "baseline_rss_mb": round(int(bare_rss) / 1024, 1),
-    }
 
 
 def schedule_churn(codes: int, days: int = 7) -> dict[str, Any]:
@@ -196,25 +222,45 @@ def schedule_churn(codes: int, days: int = 7) -> dict[str, Any]:
 
 
 def startup(locks: int, codes_per_lock: int) -> dict[str, Any]:
-    """Wall time from process start to a loaded engine over a full store, against Python start
-    plus the same imports."""
+    """Wall time from `lockbridge run` to systemd's READY=1 over a full store, against Python
+    start plus the daemon's imports."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         key = os.urandom(32)
-        (folder / "key").write_bytes(key)
+        (folder / "pin.key").write_bytes(key)
         asyncio.run(_fill_store(folder, key, locks, codes_per_lock))
-        script = (
-            "import asyncio,sys,time;t=time.perf_counter();"
-            f"from bench.startup_probe import main;asyncio.run(main(sys.argv[1], {locks}));"
-            "print(time.perf_counter()-t)"
-        )
-        lb = _best_of(3, [sys.executable, "-c", script, tmp])
-        bare = _best_of(3, [sys.executable, "-c",
-                            "import time;t=time.perf_counter();import bridge.engine,"
-                            "bridge.store,drivers.simulator,aiohttp,pydantic,yaml;"
-                            "print(time.perf_counter()-t)"])
+        config = folder / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "state_dir": str(folder), "api": {"port": 0},
+            "schedule": {"require_synchronized_clock": False},
+            "drivers": [{"kind": "simulator", "name": "sim", "locks": [
+                {"id": spec.lock_id, "name": spec.name, "slot_count": spec.slot_count}
+                for spec in lock_specs(locks)]}]}))
+        lb = min(_time_to_ready(config, folder) for _ in range(3))
+        bare = _best_of(3, [sys.executable, "-c", "import bridge.cli, bridge.daemon"])
     return {"locks": locks, "codes": locks * codes_per_lock, "wall_s": round(lb, 3),
             "baseline_wall_s": round(bare, 3)}
+
+
+def _time_to_ready(config: Path, folder: Path) -> float:
+    """Start the real daemon with a notify socket; seconds until it says READY=1."""
+    address = str(folder / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(60)
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "run", "-c", str(config)], cwd=ROOT,
+            env=dict(os.environ, NOTIFY_SOCKET=address), stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in sock.recv(4096):
+                pass
+            ready = time.perf_counter() - started
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        os.unlink(address)
+    return ready
 
 
 def _best_of(runs: int, argv: list[str]) -> float:

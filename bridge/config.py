@@ -12,7 +12,14 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from drivers import registry
 
@@ -130,6 +137,46 @@ class DeclaredCode(_Strict):
         return value
 
 
+class UpstreamConfig(_Strict):
+    """The websocket to the operator's cloud (docs/upstream-protocol.md)."""
+
+    url: Annotated[str, Field(pattern=r"^wss?://[^\s/]+")]
+    # The config loader refuses a literal here: it must be written as ${ENV_VAR}.
+    token: str | None = Field(default=None, repr=False)
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    half_open_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+    backoff_base_s: Annotated[float, Field(gt=0)] = 1.0
+    backoff_cap_s: Annotated[float, Field(gt=0)] = 300.0
+    # A refused token is retried this rarely, never in a storm.
+    refused_retry_s: Annotated[float, Field(gt=0)] = 600.0
+    batch_events: Annotated[int, Field(ge=1, le=5000)] = 500
+    window_events: Annotated[int, Field(ge=1)] = 5000
+    max_unacked_events: Annotated[int, Field(ge=1)] = 500_000
+    keep_acked_events: Annotated[int, Field(ge=0)] = 10_000
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 65536
+    max_commands_in_flight: Annotated[int, Field(ge=1)] = 16
+
+    @model_validator(mode="after")
+    def _checked(self) -> UpstreamConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token (as ${ENV_VAR}) or token_file")
+        if self.url.startswith("ws://") and self.host() not in ("127.0.0.1", "::1",
+                                                                  "localhost"):
+            raise ValueError("plain ws:// is allowed only to loopback; use wss://")
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError("backoff_base_s is larger than backoff_cap_s")
+        return self
+
+    def host(self) -> str:
+        """The host part of `url`, without brackets or port."""
+        rest = self.url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+        if rest.startswith("["):
+            return rest[1:].split("]", 1)[0]
+        return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -145,6 +192,7 @@ class Config(_Strict):
     drivers: list[dict[str, Any]] = []
     devices: dict[str, DeviceOverride] = {}
     codes: list[DeclaredCode] = []
+    upstream: UpstreamConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

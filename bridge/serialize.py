@@ -6,6 +6,7 @@ Differences from Seam's published schema are listed in docs/api.md.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ _WORKSPACE_NAMESPACE = uuid.UUID("0b5c2a47-64a1-4c83-9d6a-2b7cf6f6d7a1")
 _DEVICE_ERROR_FLAGS = {"account_disconnected": ("is_connected_account_error", True)}
 
 
+@functools.cache
 def workspace_id(bridge_id: str) -> str:
     """The bridge's stand-in for Seam's workspace id."""
     return str(uuid.uuid5(_WORKSPACE_NAMESPACE, bridge_id))
@@ -139,12 +141,13 @@ def unmanaged_code_json(code: CodeRecord, bridge_id: str) -> dict[str, Any]:
 
 def event_json(event: Event, bridge_id: str) -> dict[str, Any]:
     """An event object; `data` keys become top-level fields as in Seam's events."""
+    occurred = iso(event.occurred_at)
     body: dict[str, Any] = {
         "event_id": event.event_id,
         "event_type": event.event_type.value,
         "workspace_id": workspace_id(bridge_id),
-        "created_at": iso(event.occurred_at),
-        "occurred_at": iso(event.occurred_at),
+        "created_at": occurred,
+        "occurred_at": occurred,
         "sequence_number": event.sequence,
     }
     if event.device_id is not None:

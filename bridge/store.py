@@ -81,7 +81,18 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # v2: results of upstream commands, so a repeated command id gets its first result back.
+    """
+    CREATE TABLE upstream_commands (
+        command_id TEXT PRIMARY KEY,
+        result BLOB NOT NULL,
+        finished_at TEXT NOT NULL
+    );
+    """,
 )
+# kv keys of the upstream link.
+UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
+UPSTREAM_LAST_COMMAND = "upstream.last_command_id"
 
 
 class StoreError(Exception):
@@ -175,6 +186,32 @@ class Tx:
         """Insert or replace an action attempt."""
         self._conn.execute("INSERT OR REPLACE INTO action_attempts VALUES (?, ?)",
                            (attempt_id, json.dumps(record)))
+
+    def ack_upstream(self, seq: int, keep_acked: int) -> int:
+        """Record the upstream's cumulative ack and trim acknowledged events beyond the newest
+        `keep_acked`; an unacknowledged event is never deleted. Returns how many were trimmed."""
+        row = self._conn.execute("SELECT value FROM kv WHERE key = ?",
+                                 (UPSTREAM_ACKED_SEQ,)).fetchone()
+        acked = max(seq, int(row[0]) if row else 0)
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                           (UPSTREAM_ACKED_SEQ, str(acked)))
+        newest = self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        horizon = min(acked, newest - keep_acked)
+        if horizon <= 0:
+            return 0
+        return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
+
+    def put_command_result(self, command_id: str, result: str, keep: int) -> None:
+        """Store an upstream command's result (sealed: it may hold a PIN) and forget all but
+        the newest `keep` results."""
+        sealed = self._cipher.seal(result, f"command:{command_id}")
+        self._conn.execute(
+            "INSERT INTO upstream_commands VALUES (?, ?, datetime('now'))", (command_id, sealed))
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                           (UPSTREAM_LAST_COMMAND, command_id))
+        self._conn.execute(
+            "DELETE FROM upstream_commands WHERE rowid <= "
+            "(SELECT max(rowid) FROM upstream_commands) - ?", (keep,))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Raw SQL for the few callers that need it (outbox trimming, tests)."""
@@ -414,6 +451,20 @@ class Reader:
         """Every action attempt."""
         rows = self._conn.execute("SELECT record FROM action_attempts ORDER BY rowid")
         return [json.loads(r[0]) for r in rows]
+
+    def command_result(self, command_id: str) -> str | None:
+        """The stored result of an upstream command, or None if it never finished."""
+        row = self._conn.execute("SELECT result FROM upstream_commands WHERE command_id = ?",
+                                 (command_id,)).fetchone()
+        return self._cipher.open(row[0], f"command:{command_id}") if row else None
+
+    def event_bounds(self) -> tuple[int, int]:
+        """(oldest sequence number still held, newest ever assigned); (n + 1, n) when empty."""
+        row = self._conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        newest = int(row[0]) if row else 0
+        oldest = self._conn.execute("SELECT min(seq) FROM events").fetchone()[0]
+        return (int(oldest) if oldest is not None else newest + 1), newest
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single integer from a query."""

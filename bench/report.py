@@ -1,0 +1,106 @@
+"""The benchmark table: each scenario's figure, its bare baseline, the ratio and the target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Row = tuple[str, str, str, str, str]
+
+
+def table(doc: dict[str, Any]) -> str:
+    """A Markdown table of the results in `doc` (as written by bench.run)."""
+    results: dict[str, Any] = doc["results"]
+    rows: list[Row] = []
+    for name, render in _RENDERERS.items():
+        if name in results:
+            rows.extend(render(results[name]))
+    header = ("scenario", "measured", "bare baseline", "target", "met")
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [f"machine: {doc['machine']}", "", line(header),
+           "| " + " | ".join("-" * w for w in widths) + " |"]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def _cold(r: dict[str, Any]) -> list[Row]:
+    return [(f"cold converge, {r['codes']:,} codes on {r['locks']:,} locks",
+             f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU; overhead "
+             f"{r['overhead_ms_per_code']:.3f} ms/code",
+             f"{r['baseline_wall_s']:.1f} s for {r['baseline_codes']:,} codes; "
+             f"ratio {r['ratio']:.2f}",
+             "ratio >= 0.5, overhead < 1 ms",
+             _met(r["ratio"] >= 0.5 and r["overhead_ms_per_code"] < 1.0))]
+
+
+def _scale(r: dict[str, Any]) -> list[Row]:
+    points = ", ".join(f"{p['locks']:,}: {p['wall_s']:.1f} s / {p['peak_rss_mb']:.0f} MB"
+                       for p in r["points"])
+    exponent = r.get("exponent")
+    return [("scale (locks: converge, peak RSS)", points, "-",
+             "no worse than linear (exponent <= 1.1)",
+             _met(None if exponent is None else exponent <= 1.1)
+             + (f" (exponent {exponent})" if exponent is not None else ""))]
+
+
+def _steady(r: dict[str, Any]) -> list[Row]:
+    return [(f"steady state, {r['codes']:,} codes, {r['seconds']:.0f} s idle",
+             f"{r['cpu_share_pct']:.3f}% of a core, RSS {r['rss_mb']:.0f} MB "
+             f"(peak {r['peak_rss_mb']:.0f} MB)",
+             f"{r['baseline_cpu_share_pct']:.3f}%, RSS {r['baseline_rss_mb']:.0f} MB",
+             "< 2% of a core, RSS < 100 MB",
+             _met(r["cpu_share_pct"] < 2 and r["rss_mb"] < 100))]
+
+
+def _churn(r: dict[str, Any]) -> list[Row]:
+    return [(f"schedule churn, {r['codes']:,} codes, {r['simulated_days']} days",
+             f"{r['decisions_per_s']:,} decisions/s", "-", "reported", "-")]
+
+
+def _startup(r: dict[str, Any]) -> list[Row]:
+    return [(f"startup, {r['codes']:,} codes on {r['locks']:,} locks",
+             f"{r['wall_s']:.2f} s", f"{r['baseline_wall_s']:.2f} s (Python + imports)",
+             "< 3 s", _met(r["wall_s"] < 3))]
+
+
+def _generic(name: str, target: str, check: Callable[[dict[str, Any]], bool | None]
+             ) -> Callable[[dict[str, Any]], list[Row]]:
+    def render(r: dict[str, Any]) -> list[Row]:
+        if "skipped" in r:
+            return [(name, r["skipped"], "-", target, "-")]
+        shown = {k: v for k, v in r.items() if not k.startswith("baseline")}
+        base = {k: v for k, v in r.items() if k.startswith("baseline")}
+        return [(name, ", ".join(f"{k} {v}" for k, v in shown.items()),
+                 ", ".join(f"{k} {v}" for k, v in base.items()) or "-", target,
+                 _met(check(r)))]
+
+    return render
+
+
+def _p99_ok(r: dict[str, Any]) -> bool | None:
+    p99 = r.get("p99_ms")
+    return None if p99 is None else p99 < 20
+
+
+def _replay_ok(r: dict[str, Any]) -> bool | None:
+    ratio = r.get("ratio")
+    return None if ratio is None else ratio >= 0.3
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "cold_converge": _cold,
+    "scale": _scale,
+    "steady_state": _steady,
+    "schedule_churn": _churn,
+    "startup": _startup,
+    "api_latency": _generic("API latency, create code to driver call", "p99 < 20 ms", _p99_ok),
+    "upstream_replay": _generic("upstream replay after an outage", "ratio >= 0.3", _replay_ok),
+}

@@ -1,0 +1,1 @@
+"""The upstream link: an outbox of events, acks, resume and commands over one websocket."""

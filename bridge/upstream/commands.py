@@ -1,0 +1,164 @@
+"""Upstream commands: each command id runs once, its result is stored and repeated on request.
+
+A command's execution belongs to the runner, not to the connection it arrived on: a dropped
+connection does not cancel a half-done command, and the upstream gets the stored result when it
+sends the same command id again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.model import AccessCodeType
+from bridge.serialize import access_code_json
+from bridge.store import Store
+from bridge.upstream.protocol import (
+    MUTATING_ACTIONS,
+    Command,
+    CommandResult,
+    ConvertUnmanagedAccessCode,
+    CreateAccessCode,
+    DeleteAccessCode,
+    DeleteUnmanagedAccessCode,
+    ErrorBody,
+    ProtocolProblem,
+    PullBackupAccessCode,
+    RequestSnapshot,
+    UpdateAccessCode,
+    dump,
+    parse_command,
+)
+
+_LOG = logging.getLogger(__name__)
+# Fixed, so a create redelivered after a crash maps to the code it already made.
+_CREATED_CODE_NAMESPACE = uuid.UUID("c6b3d0a1-5e0f-4f57-8d7e-3b1f6b9e2a44")
+KEEP_RESULTS = 10_000
+
+
+def created_code_id(bridge_id: str, command_id: str) -> str:
+    """The access_code_id an `access_codes.create` command gives its code."""
+    return str(uuid.uuid5(_CREATED_CODE_NAMESPACE, f"{bridge_id}:{command_id}"))
+
+
+class CommandRunner:
+    """Runs upstream commands against the engine, exactly once per command id."""
+
+    def __init__(self, store: Store, engine: Engine, bridge_id: str, *,
+                 outbox_full: Callable[[], bool],
+                 send_snapshot: Callable[[], Awaitable[None]],
+                 keep_results: int = KEEP_RESULTS) -> None:
+        self._store = store
+        self._engine = engine
+        self._bridge_id = bridge_id
+        self._outbox_full = outbox_full
+        self._send_snapshot = send_snapshot
+        self._keep = keep_results
+        self._running: dict[str, asyncio.Task[CommandResult]] = {}
+        self.executed = 0
+
+    async def result_for(self, command: Command) -> CommandResult:
+        """The command's one result: stored, still running, or from running it now."""
+        stored = await self._store.read(lambda r: r.command_result(command.command_id))
+        if stored is not None:
+            return CommandResult.model_validate_json(stored)
+        task = self._running.get(command.command_id)
+        if task is None:
+            task = asyncio.create_task(self._run_and_store(command),
+                                       name=f"upstream-command:{command.command_id[:32]}")
+            self._running[command.command_id] = task
+            task.add_done_callback(lambda _: self._running.pop(command.command_id, None))
+        # Shielded: the connection may drop while the command is still applying.
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Cancel commands still running (shutdown); their ids run again when redelivered."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run_and_store(self, command: Command) -> CommandResult:
+        result = await self._execute(command)
+        keep = self._keep
+        await self._store.write(
+            lambda tx: tx.put_command_result(command.command_id, dump(result), keep))
+        return result
+
+    async def _execute(self, command: Command) -> CommandResult:
+        cid = command.command_id
+        try:
+            body = parse_command(command)
+        except ProtocolProblem as problem:
+            _LOG.info("upstream command %s refused: %s", cid, problem.message)
+            return _failed(cid, problem.kind, problem.message, problem.field)
+        if body.action in MUTATING_ACTIONS and self._outbox_full():
+            return _failed(cid, "outbox_full", "The bridge's outbox of events is full: it "
+                           "accepts changes again once the upstream acknowledges its backlog")
+        self.executed += 1
+        _LOG.info("upstream command %s: %s", cid, body.action)
+        try:
+            return CommandResult(command_id=cid, ok=True, result=await self._apply(cid, body))
+        except EngineError as exc:
+            return _failed(cid, exc.kind, str(exc), exc.field_name)
+
+    async def _apply(self, cid: str, body: CreateAccessCode | UpdateAccessCode
+                     | DeleteAccessCode | PullBackupAccessCode | ConvertUnmanagedAccessCode
+                     | DeleteUnmanagedAccessCode | RequestSnapshot) -> dict[str, Any]:
+        engine = self._engine
+        if isinstance(body, CreateAccessCode):
+            code_id = created_code_id(self._bridge_id, cid)
+            code = engine.codes.get(code_id)
+            if code is None:
+                code = await engine.create_code(body.device_id, CodeRequest(
+                    name=body.name, code=body.code,
+                    type=AccessCodeType.TIME_BOUND if body.starts_at else None,
+                    starts_at=body.starts_at, ends_at=body.ends_at,
+                    preferred_code_length=body.preferred_code_length,
+                    allow_external_modification=body.allow_external_modification,
+                    common_code_key=body.common_code_key,
+                    use_backup_access_code_pool=body.use_backup_access_code_pool,
+                ), access_code_id=code_id)
+            return {"access_code": self._code(code_id)}
+        if isinstance(body, UpdateAccessCode):
+            code = await engine.update_code(body.access_code_id, CodeRequest(
+                name=body.name, code=body.code,
+                type=AccessCodeType(body.type) if body.type else None,
+                starts_at=body.starts_at, ends_at=body.ends_at,
+                allow_external_modification=body.allow_external_modification,
+                use_backup_access_code_pool=body.use_backup_access_code_pool,
+            ))
+            return {"access_code": self._code(code.access_code_id)}
+        if isinstance(body, DeleteAccessCode):
+            await engine.delete_code(body.access_code_id)
+            return {}
+        if isinstance(body, PullBackupAccessCode):
+            backup, original = await engine.pull_backup(body.access_code_id)
+            return {"access_code": self._code(original.access_code_id),
+                    "backup_access_code": self._code(backup.access_code_id)}
+        if isinstance(body, ConvertUnmanagedAccessCode):
+            code = await engine.convert_unmanaged(body.access_code_id, CodeRequest(
+                name=body.name, allow_external_modification=body.allow_external_modification))
+            return {"access_code": self._code(code.access_code_id)}
+        if isinstance(body, DeleteUnmanagedAccessCode):
+            await engine.delete_unmanaged(body.access_code_id)
+            return {}
+        await self._send_snapshot()
+        return {}
+
+    def _code(self, access_code_id: str) -> dict[str, Any]:
+        return access_code_json(self._engine.codes[access_code_id], self._engine,
+                                self._bridge_id)
+
+
+def _failed(command_id: str, kind: str, message: str,
+            field: str | None = None) -> CommandResult:
+    return CommandResult(command_id=command_id, ok=False,
+                         error=ErrorBody(type=kind, message=message, field=field))

@@ -1,0 +1,368 @@
+"""The upstream link: one websocket to the operator's cloud, kept up by the reconnect supervisor.
+
+A session says `hello`, learns from `welcome` what the upstream already has, sends a snapshot if
+it needs one, then streams the outbox in order while reading acks and commands. Anything that
+ends a session (a drop, a half-open connection caught by the heartbeat, a send that cannot
+finish) hands control back to the supervisor, which reconnects with backoff; the next session
+resends everything unacknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import ssl
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bridge.clock import Clock
+from bridge.config import UpstreamConfig
+from bridge.engine import Engine
+from bridge.model import Event
+from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
+from bridge.serialize import access_code_json, device_json, unmanaged_code_json
+from bridge.store import Store
+from bridge.upstream.commands import CommandRunner
+from bridge.upstream.outbox import Outbox, plan_resume
+from bridge.upstream.protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Command,
+    CommandResult,
+    ErrorBody,
+    ErrorMessage,
+    Hello,
+    ProtocolProblem,
+    Welcome,
+    dump,
+    dumps,
+    parse_upstream,
+)
+
+if TYPE_CHECKING:
+    from bridge.daemon import Bridge
+
+_LOG = logging.getLogger(__name__)
+# aiohttp itself closes the connection (1009) on a frame this many times the protocol limit;
+# below it, an oversized frame is answered with `message_too_large` and the link stays up.
+HARD_FRAME_FACTOR = 16
+
+
+class TokenUnavailable(Exception):
+    """The upstream token cannot be read: a configuration problem, not a network one."""
+
+
+class UpstreamRefused(Exception):
+    """The upstream will not talk to this bridge as configured (token, protocol version)."""
+
+
+class SessionEnded(Exception):
+    """The websocket closed; the supervisor reconnects."""
+
+
+async def start_upstream(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+    """Start the upstream link if one is configured; its task is cancelled at shutdown."""
+    config = bridge.loaded.config.upstream
+    if config is None:
+        return []
+    link = UpstreamLink(config, bridge.store, bridge.engine, bridge.clock,
+                        bridge.loaded.config.bridge.id)
+    await link.prepare()
+    bridge.extras["upstream"] = link
+    return [group.create_task(link.run(), name="upstream")]
+
+
+def read_token(config: UpstreamConfig) -> str:
+    """The token now: `token_file` is read at every connect, so a rotated token is used."""
+    if config.token_file is not None:
+        try:
+            token = config.token_file.read_text().strip()
+        except OSError as exc:
+            raise TokenUnavailable(
+                f"cannot read token_file {config.token_file}: {exc.strerror}") from exc
+    else:
+        token = config.token or ""
+    if not token:
+        raise TokenUnavailable("the upstream token is empty")
+    return token
+
+
+def classify(error: BaseException) -> FailureKind:
+    """A refused token, an unusable certificate or protocol are retried slowly, not stormed."""
+    if isinstance(error, TokenUnavailable | UpstreamRefused):
+        return FailureKind.REFUSED
+    if isinstance(error, aiohttp.WSServerHandshakeError) and error.status in (401, 403):
+        return FailureKind.REFUSED
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return FailureKind.REFUSED
+    return FailureKind.TRANSIENT
+
+
+def software_version() -> str:
+    """lockbridge's installed version, for `hello`."""
+    try:
+        return importlib.metadata.version("lockbridge")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class UpstreamLink:
+    """The outbox, the command runner and the supervised websocket sessions."""
+
+    def __init__(self, config: UpstreamConfig, store: Store, engine: Engine, clock: Clock,
+                 bridge_id: str) -> None:
+        self.config = config
+        self._store = store
+        self._engine = engine
+        self._bridge_id = bridge_id
+        self.outbox = Outbox(store, bridge_id, keep_acked=config.keep_acked_events,
+                             max_unacked=config.max_unacked_events)
+        self.commands = CommandRunner(store, engine, bridge_id,
+                                      outbox_full=lambda: self.outbox.full,
+                                      send_snapshot=self._snapshot_now)
+        self.supervisor = ReconnectSupervisor(
+            f"upstream link ({config.host()})", clock, self._session, classify=classify,
+            backoff=Backoff(config.backoff_base_s, config.backoff_cap_s),
+            refused_retry_s=config.refused_retry_s, logger=_LOG)
+        self._wake = asyncio.Event()
+        self._up = asyncio.Event()
+        self._session_state: _Session | None = None
+        # The newest sequence number the engine's in-memory state reflects (snapshot upto_seq).
+        self._reflected_seq = 0
+        self.sessions = 0
+        self.snapshots_sent = 0
+
+    async def prepare(self) -> None:
+        """Subscribe to the engine and read the outbox watermarks; call before `run`."""
+        self._engine.subscribe(self._committed)
+        state = await self.outbox.load()
+        self._reflected_seq = max(self._reflected_seq, state.last_seq)
+
+    async def run(self) -> None:
+        """Keep the link up until cancelled."""
+        try:
+            await self.supervisor.run()
+        finally:
+            self._up.clear()
+            await self.commands.close()
+
+    @property
+    def state(self) -> LinkState:
+        """The supervisor's state."""
+        return self.supervisor.state
+
+    @property
+    def connected(self) -> bool:
+        """True while a session is past `welcome`."""
+        return self._up.is_set()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a session; True if one is up."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._up.wait()
+        return self._up.is_set()
+
+    # -- engine side ------------------------------------------------------------------------
+
+    def _committed(self, events: list[Event]) -> None:
+        self.outbox.committed(events)
+        self._reflected_seq = max(self._reflected_seq, self.outbox.last_seq)
+        self._wake.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every device and code as the engine holds them now (synchronous, so consistent)."""
+        engine, bid = self._engine, self._bridge_id
+        managed, unmanaged = [], []
+        for code in engine.codes.values():
+            if not code.is_managed:
+                unmanaged.append(unmanaged_code_json(code, bid))
+            elif not (code.deleted and not code.on_lock):
+                managed.append(access_code_json(code, engine, bid))
+        return {"type": "snapshot", "snapshot_id": str(uuid.uuid4()),
+                "upto_seq": self._reflected_seq,
+                "devices": [device_json(d, bid) for d in engine.devices.values()],
+                "access_codes": managed, "unmanaged_access_codes": unmanaged}
+
+    async def _snapshot_now(self) -> None:
+        session = self._session_state
+        if session is None:
+            raise SessionEnded("no session to send the snapshot on")
+        await session.send(dumps(self.snapshot()))
+        self.snapshots_sent += 1
+
+    # -- one session ------------------------------------------------------------------------
+
+    async def _session(self, established: Callable[[], None]) -> None:
+        cfg = self.config
+        token = read_token(cfg)
+        heartbeat = cfg.half_open_timeout_s / 1.5
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                ws = await http.ws_connect(
+                    cfg.url, headers={"Authorization": f"Bearer {token}"},
+                    heartbeat=heartbeat, ssl=self._ssl(),
+                    # A close handshake with a silent peer must not hold up a shutdown.
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                    max_msg_size=cfg.max_message_bytes * HARD_FRAME_FACTOR)
+            async with ws:
+                session = _Session(ws, cfg.half_open_timeout_s, cfg.max_commands_in_flight)
+                state = await self.outbox.load()
+                await session.send(dump(Hello(
+                    protocol_version=PROTOCOL_VERSION, bridge_id=self._bridge_id,
+                    software_version=software_version(), last_command_id=state.last_command_id,
+                    last_seq=state.last_seq, first_seq=state.first_seq)))
+                welcome = await self._welcome(ws)
+                resume = plan_resume(state, welcome.acked_seq, welcome.snapshot_wanted)
+                if state.last_seq >= welcome.acked_seq > state.acked_seq:
+                    await self.outbox.ack(welcome.acked_seq)
+                self.sessions += 1
+                self._session_state = session
+                self._up.set()
+                established()
+                _LOG.info("upstream link up: sending events after %d (%d held)%s",
+                          resume.after_seq, max(0, state.last_seq - resume.after_seq),
+                          f"; snapshot first: {resume.reason}" if resume.snapshot else "")
+                try:
+                    if resume.snapshot:
+                        await self._snapshot_now()
+                    session.sent_seq = resume.after_seq
+                    await self._converse(session)
+                finally:
+                    self._up.clear()
+                    self._session_state = None
+
+    async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
+        async with asyncio.timeout(self.config.connect_timeout_s):
+            msg = await ws.receive()
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
+        try:
+            message = parse_upstream(msg.data, self.config.max_message_bytes)
+        except ProtocolProblem as problem:
+            raise SessionEnded(f"bad welcome: {problem.message}") from None
+        if not isinstance(message, Welcome):
+            raise SessionEnded(f"expected welcome, got {message.type}")
+        if message.protocol_version != PROTOCOL_VERSION:
+            raise UpstreamRefused(f"upstream speaks protocol {message.protocol_version}, this "
+                                  f"bridge {PROTOCOL_VERSION}")
+        return message
+
+    async def _converse(self, session: _Session) -> None:
+        sender = asyncio.create_task(self._send_events(session), name="upstream-sender")
+        reader = asyncio.create_task(self._read(session), name="upstream-reader")
+        try:
+            await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sender, reader, *session.handlers):
+                task.cancel()
+            await asyncio.gather(sender, reader, *session.handlers, return_exceptions=True)
+        for task in (sender, reader):
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        raise SessionEnded("closed by the upstream")
+
+    async def _send_events(self, session: _Session) -> None:
+        cfg = self.config
+        while True:  # bounded by the session: ends when a send fails or the task is cancelled
+            self._wake.clear()
+            room = cfg.window_events - (session.sent_seq - max(session.acked_seq,
+                                                               self.outbox.acked_seq))
+            if room <= 0:
+                await self._wake.wait()
+                continue
+            batch = await self.outbox.batch(session.sent_seq, min(cfg.batch_events, room))
+            if not batch:
+                await self._wake.wait()
+                continue
+            await session.send(dumps({"type": "events", "events": batch}))
+            session.sent_seq = int(batch[-1]["sequence_number"])
+
+    async def _read(self, session: _Session) -> None:
+        ws = session.ws
+        while True:  # bounded by the connection: every close or error ends it
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await self._handle(session, msg.data)
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                await session.send(dump(ErrorMessage(error=ErrorBody(
+                    type="unsupported_frame", message="binary frames are not part of the "
+                    "protocol"))))
+            else:
+                if msg.type is aiohttp.WSMsgType.ERROR:
+                    raise SessionEnded(f"websocket error: {ws.exception()!r}")
+                return
+
+    async def _handle(self, session: _Session, text: str) -> None:
+        try:
+            message = parse_upstream(text, self.config.max_message_bytes)
+        except ProtocolProblem as problem:
+            _LOG.warning("upstream sent a message the bridge cannot use (%s): %s",
+                         problem.kind, problem.message)
+            await session.send(dump(ErrorMessage(
+                error=ErrorBody(type=problem.kind, message=problem.message,
+                                field=problem.field), command_id=problem.command_id)))
+            return
+        if isinstance(message, Ack):
+            if message.seq > session.sent_seq:
+                await session.send(dump(ErrorMessage(error=ErrorBody(
+                    type="invalid_message", field="seq",
+                    message=f"ack {message.seq} is beyond the last event sent "
+                            f"({session.sent_seq})"))))
+                return
+            if message.seq > session.acked_seq:
+                session.acked_seq = message.seq
+                await self.outbox.ack(message.seq)
+                self._wake.set()
+        elif isinstance(message, Command):
+            await session.slots.acquire()
+            task = asyncio.create_task(self._command(session, message),
+                                       name=f"upstream-result:{message.command_id[:32]}")
+            session.handlers.add(task)
+            task.add_done_callback(session.handlers.discard)
+        else:
+            await session.send(dump(ErrorMessage(error=ErrorBody(
+                type="invalid_message", field="type",
+                message="welcome is only valid as the answer to hello"))))
+
+    async def _command(self, session: _Session, command: Command) -> None:
+        try:
+            try:
+                result = await self.commands.result_for(command)
+            except Exception:  # a bug, not a refusal: answer, log, and do not store it
+                _LOG.exception("upstream command %s failed", command.command_id)
+                result = CommandResult(command_id=command.command_id, ok=False, error=ErrorBody(
+                    type="internal_error", message="the bridge failed to run this command"))
+            await session.send(dump(result))
+        finally:
+            session.slots.release()
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if self.config.ca_file is not None:
+            return ssl.create_default_context(cafile=str(self.config.ca_file))
+        return True
+
+
+class _Session:
+    """One connection's state: what was sent and acknowledged, and its command handlers."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, send_timeout_s: float,
+                 max_commands: int) -> None:
+        self.ws = ws
+        self._send_timeout = send_timeout_s
+        self._lock = asyncio.Lock()
+        self.sent_seq = 0
+        self.acked_seq = 0
+        self.handlers: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(max_commands)
+
+    async def send(self, text: str) -> None:
+        """Send one frame; a send that cannot finish in time means the link is half-open."""
+        async with self._lock, asyncio.timeout(self._send_timeout):
+            await self.ws.send_str(text)
