@@ -380,11 +380,26 @@ def _scalar(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def _resolve_relative(data: dict[str, Any], base: Path) -> None:
+# Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
+# `state_file` is not among them: it lives in the state directory.
+_CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
+                                   "cert_file", "key_file"})
+
+
+def _resolve_relative(data: Any, base: Path) -> None:
     """Relative paths in the file are relative to the file, not to the working directory."""
-    state = data.get("state_dir")
-    if isinstance(state, str) and not Path(state).is_absolute():
-        data["state_dir"] = str((base / state).resolve())
+    if isinstance(data, list):
+        for item in data:
+            _resolve_relative(item, base)
+        return
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if key in _CONFIG_RELATIVE_KEYS and isinstance(value, str) and value \
+                and not value.startswith("${") and not Path(value).is_absolute():
+            data[key] = str((base / value).resolve())
+        else:
+            _resolve_relative(value, base)
 
 
 def _line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:

@@ -343,7 +343,9 @@ class Store:
     def _close_writer(self) -> None:
         assert self._wconn is not None
         try:
-            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # PASSIVE never waits: a TRUNCATE checkpoint waits (up to the busy timeout) for
+            # readers in other processes, which hung a CLI closing beside a running daemon.
+            self._wconn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             self._wconn.close()
 

@@ -109,3 +109,29 @@ def test_run_refuses_a_bad_file_the_same_way(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"{path}:10: colour: unknown key" in proc.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_secret_and_certificate_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    from bridge.config import load_config
+
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "config.yaml"
+    path.write_text(GOOD + """\
+  - kind: zigbee2mqtt
+    name: z2m
+    broker:
+      username: lockbridge
+      password_file: secrets/broker.password
+upstream:
+  url: wss://cloud.example.com/bridge
+  token_file: upstream.token
+  ca_file: /etc/ssl/certs/ca.pem
+""")
+    loaded = load_config(path)
+    assert loaded.config.upstream is not None
+    assert loaded.config.upstream.token_file == folder / "upstream.token"
+    assert loaded.config.upstream.ca_file == Path("/etc/ssl/certs/ca.pem")
+    assert loaded.config.state_dir == folder / "state"
+    z2m = loaded.drivers[1]
+    assert z2m.broker.password_file == folder / "secrets" / "broker.password"
