@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import sqlite3
+import ssl
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,8 +104,9 @@ class DevUpstream:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Open the database and listen; returns the port."""
+    async def start(self, host: str = "127.0.0.1", port: int = 0,
+                    ssl_context: ssl.SSLContext | None = None) -> int:
+        """Open the database and listen (over TLS with `ssl_context`); returns the port."""
         await self._call(self._open)
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/ws", self._websocket)
@@ -113,7 +115,7 @@ class DevUpstream:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
         sockets = getattr(server, "sockets", None) or []
