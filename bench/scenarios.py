@@ -25,7 +25,7 @@ from bench.common import lock_specs, make_engine, measure, peak_rss_mb, rss_mb, 
 from bridge.clock import SystemClock
 from bridge.driver import CodeWrite
 from bridge.engine import CodeRequest
-from bridge.model import AccessCodeType, Event, EventType
+from bridge.model import AccessCodeStatus, AccessCodeType, Event, EventType
 from bridge.planner import Policy, next_command, should_be_on_lock
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher
@@ -284,8 +284,10 @@ async def _fill_store(folder: Path, key: bytes, locks: int, codes_per_lock: int)
     now = datetime.now(UTC)
     pins = _pins(codes_per_lock)
     for device_id in engine.devices:
+        # Stored as a converged bridge stores them: set, verified, on the lock.
         batch = [CodeRecord(str(uuid.uuid4()), device_id, now, code=pin, slot=slot,
-                            on_lock_pin=pin, verified=True, ever_set=True)
+                            on_lock_pin=pin, verified=True, ever_set=True,
+                            status=AccessCodeStatus.SET)
                  for slot, pin in enumerate(pins, start=1)]
 
         def put(tx, batch=batch):  # type: ignore[no-untyped-def]

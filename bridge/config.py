@@ -226,6 +226,11 @@ class ConfigError(Exception):
         super().__init__("\n".join(p.render(path) for p in problems))
 
 
+# libyaml's parser when PyYAML has it (Debian's and PyPI's wheels do): a hotel's 1,000-lock file
+# parses in a tenth of the time. Both keep line numbers for the error messages.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_config(path: Path, text: str | None = None) -> LoadedConfig:
     """Read, substitute `${ENV}` references in, and validate a configuration file."""
     if text is None:
@@ -234,7 +239,7 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
         except OSError as exc:
             raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0

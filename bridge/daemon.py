@@ -189,8 +189,10 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
             await bridge.engine.load()
             await declare_codes(bridge)
             async with asyncio.TaskGroup() as group:
-                engine_task = group.create_task(bridge.engine.run(), name="engine")
+                # The API, the upstream link and systemd's READY come first: a big property's
+                # first reconcile must not hold up the API or make systemd's start-up time out.
                 extra_tasks = await _start_extras(bridge, group)
+                engine_task = group.create_task(bridge.engine.run(), name="engine")
                 _LOG.info("lockbridge %s running: %d locks, state in %s",
                           loaded.config.bridge.id, len(bridge.engine.devices),
                           loaded.config.state_dir)
