@@ -377,7 +377,8 @@ def test_without_the_extra_only_this_driver_is_lost(monkeypatch: pytest.MonkeyPa
 
     from bridge.clock import FakeClock
     from bridge.drivercontext import DriverContext
-    from drivers.zwave.config import UnavailableDriver, build
+    from drivers.unavailable import UnavailableDriver
+    from drivers.zwave.config import build
 
     monkeypatch.setitem(sys.modules, "drivers.zwave.driver", None)  # as if the extra is missing
     driver = build(Config.model_validate({"kind": "zwave"}), DriverContext(FakeClock(), tmp_path))

@@ -8,68 +8,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.driver import (
-    Availability,
-    CodeWrite,
-    DeviceInfo,
-    DriverEventSink,
-    FixConfig,
-    SlotRead,
-    WriteResult,
-)
-
 _LOG = logging.getLogger(__name__)
-
-
-class UnavailableDriver:
-    """Stands in for an MQTT driver when aiomqtt is not installed: no locks, every call fails
-    with FixConfig naming the extra to install."""
-
-    def __init__(self, name: str, kind: str) -> None:
-        self.name = name
-        self._kind = kind
-
-    async def start(self, sink: DriverEventSink) -> None:
-        """Say once what is missing."""
-        _LOG.error("driver %s (%s) disabled: aiomqtt is missing; install lockbridge[mqtt]",
-                   self.name, self._kind)
-
-    async def stop(self) -> None:
-        """Nothing to stop."""
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        """No locks."""
-        return []
-
-    def availability(self, external_id: str) -> Availability:
-        """Never reachable."""
-        return Availability.DISCONNECTED
-
-    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """Always fails."""
-        raise self._missing()
-
-    async def list_codes(self, external_id: str) -> list[SlotRead]:
-        """Always fails."""
-        raise self._missing()
-
-    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
-        """Always fails."""
-        raise self._missing()
-
-    async def clear_code(self, external_id: str, slot: int) -> None:
-        """Always fails."""
-        raise self._missing()
-
-    async def probe(self, external_id: str) -> bool:
-        """Never answers."""
-        return False
-
-    def _missing(self) -> FixConfig:
-        return FixConfig("aiomqtt is not installed: install lockbridge[mqtt]")
 
 
 def load_memory(path: Path | None) -> dict[str, object]:

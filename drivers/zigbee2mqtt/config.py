@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bridge.driver import LockDriver
 from bridge.drivercontext import DriverContext
 from drivers.mqtt.config import BrokerConfig
-from drivers.mqtt.support import UnavailableDriver
+from drivers.unavailable import UnavailableDriver
 
 
 class LockConfig(BaseModel):
@@ -73,7 +73,7 @@ def build(config: Config, context: DriverContext) -> LockDriver:
         from drivers.mqtt.link import MqttLink
         from drivers.zigbee2mqtt.driver import LockOptions, Options, Zigbee2MqttDriver
     except ImportError:
-        return UnavailableDriver(config.name, "zigbee2mqtt")
+        return UnavailableDriver(config.name, "zigbee2mqtt", "aiomqtt", "mqtt")
     options = Options(
         base_topic=config.base_topic, discover=config.discover,
         locks=tuple(LockOptions(

@@ -7,26 +7,14 @@ the extra can still check a configuration that mentions Z-Wave, and only this dr
 from __future__ import annotations
 
 import ipaddress
-import logging
-from collections.abc import Sequence
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bridge.driver import (
-    Availability,
-    CodeWrite,
-    DeviceInfo,
-    DriverEventSink,
-    FixConfig,
-    SlotRead,
-    WriteResult,
-)
 from bridge.drivercontext import DriverContext
-
-_LOG = logging.getLogger(__name__)
+from drivers.unavailable import UnavailableDriver
 
 
 def _zone(value: str | None) -> str | None:
@@ -134,52 +122,6 @@ def build(config: Config, context: DriverContext) -> object:
     """Make the Z-Wave driver; without the `zwave` extra, a driver that reports the problem."""
     try:
         from drivers.zwave.driver import ZWaveDriver
-    except ImportError as exc:
-        _LOG.error("driver %s (zwave) disabled: zwave-js-server-python is missing (%s); install "
-                   "lockbridge[zwave]", config.name, exc)
-        return UnavailableDriver(config.name)
+    except ImportError:
+        return UnavailableDriver(config.name, "zwave", "zwave-js-server-python", "zwave")
     return ZWaveDriver(config, context.clock, context.state_dir)
-
-
-class UnavailableDriver:
-    """Stands in for a driver whose optional dependency is missing: no locks, every call fails."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def start(self, sink: DriverEventSink) -> None:
-        """Nothing to start."""
-
-    async def stop(self) -> None:
-        """Nothing to stop."""
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        """No locks."""
-        return []
-
-    def availability(self, external_id: str) -> Availability:
-        """Never reachable."""
-        return Availability.HUB_DISCONNECTED
-
-    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """Always fails."""
-        raise self._missing()
-
-    async def list_codes(self, external_id: str) -> list[SlotRead]:
-        """Always fails."""
-        raise self._missing()
-
-    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
-        """Always fails."""
-        raise self._missing()
-
-    async def clear_code(self, external_id: str, slot: int) -> None:
-        """Always fails."""
-        raise self._missing()
-
-    async def probe(self, external_id: str) -> bool:
-        """Never answers."""
-        return False
-
-    def _missing(self) -> FixConfig:
-        return FixConfig("zwave-js-server-python is not installed: install lockbridge[zwave]")

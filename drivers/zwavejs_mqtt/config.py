@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bridge.driver import LockDriver
 from bridge.drivercontext import DriverContext
 from drivers.mqtt.config import BrokerConfig
-from drivers.mqtt.support import UnavailableDriver
+from drivers.unavailable import UnavailableDriver
 
 _TOPIC_PART = r"^[^#+]+$"
 
@@ -85,7 +85,7 @@ def build(config: Config, context: DriverContext) -> LockDriver:
         from drivers.mqtt.link import MqttLink
         from drivers.zwavejs_mqtt.driver import LockOptions, Options, ZwaveJsMqttDriver
     except ImportError:
-        return UnavailableDriver(config.name, "zwavejs_mqtt")
+        return UnavailableDriver(config.name, "zwavejs_mqtt", "aiomqtt", "mqtt")
     options = Options(
         prefix=config.prefix, gateway_name=config.gateway_name,
         locks=tuple(LockOptions(
