@@ -314,7 +314,8 @@ class Engine:
         self._wake(device_id)
         return self.codes[code.access_code_id]
 
-    async def update_code(self, access_code_id: str, request: CodeRequest) -> CodeRecord:
+    async def update_code(self, access_code_id: str, request: CodeRequest,
+                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
         """Change name, PIN, times or type; the lock is reprogrammed in the background."""
         current = self.code(access_code_id)
         async with self._lock_for(current.device_id):
@@ -357,7 +358,8 @@ class Engine:
                 updated = replace(updated, pending_since=now)
             updated = self._refresh(updated, device, now)
             await self._commit(codes=[updated], events=[self._event(
-                EventType.ACCESS_CODE_CHANGED, current.device_id, access_code_id, {})])
+                EventType.ACCESS_CODE_CHANGED, current.device_id, access_code_id, {})],
+                extra=on_commit)
         self._wake(current.device_id)
         return self.codes[access_code_id]
 
@@ -371,7 +373,8 @@ class Engine:
         await self._commit(codes=[replace(code, errors=_with_issue(code.errors, error, message,
                                                                     now))], events=events)
 
-    async def delete_code(self, access_code_id: str) -> None:
+    async def delete_code(self, access_code_id: str,
+                          on_commit: Callable[[Tx], None] | None = None) -> None:
         """Take a code off its lock and forget it."""
         current = self.code(access_code_id)
         async with self._lock_for(current.device_id):
@@ -391,12 +394,13 @@ class Engine:
                                                 attempts=0, next_attempt_at=None,
                                                 pending_since=now,
                                                 revision=current.revision + 1), device, now)
-                await self._commit(codes=[updated], events=events)
+                await self._commit(codes=[updated], events=events, extra=on_commit)
             else:
-                await self._commit(drop=[access_code_id], events=events)
+                await self._commit(drop=[access_code_id], events=events, extra=on_commit)
         self._wake(current.device_id)
 
-    async def convert_unmanaged(self, access_code_id: str, request: CodeRequest) -> CodeRecord:
+    async def convert_unmanaged(self, access_code_id: str, request: CodeRequest,
+                                on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
         """Make an unmanaged code managed: the bridge keeps it on the lock from now on."""
         current = self.code(access_code_id, managed=False)
         async with self._lock_for(current.device_id):
@@ -416,11 +420,12 @@ class Engine:
             )
             await self._commit(codes=[converted], events=[self._event(
                 EventType.ACCESS_CODE_UNMANAGED_CONVERTED_TO_MANAGED, current.device_id,
-                access_code_id, {})])
+                access_code_id, {})], extra=on_commit)
         self._wake(current.device_id)
         return self.codes[access_code_id]
 
-    async def delete_unmanaged(self, access_code_id: str) -> None:
+    async def delete_unmanaged(self, access_code_id: str,
+                               on_commit: Callable[[Tx], None] | None = None) -> None:
         """Remove an unmanaged code from its lock."""
         current = self.code(access_code_id, managed=False)
         device = self.device(current.device_id)
@@ -435,7 +440,8 @@ class Engine:
                 raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
                     from exc
             await self._commit(drop=[access_code_id], events=[self._event(
-                EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})])
+                EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})],
+                extra=on_commit)
 
     def reconcile(self, device_id: str, slots: Iterable[int] = (), full: bool = False) -> None:
         """Ask a lock's worker to re-read some slots, or the whole lock, and fix what differs."""
@@ -1066,8 +1072,9 @@ class Engine:
             return True
         return bool(backup.available(self.codes_of(code.device_id)))
 
-    async def pull_backup(self, access_code_id: str,
-                          automatic: bool = False) -> tuple[CodeRecord, CodeRecord]:
+    async def pull_backup(self, access_code_id: str, automatic: bool = False,
+                          on_commit: Callable[[Tx], None] | None = None,
+                          ) -> tuple[CodeRecord, CodeRecord]:
         """Hand out a backup for a time-bound code: (backup, original). Repeats return the same."""
         original = self.code(access_code_id)
         async with self._lock_for(original.device_id):
@@ -1105,7 +1112,7 @@ class Engine:
                                     "backup_code": chosen.code,
                                     "automatic": automatic,
                                 })
-            await self._commit(codes=[pulled, linked], events=[event])
+            await self._commit(codes=[pulled, linked], events=[event], extra=on_commit)
             _LOG.info("lock %s: backup %s pulled for code %s%s", device.device_id,
                       chosen.access_code_id, access_code_id, " automatically" if automatic
                       else "")

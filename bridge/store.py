@@ -93,6 +93,8 @@ MIGRATIONS: tuple[str, ...] = (
 # kv keys of the upstream link.
 UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
 UPSTREAM_LAST_COMMAND = "upstream.last_command_id"
+# Prefix of the kv keys marking an upstream command as applied before its result is stored.
+UPSTREAM_APPLIED = "upstream.applied:"
 
 
 class StoreError(Exception):
@@ -201,12 +203,20 @@ class Tx:
             return 0
         return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
 
+    def mark_command_applied(self, command_id: str, marker: str) -> None:
+        """Record, in the transaction that makes an upstream command's change, that the change
+        is made; `marker` (no PIN in it) says how to rebuild the result. Cleared when the
+        result is stored."""
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                           (UPSTREAM_APPLIED + command_id, marker))
+
     def put_command_result(self, command_id: str, result: str, keep: int) -> None:
-        """Store an upstream command's result (sealed: it may hold a PIN) and forget all but
-        the newest `keep` results."""
+        """Store an upstream command's result (sealed: it may hold a PIN), clear its applied
+        marker, and forget all but the newest `keep` results."""
         sealed = self._cipher.seal(result, f"command:{command_id}")
         self._conn.execute(
             "INSERT INTO upstream_commands VALUES (?, ?, datetime('now'))", (command_id, sealed))
+        self._conn.execute("DELETE FROM kv WHERE key = ?", (UPSTREAM_APPLIED + command_id,))
         self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
                            (UPSTREAM_LAST_COMMAND, command_id))
         self._conn.execute(
@@ -459,6 +469,11 @@ class Reader:
         row = self._conn.execute("SELECT result FROM upstream_commands WHERE command_id = ?",
                                  (command_id,)).fetchone()
         return self._cipher.open(row[0], f"command:{command_id}") if row else None
+
+    def command_marker(self, command_id: str) -> str | None:
+        """The applied marker of an upstream command whose change is committed but whose
+        result was never stored (a crash in between), or None."""
+        return self.kv(UPSTREAM_APPLIED + command_id)
 
     def event_bounds(self) -> tuple[int, int]:
         """(oldest sequence number still held, newest ever assigned); (n + 1, n) when empty."""

@@ -3,12 +3,18 @@
 A command's execution belongs to the runner, not to the connection it arrived on: a dropped
 connection does not cancel a half-done command, and the upstream gets the stored result when it
 sends the same command id again.
+
+Exactly once across a crash: the engine's change and an *applied marker* for the command id
+commit in one SQLite transaction; the result is stored (clearing the marker) in the next one.
+A command id redelivered with a marker but no result was applied before the process died: it
+is not applied again, its result is rebuilt from the current state and stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,8 +22,9 @@ from typing import Any
 
 from bridge.engine import CodeRequest, Engine, EngineError
 from bridge.model import AccessCodeType
+from bridge.records import CodeRecord
 from bridge.serialize import access_code_json
-from bridge.store import Store
+from bridge.store import Store, Tx
 from bridge.upstream.protocol import (
     MUTATING_ACTIONS,
     Command,
@@ -61,6 +68,8 @@ class CommandRunner:
         self._keep = keep_results
         self._running: dict[str, asyncio.Task[CommandResult]] = {}
         self.executed = 0
+        # Commands found applied (marker) but unanswered, answered from the current state.
+        self.rebuilt = 0
 
     async def result_for(self, command: Command) -> CommandResult:
         """The command's one result: stored, still running, or from running it now."""
@@ -86,19 +95,34 @@ class CommandRunner:
                 await task
 
     async def _run_and_store(self, command: Command) -> CommandResult:
-        result = await self._execute(command)
-        keep = self._keep
-        await self._store.write(
-            lambda tx: tx.put_command_result(command.command_id, dump(result), keep))
+        cid = command.command_id
+        stored, marker = await self._store.read(
+            lambda r: (r.command_result(cid), r.command_marker(cid)))
+        if stored is not None:
+            # A copy that finished between result_for's read and this task's start.
+            return CommandResult.model_validate_json(stored)
+        result = await self._execute(command, marker)
+        await self._store_result(result)
         return result
 
-    async def _execute(self, command: Command) -> CommandResult:
+    async def _store_result(self, result: CommandResult) -> None:
+        """Store a command's final result and clear its applied marker, in one transaction."""
+        keep = self._keep
+        await self._store.write(
+            lambda tx: tx.put_command_result(result.command_id, dump(result), keep))
+
+    async def _execute(self, command: Command, marker: str | None) -> CommandResult:
         cid = command.command_id
         try:
             body = parse_command(command)
         except ProtocolProblem as problem:
             _LOG.info("upstream command %s refused: %s", cid, problem.message)
             return _failed(cid, problem.kind, problem.message, problem.field)
+        if marker is not None:
+            self.rebuilt += 1
+            _LOG.info("upstream command %s: %s was applied before its result was stored; "
+                      "answering from the current state", cid, body.action)
+            return self._rebuild(cid, marker)
         if body.action in MUTATING_ACTIONS and self._outbox_full():
             return _failed(cid, "outbox_full", "The bridge's outbox of events is full: it "
                            "accepts changes again once the upstream acknowledges its backlog")
@@ -125,7 +149,7 @@ class CommandRunner:
                     allow_external_modification=body.allow_external_modification,
                     common_code_key=body.common_code_key,
                     use_backup_access_code_pool=body.use_backup_access_code_pool,
-                ), access_code_id=code_id)
+                ), access_code_id=code_id, on_commit=_mark(cid, body.action, code_id))
             return {"access_code": self._code(code_id)}
         if isinstance(body, UpdateAccessCode):
             code = await engine.update_code(body.access_code_id, CodeRequest(
@@ -134,28 +158,66 @@ class CommandRunner:
                 starts_at=body.starts_at, ends_at=body.ends_at,
                 allow_external_modification=body.allow_external_modification,
                 use_backup_access_code_pool=body.use_backup_access_code_pool,
-            ))
+            ), on_commit=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(code.access_code_id)}
         if isinstance(body, DeleteAccessCode):
-            await engine.delete_code(body.access_code_id)
+            await engine.delete_code(body.access_code_id,
+                                     on_commit=_mark(cid, body.action, body.access_code_id))
             return {}
         if isinstance(body, PullBackupAccessCode):
-            backup, original = await engine.pull_backup(body.access_code_id)
+            backup, original = await engine.pull_backup(
+                body.access_code_id, on_commit=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(original.access_code_id),
                     "backup_access_code": self._code(backup.access_code_id)}
         if isinstance(body, ConvertUnmanagedAccessCode):
             code = await engine.convert_unmanaged(body.access_code_id, CodeRequest(
-                name=body.name, allow_external_modification=body.allow_external_modification))
+                name=body.name, allow_external_modification=body.allow_external_modification),
+                on_commit=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(code.access_code_id)}
         if isinstance(body, DeleteUnmanagedAccessCode):
-            await engine.delete_unmanaged(body.access_code_id)
+            await engine.delete_unmanaged(body.access_code_id,
+                                          on_commit=_mark(cid, body.action, body.access_code_id))
             return {}
         await self._send_snapshot()
         return {}
 
+    def _rebuild(self, cid: str, marker: str) -> CommandResult:
+        """The result of a command applied before a crash, from the current state; nothing
+        is applied again."""
+        applied = json.loads(marker)
+        action, code_id = str(applied["action"]), str(applied["access_code_id"])
+        if action in ("access_codes.delete", "access_codes.unmanaged.delete"):
+            return CommandResult(command_id=cid, ok=True, result={})
+        code = self._live(code_id)
+        if code is None:
+            return _gone(cid, code_id, "access_code_id")
+        result = {"access_code": self._code(code_id)}
+        if action == "access_codes.pull_backup_access_code":
+            backup_id = code.pulled_backup_access_code_id
+            if backup_id is None or self._live(backup_id) is None:
+                return _gone(cid, backup_id or "of the pulled backup", None)
+            result["backup_access_code"] = self._code(backup_id)
+        return CommandResult(command_id=cid, ok=True, result=result)
+
+    def _live(self, access_code_id: str) -> CodeRecord | None:
+        code = self._engine.codes.get(access_code_id)
+        return code if code is not None and code.is_managed and not code.deleted else None
+
     def _code(self, access_code_id: str) -> dict[str, Any]:
         return access_code_json(self._engine.codes[access_code_id], self._engine,
                                 self._bridge_id)
+
+
+def _mark(command_id: str, action: str, access_code_id: str) -> Callable[[Tx], None]:
+    """An engine `on_commit` that marks the command applied in the change's transaction."""
+    marker = json.dumps({"action": action, "access_code_id": access_code_id})
+    return lambda tx: tx.mark_command_applied(command_id, marker)
+
+
+def _gone(command_id: str, access_code_id: str, field: str | None) -> CommandResult:
+    return _failed(command_id, "access_code_not_found",
+                   f"The command was applied, but access code {access_code_id} has been "
+                   "deleted since, so its result cannot be shown", field)
 
 
 def _failed(command_id: str, kind: str, message: str,
