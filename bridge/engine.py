@@ -342,7 +342,8 @@ class Engine:
                               extra={k: v for k, v in current.extra.items()
                                      if k != "external_hold"})
             pin_request = request.code is not None or request.preferred_code is not None
-            if pin_request or changes.get("type") or "starts_at" in changes:
+            if pin_request or changes.get("type") or "starts_at" in changes \
+                    or "ends_at" in changes:
                 try:
                     updated = self._validate_and_choose_pin(
                         device, updated, request if pin_request else
@@ -357,11 +358,23 @@ class Engine:
             if updated.code != current.code or "name" in changes:
                 updated = replace(updated, pending_since=now)
             updated = self._refresh(updated, device, now)
-            await self._commit(codes=[updated], events=[self._event(
-                EventType.ACCESS_CODE_CHANGED, current.device_id, access_code_id, {})],
-                extra=on_commit)
+            await self._commit(codes=[updated, *self._backup_follows(updated, device, now)],
+                               events=[self._event(EventType.ACCESS_CODE_CHANGED,
+                                                   current.device_id, access_code_id, {})],
+                               extra=on_commit)
         self._wake(current.device_id)
         return self.codes[access_code_id]
+
+    def _backup_follows(self, original: CodeRecord, device: DeviceRecord,
+                        now: datetime) -> list[CodeRecord]:
+        """The backup pulled for `original`, its end moved to the original's (or nothing)."""
+        backup_id = original.pulled_backup_access_code_id
+        pulled = self.codes.get(backup_id) if backup_id is not None else None
+        if pulled is None or pulled.deleted or pulled.ends_at == original.ends_at \
+                or original.ends_at is None:
+            return []
+        return [self._refresh(replace(pulled, ends_at=original.ends_at,
+                                      revision=pulled.revision + 1), device, now)]
 
     async def _prevented_duplicate(self, code: CodeRecord, now: datetime) -> None:
         message = ("An attempt to modify this access code was prevented: the new PIN would "
@@ -389,14 +402,18 @@ class Engine:
             now = self.clock.now()
             events = [self._event(EventType.ACCESS_CODE_DELETED, current.device_id,
                                   access_code_id, {})]
+            # A backup pulled for this code ends with it (seed 001: same schedule as the stay).
+            followers = self._backup_follows(replace(current, ends_at=now), device, now)
             if current.on_lock:
                 updated = self._refresh(replace(current, deleted=True, gave_up=False,
                                                 attempts=0, next_attempt_at=None,
                                                 pending_since=now,
                                                 revision=current.revision + 1), device, now)
-                await self._commit(codes=[updated], events=events, extra=on_commit)
+                await self._commit(codes=[updated, *followers], events=events,
+                                   extra=on_commit)
             else:
-                await self._commit(drop=[access_code_id], events=events, extra=on_commit)
+                await self._commit(codes=followers, drop=[access_code_id], events=events,
+                                   extra=on_commit)
         self._wake(current.device_id)
 
     async def convert_unmanaged(self, access_code_id: str, request: CodeRequest,
@@ -613,9 +630,18 @@ class Engine:
         worker.intents.pop(intent_slot, None)
         REDACTOR.remember(result.pin)
         async with self._lock_for(device_id):
+            before = code
             code = self.codes.get(command.access_code_id)
             now = self.clock.now()
-            if code is None:
+            if code is None or code.deleted:
+                # Deleted while the write was in flight: the PIN is on the lock now and nobody
+                # wants it there. Keep (or bring back) a deleted record so the worker clears it.
+                gone = replace(code or before, deleted=True, slot=result.slot,
+                               on_lock_pin=result.pin, verified=False, attempts=0,
+                               next_attempt_at=None, gave_up=False, pending_since=now,
+                               revision=(code or before).revision + 1)
+                await self._commit(codes=[self._refresh(gone, device, now)],
+                                   drop_intents=[(device_id, intent_slot)])
                 return
             verified = result.confirmed and (not caps.can_read or caps.masks_pins_on_read or
                                              caps.confirmation_window_s == 0)
@@ -759,11 +785,15 @@ class Engine:
                 return
             attempts = code.attempts + 1
             if attempts >= self.policy.max_attempts or isinstance(exc, CommandRejected):
+                # Never give up on taking a code off: a guest whose stay ended must not keep
+                # access. Report it, and keep trying at the slowest backoff step.
                 await self._code_problem_locked(
                     code, AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE,
-                    f"Failed to remove code from device: {exc}", give_up=True,
+                    f"Failed to remove code from device: {exc}; retrying every "
+                    f"{self.policy.retry_cap_s / 60:.0f} min", give_up=False,
                     event=EventType.ACCESS_CODE_FAILED_TO_REMOVE_FROM_DEVICE, drop_intent=slot,
-                    attempts=attempts)
+                    attempts=attempts, next_attempt_at=self.clock.now() + timedelta(
+                        seconds=self.policy.retry_cap_s))
                 return
             delay = backoff_delay(attempts, self.policy.retry_base_s, self.policy.retry_cap_s,
                                   self._rng)
@@ -783,6 +813,7 @@ class Engine:
         self, code: CodeRecord, error: AccessCodeErrorCode, message: str, *,
         give_up: bool, event: EventType, drop_intent: int | None = None,
         free_slot: bool = False, attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
     ) -> None:
         now = self.clock.now()
         device = self.devices[code.device_id]
@@ -791,6 +822,8 @@ class Engine:
             code, errors=_with_issue(code.errors, error, message, now), gave_up=give_up,
             attempts=code.attempts if attempts is None else attempts,
             slot=None if free_slot and not code.on_lock else code.slot,
+            next_attempt_at=next_attempt_at if next_attempt_at is not None
+            else code.next_attempt_at,
         )
         updated = self._refresh(updated, device, now)
         events = [] if already else [self._event(event, code.device_id, code.access_code_id,
@@ -861,6 +894,12 @@ class Engine:
                     if read.state is SlotState.EMPTY:
                         code = replace(code, on_lock_pin=None)
                     drops.append(f"intent:{slot}")
+                if code is not None and code.deleted and not code.on_lock:
+                    # Deleted, and the slot shows it is off the lock: nothing is left to do.
+                    drops.append(code.access_code_id)
+                    events.append(self._event(EventType.ACCESS_CODE_REMOVED_FROM_DEVICE,
+                                              device_id, code.access_code_id, {}))
+                    continue
                 if code is not None and code.on_lock:
                     updated, more = self._judge_managed(code, read, device, now, window)
                     events.extend(more)

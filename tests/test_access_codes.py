@@ -3,6 +3,7 @@ of the source documents, appearing when its condition holds and clearing when it
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -242,6 +243,39 @@ async def test_failed_removal_reports_and_retries(harness_factory) -> None:  # t
     assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.REMOVING
     assert "delay_in_removing_from_device" in warnings(h, c.access_code_id)
     assert EventType.ACCESS_CODE_FAILED_TO_REMOVE_FROM_DEVICE in await kinds(h, c.access_code_id)
+    # It never gives up (the guest must lose access), but it does not flood the lock either:
+    # after the first attempts, one try per 30 minutes.
+    tries = 100 - h.driver.lock("front").fail_clears
+    assert 5 + 6 * 2 - 2 <= tries <= 5 + 6 * 2 + 1
+    h.driver.lock("front").fail_clears = 0
+    await h.advance(31 * 60, step=60)
+    assert h.slots("front") == {}
+    assert c.access_code_id not in h.engine.codes
+
+
+async def test_a_code_deleted_while_its_write_is_in_flight_comes_off_the_lock(
+        harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", latency_s=0.4)])
+    sent = asyncio.Event()
+    write = h.driver.write_code
+
+    async def write_and_tell(external_id, code):  # type: ignore[no-untyped-def]
+        sent.set()
+        return await write(external_id, code)
+
+    h.driver.write_code = write_and_tell  # type: ignore[method-assign]
+    c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="24680"))
+    # The write is with the lock (which takes 0.4 s to answer) when the code is deleted.
+    async with asyncio.timeout(5):
+        while not sent.is_set():  # the start-up read of the lock answers first
+            await h.clock.advance(0.1)
+            await asyncio.sleep(0.005)
+    await h.engine.delete_code(c.access_code_id)
+    await h.advance(120, step=1)
+    assert h.slots("front") == {}
+    assert c.access_code_id not in h.engine.codes
+    assert await h.store.read(lambda r: r.intents()) == []
+    assert EventType.ACCESS_CODE_REMOVED_FROM_DEVICE in await kinds(h, c.access_code_id)
 
 
 async def test_pin_rules_refuse_impossible_codes_at_creation(harness_factory) -> None:  # type: ignore[no-untyped-def]

@@ -61,6 +61,33 @@ async def test_pool_fills_pull_repeats_and_ends_with_the_guest(harness_factory) 
     assert backup.code not in h.slots("front").values()  # off at the guest's checkout
 
 
+async def test_a_pulled_backup_follows_its_stay_extended_then_cancelled(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    code = await h.engine.create_code(dev, guest())
+    await h.settle()
+    backup, _ = await h.engine.pull_backup(code.access_code_id)
+    await h.settle()
+    # The stay is extended by a day: the backup works until the new checkout too.
+    await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + 50 * H))
+    assert h.engine.codes[backup.access_code_id].ends_at == START + 50 * H
+    await h.advance(30 * 3600, step=3600)
+    assert backup.code in h.slots("front").values()
+    # The reservation is cancelled: the backup stops working with the guest's own code.
+    await h.engine.delete_code(code.access_code_id)
+    await h.settle()
+    assert backup.code not in h.slots("front").values()
+    assert code.code not in h.slots("front").values()
+
+
+async def test_an_update_that_ends_a_stay_before_it_starts_is_refused(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    code = await h.engine.create_code(h.device_id("front"), guest())
+    with pytest.raises(EngineError):
+        await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + 1 * H))
+    assert h.engine.codes[code.access_code_id].ends_at == START + 26 * H
+
+
 async def test_two_failures_at_once_get_different_backups(harness_factory) -> None:  # type: ignore[no-untyped-def]
     h = await harness_factory([SimLockSpec("front", "Front")])
     dev = h.device_id("front")
