@@ -616,8 +616,11 @@ class Engine:
                 blocker = pin_on_lock_conflict(pin, code, device, codes)
                 if blocker is not None and blocker.is_managed:
                     # The same PIN for another window is still on the lock: wait for it to go.
-                    await self._commit(codes=[replace(code, next_attempt_at=(
-                        blocker.ends_at or self.clock.now() + timedelta(minutes=5)))])
+                    # Its end may be past while its removal backs off: then look again in a
+                    # minute, not at every step.
+                    now = self.clock.now()
+                    await self._commit(codes=[replace(code, next_attempt_at=max(
+                        blocker.ends_at or now + _BLOCKED_RETRY, now + _BLOCKED_RETRY))])
                     return
                 if blocker is not None:
                     await self._code_problem_locked(
@@ -1252,10 +1255,23 @@ class Engine:
         problem = foresee_problem(code, device, codes, now, self.policy)
         warning = AccessCodeWarningCode.WILL_NOT_FIT_ON_DEVICE
         if problem and not code.has_warning(warning):
-            return replace(code, warnings=_with_issue(code.warnings, warning,
+            code = replace(code, warnings=_with_issue(code.warnings, warning,
                                                       f"Checked ahead: {problem}", now))
-        if not problem and code.has_warning(warning):
-            return replace(code, warnings=_drop_codes(code.warnings, {warning}))
+        elif not problem and code.has_warning(warning):
+            code = replace(code, warnings=_drop_codes(code.warnings, {warning}))
+        # An operator must know when a guest's window depends on this box being up.
+        enforced = AccessCodeWarningCode.SCHEDULE_ENFORCED_BY_BRIDGE
+        by_bridge = (code.type is AccessCodeType.TIME_BOUND and not code.deleted
+                     and not uses_native_schedule(device))
+        if by_bridge and not code.has_warning(enforced):
+            lead = self.policy.bridge_lead.total_seconds() / 60
+            code = replace(code, warnings=_with_issue(
+                code.warnings, enforced,
+                "This lock cannot switch codes on and off by itself: lockbridge puts the code "
+                f"on {lead:.0f} min before starts_at and takes it off at ends_at, so the "
+                "bridge must be running at those times", now))
+        elif not by_bridge and code.has_warning(enforced):
+            code = replace(code, warnings=_drop_codes(code.warnings, {enforced}))
         return code
 
     def _delay_warnings(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
@@ -1535,6 +1551,8 @@ class Engine:
 # and Zigbee locks reached over MQTT; the field notes measure 1.2 to 1.9 s).
 _FULL_READ_S_PER_SLOT = 2.0
 _READ_FAILURES_WORTH_A_WARNING = 3
+# How soon a code waiting for the same PIN to leave the lock looks again.
+_BLOCKED_RETRY = timedelta(minutes=1)
 
 _RETRYABLE_ERRORS = frozenset({
     AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,

@@ -368,3 +368,56 @@ async def test_unknown_time_zone_warns_and_bridge_enforces(harness_factory) -> N
         ends_at=START + 3 * D))
     await h.advance(D.total_seconds(), step=6 * 3600)
     assert h.slots("front") == {}  # not 9 days ahead: the bridge enforces it, 60 min ahead
+
+
+async def test_operator_is_told_when_the_bridge_enforces_a_window(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("smart", "Smart", native_schedules=True),
+                               SimLockSpec("plain", "Plain")], time_zone="Europe/Lisbon")
+    window = CodeRequest(name="Guest", type=AccessCodeType.TIME_BOUND,
+                         starts_at=START + timedelta(days=2), ends_at=START + timedelta(days=4))
+    on_smart = await h.engine.create_code(h.device_id("smart"), window)
+    on_plain = await h.engine.create_code(h.device_id("plain"), window)
+    ongoing = await h.engine.create_code(h.device_id("plain"), CodeRequest(name="Staff"))
+    await h.settle()
+    assert "schedule_enforced_by_bridge" not in warnings(h, on_smart.access_code_id)
+    assert "schedule_enforced_by_bridge" in warnings(h, on_plain.access_code_id)
+    assert "schedule_enforced_by_bridge" not in warnings(h, ongoing.access_code_id)
+    # Made ongoing, nothing depends on the bridge's timing any more.
+    await h.engine.update_code(on_plain.access_code_id,
+                               CodeRequest(type=AccessCodeType.ONGOING))
+    await h.settle()
+    assert "schedule_enforced_by_bridge" not in warnings(h, on_plain.access_code_id)
+
+
+@pytest.mark.timeout(60)
+async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")], time_zone="Europe/Lisbon")
+    dev = h.device_id("front")
+    first = CodeRequest(name="Guest 1", code="5555", type=AccessCodeType.TIME_BOUND,
+                        starts_at=START + timedelta(minutes=30),
+                        ends_at=START + timedelta(hours=2))
+    second = CodeRequest(name="Guest 2", code="5555", type=AccessCodeType.TIME_BOUND,
+                         starts_at=START + timedelta(hours=2),
+                         ends_at=START + timedelta(hours=6))
+    a = await h.engine.create_code(dev, first)
+    b = await h.engine.create_code(dev, second)
+    await h.advance(3600, step=60)
+    assert list(h.slots("front").values()) == ["5555"]
+    h.driver.lock("front").fail_clears = 100  # the first guest's code will not come off
+    writes = 0
+    write = h.store.write
+
+    async def counted(fn):  # type: ignore[no-untyped-def]
+        nonlocal writes
+        writes += 1
+        return await write(fn)
+
+    h.store.write = counted  # type: ignore[method-assign]
+    await h.advance(2 * 3600, step=60)
+    # Two hours of waiting behind a code that will not leave: a look a minute at most, not a
+    # commit per step.
+    assert writes <= 3 * 120, writes
+    h.driver.lock("front").fail_clears = 0
+    await h.advance(3600, step=60)
+    assert a.access_code_id not in h.engine.codes or not h.engine.codes[a.access_code_id].on_lock
+    assert h.engine.codes[b.access_code_id].status is AccessCodeStatus.SET
