@@ -1401,7 +1401,8 @@ class Engine:
             if problem is None:
                 REDACTOR.remember(preferred)
                 return replace(code, code=preferred, requested_code=preferred)
-            code = replace(code, warnings=_with_issue(
+            # Remembered as requested, so the warning stays once the generated PIN is set.
+            code = replace(code, requested_code=preferred, warnings=_with_issue(
                 code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
                 f"The requested PIN could not be used ({problem}); a compliant PIN was "
                 "generated instead", now))

@@ -421,3 +421,19 @@ async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory
     await h.advance(3600, step=60)
     assert a.access_code_id not in h.engine.codes or not h.engine.codes[a.access_code_id].on_lock
     assert h.engine.codes[b.access_code_id].status is AccessCodeStatus.SET
+
+
+async def test_a_refused_preferred_pin_is_replaced_and_says_so(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("s", "Schlage", fixed_length=4)])
+    dev = h.device_id("s")
+    c = await h.engine.create_code(dev, CodeRequest(name="Guest", preferred_code="123456"))
+    await h.settle()
+    code = h.engine.codes[c.access_code_id]
+    assert code.status is AccessCodeStatus.SET
+    assert code.code is not None and len(code.code) == 4 and code.code in h.slots("s").values()
+    assert "code_differs_from_requested" in warnings(h, c.access_code_id)
+    # A preferred PIN the lock can take is used as asked, with no warning.
+    d = await h.engine.create_code(dev, CodeRequest(name="Staff", preferred_code="4321"))
+    await h.settle()
+    assert h.engine.codes[d.access_code_id].code == "4321"
+    assert "code_differs_from_requested" not in warnings(h, d.access_code_id)
