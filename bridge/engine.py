@@ -1112,6 +1112,7 @@ class Engine:
                 updated = self._refresh(code, device, now)
                 updated, more = self._delay_warnings(updated, now)
                 updated = self._foresight(updated, device, codes, now)
+                updated = _expire_external_warning(updated, now)
                 events.extend(more)
                 if updated != code:
                     changed.append(updated)
@@ -1572,6 +1573,23 @@ def _with_issue(issues: tuple[Issue, ...], code: str, message: str,
         return tuple(Issue(i.code, message, i.created_at) if i.code == code else i
                      for i in issues)
     return (*issues, Issue(str(code), message, now))
+
+
+# How long `code_modified_external_to_seam` stays on a code the bridge put back, so an operator
+# sees it happened (the event stays in the history for good).
+_EXTERNAL_WARNING_KEPT = timedelta(hours=24)
+
+
+def _expire_external_warning(code: CodeRecord, now: datetime) -> CodeRecord:
+    """Drop the warning a day after the code was put back and verified on the lock again.
+
+    A code that allows external changes keeps it: the lock's PIN is the one made there."""
+    warning = AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM
+    issue = next((w for w in code.warnings if w.code == warning), None)
+    if issue is None or code.allow_external_modification or not code.verified \
+            or code.on_lock_pin != code.code or now - issue.created_at < _EXTERNAL_WARNING_KEPT:
+        return code
+    return replace(code, warnings=_drop_codes(code.warnings, {warning}))
 
 
 def _drop_codes(issues: tuple[Issue, ...], codes: Iterable[str]) -> tuple[Issue, ...]:

@@ -101,6 +101,12 @@ async def test_keypad_edit_is_detected_and_put_back(harness_factory) -> None:  #
     events = await kinds(h, c.access_code_id)
     assert EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM in events
     assert events.count(EventType.ACCESS_CODE_SET_ON_DEVICE) == 1
+    # Put back and verified: the warning stays a day for the operator to see, then goes.
+    await h.advance(23 * 3600, step=3600)
+    assert "code_modified_external_to_seam" in warnings(h, c.access_code_id)
+    await h.advance(2 * 3600, step=3600)
+    assert "code_modified_external_to_seam" not in warnings(h, c.access_code_id)
+    assert h.slots("front") == {1: "13579"}
 
 
 async def test_external_modification_allowed_is_kept(harness_factory) -> None:  # type: ignore[no-untyped-def]
