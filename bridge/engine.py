@@ -344,7 +344,7 @@ class Engine:
                               attempts=0, next_attempt_at=None,
                               errors=_drop_codes(current.errors, _RETRYABLE_ERRORS),
                               extra={k: v for k, v in current.extra.items()
-                                     if k != "external_hold"})
+                                     if k not in ("external_hold", "refused_for_good")})
             pin_request = request.code is not None or request.preferred_code is not None
             if pin_request or changes.get("type") or "starts_at" in changes \
                     or "ends_at" in changes:
@@ -763,7 +763,9 @@ class Engine:
                                                 EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE))
         await self._code_problem(code, error, f"The lock refused the code: {exc}",
                                  give_up=True, event=event, drop_intent=slot,
-                                 free_slot=True)
+                                 free_slot=True,
+                                 refused_for_good=exc.reason if exc.reason in
+                                 _REFUSED_FOR_GOOD else None)
 
     async def _write_failed(self, access_code_id: str, slot: int, exc: DriverError) -> None:
         code = self.codes.get(access_code_id)
@@ -835,11 +837,15 @@ class Engine:
         self, code: CodeRecord, error: AccessCodeErrorCode, message: str, *,
         give_up: bool, event: EventType, drop_intent: int | None = None,
         free_slot: bool = False, attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
+        next_attempt_at: datetime | None = None, refused_for_good: str | None = None,
     ) -> None:
         now = self.clock.now()
         device = self.devices[code.device_id]
         already = code.has_error(error)
+        if refused_for_good is not None:
+            # Sending the same code again cannot help: only a change to it (or a delete) does,
+            # not a reconnect of the lock.
+            code = replace(code, extra={**code.extra, "refused_for_good": refused_for_good})
         updated = replace(
             code, errors=_with_issue(code.errors, error, message, now), gave_up=give_up,
             attempts=code.attempts if attempts is None else attempts,
@@ -1037,7 +1043,8 @@ class Engine:
                 worker.read_failures = 0
                 worker.reads_resume_at = 0.0
                 for code in self.codes_of(device_id):
-                    if code.is_managed and (code.gave_up or code.attempts):
+                    if code.is_managed and (code.gave_up or code.attempts) \
+                            and "refused_for_good" not in code.extra:
                         codes.append(replace(code, gave_up=False, attempts=0,
                                              next_attempt_at=None,
                                              errors=_drop_codes(code.errors, _RETRYABLE_ERRORS)))
@@ -1553,6 +1560,9 @@ class Engine:
 # and Zigbee locks reached over MQTT; the field notes measure 1.2 to 1.9 s).
 _FULL_READ_S_PER_SLOT = 2.0
 _READ_FAILURES_WORTH_A_WARNING = 3
+# Refusals that sending the same code again cannot change (the field notes: "say so and stop").
+_REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
+                               RejectReason.UNSUPPORTED})
 # How soon a code waiting for the same PIN to leave the lock looks again.
 _BLOCKED_RETRY = timedelta(minutes=1)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from bridge.driver import Availability
+from bridge.driver import Availability, RejectReason
 from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeStatus, AccessCodeType, EventType
 from bridge.planner import Policy
@@ -236,6 +236,38 @@ async def test_lock_refusal_is_a_permanent_error(harness_factory) -> None:  # ty
     await h.advance(3600, step=60)
     assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
     assert h.driver.lock("shed").commands - before == 1
+
+
+async def test_a_refusal_for_good_survives_a_reconnect_but_not_a_change(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    await h.settle()
+    lock = h.driver.lock("front")
+    lock.fail_sets, lock.fail_reason = 100, RejectReason.INVALID_PIN
+    sent: list[str | None] = []
+    write = h.driver.write_code
+
+    async def counted(external_id, code):  # type: ignore[no-untyped-def]
+        sent.append(code.pin)
+        return await write(external_id, code)
+
+    h.driver.write_code = counted  # type: ignore[method-assign]
+    c = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
+    await h.settle()
+    assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
+    # The lock drops off the mesh and comes back: the same code is not sent again.
+    await h.driver.set_availability("front", Availability.OFFLINE)
+    await h.settle()
+    await h.driver.set_availability("front", Availability.ONLINE)
+    await h.advance(3600, step=60)
+    assert sent == ["13579"]
+    assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
+    # A new PIN is worth a try.
+    lock.fail_sets = 0
+    await h.engine.update_code(c.access_code_id, CodeRequest(code="24680"))
+    await h.settle()
+    assert "24680" in h.slots("front").values()
+    assert sent == ["13579", "24680"]
 
 
 async def test_failed_removal_reports_and_retries(harness_factory) -> None:  # type: ignore[no-untyped-def]
