@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -21,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.zones import TimeZoneName
 from drivers import registry
 
 
@@ -93,28 +93,20 @@ class PropertyConfig(_Strict):
     """A property (a house, a hotel) and its time zone."""
 
     id: str
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return _check_zone(value)
 
 
 class DeviceOverride(_Strict):
     """Per-device settings that win over what the driver reports."""
 
     display_name: str | None = None
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     property: str | None = None
     command_spacing_s: Annotated[float, Field(ge=0)] | None = None
     backup_pool_size: Annotated[int, Field(ge=1, le=20)] | None = None
     auto_pull_backup: bool | None = None
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return _check_zone(value)
 
 
 class DeclaredCode(_Strict):
@@ -424,13 +416,3 @@ def _problems(
             reason = str(err["msg"])
             reason = reason.removeprefix("Value error, ")
         yield ConfigProblem(_line(lines, loc), ".".join(loc), reason)
-
-
-def _check_zone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
-    return value

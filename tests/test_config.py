@@ -55,6 +55,10 @@ def test_good_file_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         # an unknown time zone
         (GOOD + "properties:\n  - id: house\n    time_zone: Mars/Olympus\n", 12,
          "properties.0.time_zone", "unknown time zone 'Mars/Olympus'"),
+        # an unknown time zone inside a driver's lock: checked like the core's
+        (GOOD.replace("        name: Front door",
+                      "        name: Front door\n        time_zone: Europe/Lisbn"),
+         10, "drivers.0.locks.0.time_zone", "unknown time zone 'Europe/Lisbn'"),
         # a time-bound code without its times
         (GOOD + "codes:\n  - key: g\n    device: front\n    name: G\n    type: time_bound\n",
          14, "codes.0.type", "needs starts_at and ends_at"),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.driver import RejectReason
 from bridge.drivercontext import DriverContext
+from bridge.zones import TimeZoneName
 from drivers.simulator.driver import SimulatorDriver
 from drivers.simulator.lock import SimLockSpec
 
@@ -66,7 +67,7 @@ class LockConfig(BaseModel):
     latency_s: Annotated[float, Field(ge=0)] | None = None
     command_spacing_s: Annotated[float, Field(ge=0)] | None = None
     confirmation_window_s: Annotated[float, Field(ge=0)] | None = None
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     refuses_sets: bool | None = None
     faults: Faults = Faults()
 

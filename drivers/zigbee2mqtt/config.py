@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.driver import LockDriver
 from bridge.drivercontext import DriverContext
+from bridge.zones import TimeZoneName
 from drivers.mqtt.config import BrokerConfig
 from drivers.unavailable import UnavailableDriver
 
@@ -28,7 +29,7 @@ class LockConfig(BaseModel):
     expose_pin: bool | None = None
     min_length: Annotated[int, Field(ge=1, le=12)] | None = None
     max_length: Annotated[int, Field(ge=1, le=12)] | None = None
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
 
     @model_validator(mode="after")
     def _lengths(self) -> LockConfig:

@@ -9,23 +9,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.drivercontext import DriverContext
+from bridge.zones import TimeZoneName
 from drivers.unavailable import UnavailableDriver
-
-
-def _zone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like "
-                         "Europe/Lisbon)") from None
-    return value
 
 
 class NodeConfig(BaseModel):
@@ -35,7 +24,7 @@ class NodeConfig(BaseModel):
 
     name: str | None = None
     # The lock's own wall-clock zone; needed for native schedules (Schedule Entry Lock CC).
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     # Slots lockbridge must never touch (a master code, codes managed by someone else).
     reserved_slots: list[Annotated[int, Field(ge=1, le=65535)]] = []
     # Schlage-style locks: every code must have this one length.
@@ -44,10 +33,6 @@ class NodeConfig(BaseModel):
     native_schedules: bool = True
     ignore: bool = False
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return _zone(value)
 
 
 class Config(BaseModel):
@@ -62,7 +47,7 @@ class Config(BaseModel):
     url: str = "ws://127.0.0.1:3000"
     allow_remote: bool = False
     # Default zone of the locks' clocks (native schedules); a node's own setting wins.
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     nodes: dict[Annotated[int, Field(ge=2, le=4000)], NodeConfig] = {}
     command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
@@ -76,10 +61,6 @@ class Config(BaseModel):
     use_checksum: bool = True
     remember_locks: bool = True
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return _zone(value)
 
     @field_validator("url")
     @classmethod
