@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -104,15 +104,24 @@ class _StateCollector(Collector):
         yield from _upstream_metrics(self._bridge.extras.get("upstream"))
 
 
-def _upstream_metrics(upstream: Any) -> Iterator[Metric]:
-    configured = upstream is not None
+class UpstreamState(Protocol):
+    """What metrics, /health and systemd's status line read of the upstream link."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def outbox_depth(self) -> int: ...
+
+
+def _upstream_metrics(upstream: UpstreamState | None) -> Iterator[Metric]:
     yield GaugeMetricFamily("lockbridge_upstream_configured",
-                            "1 when an upstream link is configured.", value=int(configured))
+                            "1 when an upstream link is configured.",
+                            value=int(upstream is not None))
+    if upstream is None:
+        return
     yield GaugeMetricFamily("lockbridge_upstream_connected", "1 when the upstream link is up.",
-                            value=int(configured and bool(getattr(upstream, "connected", False))))
-    depth = getattr(upstream, "outbox_depth", None)
-    if depth is not None:
-        value = depth() if callable(depth) else depth
-        yield GaugeMetricFamily("lockbridge_outbox_depth",
-                                "Events waiting for the upstream's acknowledgement.",
-                                value=float(value))
+                            value=int(upstream.connected))
+    yield GaugeMetricFamily("lockbridge_outbox_depth",
+                            "Events waiting for the upstream's acknowledgement.",
+                            value=upstream.outbox_depth)

@@ -96,3 +96,68 @@ def test_not_ready_says_which_link_is_down(tmp_path: Path) -> None:
     finally:
         running.stop()
 
+
+
+LINKED = """\
+bridge: {{id: linked}}
+state_dir: {state}
+api: {{port: 0}}
+engine: {{default_command_spacing_s: 0}}
+schedule: {{require_synchronized_clock: false}}
+upstream:
+  url: ws://127.0.0.1:{port}/ws
+  token: ${{LOCKBRIDGE_UPSTREAM_TOKEN}}
+  backoff_cap_s: 1
+drivers:
+  - kind: simulator
+    name: sim
+    locks:
+      - {{id: front, name: Front door}}
+"""
+
+
+def test_upstream_link_state_and_outbox_depth(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    monkeypatch.setenv("LOCKBRIDGE_UPSTREAM_TOKEN", "metrics-token")
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "upstream-dev", "--listen", f"127.0.0.1:{port}",
+         "--db", str(tmp_path / "up.db")], env=os.environ.copy(), stderr=subprocess.DEVNULL)
+    running = start_daemon(tmp_path, LINKED.replace("{port}", str(port)))
+    try:
+        def linked() -> bool:
+            got = metric_samples(running.url)
+            return got.get(("lockbridge_upstream_connected", frozenset())) == 1 and \
+                got.get(("lockbridge_outbox_depth", frozenset())) == 0
+
+        wait_until(linked, what="the link up and everything acknowledged")
+        assert httpx.get(running.url + "/health").json()["upstream"] == "connected"
+        # The upstream goes away; what happens meanwhile waits in the outbox.
+        upstream.terminate()
+        upstream.wait(timeout=10)
+        auth = {"Authorization": f"Bearer {running.key}"}
+        front = httpx.post(running.url + "/devices/list", headers=auth,
+                           json={}).json()["devices"][0]["device_id"]
+        httpx.post(running.url + "/access_codes/create", headers=auth,
+                   json={"device_id": front, "name": "Staff", "code": "3579"})
+
+        def waiting() -> bool:
+            got = metric_samples(running.url)
+            return got.get(("lockbridge_upstream_connected", frozenset())) == 0 and \
+                got.get(("lockbridge_outbox_depth", frozenset()), 0) > 0
+
+        wait_until(waiting, what="events waiting while upstream is away")
+        health = httpx.get(running.url + "/health").json()
+        assert health["upstream"] == "disconnected" and health["ready"] is True
+    finally:
+        running.stop()
+        if upstream.poll() is None:
+            upstream.kill()
+            upstream.wait()

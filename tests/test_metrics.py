@@ -54,7 +54,7 @@ async def test_metrics_follow_locks_codes_issues_and_commands(harness_factory) -
 
 async def test_upstream_state_and_outbox_depth_are_reported(harness_factory) -> None:  # type: ignore[no-untyped-def]
     h = await harness_factory([SimLockSpec("front", "Front")])
-    link = SimpleNamespace(connected=True, outbox_depth=lambda: 42)
+    link = SimpleNamespace(connected=True, outbox_depth=42)
     metrics = BridgeMetrics(SimpleNamespace(engine=h.engine, extras={"upstream": link}))  # type: ignore[arg-type]
     got = samples(metrics)
     assert got[("lockbridge_upstream_connected", ())] == 1

@@ -161,6 +161,11 @@ class UpstreamLink:
         """True while a session is past `welcome`."""
         return self._up.is_set()
 
+    @property
+    def outbox_depth(self) -> int:
+        """Events committed but not yet acknowledged by the upstream."""
+        return self.outbox.unacked
+
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a session; True if one is up."""
         with contextlib.suppress(TimeoutError):
