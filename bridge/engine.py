@@ -63,6 +63,8 @@ from bridge.planner import (
     local_window,
     next_command,
     next_wakeup,
+    outcome_known,
+    outcome_unknown,
     permanent_problem,
     pin_conflict,
     pin_on_lock_conflict,
@@ -212,6 +214,7 @@ class Engine:
             if device.device_id not in self._workers and not device.removed:
                 # In the store but no driver reports it any more.
                 await self._set_availability(device.device_id, Availability.REMOVED)
+        unsure: list[CodeRecord] = []
         for intent in intents:
             worker = self._workers.get(intent.device_id)
             if worker is not None:
@@ -219,6 +222,14 @@ class Engine:
                 # deciding anything, so the command is neither lost nor applied twice.
                 worker.intents[intent.slot] = intent
                 worker.pending_reads.add(intent.slot)
+                unsure_code = self.codes.get(intent.access_code_id or "")
+                if intent.op == "write" and unsure_code is not None:
+                    # Until the slot is read, nobody knows whether that write landed.
+                    unsure.append(self._refresh(outcome_unknown(unsure_code),
+                                                self.devices[intent.device_id],
+                                                self.clock.now()))
+        if unsure:
+            await self._commit(codes=unsure)
 
     async def run(self) -> None:
         """Run one worker per lock until cancelled."""
@@ -254,10 +265,10 @@ class Engine:
 
     # -- requests -------------------------------------------------------------------------
 
-    def device(self, device_id: str) -> DeviceRecord:
-        """A device, or EngineError device_not_found."""
+    def device(self, device_id: str, managed: bool = True) -> DeviceRecord:
+        """A managed (or, if asked, unmanaged) device, or EngineError device_not_found."""
         device = self.devices.get(device_id)
-        if device is None:
+        if device is None or device.is_managed != managed:
             raise EngineError("device_not_found", f"Device {device_id} not found",
                               "device_id")
         return device
@@ -463,6 +474,79 @@ class Engine:
             await self._commit(drop=[access_code_id], events=[self._event(
                 EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})],
                 extra=on_commit)
+
+    # -- devices --------------------------------------------------------------------------
+
+    async def unmanage_device(self, device_id: str) -> DeviceRecord:
+        """Take a lock out of lockbridge: its backup codes come off and its pool is off.
+
+        Refused while lockbridge still manages other codes on it (nobody would take a guest's
+        code off afterwards) and, when backups are on it, while it is not connected (seed 000:
+        backup codes are only deleted from a connected lock)."""
+        async with self._lock_for(device_id):
+            device = self.device(device_id)
+            codes = self.codes_of(device_id)
+            now = self.clock.now()
+            # Codes whose window is over and that are off the lock need nobody any more.
+            guests = [c for c in codes if c.is_managed and not c.is_backup and not c.deleted
+                      and (c.on_lock or c.ends_at is None or c.ends_at > now)]
+            if guests:
+                raise EngineError(
+                    "device_has_access_codes",
+                    f"lockbridge still manages {len(guests)} access code(s) on this device; "
+                    "delete them first, so that no code stays on the lock with nobody to take "
+                    "it off", "device_id")
+            backups = [c for c in codes if c.is_backup and not c.deleted]
+            if any(c.on_lock for c in backups) and not device.online:
+                raise EngineError(
+                    "device_disconnected",
+                    "The lock's backup codes must come off when it leaves lockbridge, and "
+                    f"backup codes can only be deleted while the lock is connected; it is "
+                    f"{device.availability.value}. Reconnect the lock, then remove it again")
+            events = [self._event(EventType.ACCESS_CODE_DELETED, device_id, c.access_code_id,
+                                  {"is_backup": True}) for c in backups]
+            events.append(self._event(EventType.DEVICE_CONVERTED_TO_UNMANAGED, device_id,
+                                      None, {}))
+            pool_issues = {DeviceErrorCode.EMPTY_BACKUP_ACCESS_CODE_POOL,
+                           DeviceWarningCode.PARTIAL_BACKUP_ACCESS_CODE_POOL,
+                           DeviceWarningCode.MANY_ACTIVE_BACKUP_CODES}
+            updated = replace(device, is_managed=False, backup_pool_enabled=False,
+                              errors=_drop_codes(device.errors, pool_issues),
+                              warnings=_drop_codes(device.warnings, pool_issues))
+            leaving = [self._refresh(replace(c, deleted=True, gave_up=False, attempts=0,
+                                             next_attempt_at=None, pending_since=now,
+                                             revision=c.revision + 1), updated, now)
+                       for c in backups if c.on_lock]
+            await self._commit(devices=[updated], codes=leaving, events=events,
+                               drop=[c.access_code_id for c in backups if not c.on_lock])
+        _LOG.info("lock %s is no longer managed; %d backup code(s) come off it", device_id,
+                  len(leaving))
+        self._wake(device_id)
+        return self.devices[device_id]
+
+    async def manage_device(self, device_id: str) -> DeviceRecord:
+        """Bring an unmanaged lock back; its backup pool starts off, as on a new lock."""
+        async with self._lock_for(device_id):
+            device = self.device(device_id, managed=False)
+            updated = replace(device, is_managed=True)
+            await self._commit(devices=[updated], events=[self._event(
+                EventType.DEVICE_UNMANAGED_CONVERTED_TO_MANAGED, device_id, None, {})])
+        self.reconcile(device_id, full=True)
+        return self.devices[device_id]
+
+    async def enable_backup_pool(self, device_id: str) -> DeviceRecord:
+        """Switch a lock's backup pool on (for good, as a code asking for it would)."""
+        async with self._lock_for(device_id):
+            device = self.device(device_id)
+            if not device.backup_pool_enabled:
+                if not backup.supports_pool(device):
+                    raise EngineError("invalid_input", "This device does not support a backup "
+                                      "access code pool (properties."
+                                      "supports_backup_access_code_pool is false)",
+                                      "backup_access_code_pool_enabled")
+                await self._commit(devices=[replace(device, backup_pool_enabled=True)])
+        self._wake(device_id)
+        return self.devices[device_id]
 
     def reconcile(self, device_id: str, slots: Iterable[int] = (), full: bool = False) -> None:
         """Ask a lock's worker to re-read some slots, or the whole lock, and fix what differs."""
@@ -678,7 +762,7 @@ class Engine:
                     code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
                     "This lock generates its own PINs; the code set is the lock's",
                     now) if code.requested_code else code.warnings
-            updated = replace(code, **changed)
+            updated = outcome_known(replace(code, **changed))
             if verified:
                 updated, more = self._confirmed(updated, device, now)
                 events.extend(more)
@@ -773,13 +857,23 @@ class Engine:
             return
         device_id = code.device_id
         await self._command_failed_device(device_id, exc)
+        # No answer (a timeout, the link gone): the write may or may not have reached the lock.
+        mark = outcome_unknown if isinstance(exc, RetryLater) else outcome_known
         if not self.devices[device_id].online:
-            await self._commit(drop_intents=[(device_id, slot)])
+            async with self._lock_for(device_id):
+                code = self.codes.get(access_code_id)
+                if code is None:
+                    return
+                now = self.clock.now()
+                await self._commit(codes=[self._refresh(mark(code), self.devices[device_id],
+                                                        now)],
+                                   drop_intents=[(device_id, slot)])
             return
         async with self._lock_for(device_id):
             code = self.codes.get(access_code_id)
             if code is None:
                 return
+            code = mark(code)
             attempts = code.attempts + 1
             if attempts >= self.policy.max_attempts or isinstance(exc, FixConfig):
                 await self._code_problem_locked(
@@ -922,6 +1016,8 @@ class Engine:
                     if read.state is SlotState.EMPTY:
                         code = replace(code, on_lock_pin=None)
                     drops.append(f"intent:{slot}")
+                if code is not None:
+                    code = outcome_known(code)  # the slot was read: what is there is known
                 if code is not None and code.deleted and not code.on_lock:
                     # Deleted, and the slot shows it is off the lock: nothing is left to do.
                     drops.append(code.access_code_id)
@@ -1034,7 +1130,13 @@ class Engine:
                                           {"reason": availability.value}))
             elif updated.online and not was_online:
                 events.append(self._event(EventType.DEVICE_CONNECTED, device_id, None, {}))
+            # Statuses that depend on reaching the lock (`unknown`) follow its availability.
             codes: list[CodeRecord] = []
+            for code in self.codes_of(device_id):
+                if code.is_managed:
+                    refreshed = self._refresh(code, updated, now)
+                    if refreshed is not code:
+                        codes.append(refreshed)
             if updated.online and not was_online:
                 # A reconnect is "something changed": retry given-up codes, re-read the lock.
                 worker = self._workers[device_id]
@@ -1042,12 +1144,15 @@ class Engine:
                 worker.probe_attempts = 0
                 worker.read_failures = 0
                 worker.reads_resume_at = 0.0
+                latest = {c.access_code_id: c for c in codes}
                 for code in self.codes_of(device_id):
+                    code = latest.get(code.access_code_id, code)
                     if code.is_managed and (code.gave_up or code.attempts) \
                             and "refused_for_good" not in code.extra:
-                        codes.append(replace(code, gave_up=False, attempts=0,
-                                             next_attempt_at=None,
-                                             errors=_drop_codes(code.errors, _RETRYABLE_ERRORS)))
+                        latest[code.access_code_id] = replace(
+                            code, gave_up=False, attempts=0, next_attempt_at=None,
+                            errors=_drop_codes(code.errors, _RETRYABLE_ERRORS))
+                codes = list(latest.values())
             await self._commit(devices=[updated], codes=codes, events=events)
         if availability is not Availability.ONLINE:
             _LOG.warning("lock %s is %s", device_id, availability.value)
@@ -1361,6 +1466,7 @@ class Engine:
             warnings=existing.warnings if existing else (),
             backup_pool_enabled=existing.backup_pool_enabled if existing else False,
             command_spacing_s=spacing,
+            is_managed=existing.is_managed if existing else True,
         )
         self._by_external[(driver_name, info.external_id)] = device_id
         self._workers[device_id] = _Worker(device_id)

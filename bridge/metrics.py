@@ -53,7 +53,7 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         engine = self._bridge.engine
-        devices = [d for d in engine.devices.values() if not d.removed]
+        devices = [d for d in engine.devices.values() if d.is_managed and not d.removed]
         locks = GaugeMetricFamily("lockbridge_locks", "Locks by availability.",
                                   labels=["availability"])
         by_state = Counter(str(d.availability) for d in devices)

@@ -94,6 +94,8 @@ class EventType(enum.StrEnum):
     )
     DEVICE_CONNECTED = "device.connected"
     DEVICE_DISCONNECTED = "device.disconnected"
+    DEVICE_CONVERTED_TO_UNMANAGED = "device.converted_to_unmanaged"
+    DEVICE_UNMANAGED_CONVERTED_TO_MANAGED = "device.unmanaged.converted_to_managed"
     LOCK_UNLOCKED = "lock.unlocked"
 
 

@@ -75,6 +75,24 @@ def local_window(code: CodeRecord, device: DeviceRecord) -> LocalWindow | None:
     )
 
 
+# Key in `CodeRecord.extra`: a write was sent for the code and its outcome was never heard.
+OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+def outcome_known(code: CodeRecord) -> CodeRecord:
+    """The code without the unknown-outcome mark (a read or an answer settled it)."""
+    if OUTCOME_UNKNOWN not in code.extra:
+        return code
+    return replace(code, extra={k: v for k, v in code.extra.items() if k != OUTCOME_UNKNOWN})
+
+
+def outcome_unknown(code: CodeRecord) -> CodeRecord:
+    """The code marked: a write for it went out and no answer came back."""
+    if code.extra.get(OUTCOME_UNKNOWN):
+        return code
+    return replace(code, extra={**code.extra, OUTCOME_UNKNOWN: True})
+
+
 def derive_status(
     code: CodeRecord, device: DeviceRecord, now: datetime, policy: Policy
 ) -> tuple[AccessCodeStatus, bool]:
@@ -89,6 +107,14 @@ def derive_status(
             if future and uses_native_schedule(device):
                 return AccessCodeStatus.UNSET, True
             return AccessCodeStatus.SET, False
+        if code.extra.get("external_hold"):
+            # Removed at the lock with external changes allowed: it stays off, nothing is
+            # being set (an update of the code puts it back).
+            return AccessCodeStatus.UNSET, False
+        if code.extra.get(OUTCOME_UNKNOWN) and not device.online:
+            # A write went out, no answer came back, and the lock cannot be asked: the code
+            # may or may not be on it (Seam's `unknown`: an indeterminate state).
+            return AccessCodeStatus.UNKNOWN, False
         return AccessCodeStatus.SETTING, False
     if code.on_lock:
         return AccessCodeStatus.REMOVING, False
@@ -189,11 +215,14 @@ def foresee_problem(
     policy: Policy,
 ) -> str | None:
     """For a time-bound code not yet due on the lock but within the errors-ahead horizon: why it
-    will not fit when its time comes (no slot, PIN clash), or None."""
+    will not fit when its time comes (lock unreachable now, no slot, PIN clash), or None."""
     due = goes_on_at(code, device, policy)
     if (due is None or due <= now or code.starts_at is None
             or now < code.starts_at - policy.errors_ahead or code.deleted or not code.is_managed):
         return None
+    if not device.online:
+        return (f"the lock is {device.availability.value.replace('_', ' ')}: the code cannot "
+                "go on until it is reachable again")
     caps = device.info.capabilities
     if caps.addressing is Addressing.SLOT:
         usable = caps.slot_count - len(caps.reserved_slots)

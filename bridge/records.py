@@ -28,8 +28,9 @@ class DeviceRecord:
     warnings: tuple[Issue, ...] = ()
     backup_pool_enabled: bool = False
     removed: bool = False
-    # The slots last seen holding a code we did not write: {slot: access_code_id}.
     command_spacing_s: float | None = None
+    # False once an operator took the lock out of lockbridge (Seam: an unmanaged device).
+    is_managed: bool = True
 
     @property
     def online(self) -> bool:

@@ -116,7 +116,7 @@ async def watchdog_task(clock: Clock, notifier: Notifier, status_fn: Callable[[]
 
 def status_line(bridge: Bridge) -> str:
     """`3/4 locks online, 2 codes pending, upstream connected` from the running bridge."""
-    devices = [d for d in bridge.engine.devices.values() if not d.removed]
+    devices = [d for d in bridge.engine.devices.values() if d.is_managed and not d.removed]
     online = sum(1 for d in devices if d.online)
     pending = bridge.engine.outstanding()
     upstream = bridge.extras.get("upstream")

@@ -56,7 +56,7 @@ def device_json(device: DeviceRecord, bridge_id: str) -> dict[str, Any]:
         "connected_account_id": connected_account_id(bridge_id, device.driver),
         "workspace_id": workspace_id(bridge_id),
         "created_at": iso(device.created_at),
-        "is_managed": True,
+        "is_managed": device.is_managed,
         "custom_metadata": {},
         "device_manufacturer": {"display_name": info.manufacturer,
                                 "manufacturer": info.manufacturer.lower()},

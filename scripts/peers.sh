@@ -5,6 +5,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 # systemd-analyze checks systemd/lockbridge.service; installing the package does not make systemd
 # the init system (that is systemd-sysv), so it is safe on any Debian box.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# The status page is checked in a real browser: Debian's Chromium, run headless.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -75,8 +75,10 @@ class Harness:
 async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Policy | None = None,
                        clock: FakeClock | None = None, time_zone: str | None = None,
                        key: bytes | None = None, state_file: Path | None = None,
-                       pool: PoolSettings | None = None) -> Harness:
-    """Build and start an engine over the given simulated locks."""
+                       pool: PoolSettings | None = None,
+                       offline: tuple[str, ...] = ()) -> Harness:
+    """Build and start an engine over the given simulated locks (`offline` ones unreachable
+    from the start)."""
     clock = clock or FakeClock(START)
     key = key or (tmp_path / "key").read_bytes() if (tmp_path / "key").exists() else key
     if key is None:
@@ -85,6 +87,8 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
     store = Store(tmp_path / "lockbridge.db", PinCipher(key))
     await store.open()
     driver = SimulatorDriver("sim", specs, clock, state_file)
+    for lock_id in offline:
+        driver.lock(lock_id).go_offline()
     engine = Engine(store, clock, policy or Policy(), {"sim": driver}, rng=random.Random(7),
                     default_time_zone=lambda d, e: time_zone, default_spacing_s=0.0,
                     command_timeout_s=30.0, pool=pool)

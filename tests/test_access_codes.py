@@ -118,6 +118,20 @@ async def test_external_modification_allowed_is_kept(harness_factory) -> None:  
     await h.settle()
     assert h.slots("front") == {1: "86420"}
     assert h.engine.codes[c.access_code_id].code == "86420"
+    # Removed at the keypad: it stays off and says so; it is not forever "setting".
+    h.driver.lock("front").keypad_clear(1)
+    h.engine.reconcile(h.device_id("front"), slots=[1])
+    await h.advance(3600)
+    assert h.slots("front") == {}
+    removed = h.engine.codes[c.access_code_id]
+    assert removed.status is AccessCodeStatus.UNSET
+    assert removed.has_warning("code_modified_external_to_seam")
+    assert not removed.has_warning("delay_in_setting_on_device")
+    # Changing the code is asking for it back on the lock.
+    await h.engine.update_code(c.access_code_id, CodeRequest(name="Back"))
+    await h.settle()
+    assert h.slots("front") == {1: "86420"}
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
 
 
 async def test_unmanaged_codes_are_imported_converted_and_deleted(harness_factory) -> None:  # type: ignore[no-untyped-def]

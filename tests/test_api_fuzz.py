@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -43,8 +44,21 @@ def test_fuzzing_every_operation_finds_no_server_error(daemon: Daemon) -> None:
         seen.add(f"{case.method} {case.path}")
         assert response.status_code < 500, (case.method, case.path, response.text)
         content_type = response.headers["content-type"]
+        if response.status_code == 400 and len(response.request.url) > 8190:
+            # Refused by aiohttp's HTTP parser before any handler runs (a request line over
+            # 8 KiB): its plain-text 400, logged as one warning line.
+            return
         assert "application/json" in str(content_type), content_type
 
     call()
     assert daemon.proc.poll() is None, "the daemon died"
     assert len(seen) >= 20, sorted(seen)
+
+
+def test_an_overlong_request_line_is_refused_without_a_traceback(daemon: Daemon) -> None:
+    # The fixture fails the test if the daemon logged a traceback for it.
+    headers = {"Authorization": f"Bearer {daemon.key}"}
+    url = f"{daemon.url}/access_codes/list?search={'x' * 9000}"
+    refused = httpx.get(url, headers=headers)
+    assert refused.status_code == 400
+    assert httpx.get(daemon.url + "/health").status_code == 200

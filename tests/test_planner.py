@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.driver import (
+    Availability,
     DeviceInfo,
     LockCapabilities,
     PinConstraints,
@@ -208,3 +209,16 @@ def test_foresee_problem_warns_three_days_ahead_when_no_slot_will_be_free() -> N
     assert foresee_problem(guest, dev, [guest], T0, POLICY) is None
     far = tb(5 * D, 6 * D, access_code_id="far")
     assert foresee_problem(far, dev, [occupant, far], T0, POLICY) is None  # not yet in horizon
+
+
+def test_foresee_problem_warns_ahead_while_the_lock_is_unreachable() -> None:
+    guest = tb(2 * D, 3 * D, access_code_id="guest")
+    for availability in (Availability.OFFLINE, Availability.HUB_DISCONNECTED,
+                         Availability.ACCOUNT_DISCONNECTED):
+        problem = foresee_problem(guest, replace(device(), availability=availability),
+                                  [guest], T0, POLICY)
+        assert problem is not None and "reachable" in problem
+    assert foresee_problem(guest, device(), [guest], T0, POLICY) is None
+    far = tb(5 * D, 6 * D, access_code_id="far")
+    assert foresee_problem(far, replace(device(), availability=Availability.OFFLINE), [far],
+                           T0, POLICY) is None  # beyond the horizon: not yet a worry

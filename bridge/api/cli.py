@@ -38,9 +38,17 @@ def add_parsers(subparsers: Any) -> None:
 
     devices = subparsers.add_parser("devices", help="locks, through the local API")
     dev_sub = devices.add_subparsers(dest="devices_command", required=True)
-    _command(dev_sub, "list", "every lock", _devices_list, api=True)
+    dev_list = _command(dev_sub, "list", "every lock", _devices_list, api=True)
+    dev_list.add_argument("--unmanaged", action="store_true",
+                          help="the locks taken out of lockbridge instead")
     get = _command(dev_sub, "get", "one lock", _devices_get, api=True)
     get.add_argument("device", help="device id or name")
+    remove = _command(dev_sub, "remove", "take a lock out of lockbridge (its backup codes come "
+                      "off it)", _devices_remove, api=True)
+    remove.add_argument("device", help="device id or name")
+    restore = _command(dev_sub, "restore", "bring a removed lock back under lockbridge",
+                       _devices_restore, api=True)
+    restore.add_argument("device", help="device id or name")
 
     codes = subparsers.add_parser("codes", help="managed access codes, through the local API")
     code_sub = codes.add_subparsers(dest="codes_command", required=True)
@@ -122,9 +130,15 @@ async def _with_store(loaded: LoadedConfig, fn: Callable[[Any], Any]) -> Any:
 
 
 def _devices_list(args: argparse.Namespace, client: ApiClient) -> int:
-    devices = client.call("/devices/list", {})["devices"]
+    route = "/devices/unmanaged/list" if args.unmanaged else "/devices/list"
+    devices = client.call(route, {})["devices"]
     if args.json:
         return _print_json(devices)
+    if args.unmanaged:
+        _table(["name", "state", "type", "device id"], [
+            [d["display_name"], "online" if d["properties"]["online"] else "offline",
+             d["device_type"], d["device_id"]] for d in devices])
+        return 0
     _table(["name", "state", "type", "codes", "device id", "issues"], [
         [d["display_name"], "online" if d["properties"]["online"] else "offline",
          d["device_type"], str(len([c for c in client.call(
@@ -145,6 +159,28 @@ def _devices_get(args: argparse.Namespace, client: ApiClient) -> int:
             ["backup pool", str(props["supports_backup_access_code_pool"]).lower()],
             ["issues", _issues(device) or "-"]]
     _table(["field", "value"], rows)
+    return 0
+
+
+def _devices_remove(args: argparse.Namespace, client: ApiClient) -> int:
+    device = client.device(args.device)
+    client.call("/devices/update", {"device_id": device["device_id"], "is_managed": False},
+                method="PATCH")
+    if args.json:
+        return _print_json({"device_id": device["device_id"], "is_managed": False})
+    print(f"{device['display_name']} is no longer managed by lockbridge; its backup codes "
+          "are coming off the lock")
+    return 0
+
+
+def _devices_restore(args: argparse.Namespace, client: ApiClient) -> int:
+    key = "device_id" if _is_uuid(args.device) else "name"
+    device = client.call("/devices/unmanaged/get", {key: args.device})["device"]
+    client.call("/devices/unmanaged/update", {"device_id": device["device_id"],
+                                              "is_managed": True}, method="PATCH")
+    if args.json:
+        return _print_json({"device_id": device["device_id"], "is_managed": True})
+    print(f"{device['display_name']} is managed by lockbridge again")
     return 0
 
 

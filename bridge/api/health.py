@@ -19,7 +19,7 @@ _LINK_DOWN = frozenset({Availability.DISCONNECTED, Availability.HUB_DISCONNECTED
 def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     """HTTP status (200 ready, 503 not ready) and the body of `/health`."""
     engine = bridge.engine
-    devices = [d for d in engine.devices.values() if not d.removed]
+    devices = [d for d in engine.devices.values() if d.is_managed and not d.removed]
     not_ready: list[str] = []
     notes: list[str] = []
     down = Counter(d.driver for d in devices if d.availability in _LINK_DOWN)

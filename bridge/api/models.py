@@ -58,6 +58,21 @@ class DevicesGet(Request):
         return self
 
 
+class DevicesUpdate(Request):
+    """`/devices/update`: take a lock out of lockbridge, or switch its backup pool on."""
+
+    device_id: UUID
+    is_managed: bool | None = None
+    backup_access_code_pool_enabled: bool | None = None
+
+
+class UnmanagedDevicesUpdate(Request):
+    """`/devices/unmanaged/update`: bring an unmanaged lock back under lockbridge."""
+
+    device_id: UUID
+    is_managed: bool | None = None
+
+
 # -- access codes ----------------------------------------------------------------------------
 
 

@@ -77,6 +77,14 @@ class Api:
                   ("devices", "pagination"), "List devices"),
             Route("/devices/get", get, m.DevicesGet, self.devices_get, ("device",),
                   "Get a device"),
+            Route("/devices/update", patch, m.DevicesUpdate, self.devices_update, (),
+                  "Unmanage a device (its backup codes come off) or enable its backup pool"),
+            Route("/devices/unmanaged/list", get, m.DevicesList, self.unmanaged_devices_list,
+                  ("devices", "pagination"), "List unmanaged devices"),
+            Route("/devices/unmanaged/get", get, m.DevicesGet, self.unmanaged_devices_get,
+                  ("device",), "Get an unmanaged device"),
+            Route("/devices/unmanaged/update", patch, m.UnmanagedDevicesUpdate,
+                  self.unmanaged_devices_update, (), "Convert an unmanaged device to managed"),
             Route("/access_codes/create", ("POST",), m.AccessCodesCreate, self.codes_create,
                   ("access_code", "action_attempt"), "Create an access code"),
             Route("/access_codes/list", get, m.AccessCodesList, self.codes_list,
@@ -111,10 +119,11 @@ class Api:
 
     # -- devices ----------------------------------------------------------------------------
 
-    async def devices_list(self, call: Call) -> Body:
+    async def devices_list(self, call: Call, managed: bool = True) -> Body:
         """Devices, filtered."""
         p: m.DevicesList = call.params
-        devices = [d for d in self.engine.devices.values() if self._device_wanted(d, p)]
+        devices = [d for d in self.engine.devices.values()
+                   if d.is_managed == managed and self._device_wanted(d, p)]
         chosen, pagination = page(devices, p.limit, p.page_cursor, call.url)
         return {"devices": [self._device(d) for d in chosen], "pagination": pagination}
 
@@ -122,6 +131,45 @@ class Api:
         """One device by id or name."""
         p: m.DevicesGet = call.params
         return {"device": self._device(self._find_device(p.device_id, p.name))}
+
+    async def devices_update(self, call: Call) -> Body:
+        """`is_managed: false` takes the lock out (backups off); the pool can only go on."""
+        p: m.DevicesUpdate = call.params
+        device = self._find_device(p.device_id, None)
+        try:
+            if p.backup_access_code_pool_enabled is False and device.backup_pool_enabled:
+                raise EngineError(
+                    "invalid_input",
+                    "A backup access code pool stays on once enabled (seed 001); remove the "
+                    "device from lockbridge (is_managed: false) to take its backup codes off",
+                    "backup_access_code_pool_enabled")
+            if p.backup_access_code_pool_enabled:
+                await self.engine.enable_backup_pool(device.device_id)
+            if p.is_managed is False:
+                await self.engine.unmanage_device(device.device_id)
+        except EngineError as exc:
+            raise from_engine(exc) from exc
+        return {}
+
+    async def unmanaged_devices_list(self, call: Call) -> Body:
+        """Locks taken out of lockbridge."""
+        return await self.devices_list(call, managed=False)
+
+    async def unmanaged_devices_get(self, call: Call) -> Body:
+        """One unmanaged lock by id or name."""
+        p: m.DevicesGet = call.params
+        return {"device": self._device(self._find_device(p.device_id, p.name, managed=False))}
+
+    async def unmanaged_devices_update(self, call: Call) -> Body:
+        """`is_managed: true` brings the lock back (its pool starts off)."""
+        p: m.UnmanagedDevicesUpdate = call.params
+        device = self._find_device(p.device_id, None, managed=False)
+        if p.is_managed:
+            try:
+                await self.engine.manage_device(device.device_id)
+            except EngineError as exc:
+                raise from_engine(exc) from exc
+        return {}
 
     # -- access codes -----------------------------------------------------------------------
 
@@ -163,7 +211,8 @@ class Api:
             self._find_device(p.device_id, None)
             pool: Iterable[CodeRecord] = self.engine.codes_of(str(p.device_id))
         else:
-            pool = self.engine.codes.values()
+            managed = {d.device_id for d in self.engine.devices.values() if d.is_managed}
+            pool = [c for c in self.engine.codes.values() if c.device_id in managed]
         wanted = {str(i) for i in p.access_code_ids} if p.access_code_ids is not None else None
         codes = [c for c in pool if _listed(c)
                  and (wanted is None or c.access_code_id in wanted)
@@ -393,13 +442,14 @@ class Api:
         """A code as Seam shows it, managed or not (for action attempt results)."""
         return self._code(code) if code.is_managed else self._unmanaged(code)
 
-    def _find_device(self, device_id: UUID | None, name: str | None) -> DeviceRecord:
+    def _find_device(self, device_id: UUID | None, name: str | None,
+                     managed: bool = True) -> DeviceRecord:
         if device_id is not None:
             device = self.engine.devices.get(str(device_id))
         else:
             device = next((d for d in self.engine.devices.values()
-                           if d.display_name == name), None)
-        if device is None:
+                           if d.display_name == name and d.is_managed == managed), None)
+        if device is None or device.is_managed != managed:
             raise not_found("device_not_found", "Device not found")
         return device
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from bridge.api import auth
@@ -20,8 +21,10 @@ from bridge.api.health import health as bridge_health
 from bridge.api.models import Request, list_fields
 from bridge.api.openapi import openapi_document
 from bridge.api.routes import Api, Call, Route
+from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, status_summary
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.serialize import access_code_json
+from bridge.upstream.link import software_version
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -30,10 +33,29 @@ _LOG = logging.getLogger(__name__)
 PORT_FILE = "api.port"
 # Routes anyone who reaches the listener may call: health, the API's own description, and
 # metrics (counts only, no ids of codes, no PINs) so a local Prometheus needs no key.
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/metrics", "/", "/status.json",
+                        *STATIC_FILES})
 _API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
 _THROTTLE: web.AppKey[auth.Throttle] = web.AppKey("throttle", auth.Throttle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _QuietParseErrors(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a request line over 8 KiB, say) at ERROR
+    with a traceback, and the message quotes the raw bytes, which may hold a PIN from a query
+    string. That is the client's fault: one warning line, without the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "refused a malformed HTTP request (%s, status %s)", (
+                type(exc).__name__, exc.code)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_PARSE_ERRORS_FILTER = _QuietParseErrors()
 
 
 async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
@@ -41,6 +63,7 @@ async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Ta
     config = bridge.loaded.config
     if not config.api.enabled:
         return []
+    logging.getLogger("aiohttp.server").addFilter(_PARSE_ERRORS_FILTER)
     api = await build_api(bridge)
     app = make_app(api, bridge, max_body_bytes=config.api.max_body_bytes)
     # No access log: query strings may carry a PIN (`/access_codes/get?code=...`).
@@ -98,7 +121,31 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536) -> web.Appli
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", prometheus)
+    _add_status_page(app, bridge)
     return app
+
+
+def _add_status_page(app: web.Application, bridge: Bridge) -> None:
+    """`/status` (and `/`): the page, its script and style, and the data it renders."""
+    version = software_version()
+    files = {path: (static_file(name), kind) for path, (name, kind) in STATIC_FILES.items()}
+
+    async def summary(request: web.Request) -> web.Response:
+        return web.json_response(status_summary(bridge, bridge.clock.now(), version),
+                                 headers=SECURITY_HEADERS)
+
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "/status"})
+
+    def serve(body: bytes, kind: str) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            return web.Response(body=body, headers={**SECURITY_HEADERS, "Content-Type": kind})
+        return handle
+
+    for path, (body, kind) in files.items():
+        app.router.add_get(path, serve(body, kind))
+    app.router.add_get("/status.json", summary)
+    app.router.add_get("/", home)
 
 
 def bound_port(runner: web.AppRunner) -> int:
