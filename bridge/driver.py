@@ -49,6 +49,8 @@ class PinConstraints:
     # The lock opens as soon as the typed digits match a code, so no code may prefix another.
     matches_prefixes: bool = False
     forbidden_prefixes: tuple[str, ...] = ()
+    # Digits the keypad does not have or refuses anywhere in a PIN (Nuki: no 0).
+    forbidden_digits: str = ""
 
     def allowed_lengths(self) -> range:
         """Lengths a new PIN may have."""

@@ -183,6 +183,8 @@ class Engine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[EventListener] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._running: set[str] = set()
         self._clock_was_synced = True
         self._watch_clock = watch_clock
         self.pool = pool or PoolSettings()
@@ -234,12 +236,34 @@ class Engine:
     async def run(self) -> None:
         """Run one worker per lock until cancelled."""
         async with asyncio.TaskGroup() as group:
+            self._group = group
             for device_id in list(self._workers):
-                self._tasks.append(
-                    group.create_task(self._run_worker(device_id), name=f"lock:{device_id}")
-                )
+                self._start_worker(device_id)
             if self._watch_clock:
                 self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
+
+    def _start_worker(self, device_id: str) -> None:
+        if self._group is None or device_id in self._running:
+            return
+        self._running.add(device_id)
+        self._tasks.append(self._group.create_task(self._run_worker(device_id),
+                                                   name=f"lock:{device_id}"))
+
+    async def _discover(self, driver_name: str) -> None:
+        """A driver found locks after start (a lock added to an account or a network)."""
+        driver = self.drivers.get(driver_name)
+        if driver is None:
+            return
+        for info in driver.devices():
+            if (driver_name, info.external_id) in self._by_external and \
+                    self._by_external[(driver_name, info.external_id)] in self._workers:
+                continue
+            await self._register(driver_name, info, driver.availability(info.external_id))
+            device_id = self._by_external[(driver_name, info.external_id)]
+            _LOG.info("lock %s (%s) found by driver %s", device_id, info.display_name,
+                      driver_name)
+            self._workers[device_id].full_read = True
+            self._start_worker(device_id)
 
     def subscribe(self, listener: EventListener) -> None:
         """Call `listener` with every batch of committed events."""
@@ -247,6 +271,9 @@ class Engine:
 
     async def on_driver_event(self, driver_name: str, event: DriverEvent) -> None:
         """A driver's report: availability, a slot changed at the lock, or a keypad unlock."""
+        if event.kind is DriverEventKind.DEVICES_CHANGED:
+            await self._discover(driver_name)
+            return
         device_id = self._by_external.get((driver_name, event.external_id))
         if device_id is None:
             return

@@ -20,9 +20,15 @@ def pin_violation(pin: str, rules: PinConstraints) -> str | None:
         return f"PIN must be {lengths.start} to {lengths.stop - 1} digits long"
     if rules.no_leading_zero and pin.startswith("0"):
         return "this lock does not accept a PIN starting with 0"
+    banned = sorted({d for d in pin if d in rules.forbidden_digits})
+    if banned:
+        return f"this lock does not accept the digit{'s' * (len(banned) > 1)} {', '.join(banned)}"
     for prefix in rules.forbidden_prefixes:
         if pin.startswith(prefix):
-            return "PIN may not start with the lock's programming code"
+            # A short fixed prefix (Nuki's 12) is no secret; a programming code is.
+            if len(prefix) <= 2:
+                return f"this lock does not accept a PIN starting with {prefix}"
+            return "PIN may not start with digits this lock reserves (its programming code)"
     return None
 
 
@@ -57,8 +63,9 @@ def generate_pin(
     lengths = rules.allowed_lengths()
     if length is None or length not in lengths:
         length = max(lengths.start, min(6, lengths.stop - 1))
+    digits = "".join(d for d in "0123456789" if d not in rules.forbidden_digits)
     for _ in range(attempts):
-        pin = "".join(rng.choice("0123456789") for _ in range(length))
+        pin = "".join(rng.choice(digits) for _ in range(length))
         if is_trivial(pin) or pin_violation(pin, rules) or clash(pin, taken, rules):
             continue
         return pin

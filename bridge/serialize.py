@@ -167,6 +167,12 @@ def _constraints(device: DeviceRecord) -> list[dict[str, Any]]:
         out.append({"constraint_type": "no_zeros_at_start"})
     if rules.matches_prefixes:
         out.append({"constraint_type": "cannot_specify_pin_code_prefix"})
+    if "0" in rules.forbidden_digits:
+        out.append({"constraint_type": "no_zeros"})
+    if "12" in rules.forbidden_prefixes:
+        out.append({"constraint_type": "cannot_start_with_12"})
+    out.append({"constraint_type": "name_length",
+                "max_length": device.info.capabilities.name_max_length})
     return out
 
 

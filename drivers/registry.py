@@ -14,6 +14,7 @@ _KINDS: dict[str, str] = {
     "zwave": "drivers.zwave.config",
     "zigbee2mqtt": "drivers.zigbee2mqtt.config",
     "zwavejs_mqtt": "drivers.zwavejs_mqtt.config",
+    "nuki_web": "drivers.nuki_web.config",
 }
 
 

@@ -176,7 +176,10 @@ def test_choose_slot_skips_taken_and_reserved() -> None:
         ("123", {}, "4 to 8 digits"),
         ("12345", {"fixed_length": 4}, "must be 4 digits"),
         ("0123", {"no_leading_zero": True}, "starting with 0"),
-        ("9912", {"forbidden_prefixes": ("99",)}, "programming code"),
+        ("9912", {"forbidden_prefixes": ("99",)}, "starting with 99"),
+        # A programming code's digits are not repeated back.
+        ("99123", {"forbidden_prefixes": ("991",)}, "programming code"),
+        ("45670", {"forbidden_digits": "0"}, "digit 0"),
     ],
 )
 def test_pin_violation(pin: str, rules: dict[str, object], problem: str | None) -> None:
@@ -222,3 +225,17 @@ def test_foresee_problem_warns_ahead_while_the_lock_is_unreachable() -> None:
     far = tb(5 * D, 6 * D, access_code_id="far")
     assert foresee_problem(far, replace(device(), availability=Availability.OFFLINE), [far],
                            T0, POLICY) is None  # beyond the horizon: not yet a worry
+
+
+def test_pin_rules_of_a_keypad_without_zero_that_reserves_12() -> None:
+    # Nuki's keypad: six digits from 1 to 9, never starting with 12.
+    rules = PinConstraints(fixed_length=6, forbidden_digits="0", forbidden_prefixes=("12",))
+    assert pin_violation("456780", rules) == "this lock does not accept the digit 0"
+    assert pin_violation("123456", rules) is not None
+    assert pin_violation("456789", rules) is None
+    rng = random.Random(3)
+    taken: list[str] = []
+    for _ in range(300):
+        pin = generate_pin(rules, taken, rng)
+        assert len(pin) == 6 and "0" not in pin and not pin.startswith("12")
+        taken.append(pin)

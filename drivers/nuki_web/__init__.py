@@ -1,0 +1,1 @@
+"""Nuki Smart Locks with a Keypad, through the Nuki Web API (a vendor cloud, over HTTPS)."""

@@ -1,0 +1,85 @@
+"""Settings of the Nuki Web API driver, and building it.
+
+Nuki Web is a vendor cloud: the bridge reaches it over HTTPS with an API token made in the Nuki
+Web console, and Nuki's servers reach the locks through each lock's bridge or Wi-Fi. The token is
+a secret: `token` only as ${ENV_VAR}, or `token_file`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bridge.drivercontext import DriverContext
+from bridge.zones import TimeZoneName
+
+
+class SmartlockConfig(BaseModel):
+    """Settings for one smart lock, by its Nuki smartlockId."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    time_zone: TimeZoneName | None = None
+    ignore: bool = False
+
+
+class Config(BaseModel):
+    """The Nuki Web driver's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["nuki_web"]
+    name: str = "nuki"
+    property: str | None = None
+    url: str = "https://api.nuki.io"
+    token: str | None = None
+    token_file: Path | None = None
+    # Nuki stores a code's validity in UTC; the zone is the locks' own, for display and checks.
+    time_zone: TimeZoneName | None = None
+    smartlocks: dict[Annotated[int, Field(ge=1)], SmartlockConfig] = {}
+    # How often the account's locks and their online state are fetched.
+    poll_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    request_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # Nuki applies a new code asynchronously (it must reach the lock): how long to look for it.
+    create_wait_s: Annotated[float, Field(gt=0)] = 90.0
+    create_poll_s: Annotated[float, Field(gt=0)] = 3.0
+    # A changed code may still show its old values this long after the change was accepted.
+    confirmation_window_s: Annotated[float, Field(ge=0)] = 60.0
+    command_spacing_s: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _checks(self) -> Config:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token (as ${ENV_VAR}) or token_file")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("url must look like https://api.nuki.io")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("the API token would cross the network in clear: use https "
+                             "(plain http only to a server on loopback)")
+        return self
+
+    def smartlock(self, smartlock_id: int) -> SmartlockConfig:
+        """The settings of one lock (defaults when the file says nothing about it)."""
+        return self.smartlocks.get(smartlock_id) or SmartlockConfig()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build(config: Config, context: DriverContext) -> object:
+    """Make the Nuki Web driver (it needs only aiohttp, which the core has)."""
+    from drivers.nuki_web.driver import NukiWebDriver
+
+    return NukiWebDriver(config, context.clock)

@@ -1,0 +1,401 @@
+"""Nuki keypad codes through the Nuki Web API.
+
+What the API does, as Nuki documents it, and what the driver makes of it:
+
+- `GET /smartlock` lists the account's locks; `serverState` 0 means the lock is reachable.
+- A keypad code is an authorization of `type` 13 with a six-digit `code` (digits 1 to 9, not
+  starting with 12, unique on the lock) and a `name` of up to 20 characters; its validity is
+  `allowedFromDate` / `allowedUntilDate` in UTC, which the lock enforces by itself.
+- `PUT /smartlock/{id}/auth` answers 204 with no id, and the code exists only once Nuki has
+  reached the lock; so the driver looks for it in `GET /smartlock/{id}/auth` until it shows up.
+  A create that is retried first looks for the code, so a late arrival is adopted, not doubled.
+- `POST /smartlock/{id}/auth/{authId}` changes a code, `DELETE` removes it (both asynchronous:
+  the engine verifies them by reading after the confirmation window).
+
+The bridge's engine addresses codes by integers; Nuki's authorization ids are mapped to stable
+integers (their own value when they are integers, else a 62-bit hash of the id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from bridge.clock import Clock
+from bridge.config import read_secret
+from bridge.driver import (
+    Addressing,
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DeviceInfo,
+    DriverError,
+    DriverEvent,
+    DriverEventKind,
+    DriverEventSink,
+    FixConfig,
+    LocalWindow,
+    LockCapabilities,
+    PinConstraints,
+    Reauthenticate,
+    RejectReason,
+    RetryLater,
+    SlotRead,
+    SlotState,
+    WriteResult,
+)
+from drivers.nuki_web.config import Config
+
+_LOG = logging.getLogger(__name__)
+KEYPAD_CODE = 13
+SERVER_STATE_OK = 0
+NAME_MAX = 20
+# A Nuki Keypad holds up to 200 codes.
+KEYPAD_CAPACITY = 200
+CONSTRAINTS = PinConstraints(min_length=6, max_length=6, fixed_length=6, forbidden_digits="0",
+                             forbidden_prefixes=("12",), rejects_duplicates=True)
+_DIGITS = re.compile(r"\d{4,}")
+
+
+def auth_slot(auth_id: object) -> int:
+    """The engine's integer for a Nuki authorization id, the same on every run."""
+    if isinstance(auth_id, int) and 0 < auth_id < 2**62:
+        return auth_id
+    digest = hashlib.blake2b(str(auth_id).encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 2) or 1
+
+
+@dataclass(slots=True)
+class _Lock:
+    info: DeviceInfo
+    availability: Availability
+    # Engine slot number -> Nuki authorization id, from the latest listing.
+    auth_ids: dict[int, object] = field(default_factory=dict)
+
+
+class NukiWebDriver:
+    """Every keypad-equipped lock of one Nuki Web account."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self.name = config.name
+        self._config = config
+        self._clock = clock
+        self._base = config.url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._locks: dict[str, _Lock] = {}
+        self._sink: DriverEventSink | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._account_refused = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, sink: DriverEventSink) -> None:
+        """Fetch the account's locks (a failure is retried by the poller), then keep polling."""
+        self._sink = sink
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_s))
+        try:
+            await self._refresh()
+        except DriverError as exc:
+            _LOG.warning("nuki %s: cannot list the account's locks yet: %s", self.name, exc)
+        self._poller = asyncio.create_task(self._poll(), name=f"nuki:{self.name}:poll")
+
+    async def stop(self) -> None:
+        """Stop polling and close the HTTP session; safe to call twice."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._sink = None
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        """Locks of the account seen in the latest listing."""
+        return [lock.info for _, lock in sorted(self._locks.items())]
+
+    def availability(self, external_id: str) -> Availability:
+        """Last known availability of one lock."""
+        lock = self._locks.get(external_id)
+        return lock.availability if lock is not None else Availability.REMOVED
+
+    # -- codes ----------------------------------------------------------------------------
+
+    async def list_codes(self, external_id: str) -> list[SlotRead]:
+        """Every working keypad code on the lock (a disabled one does not open the door)."""
+        lock = self._lock(external_id)
+        reads = [self._read(lock, auth) for auth in await self._auths(lock)]
+        return [r for r in reads if r.state is SlotState.KNOWN]
+
+    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
+        """The codes under these ids, from a fresh listing; an id not listed is empty."""
+        lock = self._lock(external_id)
+        found = {r.slot: r for r in (self._read(lock, a) for a in await self._auths(lock))}
+        return [found.get(slot, SlotRead(slot, SlotState.EMPTY)) for slot in slots]
+
+    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
+        """Change the code under `code.slot`, or create one and wait until Nuki shows it."""
+        lock = self._lock(external_id)
+        if code.pin is None:
+            raise CommandRejected(RejectReason.INVALID_PIN, "a Nuki keypad code needs a PIN")
+        body = self._body(lock, code)
+        if code.slot is not None:
+            auth_id = lock.auth_ids.get(code.slot)
+            if auth_id is None:
+                await self._auths(lock)
+                auth_id = lock.auth_ids.get(code.slot)
+            if auth_id is not None:
+                await self._call("POST", f"/smartlock/{external_id}/auth/{auth_id}",
+                                 {**body, "enabled": True})
+                return WriteResult(code.slot, code.pin, confirmed=False)
+        # A create sent before (whose answer was lost, or that reached the lock late) may be
+        # there already: adopt it instead of asking for the same PIN twice.
+        existing = self._find(lock, await self._auths(lock), code.pin)
+        if existing is None:
+            await self._call("PUT", f"/smartlock/{external_id}/auth", {**body, "type": KEYPAD_CODE})
+            existing = await self._wait_for(lock, code.pin)
+        else:
+            await self._call("POST", f"/smartlock/{external_id}/auth/{existing[1]}",
+                             {**body, "enabled": True})
+        return WriteResult(existing[0], code.pin, confirmed=True)
+
+    async def clear_code(self, external_id: str, slot: int) -> None:
+        """Delete the code under one id; a code already gone is fine."""
+        lock = self._lock(external_id)
+        auth_id = lock.auth_ids.get(slot)
+        if auth_id is None:
+            await self._auths(lock)
+            auth_id = lock.auth_ids.get(slot)
+        if auth_id is None:
+            return
+        await self._call("DELETE", f"/smartlock/{external_id}/auth/{auth_id}", missing_ok=True)
+
+    async def probe(self, external_id: str) -> bool:
+        """Ask Nuki whether it can reach the lock now."""
+        lock = self._lock(external_id)
+        try:
+            answer = await self._call("GET", f"/smartlock/{external_id}")
+        except DriverError:
+            return False
+        online = isinstance(answer, dict) and answer.get("serverState") == SERVER_STATE_OK
+        await self._note(lock, Availability.ONLINE if online else Availability.OFFLINE)
+        return online
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _lock(self, external_id: str) -> _Lock:
+        lock = self._locks.get(external_id)
+        if lock is None:
+            raise FixConfig(f"lock {external_id} is not in the Nuki Web account")
+        return lock
+
+    def _body(self, lock: _Lock, code: CodeWrite) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": code.name[:NAME_MAX], "code": int(code.pin or 0),
+                                "allowedWeekDays": 127, "allowedFromTime": 0,
+                                "allowedUntilTime": 0, "remoteAllowed": False}
+        if code.window is not None:
+            zone = ZoneInfo(lock.info.time_zone or "UTC")
+            body["allowedFromDate"] = _utc_text(code.window.starts_at.replace(tzinfo=zone))
+            body["allowedUntilDate"] = _utc_text(code.window.ends_at.replace(tzinfo=zone))
+        else:
+            body["allowedFromDate"] = None
+            body["allowedUntilDate"] = None
+        return body
+
+    async def _auths(self, lock: _Lock) -> list[dict[str, Any]]:
+        """The lock's keypad codes now; refreshes the id map."""
+        answer = await self._call("GET", f"/smartlock/{lock.info.external_id}/auth")
+        auths = [a for a in answer if isinstance(a, dict) and a.get("type") == KEYPAD_CODE] \
+            if isinstance(answer, list) else []
+        lock.auth_ids = {auth_slot(a.get("id")): a.get("id") for a in auths}
+        return auths
+
+    def _read(self, lock: _Lock, auth: dict[str, Any]) -> SlotRead:
+        slot = auth_slot(auth.get("id"))
+        if auth.get("enabled") is False or auth.get("code") is None:
+            return SlotRead(slot, SlotState.EMPTY)
+        window = None
+        start, end = auth.get("allowedFromDate"), auth.get("allowedUntilDate")
+        if start and end:
+            zone = ZoneInfo(lock.info.time_zone or "UTC")
+            window = LocalWindow(_parse(start).astimezone(zone).replace(tzinfo=None),
+                                 _parse(end).astimezone(zone).replace(tzinfo=None))
+        return SlotRead(slot, SlotState.KNOWN, pin=str(auth["code"]), name=auth.get("name"),
+                        window=window)
+
+    @staticmethod
+    def _find(lock: _Lock, auths: list[dict[str, Any]], pin: str) -> tuple[int, object] | None:
+        for auth in auths:
+            if str(auth.get("code")) == pin:
+                return auth_slot(auth.get("id")), auth.get("id")
+        return None
+
+    async def _wait_for(self, lock: _Lock, pin: str) -> tuple[int, object]:
+        """Nuki creates the code once it reaches the lock: look until it shows, bounded."""
+        waited = 0.0
+        while True:
+            found = self._find(lock, await self._auths(lock), pin)
+            if found is not None:
+                return found
+            if waited >= self._config.create_wait_s:
+                raise RetryLater(f"Nuki accepted the code but it has not reached the lock in "
+                                 f"{self._config.create_wait_s:.0f} s (is the lock online?)")
+            await self._clock.sleep(self._config.create_poll_s)
+            waited += self._config.create_poll_s
+
+    async def _poll(self) -> None:
+        while True:
+            await self._clock.sleep(self._config.poll_interval_s)
+            try:
+                await self._refresh()
+            except DriverError as exc:
+                _LOG.debug("nuki %s: refresh failed: %s", self.name, exc)
+
+    async def _refresh(self) -> None:
+        """The account's locks and whether Nuki can reach each."""
+        try:
+            answer = await self._call("GET", "/smartlock")
+        except Reauthenticate:
+            await self._note_all(Availability.ACCOUNT_DISCONNECTED)
+            raise
+        except RetryLater:
+            await self._note_all(Availability.DISCONNECTED)
+            raise
+        if self._account_refused:
+            _LOG.info("nuki %s: the API token is accepted again", self.name)
+            self._account_refused = False
+        items = [i for i in answer if isinstance(i, dict)] if isinstance(answer, list) else []
+        seen: set[str] = set()
+        added = False
+        for item in items:
+            smartlock_id = item.get("smartlockId")
+            if not isinstance(smartlock_id, int):
+                continue
+            settings = self._config.smartlock(smartlock_id)
+            if settings.ignore:
+                continue
+            external_id = str(smartlock_id)
+            seen.add(external_id)
+            info = self._info(item, settings.name, settings.time_zone)
+            state = Availability.ONLINE if item.get("serverState") == SERVER_STATE_OK \
+                else Availability.OFFLINE
+            lock = self._locks.get(external_id)
+            if lock is None:
+                self._locks[external_id] = _Lock(info, state)
+                added = True
+                continue
+            lock.info = info
+            await self._note(lock, state)
+        for external_id in set(self._locks) - seen:
+            await self._note(self._locks.pop(external_id), Availability.REMOVED)
+            added = True
+        if added:
+            await self._emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, ""))
+
+    def _info(self, item: dict[str, Any], name: str | None, zone: str | None) -> DeviceInfo:
+        return DeviceInfo(
+            external_id=str(item["smartlockId"]),
+            display_name=name or str(item.get("name") or item["smartlockId"]),
+            manufacturer="Nuki",
+            model=f"Nuki Smart Lock (type {item.get('type', '?')}) with Keypad",
+            device_type="nuki_lock",
+            capabilities=LockCapabilities(
+                addressing=Addressing.ID, first_slot=1, slot_count=KEYPAD_CAPACITY,
+                can_read=True, masks_pins_on_read=False, native_schedules=True,
+                confirmation_window_s=self._config.confirmation_window_s,
+                name_max_length=NAME_MAX, can_delete_unmanaged=True,
+                min_command_spacing_s=self._config.command_spacing_s),
+            constraints=CONSTRAINTS,
+            hub_id=f"nuki:{self.name}",
+            time_zone=zone or self._config.time_zone,
+        )
+
+    async def _note(self, lock: _Lock, state: Availability) -> None:
+        if lock.availability is state:
+            return
+        lock.availability = state
+        _LOG.info("nuki %s: lock %s is %s", self.name, lock.info.external_id, state.value)
+        await self._emit(DriverEvent(DriverEventKind.AVAILABILITY, lock.info.external_id,
+                                     availability=state))
+
+    async def _note_all(self, state: Availability) -> None:
+        for lock in list(self._locks.values()):
+            await self._note(lock, state)
+
+    async def _emit(self, event: DriverEvent) -> None:
+        if self._sink is not None:
+            await self._sink(event)
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                    missing_ok: bool = False) -> Any:
+        """One API call, with Nuki's answers turned into what the engine must do."""
+        if self._session is None:
+            raise RetryLater("the Nuki Web driver is not started")
+        token = read_secret(self._config.token, self._config.token_file, "token")
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        try:
+            async with self._session.request(method, self._base + path, json=body,
+                                             headers=headers) as answer:
+                status = answer.status
+                text = await answer.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryLater(f"Nuki Web did not answer ({type(exc).__name__})") from exc
+        if status < 300:
+            if not text:
+                return None
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise RetryLater("Nuki Web sent an answer that is not JSON") from exc
+        detail = _detail(text)
+        if status in (401, 403):
+            if not self._account_refused:
+                _LOG.error("nuki %s: Nuki Web refused the API token (HTTP %d); make a new one "
+                           "in the Nuki Web console", self.name, status)
+            self._account_refused = True
+            raise Reauthenticate(f"Nuki Web refused the API token (HTTP {status})")
+        if status == 404 and missing_ok:
+            return None
+        if status == 409:
+            raise CommandRejected(RejectReason.DUPLICATE_PIN,
+                                  f"Nuki refused the code: the PIN is already on the lock "
+                                  f"({detail})")
+        if status in (400, 422):
+            reason = RejectReason.INVALID_PIN if "'code'" in detail else RejectReason.OTHER
+            raise CommandRejected(reason, f"Nuki refused the request: {detail}")
+        if status == 404:
+            raise FixConfig(f"Nuki Web does not know {path} (HTTP 404)")
+        raise RetryLater(f"Nuki Web answered HTTP {status}")
+
+
+def _detail(text: str) -> str:
+    """Nuki's error message without any PIN it quotes back."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raw = None
+    message = str(raw.get("detailMessage") or raw.get("description") or "") \
+        if isinstance(raw, dict) else ""
+    return _DIGITS.sub("…", message)[:200] or "no detail"
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _parse(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
