@@ -63,6 +63,8 @@ class ScheduleConfig(_Strict):
     bridge_lead_time_minutes: Annotated[float, Field(ge=0)] = 60
     errors_ahead_days: Annotated[float, Field(ge=0)] = 3
     require_synchronized_clock: bool = True
+    # Ended time-bound codes (off their lock) are forgotten this long after their end.
+    forget_ended_codes_after_days: Annotated[float, Field(ge=0)] = 30
 
 
 class EngineConfig(_Strict):

@@ -57,6 +57,7 @@ def policy_from(loaded: LoadedConfig) -> Policy:
         retry_cap_s=e.retry_cap_s,
         probe_base_s=e.probe_base_s,
         delay_warning_after=timedelta(seconds=e.delay_warning_after_s),
+        forget_ended_after=timedelta(days=s.forget_ended_codes_after_days),
     )
 
 

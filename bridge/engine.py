@@ -59,6 +59,7 @@ from bridge.planner import (
     backoff_delay,
     choose_slot,
     foresee_problem,
+    forgettable,
     judge_read,
     local_window,
     next_command,
@@ -1245,8 +1246,13 @@ class Engine:
             changed: list[CodeRecord] = []
             events: list[Event] = []
             codes = self.codes_of(device_id)
+            ended = [c for c in codes if forgettable(c, now, self.policy)]
+            for code in ended:
+                events.append(self._event(EventType.ACCESS_CODE_DELETED, device_id,
+                                          code.access_code_id, {"reason": "ended"}))
+            forgotten = {c.access_code_id for c in ended}
             for code in codes:
-                if not code.is_managed:
+                if not code.is_managed or code.access_code_id in forgotten:
                     continue
                 updated = self._refresh(code, device, now)
                 updated, more = self._delay_warnings(updated, now)
@@ -1260,7 +1266,7 @@ class Engine:
             device_updated = self._device_warnings(device, now)
             device_updated = self._pool_issues(device_updated, [*codes, *changed], now)
             if changed or events or device_updated is not device:
-                await self._commit(codes=changed, events=events,
+                await self._commit(codes=changed, events=events, drop=sorted(forgotten),
                                    devices=[device_updated] if device_updated is not device
                                    else [])
         if device.backup_pool_enabled and self.pool_settings(device).auto_pull:

@@ -32,6 +32,9 @@ class Policy:
     probe_base_s: float = 60.0
     probe_cap_s: float = 1800.0
     delay_warning_after: timedelta = timedelta(minutes=5)
+    # A time-bound code that ended and is off the lock is forgotten this long after its end,
+    # so the records of years of stays do not pile up in memory and on disk.
+    forget_ended_after: timedelta = timedelta(days=30)
 
 
 def uses_native_schedule(device: DeviceRecord) -> bool:
@@ -91,6 +94,13 @@ def outcome_unknown(code: CodeRecord) -> CodeRecord:
     if code.extra.get(OUTCOME_UNKNOWN):
         return code
     return replace(code, extra={**code.extra, OUTCOME_UNKNOWN: True})
+
+
+def forgettable(code: CodeRecord, now: datetime, policy: Policy) -> bool:
+    """A managed time-bound code long past its end, off the lock, with nothing left to do."""
+    return (code.is_managed and code.type is AccessCodeType.TIME_BOUND and not code.deleted
+            and not code.on_lock and code.ends_at is not None
+            and now >= code.ends_at + policy.forget_ended_after)
 
 
 def derive_status(

@@ -17,7 +17,7 @@ fi
 upstream=$!
 trap 'kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true' EXIT
 cat >&2 <<MSG
-lockbridge demo; in another terminal:
+lockbridge demo; open http://127.0.0.1:8787/status in a browser, or in another terminal:
   .venv/bin/lockbridge status -c config/demo.yaml              # locks and codes (PINs masked)
   .venv/bin/lockbridge upstream-send --bridge demo-bridge --token-file $token \\
       '{"action": "snapshot"}'                                  # a command from "the cloud"

@@ -59,3 +59,21 @@ async def test_a_full_lock_is_a_problem_known_days_ahead(harness_factory) -> Non
     assert warning_text(h, guest.access_code_id) is None
     await h.advance(2 * 24 * 3600, step=3600)
     assert guest.code in h.slots("front").values()
+
+
+async def test_ended_codes_are_forgotten_a_month_later(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    dev = h.device_id("front")
+    ended = await h.engine.create_code(dev, stay(timedelta(hours=2), D))
+    ongoing = await h.engine.create_code(dev, CodeRequest(name="Staff"))
+    await h.advance(2 * 24 * 3600, step=3600)
+    assert ended.code not in h.slots("front").values()  # off the lock at its end
+    assert ended.access_code_id in h.engine.codes  # still listed, as `unset`, for a while
+    await h.advance(29 * 24 * 3600, step=6 * 3600)
+    assert ended.access_code_id not in h.engine.codes
+    assert ongoing.access_code_id in h.engine.codes
+    events = await h.store.read(lambda r: r.events(access_code_id=ended.access_code_id))
+    assert events[-1].event_type.value == "access_code.deleted"
+    assert events[-1].data == {"reason": "ended"}
+    assert await h.store.read(lambda r: [c.access_code_id for c in r.codes()
+                                         if c.access_code_id == ended.access_code_id]) == []

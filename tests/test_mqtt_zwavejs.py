@@ -130,6 +130,23 @@ async def test_refusal_is_reported(mosquitto: Mosquitto, tmp_path: Path) -> None
         assert node.applied == []
 
 
+async def test_a_duplicate_refused_only_by_notification_is_reported(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # The lock masks PINs, so lockbridge cannot see that slot 1 already holds 5150; the lock
+    # takes the write, keeps the slot empty, and sends "not added due to duplicate code".
+    node = FakeNode(5, masks=True, silent_duplicates=True, codes={1: "5150"})
+    async with setup(mosquitto, tmp_path, [node],
+                     locks=[{"node_id": 5, "id": "lock5", "masks_pins": True}]) as (h, _):
+        device = h.device_id("zwave", "lock5")
+        await h.until(lambda: any(c.slot == 1 for c in h.engine.codes_of(device)),
+                      what="the occupied slot imported")
+        code = await h.engine.create_code(device, CodeRequest(name="Guest", code="5150"))
+        await h.until(lambda: h.code(code.access_code_id).has_error(
+            AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE), what="duplicate error")
+        assert node.codes == {1: "5150"}
+        assert "already in another slot" in str(h.code(code.access_code_id).errors)
+
+
 async def test_dead_node_waits_then_converges(mosquitto: Mosquitto, tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5)]) as (h, fake):
         device = h.device_id("zwave", "lock5")

@@ -25,6 +25,7 @@ from bridge.planner import (
     choose_slot,
     derive_status,
     foresee_problem,
+    forgettable,
     judge_read,
     local_window,
     next_command,
@@ -239,3 +240,14 @@ def test_pin_rules_of_a_keypad_without_zero_that_reserves_12() -> None:
         pin = generate_pin(rules, taken, rng)
         assert len(pin) == 6 and "0" not in pin and not pin.startswith("12")
         taken.append(pin)
+
+
+def test_forgettable_only_long_ended_codes_off_the_lock() -> None:
+    month = POLICY.forget_ended_after
+    ended = tb(-40 * D, -35 * D)
+    assert forgettable(ended, T0, POLICY)
+    assert not forgettable(tb(-40 * D, -D), T0, POLICY)  # ended yesterday: still shown
+    assert not forgettable(replace(ended, on_lock_pin="482915"), T0, POLICY)  # still on it
+    assert not forgettable(replace(ended, deleted=True), T0, POLICY)  # the removal finishes it
+    assert not forgettable(code("ongoing"), T0 + 10 * month, POLICY)
+    assert not forgettable(replace(ended, is_managed=False), T0, POLICY)

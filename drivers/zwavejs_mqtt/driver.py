@@ -52,6 +52,10 @@ from drivers.mqtt.support import load_memory, save_memory
 from drivers.zwavejs_mqtt import mapping
 
 _LOG = logging.getLogger(__name__)
+# Access Control event 15, as Z-Wave JS UI names its topic (compared lower-case).
+DUPLICATE_EVENT = "new_user_code_not_added_due_to_duplicate_code"
+# How long a refused write waits for the lock's duplicate notice before calling it a plain miss.
+DUPLICATE_NOTICE_WAIT_S = 1.5
 _DEFAULT_SLOTS = 30
 
 
@@ -104,6 +108,9 @@ class _Lock:
     uncertain: dict[int, str | None] = field(default_factory=dict)
     # The last (userIdStatus, userCode) seen per slot, from reads and value topics.
     known: dict[int, tuple[object, object]] = field(default_factory=dict)
+    # When the lock last said "new user code not added: duplicate", per slot (monotonic).
+    duplicate_at: dict[int, float] = field(default_factory=dict)
+    duplicate_seen: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ZwaveJsMqttDriver:
@@ -269,6 +276,8 @@ class ZwaveJsMqttDriver:
 
     async def _send(self, lock: _Lock, slot: int, pin: str | None, args: list[object]) -> None:
         key = (lock.options.external_id, slot)
+        started = self._clock.monotonic()
+        lock.duplicate_seen.clear()
         self._pending.begin(key, pin)
         lock.uncertain[slot] = pin
         try:
@@ -288,8 +297,24 @@ class ZwaveJsMqttDriver:
         lock.uncertain.pop(slot, None)
         if not shows(read, pin):
             self._pending.end(key)
+            if pin is not None and await self._refused_as_duplicate(lock, slot, started):
+                # Kwikset and Yale take the command, then refuse a PIN held in another slot
+                # and say so only in a notification.
+                raise CommandRejected(RejectReason.DUPLICATE_PIN,
+                                      f"the lock refused the PIN for slot {slot}: it is already "
+                                      "in another slot")
             what = "is not empty" if pin is None else "holds another code"
             raise RetryLater(f"slot {slot} {what} after the gateway accepted the command")
+
+    async def _refused_as_duplicate(self, lock: _Lock, slot: int, since: float) -> bool:
+        """Whether the lock's duplicate notice for `slot` came (waiting a moment for it)."""
+        if lock.duplicate_at.get(slot, -1.0) < since:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DUPLICATE_NOTICE_WAIT_S):
+                    while lock.duplicate_at.get(slot, -1.0) < since:
+                        lock.duplicate_seen.clear()
+                        await lock.duplicate_seen.wait()
+        return lock.duplicate_at.get(slot, -1.0) >= since
 
     async def _already(self, lock: _Lock, slot: int, pin: str | None) -> bool:
         """Before resending a command whose outcome was lost: does the slot show it already?"""
@@ -425,6 +450,9 @@ class ZwaveJsMqttDriver:
             self._pump.emit(DriverEvent(DriverEventKind.KEYPAD_USED, external_id,
                                         slot=note.slot, detail=note.detail))
             return
+        if note.slot is not None and note.detail.get("event", "").lower() == DUPLICATE_EVENT:
+            lock.duplicate_at[note.slot] = self._clock.monotonic()
+            lock.duplicate_seen.set()
         slots = lock.info.capabilities.slots() if note.slot is None else [note.slot]
         for slot in slots:
             self._pending.end((external_id, slot))

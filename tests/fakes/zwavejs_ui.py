@@ -34,6 +34,9 @@ class FakeNode:
     product: str = "916"
     masks: bool = False
     rejects_duplicates: bool = True
+    # Take a duplicate PIN's write without a word, then say so only in a notification (as
+    # locks without Supervision do).
+    silent_duplicates: bool = False
     codes: dict[int, str] = field(default_factory=dict)
     status: str = "Alive"
     stall: bool = False
@@ -166,6 +169,10 @@ class FakeZwaveJsUI(MqttPeer):
                 raise _Failure("Unable to write value: InvalidValue (user code length)")
             if node.rejects_duplicates and any(p == value and s != slot
                                                for s, p in node.codes.items()):
+                if node.silent_duplicates:
+                    await self._notify(node, "New_user_code_not_added_due_to_duplicate_code",
+                                       {"userId": slot})
+                    return {"status": 255}
                 raise _Failure("Unable to write value: Fail (duplicate user code)")
             SEEN_PINS.add(value)
             node.codes[slot] = value

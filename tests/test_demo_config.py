@@ -1,0 +1,61 @@
+"""The embedded default that the README's first command runs (config/demo.yaml): it is valid,
+and the daemon brings its locks up and works its declared codes. Only the paths, the port and
+the upstream (which scripts/demo.sh starts beside it) are changed for the test."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drivers.simulator.driver import load_state_file
+from tests.api_helpers import ROOT, lockbridge, start_daemon, wait_until
+
+pytestmark = pytest.mark.slow
+DEMO = ROOT / "config" / "demo.yaml"
+
+
+def test_the_demo_config_is_valid() -> None:
+    checked = subprocess.run(lockbridge("check-config", str(DEMO)), capture_output=True,
+                             text=True, cwd=ROOT, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_demo_brings_its_locks_up_and_sets_its_codes(tmp_path: Path) -> None:
+    text = DEMO.read_text()
+    text = text.replace("state_dir: ../state/demo", "state_dir: {state}")
+    text = text.replace("port: 8787", "port: 0")
+    # scripts/demo.sh starts the reference upstream beside the daemon; the test runs without.
+    text = re.sub(r"\nupstream:\n(  .*\n)+", "\n", text)
+    assert "{state}" in text and "upstream:" not in text
+    daemon = start_daemon(tmp_path, text)
+    try:
+        api = httpx.Client(base_url=daemon.url, timeout=20,
+                           headers={"Authorization": f"Bearer {daemon.key}"})
+        names = {d["display_name"] for d in api.get("/devices/list").json()["devices"]}
+        assert names == {"Front door", "Back door", "Garage keypad", "Shed (refuses codes)"}
+        daemon.pins.update({"482915", "4829"})
+        def on_lock(lock_id: str) -> dict[int, str]:
+            path = daemon.state / "simulated-locks.json"  # the demo's state_file
+            return load_state_file(path).get(lock_id, {}) if path.exists() else {}
+
+        wait_until(lambda: "482915" in on_lock("front-door").values(),
+                   what="the staff code on the front door")
+        wait_until(lambda: "4829" in on_lock("back-door").values(),
+                   what="the staff code on the back door")
+
+        def shed_errors() -> list[str]:
+            codes = api.get("/access_codes/list").json()["access_codes"]
+            return [e["error_code"] for c in codes if c["name"] == "Gardener"
+                    for e in c["errors"]]
+
+        # The lock that refuses sets says so with the error of the source documents.
+        wait_until(lambda: "failed_to_set_on_device" in shed_errors(), timeout=60,
+                   what="the refusing lock's error")
+        status = daemon.cli("status").stdout
+        assert "Front door" in status and "482915" not in status
+    finally:
+        daemon.stop()
