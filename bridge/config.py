@@ -108,7 +108,10 @@ class DeviceOverride(_Strict):
     command_spacing_s: Annotated[float, Field(ge=0)] | None = None
     backup_pool_size: Annotated[int, Field(ge=1, le=20)] | None = None
     auto_pull_backup: bool | None = None
-
+    # PIN rules the driver cannot learn from the lock: Schlage's one length for every code,
+    # and its rule that no code may start with the programming code's digits.
+    pin_length: Annotated[int, Field(ge=4, le=10)] | None = None
+    pin_forbidden_prefixes: list[Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]] = []
 
 
 class DeclaredCode(_Strict):

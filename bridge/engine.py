@@ -505,7 +505,8 @@ class Engine:
 
     # -- devices --------------------------------------------------------------------------
 
-    async def unmanage_device(self, device_id: str) -> DeviceRecord:
+    async def unmanage_device(self, device_id: str,
+                              on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
         """Take a lock out of lockbridge: its backup codes come off and its pool is off.
 
         Refused while lockbridge still manages other codes on it (nobody would take a guest's
@@ -546,19 +547,22 @@ class Engine:
                                              revision=c.revision + 1), updated, now)
                        for c in backups if c.on_lock]
             await self._commit(devices=[updated], codes=leaving, events=events,
-                               drop=[c.access_code_id for c in backups if not c.on_lock])
+                               drop=[c.access_code_id for c in backups if not c.on_lock],
+                               extra=on_commit)
         _LOG.info("lock %s is no longer managed; %d backup code(s) come off it", device_id,
                   len(leaving))
         self._wake(device_id)
         return self.devices[device_id]
 
-    async def manage_device(self, device_id: str) -> DeviceRecord:
+    async def manage_device(self, device_id: str,
+                            on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
         """Bring an unmanaged lock back; its backup pool starts off, as on a new lock."""
         async with self._lock_for(device_id):
             device = self.device(device_id, managed=False)
             updated = replace(device, is_managed=True)
             await self._commit(devices=[updated], events=[self._event(
-                EventType.DEVICE_UNMANAGED_CONVERTED_TO_MANAGED, device_id, None, {})])
+                EventType.DEVICE_UNMANAGED_CONVERTED_TO_MANAGED, device_id, None, {})],
+                extra=on_commit)
         self.reconcile(device_id, full=True)
         return self.devices[device_id]
 
@@ -1483,6 +1487,7 @@ class Engine:
                         availability: Availability) -> None:
         device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
         override = self._overrides.get(info.external_id, {})
+        info = _with_pin_overrides(info, override)
         zone = override.get("time_zone") or info.time_zone or self._zone_for(driver_name,
                                                                             info.external_id)
         spacing = override.get("command_spacing_s")
@@ -1739,6 +1744,19 @@ def _expire_external_warning(code: CodeRecord, now: datetime) -> CodeRecord:
             or code.on_lock_pin != code.code or now - issue.created_at < _EXTERNAL_WARNING_KEPT:
         return code
     return replace(code, warnings=_drop_codes(code.warnings, {warning}))
+
+
+def _with_pin_overrides(info: DeviceInfo, override: dict[str, Any]) -> DeviceInfo:
+    """The lock's PIN rules with what the operator knows and the driver cannot read."""
+    length = override.get("pin_length")
+    prefixes = tuple(override.get("pin_forbidden_prefixes") or ())
+    if length is None and not prefixes:
+        return info
+    rules = info.constraints
+    rules = replace(rules, fixed_length=length if length is not None else rules.fixed_length,
+                    forbidden_prefixes=tuple(dict.fromkeys((*rules.forbidden_prefixes,
+                                                            *prefixes))))
+    return replace(info, constraints=rules)
 
 
 def _drop_codes(issues: tuple[Issue, ...], codes: Iterable[str]) -> tuple[Issue, ...]:

@@ -76,7 +76,8 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
                        clock: FakeClock | None = None, time_zone: str | None = None,
                        key: bytes | None = None, state_file: Path | None = None,
                        pool: PoolSettings | None = None,
-                       offline: tuple[str, ...] = ()) -> Harness:
+                       offline: tuple[str, ...] = (),
+                       device_overrides: dict[str, dict[str, object]] | None = None) -> Harness:
     """Build and start an engine over the given simulated locks (`offline` ones unreachable
     from the start)."""
     clock = clock or FakeClock(START)
@@ -91,7 +92,7 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
         driver.lock(lock_id).go_offline()
     engine = Engine(store, clock, policy or Policy(), {"sim": driver}, rng=random.Random(7),
                     default_time_zone=lambda d, e: time_zone, default_spacing_s=0.0,
-                    command_timeout_s=30.0, pool=pool)
+                    command_timeout_s=30.0, pool=pool, device_overrides=device_overrides)
 
     async def sink(event):  # type: ignore[no-untyped-def]
         await engine.on_driver_event("sim", event)

@@ -494,3 +494,22 @@ async def test_a_refused_preferred_pin_is_replaced_and_says_so(harness_factory) 
     await h.settle()
     assert h.engine.codes[d.access_code_id].code == "4321"
     assert "code_differs_from_requested" not in warnings(h, d.access_code_id)
+
+
+async def test_pin_rules_the_operator_knows_apply_to_every_code(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    # A Schlage whose programming code starts 271, with every code 5 digits long: the driver
+    # cannot read either rule from the lock, the config gives them.
+    h = await harness_factory([SimLockSpec("back", "Back")], device_overrides={
+        "back": {"pin_length": 5, "pin_forbidden_prefixes": ["271"]}})
+    dev = h.device_id("back")
+    with pytest.raises(EngineError) as refused:
+        await h.engine.create_code(dev, CodeRequest(code="27199"))
+    assert "programming code" in str(refused.value) and "271" not in str(refused.value)
+    with pytest.raises(EngineError):
+        await h.engine.create_code(dev, CodeRequest(code="3141"))  # not 5 digits
+    for _ in range(50):
+        pin = h.engine.generate_code(dev)
+        assert len(pin) == 5 and not pin.startswith("271")
+    made = await h.engine.create_code(dev, CodeRequest(name="Guest"))
+    await h.settle()
+    assert made.code in h.slots("back").values() and len(made.code or "") == 5

@@ -156,3 +156,35 @@ async def test_unanswered_commands_are_resent_after_a_reconnect(harness_factory,
     finally:
         await running.stop()
         await server.stop()
+
+
+async def test_a_lock_removed_and_brought_back_by_command(env) -> None:  # type: ignore[no-untyped-def]
+    h, server, _ = env
+    dev = h.device_id("front")
+    made = await server.send_command(BRIDGE_ID, {
+        "action": "access_codes.create", "device_id": dev, "name": "Guest", "code": "5307",
+        "use_backup_access_code_pool": True}, "dev-1")
+    await h.settle()
+    assert len(h.slots("front")) == 6  # the guest's code and a pool of five
+    refused = await server.send_command(BRIDGE_ID, {
+        "action": "devices.update", "device_id": dev, "is_managed": False}, "dev-2")
+    assert refused["ok"] is False and refused["error"]["type"] == "device_has_access_codes"
+    await server.send_command(BRIDGE_ID, {
+        "action": "access_codes.delete",
+        "access_code_id": made["result"]["access_code"]["access_code_id"]}, "dev-3")
+    await h.settle()
+    removed = await server.send_command(BRIDGE_ID, {
+        "action": "devices.update", "device_id": dev, "is_managed": False}, "dev-4")
+    assert removed["ok"] is True and removed["result"]["device"]["is_managed"] is False
+    await h.settle()
+    assert h.slots("front") == {}
+    again = await server.send_command(BRIDGE_ID, {
+        "action": "devices.update", "device_id": dev, "is_managed": False}, "dev-4",
+        resend=True)
+    assert again == removed
+    back = await server.send_command(BRIDGE_ID, {
+        "action": "devices.update", "device_id": dev, "is_managed": True}, "dev-5")
+    assert back["ok"] is True and back["result"]["device"]["is_managed"] is True
+    missing = await server.send_command(BRIDGE_ID, {
+        "action": "devices.update", "device_id": dev}, "dev-6")
+    assert missing["ok"] is False and missing["error"]["field"] == "is_managed"

@@ -23,11 +23,12 @@ from typing import Any
 from bridge.engine import CodeRequest, Engine, EngineError
 from bridge.model import AccessCodeType
 from bridge.records import CodeRecord
-from bridge.serialize import access_code_json
+from bridge.serialize import access_code_json, device_json
 from bridge.store import Store, Tx
 from bridge.upstream.protocol import (
     MUTATING_ACTIONS,
     Command,
+    CommandAction,
     CommandResult,
     ConvertUnmanagedAccessCode,
     CreateAccessCode,
@@ -36,8 +37,8 @@ from bridge.upstream.protocol import (
     ErrorBody,
     ProtocolProblem,
     PullBackupAccessCode,
-    RequestSnapshot,
     UpdateAccessCode,
+    UpdateDevice,
     dump,
     parse_command,
 )
@@ -133,9 +134,7 @@ class CommandRunner:
         except EngineError as exc:
             return _failed(cid, exc.kind, str(exc), exc.field_name)
 
-    async def _apply(self, cid: str, body: CreateAccessCode | UpdateAccessCode
-                     | DeleteAccessCode | PullBackupAccessCode | ConvertUnmanagedAccessCode
-                     | DeleteUnmanagedAccessCode | RequestSnapshot) -> dict[str, Any]:
+    async def _apply(self, cid: str, body: CommandAction) -> dict[str, Any]:
         engine = self._engine
         if isinstance(body, CreateAccessCode):
             code_id = created_code_id(self._bridge_id, cid)
@@ -178,6 +177,13 @@ class CommandRunner:
             await engine.delete_unmanaged(body.access_code_id,
                                           on_commit=_mark(cid, body.action, body.access_code_id))
             return {}
+        if isinstance(body, UpdateDevice):
+            mark = _mark(cid, body.action, "", device_id=body.device_id)
+            if body.is_managed:
+                device = await engine.manage_device(body.device_id, on_commit=mark)
+            else:
+                device = await engine.unmanage_device(body.device_id, on_commit=mark)
+            return {"device": device_json(device, self._bridge_id)}
         await self._send_snapshot()
         return {}
 
@@ -186,6 +192,13 @@ class CommandRunner:
         is applied again."""
         applied = json.loads(marker)
         action, code_id = str(applied["action"]), str(applied["access_code_id"])
+        if action == "devices.update":
+            device = self._engine.devices.get(str(applied.get("device_id")))
+            if device is None:
+                return _failed(cid, "device_not_found", "The command was applied, but the "
+                               "device is gone since", "device_id")
+            return CommandResult(command_id=cid, ok=True,
+                                 result={"device": device_json(device, self._bridge_id)})
         if action in ("access_codes.delete", "access_codes.unmanaged.delete"):
             return CommandResult(command_id=cid, ok=True, result={})
         code = self._live(code_id)
@@ -208,9 +221,13 @@ class CommandRunner:
                                 self._bridge_id)
 
 
-def _mark(command_id: str, action: str, access_code_id: str) -> Callable[[Tx], None]:
+def _mark(command_id: str, action: str, access_code_id: str,
+          device_id: str | None = None) -> Callable[[Tx], None]:
     """An engine `on_commit` that marks the command applied in the change's transaction."""
-    marker = json.dumps({"action": action, "access_code_id": access_code_id})
+    applied = {"action": action, "access_code_id": access_code_id}
+    if device_id is not None:
+        applied["device_id"] = device_id
+    marker = json.dumps(applied)
     return lambda tx: tx.mark_command_applied(command_id, marker)
 
 

@@ -226,22 +226,31 @@ class DeleteUnmanagedAccessCode(_Message):
     access_code_id: Id
 
 
+class UpdateDevice(_Message):
+    """`devices.update`: `is_managed: false` takes a lock out of lockbridge (its backup codes
+    come off), `true` brings an unmanaged one back."""
+
+    action: Literal["devices.update"]
+    device_id: Id
+    is_managed: bool
+
+
 class RequestSnapshot(_Message):
     """`snapshot`: send a full snapshot now."""
 
     action: Literal["snapshot"]
 
 
-CommandBody = Annotated[
-    CreateAccessCode | UpdateAccessCode | DeleteAccessCode | PullBackupAccessCode
-    | ConvertUnmanagedAccessCode | DeleteUnmanagedAccessCode | RequestSnapshot,
-    Field(discriminator="action"),
-]
+# Every command a bridge carries out, one model per `action`.
+CommandAction = (CreateAccessCode | UpdateAccessCode | DeleteAccessCode | PullBackupAccessCode
+                 | ConvertUnmanagedAccessCode | DeleteUnmanagedAccessCode | UpdateDevice
+                 | RequestSnapshot)
+CommandBody = Annotated[CommandAction, Field(discriminator="action")]
 # Actions that add events to the outbox, refused while it is full.
 MUTATING_ACTIONS = frozenset({
     "access_codes.create", "access_codes.update", "access_codes.delete",
     "access_codes.pull_backup_access_code", "access_codes.unmanaged.convert_to_managed",
-    "access_codes.unmanaged.delete",
+    "access_codes.unmanaged.delete", "devices.update",
 })
 
 
@@ -293,14 +302,10 @@ def parse_bridge(text: str, max_bytes: int) -> Hello | Snapshot | Events | Comma
     return message
 
 
-def parse_command(command: Command) -> (CreateAccessCode | UpdateAccessCode | DeleteAccessCode
-                                        | PullBackupAccessCode | ConvertUnmanagedAccessCode
-                                        | DeleteUnmanagedAccessCode | RequestSnapshot):
+def parse_command(command: Command) -> CommandAction:
     """The command's body, or ProtocolProblem `invalid_input` naming the parameter."""
     try:
-        body: (CreateAccessCode | UpdateAccessCode | DeleteAccessCode | PullBackupAccessCode
-               | ConvertUnmanagedAccessCode | DeleteUnmanagedAccessCode
-               | RequestSnapshot) = _COMMAND.validate_python(command.command)
+        body: CommandAction = _COMMAND.validate_python(command.command)
     except ValidationError as exc:
         raise _invalid(exc, "invalid_input", command.command_id) from None
     return body
