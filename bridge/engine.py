@@ -256,8 +256,7 @@ class Engine:
         if driver is None:
             return
         for info in driver.devices():
-            if (driver_name, info.external_id) in self._by_external and \
-                    self._by_external[(driver_name, info.external_id)] in self._workers:
+            if self._by_external.get((driver_name, info.external_id)) in self._workers:
                 continue
             await self._register(driver_name, info, driver.availability(info.external_id))
             device_id = self._by_external[(driver_name, info.external_id)]
@@ -345,14 +344,10 @@ class Engine:
             events = [self._event(EventType.ACCESS_CODE_CREATED, device_id,
                                   code.access_code_id, {})]
             devices: list[DeviceRecord] = []
-            if request.use_backup_access_code_pool and not device.backup_pool_enabled:
-                if not backup.supports_pool(device):
-                    raise EngineError("invalid_input", "This device does not support a backup "
-                                      "access code pool (properties."
-                                      "supports_backup_access_code_pool is false)",
-                                      "use_backup_access_code_pool")
-                # Once on, for good: seed 001.
-                devices.append(replace(device, backup_pool_enabled=True))
+            if request.use_backup_access_code_pool:
+                enabled = _pool_switched_on(device, "use_backup_access_code_pool")
+                if enabled is not None:
+                    devices.append(enabled)
             await self._commit(codes=[code], events=events, extra=on_commit, devices=devices)
         self._wake(device_id)
         return self.codes[code.access_code_id]
@@ -569,14 +564,9 @@ class Engine:
     async def enable_backup_pool(self, device_id: str) -> DeviceRecord:
         """Switch a lock's backup pool on (for good, as a code asking for it would)."""
         async with self._lock_for(device_id):
-            device = self.device(device_id)
-            if not device.backup_pool_enabled:
-                if not backup.supports_pool(device):
-                    raise EngineError("invalid_input", "This device does not support a backup "
-                                      "access code pool (properties."
-                                      "supports_backup_access_code_pool is false)",
-                                      "backup_access_code_pool_enabled")
-                await self._commit(devices=[replace(device, backup_pool_enabled=True)])
+            enabled = _pool_switched_on(self.device(device_id), "backup_access_code_pool_enabled")
+            if enabled is not None:
+                await self._commit(devices=[enabled])
         self._wake(device_id)
         return self.devices[device_id]
 
@@ -1744,6 +1734,17 @@ def _expire_external_warning(code: CodeRecord, now: datetime) -> CodeRecord:
             or code.on_lock_pin != code.code or now - issue.created_at < _EXTERNAL_WARNING_KEPT:
         return code
     return replace(code, warnings=_drop_codes(code.warnings, {warning}))
+
+
+def _pool_switched_on(device: DeviceRecord, field: str) -> DeviceRecord | None:
+    """The device with its backup pool on (once on, for good: seed 001), None if it already
+    was; EngineError naming `field` where the lock cannot hold a pool."""
+    if device.backup_pool_enabled:
+        return None
+    if not backup.supports_pool(device):
+        raise EngineError("invalid_input", "This device does not support a backup access code "
+                          "pool (properties.supports_backup_access_code_pool is false)", field)
+    return replace(device, backup_pool_enabled=True)
 
 
 def _with_pin_overrides(info: DeviceInfo, override: dict[str, Any]) -> DeviceInfo:

@@ -7,7 +7,6 @@ a secret: `token` only as ${ENV_VAR}, or `token_file`.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
+from bridge.hosts import is_loopback
 from bridge.zones import TimeZoneName
 
 
@@ -59,7 +59,7 @@ class Config(BaseModel):
         parts = urlsplit(self.url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("url must look like https://api.nuki.io")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("the API token would cross the network in clear: use https "
                              "(plain http only to a server on loopback)")
         return self
@@ -68,14 +68,6 @@ class Config(BaseModel):
         """The settings of one lock (defaults when the file says nothing about it)."""
         return self.smartlocks.get(smartlock_id) or SmartlockConfig()
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build(config: Config, context: DriverContext) -> object:

@@ -163,7 +163,7 @@ class NukiWebDriver:
                 return WriteResult(code.slot, code.pin, confirmed=False)
         # A create sent before (whose answer was lost, or that reached the lock late) may be
         # there already: adopt it instead of asking for the same PIN twice.
-        existing = self._find(lock, await self._auths(lock), code.pin)
+        existing = self._find(await self._auths(lock), code.pin)
         if existing is None:
             await self._call("PUT", f"/smartlock/{external_id}/auth", {**body, "type": KEYPAD_CODE})
             existing = await self._wait_for(lock, code.pin)
@@ -237,7 +237,7 @@ class NukiWebDriver:
                         window=window)
 
     @staticmethod
-    def _find(lock: _Lock, auths: list[dict[str, Any]], pin: str) -> tuple[int, object] | None:
+    def _find(auths: list[dict[str, Any]], pin: str) -> tuple[int, object] | None:
         for auth in auths:
             if str(auth.get("code")) == pin:
                 return auth_slot(auth.get("id")), auth.get("id")
@@ -247,7 +247,7 @@ class NukiWebDriver:
         """Nuki creates the code once it reaches the lock: look until it shows, bounded."""
         waited = 0.0
         while True:
-            found = self._find(lock, await self._auths(lock), pin)
+            found = self._find(await self._auths(lock), pin)
             if found is not None:
                 return found
             if waited >= self._config.create_wait_s:

@@ -6,13 +6,13 @@ the extra can still check a configuration that mentions Z-Wave, and only this dr
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.drivercontext import DriverContext
+from bridge.hosts import is_loopback
 from bridge.zones import TimeZoneName
 from drivers.unavailable import UnavailableDriver
 
@@ -77,7 +77,7 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _checks(self) -> Config:
         host = urlsplit(self.url).hostname or ""
-        if not self.allow_remote and not _is_loopback(host):
+        if not self.allow_remote and not is_loopback(host):
             raise ValueError(f"zwave-js-server has no authentication, so lockbridge only talks "
                              f"to it on loopback; {host!r} is not (set allow_remote: true only "
                              "behind a private, trusted link)")
@@ -89,14 +89,6 @@ class Config(BaseModel):
         """The settings of one node (defaults when the file says nothing about it)."""
         return self.nodes.get(node_id) or NodeConfig()
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build(config: Config, context: DriverContext) -> object:
