@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 from drivers.simulator.driver import load_state_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBSET = ROOT.parent / "shared" / "seam-openapi-subset.json"
+SUBSET = ROOT / "tests" / "fixtures" / "seam-openapi-subset.json"
 
 CONFIG = """\
 bridge: {{id: api-test}}
