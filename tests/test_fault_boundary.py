@@ -129,8 +129,9 @@ async def test_a_lock_whose_driver_keeps_raising_does_not_stop_the_others(
     assert "lock_worker_fault" in warnings, body["device"]["warnings"]
     assert "unexpected error" in warnings["lock_worker_fault"]
     status, metrics = await running.get("/metrics")
-    faults = re.search(r'lockbridge_lock_faults_total\{device_id="%s"\} (\d+)'
-                       % running.device_id("buggy"), metrics)
+    buggy_id = re.escape(running.device_id("buggy"))
+    faults = re.search(rf'lockbridge_lock_faults_total\{{device_id="{buggy_id}"\}} (\d+)',
+                       metrics)
     assert faults is not None and int(faults.group(1)) > 10, metrics
     # A traceback per streak, not per fault: far fewer than the faults themselves.
     tracebacks = [r for r in caplog.records if r.exc_info and "unexpected error" in r.message]
