@@ -340,6 +340,8 @@ def _json_object(text: str, max_bytes: int) -> dict[str, Any]:
         raw = json.loads(text)
     except ValueError:
         raise ProtocolProblem("invalid_json", "the message is not valid JSON") from None
+    except RecursionError:
+        raise ProtocolProblem("invalid_json", "the message is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolProblem("invalid_json", "the message must be a JSON object")
     return raw
