@@ -231,10 +231,7 @@ _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 def load_config(path: Path, text: str | None = None) -> LoadedConfig:
     """Read, substitute `${ENV}` references in, and validate a configuration file."""
     if text is None:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
+        text = _read_text(path)
     try:
         root = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -242,9 +239,18 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
         line = mark.line + 1 if mark is not None else 0
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [ConfigProblem(line, "", f"invalid YAML: {reason}")]) from exc
+    if root is None:
+        # An empty file would run a daemon on every default and no lock: surely a mistake (a
+        # file truncated by a full disk, a wrong path given to -c).
+        raise ConfigError(path, [ConfigProblem(1, "", "the file has no settings: write at "
+                                               "least state_dir and drivers (see "
+                                               "config/demo.yaml)")])
     lines: dict[tuple[str, ...], int] = {}
     problems: list[ConfigProblem] = []
-    data = _to_python(root, (), lines, problems) if root is not None else {}
+    try:
+        data = _Converter(lines, problems).convert(root, ())
+    except _Refused as exc:
+        raise ConfigError(path, [exc.problem]) from None
     if problems:
         raise ConfigError(path, problems)
     if not isinstance(data, dict):
@@ -330,48 +336,112 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = ("password", "token", "api_key", "secret")
 
 
-def _to_python(
-    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int],
-    problems: list[ConfigProblem],
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; a ConfigError with the line of the first byte that is not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(path, [ConfigProblem(
+            line, "", f"byte 0x{raw[exc.start]:02x} is not UTF-8: save the file as UTF-8 "
+            "(an editor's \"Latin-1\" or \"Windows-1252\" encoding writes accents this way)",
+        )]) from None
+
+
+# Nodes YAML aliases may add beyond those written in the file. A real configuration repeats a
+# broker or a lock preset a few times; "billion laughs" (aliases of aliases) repeats millions.
+ALIAS_NODE_BUDGET = 10_000
+# Deeper than any real configuration; keeps a deep document from exhausting Python's stack.
+MAX_DEPTH = 64
+
+
+class _Refused(Exception):
+    """The document is refused before it is converted any further."""
+
+    def __init__(self, problem: ConfigProblem) -> None:
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+class _Converter:
+    """Turns the composed YAML nodes into Python values, noting each key's line, checking
+    secrets and substituting ${ENV}. Aliases share nodes, so a revisited node is an alias
+    expansion: counted against ALIAS_NODE_BUDGET, so memory and time stay bounded."""
+
+    def __init__(self, lines: dict[tuple[str, ...], int], problems: list[ConfigProblem]) -> None:
+        self.lines = lines
+        self.problems = problems
+        self._seen: set[int] = set()
+        self._ancestors: set[int] = set()
+        self._repeats = 0
+
+    def convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        """The value of `node`; a ConfigError when aliases or nesting go beyond the limits."""
+        self._count(node, path)
+        self.lines[path] = node.start_mark.line + 1
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._scalar(node, path)
+        self._ancestors.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self.convert(child, (*path, str(i))) for i, child in enumerate(node.value)]
+        finally:
+            self._ancestors.discard(id(node))
+
+    def _count(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        refuse = None
+        if id(node) in self._ancestors:
+            refuse = "a YAML alias refers to a node that contains it"
+        elif len(path) > MAX_DEPTH:
+            refuse = f"settings nested deeper than {MAX_DEPTH} levels"
+        elif id(node) in self._seen:
+            self._repeats += 1
+            if self._repeats > ALIAS_NODE_BUDGET:
+                refuse = (f"YAML aliases expand to more than {ALIAS_NODE_BUDGET} extra values: "
+                          "write the settings out instead of nesting aliases of aliases")
+        self._seen.add(id(node))
+        if refuse is not None:
+            raise _Refused(ConfigProblem(node.start_mark.line + 1, ".".join(path), refuse))
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[str, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             sub = (*path, key)
             if key in out:
-                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
-                                              "key appears twice"))
-            lines[sub] = key_node.start_mark.line + 1
-            value = _to_python(value_node, sub, lines, problems)
-            lines[sub] = key_node.start_mark.line + 1
+                self.problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                                   "key appears twice"))
+            self.lines[sub] = key_node.start_mark.line + 1
+            value = self.convert(value_node, sub)
+            self.lines[sub] = key_node.start_mark.line + 1
             if key in _SECRET_KEYS and isinstance(value, str) and not _ENV.search(
                 str(value_node.value)
             ):
-                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
-                                              "secrets may not be written in the file: "
-                                              "use ${ENV_VAR} or "
-                                              f"{key}_file"))
+                self.problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                                   "secrets may not be written in the file: "
+                                                   f"use ${{ENV_VAR}} or {key}_file"))
             out[key] = value
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(child, (*path, str(i)), lines, problems)
-            for i, child in enumerate(node.value)
-        ]
-    value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                problems.append(ConfigProblem(node.start_mark.line + 1, ".".join(path),
-                                              f"environment variable {name} is not set"))
-                return ""
-            return os.environ[name]
 
-        value = _ENV.sub(substitute, value)
-    return value
+    def _scalar(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        value = _scalar(node)
+        if isinstance(value, str) and "${" in value:
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in os.environ:
+                    self.problems.append(ConfigProblem(node.start_mark.line + 1, ".".join(path),
+                                                       f"environment variable {name} is not "
+                                                       "set"))
+                    return ""
+                return os.environ[name]
+
+            value = _ENV.sub(substitute, value)
+        return value
 
 
 def _scalar(node: yaml.Node) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from bridge.engine import CodeRequest, Engine, EngineError
 from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
+from bridge.startup import StartupError
 from bridge.store import Store, Tx
 from bridge.timesync import ClockGuard
 from drivers import registry
@@ -64,9 +66,28 @@ def policy_from(loaded: LoadedConfig) -> Policy:
 def open_store(loaded: LoadedConfig) -> Store:
     """The store under the configured state directory, with its PIN key."""
     config = loaded.config
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _prepare_state_dir(config.state_dir)
     key = load_or_create_key(key_path(config.store.key_file, config.state_dir))
     return Store(config.state_dir / DB_NAME, PinCipher(key))
+
+
+def _prepare_state_dir(state_dir: Path) -> None:
+    """Make the state directory when absent; StartupError when it cannot hold the state."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise StartupError(f"state_dir {state_dir} is not a directory",
+                           "point state_dir at a directory (the service's is "
+                           "/var/lib/lockbridge)") from None
+    except OSError as exc:
+        raise StartupError(f"cannot create state_dir {state_dir} ({exc.strerror})",
+                           "create it for the service user: install -d -m 700 -o lockbridge "
+                           f"-g lockbridge {state_dir}") from None
+    if not os.access(state_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise StartupError(f"state_dir {state_dir} is not writable by this user "
+                           f"(uid {os.geteuid()})",
+                           f"chown -R lockbridge:lockbridge {state_dir} && chmod 700 "
+                           f"{state_dir}")
 
 
 async def build(loaded: LoadedConfig, clock: Clock | None = None,

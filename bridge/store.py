@@ -24,6 +24,7 @@ from bridge.records import (
     device_to_json,
 )
 from bridge.secrets import PinCipher
+from bridge.startup import StartupError
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -99,6 +100,15 @@ UPSTREAM_APPLIED = "upstream.applied:"
 
 class StoreError(Exception):
     """The database cannot be used as it is (newer schema, corruption, wrong key)."""
+
+
+class StoreUnusable(StoreError, StartupError):
+    """The database cannot be opened on this box as it is: what is wrong and the fix."""
+
+
+# What to do about a database that is damaged or not a database at all.
+_RESTORE_FIX = ("stop lockbridge, move it aside and restore the database and pin.key from the "
+                "same backup (docs/install.md, Backup and restore)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,26 +312,30 @@ class Store:
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
-        conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")
-        # An access-control record must survive someone pulling the plug.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+            conn = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unopenable(exc) from exc
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # An access-control record must survive someone pulling the plug.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = self._checked_version(conn)
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except BaseException as exc:
             conn.close()
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this lockbridge "
-                f"understands ({len(MIGRATIONS)}): upgrade lockbridge or restore a backup"
-            )
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if isinstance(exc, sqlite3.Error):
+                raise self._unopenable(exc) from exc
+            raise
         if check != "ok":
             conn.close()
-            raise StoreError(f"{self.path} failed its integrity check: {check}")
+            raise StoreUnusable(f"{self.path} failed its integrity check ({check})",
+                                _RESTORE_FIX)
         if version < len(MIGRATIONS):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -344,11 +358,42 @@ class Store:
     def _open_reader(self, create: bool = True) -> sqlite3.Connection:
         if not create and not self.path.exists():
             raise StoreError(f"no database at {self.path}")
-        conn = self._connect()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self.path} has schema version {version}, newer than this code")
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise self._unopenable(exc) from exc
+        try:
+            self._checked_version(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._unopenable(exc) from exc
+            raise
         return conn
+
+    def _checked_version(self, conn: sqlite3.Connection) -> int:
+        """The schema version; StoreUnusable when it is newer than this build knows."""
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreUnusable(
+                f"{self.path} has schema version {version}, newer than this lockbridge "
+                f"understands ({len(MIGRATIONS)})",
+                "upgrade lockbridge to the version that wrote it, or restore the database and "
+                "pin.key from a backup made before the upgrade")
+        return version
+
+    def _unopenable(self, exc: OSError | sqlite3.Error) -> StoreUnusable:
+        """Why SQLite could not open the file, as the operator's next step."""
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc,
+                                                                      sqlite3.OperationalError):
+            return StoreUnusable(f"{self.path} is not a lockbridge database or is damaged "
+                                 f"({exc})", _RESTORE_FIX)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return StoreUnusable(
+            f"cannot open the database {self.path} ({reason})",
+            f"it must be a file the service user can write, in a writable directory: chown -R "
+            f"lockbridge:lockbridge {self.path.parent} && chmod 600 {self.path}; a read-only "
+            "file system is often an SD card remounted after errors (check dmesg)")
 
     def _close_writer(self) -> None:
         assert self._wconn is not None
