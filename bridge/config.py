@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.listener import OPENABLE, beyond_loopback
 from bridge.zones import TimeZoneName
 from drivers import registry
 
@@ -36,12 +37,18 @@ class BridgeIdentity(_Strict):
 
 
 class ApiConfig(_Strict):
-    """The local HTTP API."""
+    """The local HTTP API (beyond loopback: bridge/listener.py)."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8787
     enabled: bool = True
     max_body_bytes: Annotated[int, Field(gt=0)] = 65536
+    # A listener beyond loopback needs TLS, or this set on purpose: keys cross the LAN in clear.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allow_plain_http: bool = False
+    # Routes served without a key beyond loopback (on loopback they always are).
+    public_routes: list[str] = []
 
 
 class LoggingConfig(_Strict):
@@ -300,6 +307,7 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
             key = ("devices", device, "property")
             problems.append(ConfigProblem(_line(lines, key), ".".join(key),
                                           f"no property {override.property!r} is defined"))
+    problems.extend(_api_problems(config.api, lines))
     if problems:
         raise ConfigError(path, problems)
     return LoadedConfig(path=path, config=config, drivers=tuple(driver_configs))
@@ -455,7 +463,7 @@ def _scalar(node: yaml.Node) -> Any:
 # Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
-                                   "cert_file", "key_file"})
+                                   "cert_file", "key_file", "tls_cert_file", "tls_key_file"})
 
 
 def _resolve_relative(data: Any, base: Path) -> None:
@@ -472,6 +480,28 @@ def _resolve_relative(data: Any, base: Path) -> None:
             data[key] = str((base / value).resolve())
         else:
             _resolve_relative(value, base)
+
+
+def _api_problems(api: ApiConfig, lines: dict[tuple[str, ...], int]) -> Iterator[ConfigProblem]:
+    """A listener other machines reach must be deliberate: TLS or plain HTTP said out loud."""
+    def problem(*key: str, reason: str) -> ConfigProblem:
+        return ConfigProblem(_line(lines, ("api", *key)), ".".join(("api", *key)), reason)
+
+    if (api.tls_cert_file is None) != (api.tls_key_file is None):
+        given = "tls_cert_file" if api.tls_cert_file is not None else "tls_key_file"
+        yield problem(given, reason="give api.tls_cert_file and api.tls_key_file together")
+    for index, route in enumerate(api.public_routes):
+        if route not in OPENABLE:
+            yield problem("public_routes", str(index),
+                          reason=f"{route!r} cannot be opened without a key (these can: "
+                                 f"{', '.join(OPENABLE)})")
+    if not api.enabled or not beyond_loopback(api.host):
+        return
+    if api.tls_cert_file is None and not api.allow_plain_http:
+        yield problem("host", reason=f"{api.host!r} lets other machines reach the API: serve "
+                                     "HTTPS with api.tls_cert_file and api.tls_key_file, or set "
+                                     "api.allow_plain_http: true to accept plain HTTP on this "
+                                     "network (or keep host 127.0.0.1)")
 
 
 def _line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:

@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import signal
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from bridge.config import LoadedConfig, parse_time_or_offset
 from bridge.driver import DriverEvent, LockDriver
 from bridge.drivercontext import DriverContext
 from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.listener import server_tls
 from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
@@ -45,6 +47,8 @@ class Bridge:
     drivers: dict[str, LockDriver]
     clock_guard: ClockGuard
     extras: dict[str, Any] = field(default_factory=dict)
+    # The API listener's TLS context, loaded before anything starts (None: plain HTTP).
+    api_tls: ssl.SSLContext | None = None
 
 
 def policy_from(loaded: LoadedConfig) -> Policy:
@@ -96,6 +100,9 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
     clock = clock or SystemClock()
     config = loaded.config
     store = open_store(loaded)
+    # Unusable certificate files stop the start here, before any lock is touched.
+    api_tls = server_tls(config.api.tls_cert_file, config.api.tls_key_file) \
+        if config.api.enabled else None
     if drivers is None:
         context = DriverContext(clock=clock, state_dir=config.state_dir)
         drivers = {}
@@ -148,7 +155,7 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         pool=pool,
         pool_overrides=pool_overrides,
     )
-    return Bridge(loaded, clock, store, engine, drivers, guard)
+    return Bridge(loaded, clock, store, engine, drivers, guard, api_tls=api_tls)
 
 
 async def declare_codes(bridge: Bridge) -> None:
