@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -106,6 +107,8 @@ class StoreUnusable(StoreError, StartupError):
     """The database cannot be opened on this box as it is: what is wrong and the fix."""
 
 
+# SQLite's primary result codes that can pass by themselves: busy, locked, disk full.
+_TRANSIENT_SQLITE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL})
 # What to do about a database that is damaged or not a database at all.
 _RESTORE_FIX = ("stop lockbridge, move it aside and restore the database and pin.key from the "
                 "same backup (docs/install.md, Backup and restore)")
@@ -319,7 +322,8 @@ class Store:
                 os.close(fd)
             conn = self._connect()
         except (OSError, sqlite3.Error) as exc:
-            raise self._unopenable(exc) from exc
+            self._raise_unusable(exc)
+            raise
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             # An access-control record must survive someone pulling the plug.
@@ -330,7 +334,7 @@ class Store:
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise self._unopenable(exc) from exc
+                self._raise_unusable(exc)
             raise
         if check != "ok":
             conn.close()
@@ -361,13 +365,14 @@ class Store:
         try:
             conn = self._connect()
         except sqlite3.Error as exc:
-            raise self._unopenable(exc) from exc
+            self._raise_unusable(exc)
+            raise
         try:
             self._checked_version(conn)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise self._unopenable(exc) from exc
+                self._raise_unusable(exc)
             raise
         return conn
 
@@ -382,18 +387,23 @@ class Store:
                 "pin.key from a backup made before the upgrade")
         return version
 
-    def _unopenable(self, exc: OSError | sqlite3.Error) -> StoreUnusable:
-        """Why SQLite could not open the file, as the operator's next step."""
+    def _raise_unusable(self, exc: OSError | sqlite3.Error) -> None:
+        """StoreUnusable, saying the operator's next step, when SQLite could not open the file
+        for a reason a restart cannot cure; returns for one that may pass by itself (a lock
+        held too long, a full disk), which the caller re-raises so systemd restarts the daemon."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _TRANSIENT_SQLITE or getattr(exc, "errno", None) == errno.ENOSPC:
+            return
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc,
                                                                       sqlite3.OperationalError):
-            return StoreUnusable(f"{self.path} is not a lockbridge database or is damaged "
-                                 f"({exc})", _RESTORE_FIX)
+            raise StoreUnusable(f"{self.path} is not a lockbridge database or is damaged "
+                                f"({exc})", _RESTORE_FIX) from exc
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return StoreUnusable(
+        raise StoreUnusable(
             f"cannot open the database {self.path} ({reason})",
             f"it must be a file the service user can write, in a writable directory: chown -R "
             f"lockbridge:lockbridge {self.path.parent} && chmod 600 {self.path}; a read-only "
-            "file system is often an SD card remounted after errors (check dmesg)")
+            "file system is often an SD card remounted after errors (check dmesg)") from exc
 
     def _close_writer(self) -> None:
         assert self._wconn is not None
