@@ -388,7 +388,7 @@ class _Converter:
         self._repeats = 0
 
     def convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
-        """The value of `node`; a ConfigError when aliases or nesting go beyond the limits."""
+        """The value of `node`; _Refused when aliases or nesting go beyond the limits."""
         self._count(node, path)
         self.lines[path] = node.start_mark.line + 1
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
