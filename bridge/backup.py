@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.driver import Addressing
+from bridge.instants import shifted
 from bridge.model import (
     AccessCodeErrorCode,
     AccessCodeStatus,
@@ -100,4 +101,4 @@ def due_for_auto_pull(code: CodeRecord, device: DeviceRecord, now: datetime, pol
     # "Still not set" means it was due and has been late long enough to carry a delay warning.
     late = code.has_warning(AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE)
     return (due is not None and due <= now and late and not code.verified
-            and now >= code.starts_at - settings.auto_pull_before)
+            and now >= shifted(code.starts_at, -settings.auto_pull_before))

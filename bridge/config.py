@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.instants import in_utc
 from bridge.zones import TimeZoneName
 from drivers import registry
 
@@ -304,14 +305,17 @@ def parse_time_or_offset(value: str, now: datetime) -> datetime:
     match = re.fullmatch(r"\+(\d+(?:\.\d+)?)([smhd])", value.strip())
     if match:
         scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-        return now + timedelta(seconds=float(match.group(1)) * scale)
+        try:
+            return now + timedelta(seconds=float(match.group(1)) * scale)
+        except OverflowError:
+            raise ValueError(f"{value!r} is further ahead than the calendar goes") from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is neither an ISO 8601 time nor an offset like +15m") from None
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone; write it in UTC with Z")
-    return parsed
+    return in_utc(parsed)
 
 
 def read_secret(value: str | None, file: Path | None, what: str) -> str | None:

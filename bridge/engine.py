@@ -135,6 +135,9 @@ class _Worker:
     reads_resume_at: float = 0.0
     busy: bool = False
     waiting: bool = False
+    # Unexpected exceptions in a row on this lock (see Engine._run_worker), and when the last was.
+    faults: int = 0
+    last_fault_at: float = 0.0
 
 
 EventListener = Callable[[list[Event]], Awaitable[None] | None]
@@ -192,6 +195,8 @@ class Engine:
         self._pool_overrides = pool_overrides or {}
         # A hub or cloud account takes only so many commands at once, whatever the lock count.
         self._budgets = {name: asyncio.Semaphore(concurrency_per_driver) for name in drivers}
+        # device_id -> unexpected exceptions seen on that lock since start (for /metrics).
+        self.fault_counts: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class Engine:
             self._by_external[(device.driver, device.external_id)] = device.device_id
         for name, driver in self.drivers.items():
             for info in driver.devices():
-                await self._register(name, info, driver.availability(info.external_id))
+                await self._register(name, info, self._reported(driver, info.external_id))
         for device in devices:
             if device.device_id not in self._workers and not device.removed:
                 # In the store but no driver reports it any more.
@@ -258,7 +263,8 @@ class Engine:
         for info in driver.devices():
             if self._by_external.get((driver_name, info.external_id)) in self._workers:
                 continue
-            await self._register(driver_name, info, driver.availability(info.external_id))
+            await self._register(driver_name, info,
+                                 self._reported(driver, info.external_id))
             device_id = self._by_external[(driver_name, info.external_id)]
             _LOG.info("lock %s (%s) found by driver %s", device_id, info.display_name,
                       driver_name)
@@ -609,36 +615,111 @@ class Engine:
     # -- worker -----------------------------------------------------------------------------
 
     async def _run_worker(self, device_id: str) -> None:
+        """One lock's worker under one fault boundary: whatever our code or the driver raises
+        stays with this lock. It is logged, counted and shown on the lock, and the worker starts
+        again after a capped, jittered pause; other locks, the API and the upstream carry on."""
         worker = self._workers[device_id]
         while True:
-            device = self.devices[device_id]
-            driver = self.drivers[device.driver]
-            if not device.online:
-                await self._housekeeping(device_id)
-                await self._probe_step(worker, device, driver)
-                continue
             try:
-                worked = await self._step(worker, device, driver)
+                await self._work_once(worker)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                _LOG.exception("lock %s: unexpected error; retrying after a pause", device_id)
-                await self._wait(worker, 30.0)
-                continue
-            if not worked:
-                now = self.clock.now()
-                wake_at = next_wakeup(device, self.codes_of(device_id), now, self.policy)
-                timeout = self._reconcile_interval
-                if wake_at is not None:
-                    timeout = min(timeout, max(0.0, (wake_at - now).total_seconds()))
-                if worker.full_read or worker.pending_reads:
-                    timeout = min(timeout, max(0.0, worker.reads_resume_at
-                                               - self.clock.monotonic()))
-                if not await self._wait(worker, timeout) and timeout >= self._reconcile_interval:
-                    # The slow period: re-read the slots we manage, never the whole lock.
-                    worker.pending_reads.update(
-                        c.slot for c in self.codes_of(device_id)
-                        if c.is_managed and c.slot is not None and c.on_lock)
+            except Exception as exc:  # the boundary itself
+                await self._note_fault(device_id, exc, "the lock's worker")
+                await self.clock.sleep(backoff_delay(worker.faults, _FAULT_RESTART_BASE_S,
+                                                     _FAULT_RESTART_CAP_S, self._rng))
+                self._resume_after_fault(worker)
+            else:
+                if worker.faults and self.clock.monotonic() - worker.last_fault_at \
+                        >= _FAULT_WARNING_HOLD_S:
+                    await self._fault_cleared(device_id)
+
+    async def _work_once(self, worker: _Worker) -> None:
+        """One pass: probe an unreachable lock, or take one step and wait for the next."""
+        device_id = worker.device_id
+        device = self.devices[device_id]
+        driver = self.drivers[device.driver]
+        if not device.online:
+            await self._housekeeping(device_id)
+            await self._probe_step(worker, device, driver)
+            return
+        if await self._step(worker, device, driver):
+            return
+        now = self.clock.now()
+        wake_at = next_wakeup(device, self.codes_of(device_id), now, self.policy)
+        timeout = self._reconcile_interval
+        if wake_at is not None:
+            timeout = min(timeout, max(0.0, (wake_at - now).total_seconds()))
+        if worker.full_read or worker.pending_reads:
+            timeout = min(timeout, max(0.0, worker.reads_resume_at - self.clock.monotonic()))
+        if not await self._wait(worker, timeout) and timeout >= self._reconcile_interval:
+            # The slow period: re-read the slots we manage, never the whole lock.
+            worker.pending_reads.update(
+                c.slot for c in self.codes_of(device_id)
+                if c.is_managed and c.slot is not None and c.on_lock)
+
+    def _reported(self, driver: LockDriver, external_id: str) -> Availability:
+        """What the driver says of a lock's availability; a driver that fails to say is taken
+        as not reaching it, so the probe decides when it is back."""
+        try:
+            return driver.availability(external_id)
+        except Exception as exc:  # a driver's bug stays with its lock
+            _LOG.warning("lock %s: the driver could not tell its availability (%s: %s)",
+                         external_id, type(exc).__name__, exc)
+            device_id = self._by_external.get((driver.name, external_id))
+            if device_id is not None:
+                self.fault_counts[device_id] = self.fault_counts.get(device_id, 0) + 1
+            return Availability.OFFLINE
+
+    def _resume_after_fault(self, worker: _Worker) -> None:
+        """Before working again, read back every slot a command was in flight for, as after a
+        restart: the fault may have struck between sending a command and recording its answer."""
+        worker.busy = False
+        worker.waiting = False
+        worker.pending_reads.update(slot for slot in worker.intents if slot >= 0)
+
+    async def _note_fault(self, device_id: str, exc: BaseException, where: str) -> None:
+        """An unexpected exception on one lock: logged (with its traceback the first time in a
+        row), counted for /metrics, and shown on the lock as a device warning."""
+        worker = self._workers.get(device_id)
+        self.fault_counts[device_id] = self.fault_counts.get(device_id, 0) + 1
+        if worker is None:
+            _LOG.error("lock %s: unexpected error in %s", device_id, where, exc_info=exc)
+            return
+        worker.faults += 1
+        worker.last_fault_at = self.clock.monotonic()
+        what = f"{type(exc).__name__} in {where}"
+        if worker.faults == 1:
+            _LOG.error("lock %s: unexpected error (%s); its work restarts after a pause, other "
+                       "locks carry on", device_id, what, exc_info=exc)
+        else:
+            _LOG.warning("lock %s: unexpected error again (%s, %d in a row): %s", device_id,
+                         what, worker.faults, exc)
+        message = (f"lockbridge hit an unexpected error working on this lock ({what}) and "
+                   f"retries after a pause; other locks are not affected. The log has the "
+                   f"details")
+        try:
+            async with self._lock_for(device_id):
+                device = self.devices.get(device_id)
+                if device is None or any(w.code == DeviceWarningCode.LOCK_WORKER_FAULT
+                                         and w.message == message for w in device.warnings):
+                    return
+                warnings = _drop_codes(device.warnings, {DeviceWarningCode.LOCK_WORKER_FAULT})
+                warnings = _with_issue(warnings, DeviceWarningCode.LOCK_WORKER_FAULT, message,
+                                       self.clock.now())
+                await self._commit(devices=[replace(device, warnings=warnings)])
+        except Exception:  # a store that cannot write must not break the boundary
+            _LOG.warning("lock %s: could not record the fault warning", device_id)
+
+    async def _fault_cleared(self, device_id: str) -> None:
+        """The lock's work has gone well for a while since its last fault: drop the warning."""
+        self._workers[device_id].faults = 0
+        async with self._lock_for(device_id):
+            device = self.devices[device_id]
+            if any(w.code == DeviceWarningCode.LOCK_WORKER_FAULT for w in device.warnings):
+                _LOG.info("lock %s: working normally again", device_id)
+                await self._commit(devices=[replace(device, warnings=_drop_codes(
+                    device.warnings, {DeviceWarningCode.LOCK_WORKER_FAULT}))])
 
     async def _step(self, worker: _Worker, device: DeviceRecord, driver: LockDriver) -> bool:
         device_id = device.device_id
@@ -1199,7 +1280,7 @@ class Engine:
         if isinstance(exc, Reauthenticate):
             await self._set_availability(device_id, Availability.ACCOUNT_DISCONNECTED)
         elif isinstance(exc, RetryLater | TimeoutError):
-            reported = driver.availability(device.external_id)
+            reported = self._reported(driver, device.external_id)
             if reported is not Availability.ONLINE:
                 await self._set_availability(device_id, reported)
 
@@ -1226,6 +1307,9 @@ class Engine:
             async with asyncio.timeout(self._timeout):
                 ok = await driver.probe(device.external_id)
         except (DriverError, TimeoutError):
+            ok = False
+        except Exception as exc:  # a driver's bug is a failed probe
+            await self._note_fault(device.device_id, exc, "the driver's probe")
             ok = False
         if ok:
             await self._set_availability(device.device_id, Availability.ONLINE)
@@ -1463,7 +1547,11 @@ class Engine:
     async def _clock_watch(self) -> None:
         """Wake every lock when the system clock becomes synchronised (or stops being)."""
         while True:
-            synced = self._clock_synchronized()
+            try:
+                synced = self._clock_synchronized()
+            except Exception:  # an unreadable clock state must not stop the locks
+                _LOG.exception("cannot tell whether the system clock is synchronised")
+                synced = False
             if synced != self._clock_was_synced:
                 self._clock_was_synced = synced
                 for device_id in self._workers:
@@ -1685,11 +1773,23 @@ class Engine:
                 return result
             except TimeoutError as exc:
                 raise RetryLater(f"no answer from the lock within {limit:.0f} s") from exc
+            except (DriverError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # the driver gateway's fault boundary
+                # A driver's bug: nobody knows what reached the lock, exactly as with no answer.
+                await self._note_fault(device.device_id, exc, "the driver")
+                raise RetryLater(f"the driver failed unexpectedly ({type(exc).__name__})") \
+                    from exc
             finally:
                 if self.command_observer is not None:
                     self.command_observer(device.driver, time.perf_counter() - started, ok)
 
 
+# A worker that hit an unexpected exception starts again after 1 s, doubling up to 5 minutes;
+# its warning stays until it has worked for 10 minutes without one.
+_FAULT_RESTART_BASE_S = 1.0
+_FAULT_RESTART_CAP_S = 300.0
+_FAULT_WARNING_HOLD_S = 600.0
 # Time allowed per slot when a lock's every slot is read (one radio round trip each on Z-Wave
 # and Zigbee locks reached over MQTT; the field notes measure 1.2 to 1.9 s).
 _FULL_READ_S_PER_SLOT = 2.0

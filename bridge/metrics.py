@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bridge.driver import Availability
@@ -100,6 +100,13 @@ class _StateCollector(Collector):
                             and c.status is AccessCodeStatus.SET)
                 pool.add_metric([device.device_id], ready)
         yield pool
+
+        faults = CounterMetricFamily(
+            "lockbridge_lock_faults", "Unexpected exceptions in a lock's worker or its driver "
+            "since start; the lock's work restarted after each.", labels=["device_id"])
+        for device_id, count in sorted(engine.fault_counts.items()):
+            faults.add_metric([device_id], count)
+        yield faults
 
         yield from _upstream_metrics(self._bridge.extras.get("upstream"))
 

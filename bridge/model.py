@@ -66,6 +66,7 @@ class DeviceWarningCode(enum.StrEnum):
     PARTIAL_BACKUP_ACCESS_CODE_POOL = "partial_backup_access_code_pool"
     UNKNOWN_TIME_ZONE = "unknown_time_zone"
     SYSTEM_CLOCK_UNSYNCHRONIZED = "system_clock_unsynchronized"
+    LOCK_WORKER_FAULT = "lock_worker_fault"
 
 
 class EventType(enum.StrEnum):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
+from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
 from bridge.pins import clash, pin_violation
 from bridge.records import CodeRecord, DeviceRecord
@@ -54,7 +55,7 @@ def should_be_on_lock(
     if now >= code.ends_at:
         return False
     lead = policy.native_lead if uses_native_schedule(device) else policy.bridge_lead
-    return now >= code.starts_at - lead
+    return now >= shifted(code.starts_at, -lead)
 
 
 def goes_on_at(code: CodeRecord, device: DeviceRecord, policy: Policy) -> datetime | None:
@@ -62,22 +63,31 @@ def goes_on_at(code: CodeRecord, device: DeviceRecord, policy: Policy) -> dateti
     if code.type is AccessCodeType.ONGOING or code.starts_at is None:
         return None
     lead = policy.native_lead if uses_native_schedule(device) else policy.bridge_lead
-    return code.starts_at - lead
+    return shifted(code.starts_at, -lead)
 
 
 def local_window(code: CodeRecord, device: DeviceRecord) -> LocalWindow | None:
-    """The code's window in the lock's wall-clock time, for locks that keep schedules."""
+    """The code's window in the lock's wall-clock time, for locks that keep schedules.
+
+    Locks keep dates in a few bytes (Z-Wave's year-day schedules count years 2000 to 2099), and
+    booking systems write "for ever" as 9999-12-31: the window sent is cut to what every lock
+    family can hold; the code is active over all of it either way."""
     if (code.type is not AccessCodeType.TIME_BOUND or not uses_native_schedule(device)
             or code.starts_at is None or code.ends_at is None):
         return None
     zone = ZoneInfo(device.time_zone or "UTC")
+    starts_at = min(max(code.starts_at, LOCK_WINDOW_FLOOR), LOCK_WINDOW_CEILING)
+    ends_at = min(max(code.ends_at, LOCK_WINDOW_FLOOR), LOCK_WINDOW_CEILING)
     # Each instant is converted on its own, so a DST change between them never shifts either.
     return LocalWindow(
-        starts_at=code.starts_at.astimezone(zone).replace(tzinfo=None),
-        ends_at=code.ends_at.astimezone(zone).replace(tzinfo=None),
+        starts_at=starts_at.astimezone(zone).replace(tzinfo=None),
+        ends_at=ends_at.astimezone(zone).replace(tzinfo=None),
     )
 
 
+# The span of time a lock's own schedule can hold, in every lock family lockbridge drives.
+LOCK_WINDOW_FLOOR = datetime(2000, 1, 2, tzinfo=UTC)
+LOCK_WINDOW_CEILING = datetime(2099, 12, 30, tzinfo=UTC)
 # Key in `CodeRecord.extra`: a write was sent for the code and its outcome was never heard.
 OUTCOME_UNKNOWN = "outcome_unknown"
 
@@ -100,7 +110,7 @@ def forgettable(code: CodeRecord, now: datetime, policy: Policy) -> bool:
     """A managed time-bound code long past its end, off the lock, with nothing left to do."""
     return (code.is_managed and code.type is AccessCodeType.TIME_BOUND and not code.deleted
             and not code.on_lock and code.ends_at is not None
-            and now >= code.ends_at + policy.forget_ended_after)
+            and now >= shifted(code.ends_at, policy.forget_ended_after))
 
 
 def derive_status(
@@ -211,10 +221,10 @@ def next_wakeup(
             if moment is not None and moment > now:
                 moments.append(moment)
         if code.pending_since is not None:
-            warn_at = code.pending_since + policy.delay_warning_after
+            warn_at = shifted(code.pending_since, policy.delay_warning_after)
             if warn_at > now:
                 moments.append(warn_at)
-        ahead = (code.starts_at - policy.errors_ahead) if code.starts_at else None
+        ahead = shifted(code.starts_at, -policy.errors_ahead) if code.starts_at else None
         if ahead is not None and ahead > now:
             moments.append(ahead)
     return min(moments) if moments else None
@@ -228,7 +238,8 @@ def foresee_problem(
     will not fit when its time comes (lock unreachable now, no slot, PIN clash), or None."""
     due = goes_on_at(code, device, policy)
     if (due is None or due <= now or code.starts_at is None
-            or now < code.starts_at - policy.errors_ahead or code.deleted or not code.is_managed):
+            or now < shifted(code.starts_at, -policy.errors_ahead) or code.deleted
+            or not code.is_managed):
         return None
     if not device.online:
         return (f"the lock is {device.availability.value.replace('_', ' ')}: the code cannot "

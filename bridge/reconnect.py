@@ -10,7 +10,11 @@ is cancelled, waiting on the injected `Clock` between attempts:
 - refused credentials or an unusable configuration (`FailureKind.REFUSED`) are not a reason to
   hammer the peer: they are retried only every `refused_retry_s`;
 - one warning is logged when an outage starts and one info line when it ends; every attempt in
-  between is logged at debug level only.
+  between is logged at debug level only;
+- a session that connects and then fails at once does not end the outage: the backoff keeps
+  growing until a session proves itself, by calling `worked()` after real work (an ack, a
+  command) or by staying up `healthy_after_s`, so a persistent fault never becomes a
+  reconnect storm.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class ReconnectSupervisor:
         rng: random.Random | None = None,
         logger: logging.Logger | None = None,
         on_state: Callable[[LinkState], None] | None = None,
+        healthy_after_s: float = 30.0,
     ) -> None:
         self.name = name
         self._clock = clock
@@ -98,6 +103,9 @@ class ReconnectSupervisor:
         self._warned = False
         self._refusal_logged = False
         self._kick = asyncio.Event()
+        self._healthy_after_s = healthy_after_s
+        self._connected_at = 0.0
+        self._proven = False
         self.attempts = 0
         self.last_error: BaseException | None = None
 
@@ -108,7 +116,11 @@ class ReconnectSupervisor:
 
     @property
     def failures(self) -> int:
-        """Failed attempts since the link was last up."""
+        """Failed attempts since a session last proved itself (see `worked`)."""
+        if self._state is LinkState.CONNECTED and (
+                self._proven
+                or self._clock.monotonic() - self._connected_at >= self._healthy_after_s):
+            return 0
         return self._failures
 
     def kick(self) -> None:
@@ -122,6 +134,7 @@ class ReconnectSupervisor:
         while True:
             self._set_state(LinkState.CONNECTING)
             self.attempts += 1
+            self._proven = False
             connected = False
 
             def established() -> None:
@@ -140,19 +153,32 @@ class ReconnectSupervisor:
 
     # -- internals ------------------------------------------------------------------------
 
+    def worked(self) -> None:
+        """The current session did real work: the link has recovered."""
+        if self._state is LinkState.CONNECTED and not self._proven:
+            self._recovered()
+
     def _established(self) -> None:
+        self._connected_at = self._clock.monotonic()
         if self._warned:
             down_for = self._clock.monotonic() - (self._outage_since or 0.0)
             self._log.info("%s: recovered after %d failed attempts (down %.3g s)", self.name,
                            self._failures, down_for)
-        self._failures = 0
         self._outage_since = None
         self._warned = False
         self._refusal_logged = False
         self.last_error = None
         self._set_state(LinkState.CONNECTED)
 
+    def _recovered(self) -> None:
+        """Only a session that proved itself resets the backoff."""
+        self._proven = True
+        self._failures = 0
+
     async def _after_session(self, connected: bool, error: BaseException | None) -> None:
+        if connected and not self._proven and \
+                self._clock.monotonic() - self._connected_at >= self._healthy_after_s:
+            self._recovered()
         if connected:
             self._outage_since = self._clock.monotonic()
         self.last_error = error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -95,6 +96,45 @@ async def test_outage_warns_once_backs_off_and_says_recovered(
     assert len(warnings) == 1 and "lost" in warnings[0].getMessage()
     assert len(infos) == 1 and "recovered after 6 failed attempts" in infos[0].getMessage()
     assert states[:3] == [LinkState.CONNECTING, LinkState.CONNECTED, LinkState.BACKING_OFF]
+
+
+async def test_sessions_that_fail_right_after_connecting_keep_backing_off() -> None:
+    # A peer that accepts the connection and drops it at once (a broken upstream, a broker that
+    # refuses the first subscribe) must not reset the backoff each time: no reconnect storm.
+    clock = FakeClock()
+    script = Script(clock, ["drop"] * 12)
+    supervisor = ReconnectSupervisor("link", clock, script, classify=classify,
+                                     backoff=Backoff(1.0, 16.0), rng=random.Random(5))
+    async with supervising(supervisor):
+        await run_for(clock, 120, step=0.5)
+    gaps = [b - a for a, b in zip(script.calls, script.calls[1:], strict=False)]
+    assert len(gaps) >= 6
+    assert max(gaps[4:]) > 8.0, gaps  # grown towards the cap, not stuck at the base
+    assert len(script.calls) <= 14
+
+
+async def test_a_session_that_did_real_work_ends_the_outage() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+    holder: list[ReconnectSupervisor] = []
+
+    async def session(established: Callable[[], None]) -> None:
+        calls.append(clock.monotonic())
+        if len(calls) <= 5:
+            raise ConnectionRefusedError("connection refused")
+        established()
+        if len(calls) == 6:
+            holder[0].worked()  # e.g. the upstream acknowledged events
+        raise ConnectionResetError("reset by peer")
+
+    supervisor = ReconnectSupervisor("link", clock, session, classify=classify,
+                                     backoff=Backoff(1.0, 64.0), rng=random.Random(5))
+    holder.append(supervisor)
+    async with supervising(supervisor):
+        await run_for(clock, 200, step=0.5)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    # After the session that worked, the wait starts again from the base.
+    assert gaps[5] <= 1.0 + 0.5, gaps
 
 
 async def test_refused_credentials_are_not_retried_in_a_storm(

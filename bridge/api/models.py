@@ -11,7 +11,9 @@ import typing
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bridge.instants import Instant
 
 Limit = Annotated[int, Field(ge=1, le=10000, description="Most records to return.")]
 Pin = Annotated[str, Field(pattern=r"^[0-9]{1,12}$", description="A PIN of digits only.")]
@@ -39,7 +41,7 @@ class DevicesList(Request):
     manufacturer: Annotated[str, Field(max_length=200)] | None = None
     connected_account_id: UUID | None = None
     connected_account_ids: list[UUID] | None = None
-    created_before: AwareDatetime | None = None
+    created_before: Instant | None = None
     search: Annotated[str, Field(max_length=200)] | None = None
     limit: Limit | None = None
     page_cursor: Cursor | None = None
@@ -83,8 +85,8 @@ class AccessCodesCreate(Request):
     name: Name | None = None
     code: Pin | None = None
     common_code_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     preferred_code_length: Annotated[int, Field(ge=1, le=12)] | None = None
     allow_external_modification: bool | None = None
     is_external_modification_allowed: bool | None = None
@@ -136,8 +138,8 @@ class AccessCodesUpdate(Request):
     name: Name | None = None
     code: Pin | None = None
     type: Literal["ongoing", "time_bound"] | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     allow_external_modification: bool | None = None
     is_external_modification_allowed: bool | None = None
     use_backup_access_code_pool: bool | None = None
@@ -208,8 +210,8 @@ class EventsList(Request):
     event_type: Annotated[str, Field(max_length=100)] | None = None
     event_types: list[Annotated[str, Field(max_length=100)]] | None = None
     event_ids: list[UUID] | None = None
-    since: AwareDatetime | None = None
-    between: Annotated[list[AwareDatetime], Field(min_length=2, max_length=2)] | None = None
+    since: Instant | None = None
+    between: Annotated[list[Instant], Field(min_length=2, max_length=2)] | None = None
     limit: Limit | None = None
     unstable_offset: Annotated[int, Field(ge=0)] | None = None
 

@@ -314,6 +314,8 @@ class UpstreamLink:
                 error=ErrorBody(type=problem.kind, message=problem.message,
                                 field=problem.field), command_id=problem.command_id)))
             return
+        # An answer from the upstream is the real work that proves the link has recovered.
+        self.supervisor.worked()
         if isinstance(message, Ack):
             if message.seq > session.sent_seq:
                 await session.send(dump(ErrorMessage(error=ErrorBody(

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +20,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from bridge.instants import Instant
 
 PROTOCOL_VERSION = 1
 MAX_COMMAND_ID = 128
@@ -158,8 +159,8 @@ Id = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class _Window(_Message):
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> _Window:

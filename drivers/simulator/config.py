@@ -39,6 +39,9 @@ class Faults(BaseModel):
     slots_full: bool = False
     account_disconnected: bool = False
     keypad_codes: dict[int, Annotated[str, Field(pattern=r"^[0-9]{1,12}$")]] = {}
+    # A buggy driver: each call for this lock raises an unexpected exception with this chance.
+    chaos: Annotated[float, Field(ge=0, le=1)] = 0.0
+    chaos_seed: int | None = None
 
 
 class LockConfig(BaseModel):
@@ -123,6 +126,8 @@ def build(config: Config, context: DriverContext) -> SimulatorDriver:
         lock.fail_clears = f.fail_next_clears
         lock.fail_reason = f.reject_reason
         lock.full = f.slots_full
+        lock.chaos = f.chaos
+        lock.chaos_rng.seed(f.chaos_seed)
         if f.offline or f.offline_for_s:
             lock.go_offline(f.offline_for_s)
         if f.account_disconnected:

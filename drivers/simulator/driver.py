@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -62,6 +62,7 @@ class SimulatorDriver:
 
     def availability(self, external_id: str) -> Availability:
         """Availability now."""
+        _chaos(self.lock(external_id), "availability")
         return self.lock(external_id).current_availability()
 
     def lock(self, external_id: str) -> SimLock:
@@ -92,6 +93,7 @@ class SimulatorDriver:
 
     async def probe(self, external_id: str) -> bool:
         """One round trip."""
+        _chaos(self.lock(external_id), "probe")
         ok = await self.lock(external_id).probe()
         await self._note_availability(external_id)
         return ok
@@ -129,9 +131,15 @@ class SimulatorDriver:
     # -- internals ------------------------------------------------------------------------
 
     async def _guard(self, external_id: str, op: Awaitable[_T]) -> _T:
+        lock = self.lock(external_id)
         try:
-            return await op
+            _chaos(lock, "before the command")
+            result = await op
+            _chaos(lock, "after the command")
+            return result
         finally:
+            if isinstance(op, Coroutine):
+                op.close()  # not awaited when chaos struck first
             await self._note_availability(external_id)
 
     async def _note_availability(self, external_id: str) -> None:
@@ -200,6 +208,23 @@ class SimulatorDriver:
                 for n, s in slots.items()
             }
         _LOG.info("simulator %s: loaded slots of %d locks", self.name, len(doc))
+
+
+# What a buggy driver or library raises, by type: none of them is a DriverError.
+_CHAOS_TYPES: tuple[type[Exception], ...] = (
+    RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError,
+    ZeroDivisionError, AssertionError, OSError, UnicodeDecodeError,
+)
+
+
+def _chaos(lock: SimLock, where: str) -> None:
+    """Raise one of the unexpected exception types with the lock's chaos chance."""
+    if lock.chaos <= 0 or lock.chaos_rng.random() >= lock.chaos:
+        return
+    kind = lock.chaos_rng.choice(_CHAOS_TYPES)
+    if kind is UnicodeDecodeError:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"simulated driver bug {where}")
+    raise kind(f"simulated driver bug {where}")
 
 
 def load_state_file(path: Path) -> dict[str, dict[int, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 
 from bridge.clock import Clock
@@ -80,6 +81,10 @@ class SimLock:
     commands: int = 0
     writes: dict[int, int] = field(default_factory=dict)
     write_log: list[tuple[int, str]] = field(default_factory=list)
+    # A buggy driver: the chance that any driver call for this lock raises an unexpected
+    # exception (not a DriverError), before or after it did its work.
+    chaos: float = 0.0
+    chaos_rng: random.Random = field(default_factory=random.Random)
 
     # -- what the driver sees -------------------------------------------------------------
 
