@@ -55,11 +55,12 @@ from bridge.planner import (
     CommandKind,
     Policy,
     ReadVerdict,
-    appearance_name,
     backoff_delay,
     choose_slot,
     foresee_problem,
     forgettable,
+    held_after_read,
+    holds_wanted,
     judge_read,
     local_window,
     next_command,
@@ -71,10 +72,12 @@ from bridge.planner import (
     pin_on_lock_conflict,
     should_be_on_lock,
     uses_native_schedule,
+    wanted_name,
     with_status,
 )
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.store import Intent, Store, Tx
+from bridge.zones import lock_zone
 
 _LOG = logging.getLogger(__name__)
 _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
@@ -399,7 +402,10 @@ class Engine:
                     raise
             updated = replace(updated, errors=_drop_codes(
                 updated.errors, {AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED}))
-            if updated.code != current.code or "name" in changes:
+            if holds_wanted(current, device) and not holds_wanted(updated, device):
+                # What the lock stores (PIN, window, name) must change: setting until it has.
+                updated = replace(updated, pending_since=now)
+            elif updated.code != current.code or "name" in changes:
                 updated = replace(updated, pending_since=now)
             updated = self._refresh(updated, device, now)
             await self._commit(codes=[updated, *self._backup_follows(updated, device, now)],
@@ -495,7 +501,7 @@ class Engine:
         driver = self.drivers[device.driver]
         async with self._lock_for(current.device_id):
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self.command_timeout(device)):
                     await driver.clear_code(device.external_id, current.slot)
             except (DriverError, TimeoutError) as exc:
                 raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
@@ -732,7 +738,7 @@ class Engine:
             try:
                 # A walk of every slot takes one radio round trip per slot on some locks.
                 reads = await self._call(device, driver.list_codes(device.external_id),
-                                         timeout=self._timeout
+                                         timeout=self.command_timeout(device)
                                          + _FULL_READ_S_PER_SLOT * device.info.capabilities
                                          .slot_count)
             except DriverError as exc:
@@ -815,14 +821,21 @@ class Engine:
                         "The PIN is already on the lock as an unmanaged code",
                         give_up=True, event=EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE)
                     return
-            name = appearance_name(code.name or f"Code {code.access_code_id[:8]}",
-                                   caps.name_max_length)
+            name = wanted_name(code, device)
+            first_sent = code.extra.get(_FIRST_SENT_AT) if slot is None else None
             request = CodeWrite(slot=slot, pin=pin, name=name,
-                                window=local_window(code, device))
+                                window=local_window(code, device),
+                                first_sent_at=datetime.fromisoformat(first_sent)
+                                if first_sent else None)
             intent_slot = slot if slot is not None else -1
             intent = Intent(device_id, intent_slot, "write", code.access_code_id, pin)
-            await self._commit(intents=[intent],
-                               codes=[replace(code, slot=slot, appearance_name=name)])
+            before_call = replace(code, slot=slot, appearance_name=name)
+            if slot is None and not first_sent:
+                # A lock that numbers codes itself answers a create with no id: when this create
+                # first went out is what later proves a code with its PIN is ours.
+                before_call = replace(before_call, extra={
+                    **code.extra, _FIRST_SENT_AT: self.clock.now().isoformat()})
+            await self._commit(intents=[intent], codes=[before_call])
             worker.intents[intent_slot] = intent
         now_mono = self.clock.monotonic()
         worker.last_command_at = now_mono
@@ -854,10 +867,15 @@ class Engine:
                 return
             verified = result.confirmed and (not caps.can_read or caps.masks_pins_on_read or
                                              caps.confirmation_window_s == 0)
+            held = Held(window=request.window,
+                        name=request.name if caps.keeps_names else None)
             changed: dict[str, Any] = dict(slot=result.slot, on_lock_pin=result.pin,
+                                           on_lock_held=held,
                                            last_write_at=now, verified=verified, attempts=0,
                                            next_attempt_at=None,
-                                           errors=_drop_codes(code.errors, _RETRYABLE_ERRORS))
+                                           errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
+                                           extra={k: v for k, v in code.extra.items()
+                                                  if k != _FIRST_SENT_AT})
             events: list[Event] = []
             if caps.algorithmic_pins and result.pin != code.code:
                 changed["code"] = result.pin
@@ -1064,7 +1082,7 @@ class Engine:
         events: list[Event] = []
         scheduled = (code.type is AccessCodeType.TIME_BOUND and uses_native_schedule(device)
                      and code.starts_at is not None and now < code.starts_at)
-        if code.on_lock_pin != code.code:
+        if not holds_wanted(code, device):
             return code, events
         kind = (EventType.ACCESS_CODE_SCHEDULED_ON_DEVICE if scheduled
                 else EventType.ACCESS_CODE_SET_ON_DEVICE)
@@ -1113,7 +1131,9 @@ class Engine:
                     landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
                         read.state is SlotState.UNREADABLE
                     if landed:
-                        code = replace(code, on_lock_pin=intent.pin, last_write_at=None)
+                        code = replace(code, on_lock_pin=intent.pin, last_write_at=None,
+                                       on_lock_held=held_after_read(
+                                           replace(code, on_lock_held=None), read))
                     drops.append(f"intent:{slot}")
                 elif code is not None and intent is not None and intent.op == "clear":
                     if read.state is SlotState.EMPTY:
@@ -1140,7 +1160,8 @@ class Engine:
                         continue
                     if read.state is SlotState.KNOWN and read.pin == code.code:
                         # Our code is there though we did not know it (a replayed intent).
-                        updated = replace(code, on_lock_pin=read.pin)
+                        updated = replace(code, on_lock_pin=read.pin, on_lock_held=held_after_read(
+                            replace(code, on_lock_held=None), read))
                         updated, more = self._confirmed(updated, device, now)
                         events.extend(more)
                         changed.append(updated)
@@ -1179,12 +1200,26 @@ class Engine:
                        now: datetime, window: timedelta) -> tuple[CodeRecord, list[Event]]:
         verdict = judge_read(code, read, now, window)
         if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
+            code = replace(code, on_lock_held=held_after_read(code, read))
             if code.on_lock_pin == code.code:
                 return self._confirmed(code, device, now)
             return code, []
+        worker = self._workers[code.device_id]
         if verdict is ReadVerdict.STILL_PENDING:
-            self._workers[code.device_id].pending_reads.add(read.slot)
+            worker.pending_reads.add(read.slot)
+            if read.pending and (code.last_write_at is None
+                                 or now - code.last_write_at >= window):
+                # Listed but not yet on the lock past the confirmation window (a lock the
+                # cloud cannot reach now): look again later, not at every step. The code
+                # stays `setting`, so the delay warning comes once it is late.
+                worker.reads_resume_at = max(worker.reads_resume_at,
+                                             self.clock.monotonic() + _PENDING_REREAD_S)
             return code, []
+        if verdict is ReadVerdict.NOT_APPLIED:
+            # The change never reached the lock: send it again (the lock keeps what it had).
+            if code.deleted:
+                return code, []
+            return replace(code, on_lock_pin=None, verified=False), []
         if not code.verified and not code.ever_set:
             # Never confirmed: the write did not take; try again.
             return replace(code, on_lock_pin=None, verified=False), []
@@ -1566,8 +1601,8 @@ class Engine:
         device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
         override = self._overrides.get(info.external_id, {})
         info = _with_pin_overrides(info, override)
-        zone = override.get("time_zone") or info.time_zone or self._zone_for(driver_name,
-                                                                            info.external_id)
+        zone = lock_zone(override.get("time_zone"), info.time_zone,
+                         self._zone_for(driver_name, info.external_id))
         spacing = override.get("command_spacing_s")
         caps = info.capabilities
         if spacing is None and caps.min_command_spacing_s == 0:
@@ -1756,9 +1791,15 @@ class Engine:
                 await self.clock.sleep(remaining)
         worker.last_command_at = self.clock.monotonic()
 
+    def command_timeout(self, device: DeviceRecord) -> float:
+        """How long one command to this lock may take: what its driver states (its own waits
+        included), else the engine's command timeout."""
+        stated = device.info.capabilities.command_timeout_s
+        return self._timeout if stated is None else stated
+
     async def _call(self, device: DeviceRecord, op: Awaitable[Any],
                     timeout: float | None = None) -> Any:
-        limit = self._timeout if timeout is None else timeout
+        limit = self.command_timeout(device) if timeout is None else timeout
         ok = False
         async with self._budgets[device.driver]:
             # Measured from when the driver gets the call, so queueing for a budget is not
@@ -1797,6 +1838,11 @@ _READ_FAILURES_WORTH_A_WARNING = 3
 # Refusals that sending the same code again cannot change (the field notes: "say so and stop").
 _REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
                                RejectReason.UNSUPPORTED})
+# How soon a change a cloud still has on its way to the lock is looked for again, once its
+# confirmation window is over.
+_PENDING_REREAD_S = 30.0
+# Key in `CodeRecord.extra`: when the first create of a code on an id-addressed lock went out.
+_FIRST_SENT_AT = "first_sent_at"
 # How soon a code waiting for the same PIN to leave the lock looks again.
 _BLOCKED_RETRY = timedelta(minutes=1)
 

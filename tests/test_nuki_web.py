@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,10 @@ async def test_codes_go_on_with_their_window_in_utc_and_come_off(rig: Rig) -> No
         "2026-12-24T14:00:00.000Z", "2026-12-27T10:00:00.000Z")
 
     (listed,) = await driver.list_codes("101")  # the owner's app authorization is no code
-    assert (listed.slot, listed.pin, listed.window) == (made.slot, "456789", window)
+    # Read back as Nuki keeps it: in UTC, and saying so.
+    assert (listed.slot, listed.pin, listed.window) == (made.slot, "456789", LocalWindow(
+        datetime(2026, 12, 24, 14, 0), datetime(2026, 12, 27, 10, 0), zone="UTC"))
+    assert not listed.pending and not listed.failed
     known, empty = await driver.read_slots("101", [made.slot, 999])
     assert known.state is SlotState.KNOWN and empty.state is SlotState.EMPTY
 
@@ -102,10 +105,16 @@ async def test_refusals_and_a_create_that_is_retried(rig: Rig) -> None:
         await driver.write_code("101", CodeWrite(slot=None, pin="123456", name="x"))
     assert starts_with_12.value.reason is RejectReason.INVALID_PIN
     assert "123456" not in str(starts_with_12.value)  # Nuki quotes the PIN back; we do not
+    sent_at = datetime.now(UTC)
     first = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
-    # The same create again (its answer was lost, say): the code on the lock is adopted.
-    again = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    # The same create again, its answer lost: the code is ours only with the proof that Nuki
+    # made it since the first attempt went out; an equal PIN alone is someone else's code.
+    again = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A",
+                                                     first_sent_at=sent_at))
     assert again.slot == first.slot and list(fake.locks[101].keypad_codes()) == ["456789"]
+    with pytest.raises(CommandRejected) as not_ours:
+        await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    assert not_ours.value.reason is RejectReason.DUPLICATE_PIN
     other = await driver.write_code("101", CodeWrite(slot=None, pin="987654", name="B"))
     with pytest.raises(CommandRejected) as duplicate:
         await driver.write_code("101", CodeWrite(slot=other.slot, pin="456789", name="B"))
