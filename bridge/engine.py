@@ -136,6 +136,8 @@ class _Worker:
     # cannot answer reads) back off here instead of being retried at every step.
     read_failures: int = 0
     reads_resume_at: float = 0.0
+    # Reads in a row that found a change still on its way to the lock (see _judge_managed).
+    pending_polls: int = 0
     busy: bool = False
     waiting: bool = False
     # Unexpected exceptions in a row on this lock (see Engine._run_worker), and when the last was.
@@ -402,6 +404,10 @@ class Engine:
                     raise
             updated = replace(updated, errors=_drop_codes(
                 updated.errors, {AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED}))
+            if updated.code != current.code and _FIRST_SENT_AT in updated.extra:
+                # An earlier create was for the old PIN: it proves nothing about the new one.
+                updated = replace(updated, extra={k: v for k, v in updated.extra.items()
+                                                  if k != _FIRST_SENT_AT})
             if holds_wanted(current, device) and not holds_wanted(updated, device):
                 # What the lock stores (PIN, window, name) must change: setting until it has.
                 updated = replace(updated, pending_since=now)
@@ -955,8 +961,7 @@ class Engine:
 
     async def _write_rejected(self, access_code_id: str, slot: int,
                               exc: CommandRejected) -> None:
-        code = self.codes.get(access_code_id)
-        if code is None:
+        if self.codes.get(access_code_id) is None:
             return
         mapping = {
             RejectReason.DUPLICATE_PIN: (AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
@@ -966,11 +971,18 @@ class Engine:
         }
         error, event = mapping.get(exc.reason, (AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
                                                 EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE))
-        await self._code_problem(code, error, f"The lock refused the code: {exc}",
-                                 give_up=True, event=event, drop_intent=slot,
-                                 free_slot=True,
-                                 refused_for_good=exc.reason if exc.reason in
-                                 _REFUSED_FOR_GOOD else None)
+        async with self._lock_for(self.codes[access_code_id].device_id):
+            code = self.codes.get(access_code_id)
+            if code is None:
+                return
+            # A refused create made nothing on the lock: no later code can be its result.
+            code = replace(code, extra={k: v for k, v in code.extra.items()
+                                        if k != _FIRST_SENT_AT})
+            await self._code_problem_locked(code, error, f"The lock refused the code: {exc}",
+                                            give_up=True, event=event, drop_intent=slot,
+                                            free_slot=True,
+                                            refused_for_good=exc.reason if exc.reason in
+                                            _REFUSED_FOR_GOOD else None)
 
     async def _write_failed(self, access_code_id: str, slot: int, exc: DriverError) -> None:
         code = self.codes.get(access_code_id)
@@ -1200,6 +1212,7 @@ class Engine:
                        now: datetime, window: timedelta) -> tuple[CodeRecord, list[Event]]:
         verdict = judge_read(code, read, now, window)
         if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
+            self._workers[code.device_id].pending_polls = 0
             code = replace(code, on_lock_held=held_after_read(code, read))
             if code.on_lock_pin == code.code:
                 return self._confirmed(code, device, now)
@@ -1210,11 +1223,15 @@ class Engine:
             if read.pending and (code.last_write_at is None
                                  or now - code.last_write_at >= window):
                 # Listed but not yet on the lock past the confirmation window (a lock the
-                # cloud cannot reach now): look again later, not at every step. The code
-                # stays `setting`, so the delay warning comes once it is late.
-                worker.reads_resume_at = max(worker.reads_resume_at,
-                                             self.clock.monotonic() + _PENDING_REREAD_S)
+                # cloud cannot reach now): look again after a growing pause, not at every
+                # step. The code stays `setting`, so the delay warning comes once it is late.
+                worker.pending_polls += 1
+                worker.reads_resume_at = max(worker.reads_resume_at, self.clock.monotonic()
+                                             + backoff_delay(worker.pending_polls,
+                                                             _PENDING_REREAD_BASE_S,
+                                                             _PENDING_REREAD_CAP_S, self._rng))
             return code, []
+        worker.pending_polls = 0
         if verdict is ReadVerdict.NOT_APPLIED:
             # The change never reached the lock: send it again (the lock keeps what it had).
             if code.deleted:
@@ -1839,8 +1856,9 @@ _READ_FAILURES_WORTH_A_WARNING = 3
 _REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
                                RejectReason.UNSUPPORTED})
 # How soon a change a cloud still has on its way to the lock is looked for again, once its
-# confirmation window is over.
-_PENDING_REREAD_S = 30.0
+# confirmation window is over: from half a second, doubling, up to 30 s.
+_PENDING_REREAD_BASE_S = 0.5
+_PENDING_REREAD_CAP_S = 30.0
 # Key in `CodeRecord.extra`: when the first create of a code on an id-addressed lock went out.
 _FIRST_SENT_AT = "first_sent_at"
 # How soon a code waiting for the same PIN to leave the lock looks again.

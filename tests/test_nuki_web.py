@@ -18,6 +18,7 @@ from bridge.driver import (
     CommandRejected,
     DriverEvent,
     DriverEventKind,
+    FixConfig,
     LocalWindow,
     Reauthenticate,
     RejectReason,
@@ -142,3 +143,25 @@ async def test_an_offline_lock_and_a_refused_token(rig: Rig) -> None:
         await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
     token_file.write_text("a-new-token\n")  # read again on every call: no restart needed
     await until(lambda: driver.availability("101") is Availability.ONLINE)
+
+
+async def test_only_locks_with_a_keypad_and_a_token_without_rights(rig: Rig) -> None:
+    fake, driver, events, token_file = rig
+    fake.add_lock(102, "Garage", keypad=False)
+    fake.add_lock(103, "Shed", keypad=False, keypad2=True)
+    await until(lambda: "103" in [d.external_id for d in driver.devices()])
+    # A lock without a paired keypad cannot take codes: it is not offered.
+    assert [d.external_id for d in driver.devices()] == ["101", "103"]
+
+    # A token that may read the locks but not manage authorizations: a configuration to fix,
+    # not an account to reconnect.
+    fake.add_token("read-only", {"smartlock.readOnly"})
+    token_file.write_text("read-only\n")
+    with pytest.raises(FixConfig) as lacking:
+        await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    assert "403" in str(lacking.value)
+    with pytest.raises(FixConfig):
+        await driver.list_codes("101")
+    await asyncio.sleep(0.5)  # a few polls of the account's locks
+    assert driver.availability("101") is Availability.ONLINE
+    assert Availability.ACCOUNT_DISCONNECTED not in [e.availability for e in events]
