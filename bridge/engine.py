@@ -821,7 +821,11 @@ class Engine:
                     await self._commit(codes=[replace(code, next_attempt_at=max(
                         blocker.ends_at or now + _BLOCKED_RETRY, now + _BLOCKED_RETRY))])
                     return
-                if blocker is not None:
+                ours_maybe = (blocker is not None and code.slot is None
+                              and _FIRST_SENT_AT in code.extra)
+                if blocker is not None and not ours_maybe:
+                    # (A code listed since our create went out, its answer lost, may be that
+                    # create: the driver decides with its proof, never by the PIN alone.)
                     await self._code_problem_locked(
                         code, AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
                         "The PIN is already on the lock as an unmanaged code",
@@ -896,7 +900,10 @@ class Engine:
             else:
                 self._workers[device_id].pending_reads.add(result.slot)
             updated = self._refresh(updated, device, now)
-            await self._commit(codes=[updated], events=events,
+            # A code read as unmanaged in the slot the driver proved ours was our own create.
+            ours = [c.access_code_id for c in self.codes_of(device_id)
+                    if not c.is_managed and c.slot == result.slot]
+            await self._commit(codes=[updated], events=events, drop=ours,
                                drop_intents=[(device_id, intent_slot)])
 
     async def _clear(self, worker: _Worker, device: DeviceRecord, driver: LockDriver,

@@ -247,3 +247,27 @@ async def test_the_driver_states_how_long_a_create_may_take(rigs: Callable[..., 
     assert [r.split()[0] for r in rig.fake.requests if not r.startswith("GET")] == ["PUT"]
     device = h.engine.devices[rig.device_id]
     assert h.engine.command_timeout(device) >= 600.0
+
+
+async def test_a_create_whose_answer_was_lost_is_taken_back_with_its_proof(
+        rigs: Callable[..., Any]) -> None:
+    # Nuki takes the create but the lock is slow: the driver gives up waiting (RetryLater).
+    rig: Rig = await rigs(clock=FakeClock(_now()), apply_delay_s=3600.0, create_wait_s=1.0)
+    h = rig.harness
+    made = await h.engine.create_code(rig.device_id, CodeRequest(name="Staff", code="456781"))
+    cid = made.access_code_id
+    await h.until(lambda: h.code(cid).attempts == 1, advance=0.5, what="create given up on")
+    assert "first_sent_at" in h.code(cid).extra
+    # A full read meanwhile finds the entry as a code nobody manages ...
+    h.engine.reconcile(rig.device_id, full=True)
+    await h.until(lambda: any(not c.is_managed for c in h.engine.codes_of(rig.device_id)),
+                  advance=0.5, what="listed as unmanaged")
+    # ... and once the lock has it, the retry proves it ours (Nuki made it after our first
+    # attempt went out) instead of calling it a duplicate or asking for it twice.
+    rig.fake.apply_delay_s = 0.05
+    rig.fake.complete_operations()
+    await h.until(lambda: rig.status(cid) is AccessCodeStatus.SET, advance=0.5, timeout=20,
+                  what="set")
+    assert not h.code(cid).errors
+    assert [c.access_code_id for c in h.engine.codes_of(rig.device_id)] == [cid]
+    assert [r.split()[0] for r in rig.fake.requests].count("PUT") == 1
