@@ -51,6 +51,7 @@ from bridge.model import (
 )
 from bridge.pins import generate_pin
 from bridge.planner import (
+    NOT_APPLIED,
     Command,
     CommandKind,
     Policy,
@@ -885,7 +886,7 @@ class Engine:
                                            next_attempt_at=None,
                                            errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
                                            extra={k: v for k, v in code.extra.items()
-                                                  if k != _FIRST_SENT_AT})
+                                                  if k not in (_FIRST_SENT_AT, NOT_APPLIED)})
             events: list[Event] = []
             if caps.algorithmic_pins and result.pin != code.code:
                 changed["code"] = result.pin
@@ -1177,12 +1178,21 @@ class Engine:
                         changed.append(code)
                     if read.state is SlotState.EMPTY:
                         continue
+                    if read.failed and read.pin == code.code:
+                        # Listed but never on the lock: written again, deleted when it goes.
+                        changed.append(replace(code, on_lock_pin=read.pin, verified=False,
+                                               extra={**code.extra, NOT_APPLIED: True}))
+                        continue
                     if read.state is SlotState.KNOWN and read.pin == code.code:
-                        # Our code is there though we did not know it (a replayed intent).
+                        # Our code is there though we did not know it (a replayed intent), or
+                        # on its way there (then read again until the lock has it).
                         updated = replace(code, on_lock_pin=read.pin, on_lock_held=held_after_read(
                             replace(code, on_lock_held=None), read))
-                        updated, more = self._confirmed(updated, device, now)
-                        events.extend(more)
+                        if read.pending:
+                            worker.pending_reads.add(slot)
+                        else:
+                            updated, more = self._confirmed(updated, device, now)
+                            events.extend(more)
                         changed.append(updated)
                         continue
                 unmanaged = unmanaged_slots.get(slot)
@@ -1240,10 +1250,26 @@ class Engine:
             return code, []
         worker.pending_polls = 0
         if verdict is ReadVerdict.NOT_APPLIED:
-            # The change never reached the lock: send it again (the lock keeps what it had).
+            # The change never reached the lock (the lock keeps what it had): send it again
+            # after a backoff, and give up as for any write that keeps failing.
             if code.deleted:
                 return code, []
-            return replace(code, on_lock_pin=None, verified=False), []
+            attempts = code.attempts + 1
+            failed = replace(code, verified=False, attempts=attempts,
+                             extra={**code.extra, NOT_APPLIED: True},
+                             next_attempt_at=now + timedelta(seconds=backoff_delay(
+                                 attempts, self.policy.retry_base_s, self.policy.retry_cap_s,
+                                 self._rng)))
+            if attempts < self.policy.max_attempts:
+                return failed, []
+            error = AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE
+            message = (f"Failed to set code on device after {attempts} attempts: the change "
+                       "never reached the lock")
+            events = [] if code.has_error(error) else [self._event(
+                EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE, code.device_id,
+                code.access_code_id, {"error_code": error.value, "message": message})]
+            return replace(failed, gave_up=True, errors=_with_issue(code.errors, error, message,
+                                                                    now)), events
         if not code.verified and not code.ever_set:
             # Never confirmed: the write did not take; try again.
             return replace(code, on_lock_pin=None, verified=False), []

@@ -114,7 +114,7 @@ def same_window(held: LocalWindow | None, wanted: LocalWindow | None,
 def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
     """True when the lock holds the code as wanted: its PIN and, as far as known, the window and
     name the lock stores for it. A difference in any of them needs a write."""
-    if not code.code or code.on_lock_pin != code.code:
+    if not code.code or code.on_lock_pin != code.code or code.extra.get(NOT_APPLIED):
         return False
     held = code.on_lock_held
     if held is None:
@@ -150,6 +150,10 @@ LOCK_WINDOW_FLOOR = datetime(2000, 1, 2, tzinfo=UTC)
 LOCK_WINDOW_CEILING = datetime(2099, 12, 30, tzinfo=UTC)
 # Key in `CodeRecord.extra`: a write was sent for the code and its outcome was never heard.
 OUTCOME_UNKNOWN = "outcome_unknown"
+# Key in `CodeRecord.extra`: the lock's cloud lists the code but its last change never reached
+# the lock (which keeps what it had, if anything): the code is on the lock's list, to be
+# written again, and deleted from it when it goes.
+NOT_APPLIED = "not_applied"
 
 
 def outcome_known(code: CodeRecord) -> CodeRecord:

@@ -271,3 +271,25 @@ async def test_a_create_whose_answer_was_lost_is_taken_back_with_its_proof(
     assert not h.code(cid).errors
     assert [c.access_code_id for c in h.engine.codes_of(rig.device_id)] == [cid]
     assert [r.split()[0] for r in rig.fake.requests].count("PUT") == 1
+
+
+async def test_a_change_the_lock_never_got_is_sent_again(rigs: Callable[..., Any]) -> None:
+    rig: Rig = await rigs(clock=FakeClock(_now()))
+    h = rig.harness
+    made = await h.engine.create_code(rig.device_id, CodeRequest(name="Staff", code="456781"))
+    cid = made.access_code_id
+    await h.until(lambda: rig.status(cid) is AccessCodeStatus.SET, advance=0.5, what="set")
+    rig.lock.refuse_operations = "ERROR_UNKNOWN (0xff): device offline or not reachable"
+    await h.engine.update_code(cid, CodeRequest(name="Housekeeping"))
+    await h.until(lambda: any(a.get("error") for a in rig.keypad()), what="transfer failed")
+    await h.until(lambda: h.code(cid).attempts >= 1, advance=0.5, what="seen as not applied")
+    assert rig.status(cid) is AccessCodeStatus.SETTING
+    assert rig.lock.keypad_codes() == {"456781": "Staff"}  # the lock keeps what it had
+    rig.lock.refuse_operations = None
+    await h.until(lambda: rig.status(cid) is AccessCodeStatus.SET, advance=0.5, timeout=20,
+                  what="set again")
+    assert rig.lock.keypad_codes() == {"456781": "Housekeeping"}
+    # Deleting it takes it off the lock and off Nuki's list.
+    await h.engine.delete_code(cid)
+    await h.until(lambda: cid not in h.engine.codes, advance=0.5, what="deleted")
+    assert rig.keypad() == []
