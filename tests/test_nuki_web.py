@@ -165,3 +165,25 @@ async def test_only_locks_with_a_keypad_and_a_token_without_rights(rig: Rig) -> 
     await asyncio.sleep(0.5)  # a few polls of the account's locks
     assert driver.availability("101") is Availability.ONLINE
     assert Availability.ACCOUNT_DISCONNECTED not in [e.availability for e in events]
+
+
+async def test_updates_send_every_field_and_wait_for_the_one_before(rig: Rig) -> None:
+    fake, driver, _, _ = rig
+    window = LocalWindow(datetime(2026, 12, 24, 15, 0), datetime(2026, 12, 27, 11, 0),
+                         zone="Europe/Berlin")
+    made = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="Guest",
+                                                    window=window))
+    front = fake.locks[101]
+    # A rename right after a change of the end: the second waits for the first to reach the
+    # lock (Nuki answers 423 meanwhile), and neither loses the window.
+    later = LocalWindow(window.starts_at, datetime(2026, 12, 28, 11, 0), zone="Europe/Berlin")
+    await driver.write_code("101", CodeWrite(slot=made.slot, pin="456789", name="Guest",
+                                             window=later))
+    await driver.write_code("101", CodeWrite(slot=made.slot, pin="456789", name="Guest Smith",
+                                             window=later))
+    await until(lambda: not front.operations)
+    (auth,) = [a for a in front.device_auths().values() if a["type"] == 13]
+    assert (auth["name"], auth["allowedUntilDate"]) == ("Guest Smith", "2026-12-28T10:00:00.000Z")
+    (read,) = await driver.read_slots("101", [made.slot])
+    assert read.window == LocalWindow(datetime(2026, 12, 24, 14, 0),
+                                      datetime(2026, 12, 28, 10, 0), zone="UTC")

@@ -168,10 +168,7 @@ class NukiWebDriver:
             raise CommandRejected(RejectReason.INVALID_PIN, "a Nuki keypad code needs a PIN")
         body = self._body(lock, code)
         if code.slot is not None:
-            auth_id = lock.auth_ids.get(code.slot)
-            if auth_id is None:
-                await self._auths(lock)
-                auth_id = lock.auth_ids.get(code.slot)
+            auth_id = await self._when_idle(lock, code.slot)
             if auth_id is not None:
                 # Every field, every time: an update that leaves the window out clears it.
                 await self._call("POST", f"/smartlock/{external_id}/auth/{auth_id}",
@@ -264,6 +261,19 @@ class NukiWebDriver:
         return SlotRead(slot, SlotState.KNOWN, pin=str(auth["code"]), name=auth.get("name"),
                         window=window, pending=auth.get("operationId") is not None,
                         failed=bool(auth.get("error")))
+
+    async def _when_idle(self, lock: _Lock, slot: int) -> object | None:
+        """The Nuki id listed under `slot` once no earlier change to it is on its way (Nuki
+        answers 423 to a change while one runs), waiting at most `create_wait_s`; None when
+        nothing is listed under it."""
+        deadline = self._clock.monotonic() + self._config.create_wait_s
+        while True:
+            listed = [a for a in await self._auths(lock) if auth_slot(a.get("id")) == slot]
+            if not listed:
+                return None
+            if listed[0].get("operationId") is None or self._clock.monotonic() >= deadline:
+                return listed[0].get("id")
+            await self._clock.sleep(self._config.create_poll_s)
 
     async def _wait_for(self, lock: _Lock, pin: str) -> int:
         """Nuki creates the code once it reaches the lock: look until the lock has it (listed,
