@@ -882,7 +882,11 @@ class Engine:
                         name=request.name if caps.keeps_names else None)
             changed: dict[str, Any] = dict(slot=result.slot, on_lock_pin=result.pin,
                                            on_lock_held=held,
-                                           last_write_at=now, verified=verified, attempts=0,
+                                           last_write_at=now, verified=verified,
+                                           # Sent again after a change that never reached
+                                           # the lock: it counts until the lock has it.
+                                           attempts=code.attempts if code.extra.get(
+                                               NOT_APPLIED) and not verified else 0,
                                            next_attempt_at=None,
                                            errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
                                            extra={k: v for k, v in code.extra.items()
@@ -1110,7 +1114,7 @@ class Engine:
             events.append(self._event(kind, code.device_id, code.access_code_id,
                                       {"code": code.code}))
         updated = replace(
-            code, verified=True, ever_set=True, pending_since=None,
+            code, verified=True, ever_set=True, pending_since=None, attempts=0,
             warnings=_drop_codes(code.warnings, {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
                                                  AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
                                  if not code.requested_code else

@@ -21,6 +21,7 @@ from bridge.model import (
     AccessCodeWarningCode,
     EventType,
 )
+from bridge.planner import Policy
 from drivers.nuki_web.config import Config
 from drivers.nuki_web.driver import NukiWebDriver
 from tests.harness import EngineHarness, start_engine
@@ -55,7 +56,8 @@ def _now() -> datetime:
 
 async def _rig(tmp_path: Path, *, clock: FakeClock, driver_zone: str | None = "Europe/Berlin",
                property_zone: str | None = None, command_timeout_s: float = 10.0,
-               create_wait_s: float = 30.0, **switches: Any) -> Rig:
+               create_wait_s: float = 30.0, policy: Policy | None = None,
+               **switches: Any) -> Rig:
     fake = FakeNukiWeb(TOKEN, **{"apply_delay_s": 0.05, **switches})
     fake.add_lock(LOCK, "Apartment 3")
     url = await fake.start()
@@ -69,7 +71,7 @@ async def _rig(tmp_path: Path, *, clock: FakeClock, driver_zone: str | None = "E
         settings["time_zone"] = driver_zone
     driver = NukiWebDriver(Config.model_validate(settings), clock)
     harness = await start_engine(tmp_path, {"nuki": driver}, clock=clock,
-                                 property_zone=property_zone,
+                                 property_zone=property_zone, policy=policy,
                                  command_timeout_s=command_timeout_s)
     return Rig(fake, harness, harness.device_id("nuki", str(LOCK)))
 
@@ -293,3 +295,20 @@ async def test_a_change_the_lock_never_got_is_sent_again(rigs: Callable[..., Any
     await h.engine.delete_code(cid)
     await h.until(lambda: cid not in h.engine.codes, advance=0.5, what="deleted")
     assert rig.keypad() == []
+
+
+async def test_a_change_the_lock_keeps_refusing_ends_as_failed_to_set(
+        rigs: Callable[..., Any]) -> None:
+    rig: Rig = await rigs(clock=FakeClock(_now()),
+                          policy=Policy(max_attempts=3, retry_base_s=0.2, retry_cap_s=1.0))
+    h = rig.harness
+    made = await h.engine.create_code(rig.device_id, CodeRequest(name="Staff", code="456781"))
+    cid = made.access_code_id
+    await h.until(lambda: rig.status(cid) is AccessCodeStatus.SET, advance=0.5, what="set")
+    rig.lock.refuse_operations = "the lock refused the change"
+    await h.engine.update_code(cid, CodeRequest(name="Housekeeping"))
+    await h.until(lambda: h.code(cid).has_error(AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE),
+                  advance=0.5, timeout=20, what="failed_to_set_on_device")
+    posts = [r for r in rig.fake.requests if r.startswith("POST")]
+    assert len(posts) == 3  # sent, and sent again until max_attempts
+    assert h.code(cid).gave_up and rig.status(cid) is AccessCodeStatus.SETTING
