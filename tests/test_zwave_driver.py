@@ -349,3 +349,45 @@ async def test_a_moved_stay_reaches_the_locks_schedule(stack: ZWaveStack, tmp_pa
         assert "UserCodeCCSet" not in await stack.control("received", node=3)
     finally:
         await h.stop()
+
+
+async def test_only_the_propertys_zone_schedules_in_the_locks_time(stack: ZWaveStack,
+                                                                  tmp_path: Path) -> None:
+    """Through the engine, with no zone in the driver's settings: the property's zone is the
+    lock's (one rule for every driver), for the schedule and for the lock's clock."""
+    from bridge.clock import FakeClock
+    from bridge.engine import CodeRequest
+    from bridge.model import AccessCodeType
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    SEEN_PINS.update(PINS)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = FakeClock(now)
+    config = Config.model_validate({
+        "kind": "zwave", "name": "zw", "url": stack.url, "command_spacing_s": 0,
+        "reconnect_min_s": 0.2, "reconnect_max_s": 1,
+    })
+    zw = ZWaveDriver(config, clock, tmp_path / "state")
+    h = await start_engine(tmp_path, {"zw": zw}, clock=clock, property_zone=ZONE)
+    try:
+        device_id = h.device_id("zw", "7e570001-3")
+        assert h.engine.devices[device_id].time_zone == ZONE
+        starts, ends = now + timedelta(days=1), now + timedelta(days=3)
+        made = await h.engine.create_code(device_id, CodeRequest(
+            name="Guest", code="31337", type=AccessCodeType.TIME_BOUND, starts_at=starts,
+            ends_at=ends))
+        await h.until(lambda: h.code(made.access_code_id).is_scheduled_on_device, advance=0.5,
+                      timeout=30, what="scheduled on the lock")
+        slot = h.code(made.access_code_id).slot
+        schedules = await stack.control("schedules", node=3)
+        assert schedules["ScheduleEntryLock_standardOffset"] == -180
+        entry = schedules[f"ScheduleEntryLock_schedule_{slot}_1_1"]
+        local_start, local_end = starts - timedelta(hours=3), ends - timedelta(hours=3)
+        assert (entry["startDay"], entry["startHour"], entry["startMinute"]) == (
+            local_start.day, local_start.hour, local_start.minute)
+        assert (entry["stopDay"], entry["stopHour"], entry["stopMinute"]) == (
+            local_end.day, local_end.hour, local_end.minute)
+    finally:
+        await h.stop()
