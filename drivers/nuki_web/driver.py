@@ -465,7 +465,7 @@ def _detail(text: str) -> str:
         raw = None
     message = str(raw.get("detailMessage") or raw.get("description") or "") \
         if isinstance(raw, dict) else ""
-    return _DIGITS.sub("…", message)[:200] or "no detail"
+    return _clean(message) or "no detail"
 
 
 def _utc_text(moment: datetime) -> str:
