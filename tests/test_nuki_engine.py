@@ -312,3 +312,29 @@ async def test_a_change_the_lock_keeps_refusing_ends_as_failed_to_set(
     posts = [r for r in rig.fake.requests if r.startswith("POST")]
     assert len(posts) == 3  # sent, and sent again until max_attempts
     assert h.code(cid).gave_up and rig.status(cid) is AccessCodeStatus.SETTING
+
+
+async def test_a_create_cut_off_by_a_restart_is_taken_back_with_its_proof(
+        rigs: Callable[..., Any], tmp_path: Path) -> None:
+    clock = FakeClock(_now())
+    rig: Rig = await rigs(clock=clock, apply_delay_s=3600.0)
+    h = rig.harness
+    made = await h.engine.create_code(rig.device_id, CodeRequest(name="Staff", code="456781"))
+    cid = made.access_code_id
+    # The daemon stops while the driver waits for Nuki to reach the lock: no answer recorded.
+    await h.until(lambda: any(r.startswith("PUT") for r in rig.fake.requests), what="sent")
+    await h.stop()
+    rig.fake.apply_delay_s = 0.05
+    rig.fake.complete_operations()
+    settings = {"kind": "nuki_web", "name": "nuki", "url": f"http://127.0.0.1:{rig.fake.port}",
+                "token_file": str(tmp_path / "0" / "nuki.token"), "poll_interval_s": 3600,
+                "create_poll_s": 0.05, "create_wait_s": 30, "confirmation_window_s": 0,
+                "command_spacing_s": 0, "time_zone": "Europe/Berlin"}
+    again = await start_engine(tmp_path / "0", {
+        "nuki": NukiWebDriver(Config.model_validate(settings), clock)}, clock=clock)
+    rig.harness = again
+    await again.until(lambda: again.code(cid).status is AccessCodeStatus.SET, advance=0.5,
+                      what="set after the restart")
+    assert not again.code(cid).errors
+    assert [r.split()[0] for r in rig.fake.requests].count("PUT") == 1
+    assert [c.access_code_id for c in again.engine.codes_of(rig.device_id)] == [cid]
