@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", type=Path, required=True)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--accept-fresh-state", action="store_true",
+                     help="start over although the state this bridge had is gone "
+                          "(docs/reliability-state.md)")
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
@@ -86,22 +89,41 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     logs.setup(args.log_level or loaded.config.logging.level)
     from bridge.daemon import serve
+    from bridge.statecheck import EXIT_STATE_LOST, StateLost
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(loaded))
+    lost: BaseException | None = None
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(loaded, accept_fresh_state=args.accept_fresh_state))
+    except* StateLost as group:
+        lost = _first(group)
+    if lost is not None:
+        # One line and the way out, no traceback: this is an operator's decision to make.
+        print(lost, file=sys.stderr)
+        return EXIT_STATE_LOST
     return 0
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf of a (nested) exception group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _status(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
-    from bridge.daemon import open_store
+    from bridge.daemon import open_store, state_db
 
-    store = open_store(loaded)
-    if not store.path.exists():
+    # Checked before the store is built, which makes the PIN key: a key without a database
+    # means lost state to `run`, and `status` on a new box must not fake that.
+    if not state_db(loaded.config.state_dir).exists():
         print(f"no state yet in {loaded.config.state_dir}: has the daemon run?", file=sys.stderr)
         return 1
+    store = open_store(loaded)
     store.open_sync()
     devices, codes = store.read_sync(lambda r: (r.devices(), r.codes()))
     if args.json:

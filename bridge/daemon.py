@@ -24,6 +24,7 @@ from bridge.engine import CodeRequest, Engine, EngineError
 from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
+from bridge.statecheck import StateWitness, check_after_open, check_before_open, witness
 from bridge.store import Store, Tx
 from bridge.timesync import ClockGuard
 from drivers import registry
@@ -42,6 +43,10 @@ class Bridge:
     engine: Engine
     drivers: dict[str, LockDriver]
     clock_guard: ClockGuard
+    # The PIN key and database as found before the store opened (witnesses of lost state), and
+    # whether the operator chose to start fresh over lost state (`run --accept-fresh-state`).
+    seen: StateWitness | None = None
+    accept_fresh_state: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,11 +74,21 @@ def open_store(loaded: LoadedConfig) -> Store:
     return Store(config.state_dir / DB_NAME, PinCipher(key))
 
 
+def state_witness(loaded: LoadedConfig) -> StateWitness:
+    """The PIN key and the database as they are now, before anything creates them."""
+    config = loaded.config
+    return witness(key_path(config.store.key_file, config.state_dir), config.state_dir,
+                   state_db(config.state_dir))
+
+
 async def build(loaded: LoadedConfig, clock: Clock | None = None,
-                drivers: dict[str, LockDriver] | None = None) -> Bridge:
-    """Build every component; nothing is started yet."""
+                drivers: dict[str, LockDriver] | None = None,
+                accept_fresh_state: bool = False) -> Bridge:
+    """Build every component; nothing is started yet. Raises StateLost over lost state."""
     clock = clock or SystemClock()
     config = loaded.config
+    seen = state_witness(loaded)
+    check_before_open(seen, loaded.path, accept_fresh_state)
     store = open_store(loaded)
     if drivers is None:
         context = DriverContext(clock=clock, state_dir=config.state_dir)
@@ -127,7 +142,8 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         pool=pool,
         pool_overrides=pool_overrides,
     )
-    return Bridge(loaded, clock, store, engine, drivers, guard)
+    return Bridge(loaded, clock, store, engine, drivers, guard, seen=seen,
+                  accept_fresh_state=accept_fresh_state)
 
 
 async def declare_codes(bridge: Bridge) -> None:
@@ -173,15 +189,18 @@ def _when(value: str | None, now: datetime) -> datetime | None:
 
 async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 on_ready: Callable[[Bridge], Awaitable[None]] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or `stop`), then shut down cleanly."""
+                stop: asyncio.Event | None = None, accept_fresh_state: bool = False) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or `stop`), then shut down cleanly; StateLost
+    (alone or in an ExceptionGroup) when the state it had is gone."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bridge = await build(loaded, clock)
+    bridge = await build(loaded, clock, accept_fresh_state=accept_fresh_state)
     async with bridge.store:
+        assert bridge.seen is not None
+        await check_after_open(bridge.store, bridge.seen, loaded.path, accept_fresh_state)
         started: list[LockDriver] = []
         try:
             for name, driver in bridge.drivers.items():

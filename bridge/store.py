@@ -93,6 +93,9 @@ MIGRATIONS: tuple[str, ...] = (
 # kv keys of the upstream link.
 UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
 UPSTREAM_LAST_COMMAND = "upstream.last_command_id"
+# kv key: when this database was made (unix seconds), a witness of lost state
+# (bridge/statecheck.py).
+STORE_CREATED_AT = "store.created_at"
 # Prefix of the kv keys marking an upstream command as applied before its result is stored.
 UPSTREAM_APPLIED = "upstream.applied:"
 
@@ -202,6 +205,34 @@ class Tx:
         if horizon <= 0:
             return 0
         return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
+
+    def continue_after_upstream(self, upstream_acked: int, flag_key: str) -> int:
+        """After a restore or an accepted fresh start the upstream holds sequence numbers this
+        store never assigned: renumber the events it has not acknowledged to follow
+        `upstream_acked` (in order, so none is lost or reuses a number the upstream knows), take
+        its ack, and clear `flag_key`. Returns the offset added."""
+        row = self._conn.execute("SELECT value FROM kv WHERE key = ?",
+                                 (UPSTREAM_ACKED_SEQ,)).fetchone()
+        local_acked = int(row[0]) if row else 0
+        row = self._conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        newest = int(row[0]) if row else 0
+        self._conn.execute("DELETE FROM kv WHERE key = ?", (flag_key,))
+        if upstream_acked <= newest:
+            return 0
+        # Every new number is above upstream_acked, hence above every number in use: the
+        # renumbering never collides with a row not yet moved.
+        offset = upstream_acked - local_acked
+        self._conn.execute("UPDATE events SET seq = seq + ? WHERE seq > ?", (offset, local_acked))
+        if row is None:
+            self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
+                               (newest + offset,))
+        else:
+            self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'",
+                               (newest + offset,))
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                           (UPSTREAM_ACKED_SEQ, str(upstream_acked)))
+        return offset
 
     def mark_command_applied(self, command_id: str, marker: str) -> None:
         """Record, in the transaction that makes an upstream command's change, that the change
@@ -329,6 +360,9 @@ class Store:
                     for statement in _statements(MIGRATIONS[number]):
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+                if version == 0:
+                    conn.execute("INSERT OR REPLACE INTO kv VALUES (?, strftime('%s', 'now'))",
+                                 (STORE_CREATED_AT,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

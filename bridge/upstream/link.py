@@ -16,6 +16,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -26,9 +27,10 @@ from bridge.engine import Engine
 from bridge.model import Event
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
+from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
 from bridge.store import Store
 from bridge.upstream.commands import CommandRunner
-from bridge.upstream.outbox import Outbox, plan_resume
+from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
 from bridge.upstream.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -71,7 +73,8 @@ async def start_upstream(bridge: Bridge, group: asyncio.TaskGroup) -> list[async
     if config is None:
         return []
     link = UpstreamLink(config, bridge.store, bridge.engine, bridge.clock,
-                        bridge.loaded.config.bridge.id)
+                        bridge.loaded.config.bridge.id, config_path=bridge.loaded.path,
+                        accept_fresh_state=bridge.accept_fresh_state)
     await link.prepare()
     bridge.extras["upstream"] = link
     return [group.create_task(link.run(), name="upstream")]
@@ -93,7 +96,10 @@ def read_token(config: UpstreamConfig) -> str:
 
 
 def classify(error: BaseException) -> FailureKind:
-    """A refused token, an unusable certificate or protocol are retried slowly, not stormed."""
+    """A refused token, an unusable certificate or protocol are retried slowly, not stormed;
+    lost state stops the bridge."""
+    if isinstance(error, StateLost):
+        return FailureKind.FATAL
     if isinstance(error, TokenUnavailable | UpstreamRefused):
         return FailureKind.REFUSED
     if isinstance(error, aiohttp.WSServerHandshakeError) and error.status in (401, 403):
@@ -115,8 +121,11 @@ class UpstreamLink:
     """The outbox, the command runner and the supervised websocket sessions."""
 
     def __init__(self, config: UpstreamConfig, store: Store, engine: Engine, clock: Clock,
-                 bridge_id: str) -> None:
+                 bridge_id: str, *, config_path: Path | str = "FILE",
+                 accept_fresh_state: bool = False) -> None:
         self.config = config
+        self._config_path = config_path
+        self._accept_fresh = accept_fresh_state
         self._store = store
         self._engine = engine
         self._bridge_id = bridge_id
@@ -223,7 +232,11 @@ class UpstreamLink:
                     software_version=software_version(), last_command_id=state.last_command_id,
                     last_seq=state.last_seq, first_seq=state.first_seq)))
                 welcome = await self._welcome(ws)
-                resume = plan_resume(state, welcome.acked_seq, welcome.snapshot_wanted)
+                snapshot_wanted = welcome.snapshot_wanted
+                if welcome.acked_seq > state.last_seq:
+                    state = await self._upstream_ahead(state, welcome.acked_seq)
+                    snapshot_wanted = True
+                resume = plan_resume(state, welcome.acked_seq, snapshot_wanted)
                 if state.last_seq >= welcome.acked_seq > state.acked_seq:
                     await self.outbox.ack(welcome.acked_seq)
                 self.sessions += 1
@@ -241,6 +254,25 @@ class UpstreamLink:
                 finally:
                     self._up.clear()
                     self._session_state = None
+
+    async def _upstream_ahead(self, state: OutboxState, upstream_acked: int) -> OutboxState:
+        """The upstream acknowledged events this store never assigned: its state is gone, unless
+        it was restored or the operator chose to start fresh; then numbering continues after
+        the upstream's."""
+        flag = await self._store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+        if flag is None and not self._accept_fresh:
+            raise StateLost(f"the upstream has acknowledged events up to {upstream_acked} but "
+                            f"this store never assigned more than {state.last_seq}",
+                            self._config_path)
+        offset, _ = await self._store.write(
+            lambda tx: tx.continue_after_upstream(upstream_acked, CONTINUE_AFTER_UPSTREAM))
+        _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
+                     "%d; %d unacknowledged events renumbered", flag or "fresh state accepted",
+                     upstream_acked, max(0, state.last_seq - state.acked_seq) if offset else 0)
+        self.outbox.last_seq = 0
+        state = await self.outbox.load()
+        self._reflected_seq = max(self._reflected_seq, state.last_seq)
+        return state
 
     async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
         async with asyncio.timeout(self.config.connect_timeout_s):
