@@ -25,12 +25,14 @@ from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
 from bridge.statecheck import StateWitness, check_after_open, check_before_open, witness
-from bridge.store import Store, Tx
+from bridge.store import Store, StoreUnavailable, Tx
 from bridge.timesync import ClockGuard
 from drivers import registry
 
 _LOG = logging.getLogger(__name__)
 DB_NAME = "lockbridge.db"
+# How often the store is probed while it cannot write.
+STORE_PROBE_S = 2.0
 
 
 @dataclass(slots=True)
@@ -213,6 +215,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 # first reconcile must not hold up the API or make systemd's start-up time out.
                 extra_tasks = await _start_extras(bridge, group)
                 engine_task = group.create_task(bridge.engine.run(), name="engine")
+                store_task = group.create_task(_watch_store(bridge), name="store-watch")
                 _LOG.info("lockbridge %s running: %d locks, state in %s",
                           loaded.config.bridge.id, len(bridge.engine.devices),
                           loaded.config.state_dir)
@@ -221,6 +224,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 await stop.wait()
                 _LOG.info("stopping")
                 engine_task.cancel()
+                store_task.cancel()
                 for task in extra_tasks:
                     task.cancel()
         finally:
@@ -229,6 +233,20 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                     async with asyncio.timeout(3):
                         await driver.stop()
     _LOG.info("stopped cleanly")
+
+
+async def _watch_store(bridge: Bridge) -> None:
+    """While the store cannot write, try an empty write now and then: it probes the disk, so
+    /health recovers when space returns even if nothing else writes."""
+    while True:  # until cancelled at shutdown
+        await bridge.clock.sleep(STORE_PROBE_S)
+        if not bridge.store.health.writable:
+            with contextlib.suppress(StoreUnavailable):
+                await bridge.store.write(_nothing)
+
+
+def _nothing(tx: Tx) -> None:
+    """An empty transaction."""
 
 
 async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:

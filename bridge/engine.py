@@ -74,9 +74,11 @@ from bridge.planner import (
     with_status,
 )
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import Intent, Store, Tx
+from bridge.store import Intent, Store, StoreUnavailable, Tx
 
 _LOG = logging.getLogger(__name__)
+# How long a lock's worker waits before retrying a step the store could not record.
+STORE_RETRY_S = 5.0
 _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
 
 _AVAILABILITY_ERRORS = {
@@ -613,14 +615,19 @@ class Engine:
         while True:
             device = self.devices[device_id]
             driver = self.drivers[device.driver]
-            if not device.online:
-                await self._housekeeping(device_id)
-                await self._probe_step(worker, device, driver)
-                continue
             try:
+                if not device.online:
+                    await self._housekeeping(device_id)
+                    await self._probe_step(worker, device, driver)
+                    continue
                 worked = await self._step(worker, device, driver)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:
+                # The store logs the outage once; nothing was committed, so the step is simply
+                # planned again once the store can write.
+                await self._wait(worker, STORE_RETRY_S)
+                continue
             except Exception:
                 _LOG.exception("lock %s: unexpected error; retrying after a pause", device_id)
                 await self._wait(worker, 30.0)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bridge.driver import Availability
@@ -100,6 +100,14 @@ class _StateCollector(Collector):
                             and c.status is AccessCodeStatus.SET)
                 pool.add_metric([device.device_id], ready)
         yield pool
+
+        store = engine.store.health
+        yield GaugeMetricFamily("lockbridge_store_writable",
+                                "1 when the store can write; 0 while the disk is full, failing "
+                                "or read-only.", value=int(store.writable))
+        yield CounterMetricFamily("lockbridge_store_write_failures",
+                                  "Writes refused because the store's disk failed.",
+                                  value=store.failed_writes)
 
         yield from _upstream_metrics(self._bridge.extras.get("upstream"))
 

@@ -24,6 +24,8 @@ from bridge.records import (
     device_to_json,
 )
 from bridge.secrets import PinCipher
+from bridge.storehealth import StoreUnavailable as StoreUnavailable  # re-exported
+from bridge.storehealth import WriteHealth, rollback
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -269,6 +271,8 @@ class Store:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        # Whether writes work now (disk full, I/O errors): /health, metrics and the API read it.
+        self.health = WriteHealth(path)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -398,12 +402,19 @@ class Store:
         if conn is None:
             raise StoreError("store is closed")
         tx = Tx(conn, self._cipher)
-        conn.execute("BEGIN IMMEDIATE")
+        self.health.before_write(conn)
         try:
+            conn.execute("BEGIN IMMEDIATE")
             result = fn(tx)
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            rollback(conn)
+            unavailable = self.health.failed(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            raise
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         return result, tx.appended
 

@@ -26,6 +26,9 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     for driver, count in sorted(down.items()):
         not_ready.append(f"driver {driver}: link down, {count} lock{'s' * (count != 1)} "
                          "unreachable")
+    if not bridge.store.health.writable:
+        not_ready.append(f"store cannot write: {bridge.store.health.problem}; changes are "
+                         "refused until it can")
     if not engine.clock_synchronized():
         not_ready.append("system clock not synchronised: time-bound codes are held")
     offline = [d.display_name or d.device_id for d in devices

@@ -28,7 +28,7 @@ from bridge.model import Event
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
-from bridge.store import Store
+from bridge.store import Store, StoreUnavailable
 from bridge.upstream.commands import CommandRunner
 from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
 from bridge.upstream.protocol import (
@@ -372,6 +372,10 @@ class UpstreamLink:
         try:
             try:
                 result = await self.commands.result_for(command)
+            except StoreUnavailable as exc:
+                # Nothing was applied or stored: the upstream sends the command again later.
+                result = CommandResult(command_id=command.command_id, ok=False,
+                                       error=ErrorBody(type="store_unavailable", message=str(exc)))
             except Exception:  # a bug, not a refusal: answer, log, and do not store it
                 _LOG.exception("upstream command %s failed", command.command_id)
                 result = CommandResult(command_id=command.command_id, ok=False, error=ErrorBody(
