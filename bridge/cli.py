@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
 
+    restore = sub.add_parser("restore", help="put the encrypted state backup back in place of "
+                             "a lost database (the daemon stopped)")
+    restore.add_argument("-c", "--config", type=Path, required=True)
+    restore.add_argument("--from", dest="source", type=Path,
+                         help="the backup file (default: store.backup_path)")
+    restore.set_defaults(func=_restore)
+
     status = sub.add_parser("status", help="devices and codes from the store (PINs masked)")
     status.add_argument("-c", "--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
@@ -110,6 +117,55 @@ def _first(group: BaseExceptionGroup[Any]) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+def _restore(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    from bridge.daemon import state_db
+    from bridge.secrets import key_path
+    from bridge.statebackup import BackupError, restore_state
+
+    config = loaded.config
+    source = args.source or config.store.backup_path
+    if source is None:
+        print("nothing to restore from: give --from PATH or set store.backup_path",
+              file=sys.stderr)
+        return 1
+    key_file = key_path(config.store.key_file, config.state_dir)
+    if not key_file.exists():
+        print(f"the PIN key {key_file} is missing: the backup is sealed under it, so put the "
+              "old box's key there first", file=sys.stderr)
+        return 1
+    if _daemon_running(config.state_dir):
+        print("lockbridge is running on this state directory: stop it first "
+              "(systemctl stop lockbridge)", file=sys.stderr)
+        return 1
+    db = state_db(config.state_dir)
+    try:
+        done = restore_state(source, db, key_file.read_bytes())
+    except (BackupError, OSError) as exc:
+        print(f"cannot restore from {source}: {exc}", file=sys.stderr)
+        return 1
+    kept = f"; the database it replaced is kept as {done.replaced}" if done.replaced else ""
+    print(f"restored {db} from {source}: {done.devices} locks, {done.managed_codes} managed "
+          f"codes, events up to {done.newest_seq}{kept}. Start lockbridge: it reads the locks "
+          "back before changing anything, and continues the upstream's sequence numbers")
+    return 0
+
+
+def _daemon_running(state_dir: Path) -> bool:
+    """True when a daemon's API answers on the port it recorded in this state directory."""
+    import socket
+
+    try:
+        port = int((state_dir / "api.port").read_text())
+    except (OSError, ValueError):
+        return False
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _status(args: argparse.Namespace) -> int:

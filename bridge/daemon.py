@@ -263,6 +263,7 @@ StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[No
 STARTERS: tuple[str, ...] = (
     "bridge.api.server:start_api",
     "bridge.upstream.link:start_upstream",
+    "bridge.statebackup:start_state_backup",
     "bridge.sdnotify:start_systemd",
 )
 # Starters added at run time (tests, embedding applications).

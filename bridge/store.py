@@ -208,11 +208,14 @@ class Tx:
             return 0
         return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
 
-    def continue_after_upstream(self, upstream_acked: int, flag_key: str) -> int:
+    def continue_after_upstream(self, upstream_acked: int, flag_key: str,
+                                renumber: bool) -> int:
         """After a restore or an accepted fresh start the upstream holds sequence numbers this
-        store never assigned: renumber the events it has not acknowledged to follow
-        `upstream_acked` (in order, so none is lost or reuses a number the upstream knows), take
-        its ack, and clear `flag_key`. Returns the offset added."""
+        store never assigned: continue numbering after `upstream_acked`, take its ack, and clear
+        `flag_key`. With `renumber` (a fresh store: the upstream has none of its events) the
+        events it has not acknowledged are moved after `upstream_acked`, in order; without (a
+        restored store: the upstream acknowledged past every number it holds, so it has them
+        all) they are left as they are. Returns the offset added."""
         row = self._conn.execute("SELECT value FROM kv WHERE key = ?",
                                  (UPSTREAM_ACKED_SEQ,)).fetchone()
         local_acked = int(row[0]) if row else 0
@@ -222,10 +225,12 @@ class Tx:
         self._conn.execute("DELETE FROM kv WHERE key = ?", (flag_key,))
         if upstream_acked <= newest:
             return 0
-        # Every new number is above upstream_acked, hence above every number in use: the
-        # renumbering never collides with a row not yet moved.
-        offset = upstream_acked - local_acked
-        self._conn.execute("UPDATE events SET seq = seq + ? WHERE seq > ?", (offset, local_acked))
+        offset = upstream_acked - local_acked if renumber else upstream_acked - newest
+        if renumber:
+            # Every new number is above upstream_acked, hence above every number in use: the
+            # renumbering never collides with a row not yet moved.
+            self._conn.execute("UPDATE events SET seq = seq + ? WHERE seq > ?",
+                               (offset, local_acked))
         if row is None:
             self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
                                (newest + offset,))

@@ -36,6 +36,9 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     if offline:
         notes.append(f"{len(offline)} lock{'s' * (len(offline) != 1)} offline: "
                      + ", ".join(sorted(offline)[:10]))
+    backup = bridge.extras.get("state_backup")
+    if backup is not None and getattr(backup, "problem", None):
+        notes.append(f"state backup failing: {backup.problem}")
     upstream = bridge.extras.get("upstream")
     if upstream is not None and not getattr(upstream, "connected", False):
         notes.append("upstream not connected (locks keep working from local state)")

@@ -264,11 +264,14 @@ class UpstreamLink:
             raise StateLost(f"the upstream has acknowledged events up to {upstream_acked} but "
                             f"this store never assigned more than {state.last_seq}",
                             self._config_path)
-        offset, _ = await self._store.write(
-            lambda tx: tx.continue_after_upstream(upstream_acked, CONTINUE_AFTER_UPSTREAM))
+        # A restored store's events are all upstream already (it acknowledged past them); a
+        # fresh store's are new to it and must follow its numbers.
+        renumber = flag != "restored"
+        await self._store.write(lambda tx: tx.continue_after_upstream(
+            upstream_acked, CONTINUE_AFTER_UPSTREAM, renumber))
         _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
-                     "%d; %d unacknowledged events renumbered", flag or "fresh state accepted",
-                     upstream_acked, max(0, state.last_seq - state.acked_seq) if offset else 0)
+                     "%d%s", flag or "fresh state accepted", upstream_acked,
+                     "; unacknowledged events renumbered to follow" if renumber else "")
         self.outbox.last_seq = 0
         state = await self.outbox.load()
         self._reflected_seq = max(self._reflected_seq, state.last_seq)
