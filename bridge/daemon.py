@@ -203,6 +203,10 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
     async with bridge.store:
         assert bridge.seen is not None
         await check_after_open(bridge.store, bridge.seen, loaded.path, accept_fresh_state)
+        if loaded.config.upstream is not None:
+            from bridge.upstream.link import check_before_start
+
+            await check_before_start(bridge)
         started: list[LockDriver] = []
         try:
             for name, driver in bridge.drivers.items():

@@ -220,12 +220,14 @@ def _check_and_mark(staged: Path) -> tuple[int, int, int]:
         devices = conn.execute("SELECT count(*) FROM devices").fetchone()[0]
         codes = conn.execute("SELECT count(*) FROM access_codes WHERE is_managed").fetchone()[0]
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        conn.execute("INSERT OR REPLACE INTO kv VALUES (?, 'restored')",
-                     (CONTINUE_AFTER_UPSTREAM,))
+        newest = int(row[0]) if row else 0
+        # The events after `newest` are the restored bridge's own: the upstream has none.
+        conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                     (CONTINUE_AFTER_UPSTREAM, f"restored:{newest}"))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
-    return int(devices), int(codes), int(row[0]) if row else 0
+    return int(devices), int(codes), newest
 
 
 def _set_aside(db: Path) -> Path | None:

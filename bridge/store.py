@@ -208,38 +208,42 @@ class Tx:
             return 0
         return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
 
-    def continue_after_upstream(self, upstream_acked: int, flag_key: str,
-                                renumber: bool) -> int:
+    def continue_after_upstream(self, upstream_acked: int, flag_key: str) -> int:
         """After a restore or an accepted fresh start the upstream holds sequence numbers this
-        store never assigned: continue numbering after `upstream_acked`, take its ack, and clear
-        `flag_key`. With `renumber` (a fresh store: the upstream has none of its events) the
-        events it has not acknowledged are moved after `upstream_acked`, in order; without (a
-        restored store: the upstream acknowledged past every number it holds, so it has them
-        all) they are left as they are. Returns the offset added."""
+        store never assigned: move the events the upstream cannot have after `upstream_acked`
+        (in order), continue numbering after them, take the upstream's ack and clear
+        `flag_key`. The upstream cannot have a fresh store's unacknowledged events, nor the
+        events a restored store made after its restore (`flag_key` holds "restored:<newest
+        sequence number in the backup>"); it has every event the backup held, since it
+        acknowledged past them. Returns how many events moved."""
         row = self._conn.execute("SELECT value FROM kv WHERE key = ?",
                                  (UPSTREAM_ACKED_SEQ,)).fetchone()
-        local_acked = int(row[0]) if row else 0
+        base = int(row[0]) if row else 0
+        flag = self._conn.execute("SELECT value FROM kv WHERE key = ?",
+                                  (flag_key,)).fetchone()
+        if flag is not None and str(flag[0]).startswith("restored:"):
+            base = int(str(flag[0]).partition(":")[2])
         row = self._conn.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         newest = int(row[0]) if row else 0
         self._conn.execute("DELETE FROM kv WHERE key = ?", (flag_key,))
-        if upstream_acked <= newest:
+        if upstream_acked <= base:
             return 0
-        offset = upstream_acked - local_acked if renumber else upstream_acked - newest
-        if renumber:
-            # Every new number is above upstream_acked, hence above every number in use: the
-            # renumbering never collides with a row not yet moved.
-            self._conn.execute("UPDATE events SET seq = seq + ? WHERE seq > ?",
-                               (offset, local_acked))
+        offset = upstream_acked - base
+        # Through negative numbers, so no moved row ever meets one not yet moved.
+        self._conn.execute("UPDATE events SET seq = -seq WHERE seq > ?", (base,))
+        moved = self._conn.execute("UPDATE events SET seq = ? - seq WHERE seq < 0",
+                                   (offset,)).rowcount
+        top = max(newest + offset, upstream_acked)
         if row is None:
             self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
-                               (newest + offset,))
+                               (top,))
         else:
             self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'",
-                               (newest + offset,))
+                               (top,))
         self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
                            (UPSTREAM_ACKED_SEQ, str(upstream_acked)))
-        return offset
+        return int(moved)
 
     def mark_command_applied(self, command_id: str, marker: str) -> None:
         """Record, in the transaction that makes an upstream command's change, that the change

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.simulator.driver import load_write_counts
+
 from .api_helpers import CONFIG, Daemon, start_daemon, wait_until
 from .state_helpers import (
     UPSTREAM,
@@ -25,6 +27,14 @@ from .state_helpers import (
 )
 
 pytestmark = pytest.mark.slow
+# A code the file declares: a bridge starting empty would create it on the lock again.
+DECLARED = """\
+codes:
+  - key: staff-side
+    device: side
+    name: Cleaning staff
+    code: "7381"
+"""
 
 
 @pytest.fixture
@@ -83,7 +93,7 @@ def upstream(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
 def test_upstream_ahead_of_a_wiped_state_dir_is_refused_and_sequence_continues_when_accepted(
         tmp_path: Path, upstream: tuple[int, Path, Path]) -> None:
     port, updb, token = upstream
-    config_text = CONFIG + UPSTREAM.format(port=port, token=token)
+    config_text = CONFIG + UPSTREAM.format(port=port, token=token) + DECLARED
     d = start_daemon(tmp_path, config_text)
     try:
         create_set_code(d, "Side door", "5942")
@@ -92,6 +102,7 @@ def test_upstream_ahead_of_a_wiped_state_dir_is_refused_and_sequence_continues_w
     finally:
         d.stop()
     before = upstream_events(updb)
+    writes = load_write_counts(d.state / "sim.json")
     # A new SD card: the state directory is empty but for the simulated locks' own memory.
     for path in d.state.iterdir():
         if path.name != "sim.json":
@@ -100,7 +111,10 @@ def test_upstream_ahead_of_a_wiped_state_dir_is_refused_and_sequence_continues_w
     done = run_refused(d.config)
 
     assert_refusal(done, d.config)
-    assert f"the upstream has acknowledged events up to {before[-1]}" in done.stderr
+    assert f"the upstream has acknowledged events of this bridge up to {before[-1]}" \
+        in done.stderr
+    assert " running: " not in done.stderr, "refused before the engine, drivers or API started"
+    assert load_write_counts(d.state / "sim.json") == writes, "nothing written to a lock"
 
     fresh = start_daemon(tmp_path, config_text, run_args=("--accept-fresh-state",))
     try:

@@ -80,6 +80,73 @@ async def start_upstream(bridge: Bridge, group: asyncio.TaskGroup) -> list[async
     return [group.create_task(link.run(), name="upstream")]
 
 
+async def check_before_start(bridge: Bridge) -> None:
+    """A store that never assigned an event asks the upstream before anything starts: if the
+    upstream acknowledged events of this bridge, its state is gone, and starting would create
+    the declared codes again and find the guests' codes as unmanaged. An upstream that cannot
+    be reached does not hold up the start; the link asks again when it connects."""
+    config = bridge.loaded.config.upstream
+    if config is None or bridge.accept_fresh_state:
+        return
+    state = await Outbox(bridge.store, "", keep_acked=0, max_unacked=1).load()
+    if state.last_seq or state.acked_seq:
+        return
+    flag = await bridge.store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+    if flag is not None:
+        return
+    try:
+        acked = await probe_acked_seq(config, bridge.loaded.config.bridge.id, state)
+    except (OSError, TimeoutError, aiohttp.ClientError, SessionEnded, TokenUnavailable,
+            UpstreamRefused) as exc:
+        _LOG.warning("could not ask the upstream whether this bridge had state before (%s); "
+                     "starting, and the upstream link asks again when it connects", exc)
+        return
+    if acked > state.last_seq:
+        raise StateLost(f"this store is new but the upstream has acknowledged events of "
+                        f"this bridge up to {acked}", bridge.loaded.path)
+
+
+async def probe_acked_seq(config: UpstreamConfig, bridge_id: str, state: OutboxState) -> int:
+    """One short session: hello, then the upstream's acked_seq from its welcome."""
+    token = read_token(config)
+    async with aiohttp.ClientSession() as http, asyncio.timeout(config.connect_timeout_s):
+        ws = await http.ws_connect(config.url, headers={"Authorization": f"Bearer {token}"},
+                                   ssl=ssl_for(config),
+                                   timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                                   max_msg_size=config.max_message_bytes * HARD_FRAME_FACTOR)
+        async with ws:
+            await ws.send_str(dump(Hello(
+                protocol_version=PROTOCOL_VERSION, bridge_id=bridge_id,
+                software_version=software_version(), last_command_id=state.last_command_id,
+                last_seq=state.last_seq, first_seq=state.first_seq)))
+            return (await read_welcome(ws, config)).acked_seq
+
+
+async def read_welcome(ws: aiohttp.ClientWebSocketResponse, config: UpstreamConfig) -> Welcome:
+    """The upstream's answer to hello, within the connect timeout."""
+    async with asyncio.timeout(config.connect_timeout_s):
+        msg = await ws.receive()
+    if msg.type is not aiohttp.WSMsgType.TEXT:
+        raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
+    try:
+        message = parse_upstream(msg.data, config.max_message_bytes)
+    except ProtocolProblem as problem:
+        raise SessionEnded(f"bad welcome: {problem.message}") from None
+    if not isinstance(message, Welcome):
+        raise SessionEnded(f"expected welcome, got {message.type}")
+    if message.protocol_version != PROTOCOL_VERSION:
+        raise UpstreamRefused(f"upstream speaks protocol {message.protocol_version}, this "
+                              f"bridge {PROTOCOL_VERSION}")
+    return message
+
+
+def ssl_for(config: UpstreamConfig) -> ssl.SSLContext | bool:
+    """The system's trust store, or `ca_file`'s when given."""
+    if config.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.ca_file))
+    return True
+
+
 def read_token(config: UpstreamConfig) -> str:
     """The token now: `token_file` is read at every connect, so a rotated token is used."""
     if config.token_file is not None:
@@ -264,34 +331,18 @@ class UpstreamLink:
             raise StateLost(f"the upstream has acknowledged events up to {upstream_acked} but "
                             f"this store never assigned more than {state.last_seq}",
                             self._config_path)
-        # A restored store's events are all upstream already (it acknowledged past them); a
-        # fresh store's are new to it and must follow its numbers.
-        renumber = flag != "restored"
-        await self._store.write(lambda tx: tx.continue_after_upstream(
-            upstream_acked, CONTINUE_AFTER_UPSTREAM, renumber))
+        moved, _ = await self._store.write(
+            lambda tx: tx.continue_after_upstream(upstream_acked, CONTINUE_AFTER_UPSTREAM))
         _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
-                     "%d%s", flag or "fresh state accepted", upstream_acked,
-                     "; unacknowledged events renumbered to follow" if renumber else "")
+                     "%d; %d events it cannot have renumbered to follow",
+                     (flag or "fresh state accepted").partition(":")[0], upstream_acked, moved)
         self.outbox.last_seq = 0
         state = await self.outbox.load()
         self._reflected_seq = max(self._reflected_seq, state.last_seq)
         return state
 
     async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
-        async with asyncio.timeout(self.config.connect_timeout_s):
-            msg = await ws.receive()
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
-        try:
-            message = parse_upstream(msg.data, self.config.max_message_bytes)
-        except ProtocolProblem as problem:
-            raise SessionEnded(f"bad welcome: {problem.message}") from None
-        if not isinstance(message, Welcome):
-            raise SessionEnded(f"expected welcome, got {message.type}")
-        if message.protocol_version != PROTOCOL_VERSION:
-            raise UpstreamRefused(f"upstream speaks protocol {message.protocol_version}, this "
-                                  f"bridge {PROTOCOL_VERSION}")
-        return message
+        return await read_welcome(ws, self.config)
 
     async def _converse(self, session: _Session) -> None:
         sender = asyncio.create_task(self._send_events(session), name="upstream-sender")
@@ -388,9 +439,7 @@ class UpstreamLink:
             session.slots.release()
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if self.config.ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.config.ca_file))
-        return True
+        return ssl_for(self.config)
 
 
 class _Session:
