@@ -138,7 +138,7 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"the PIN key {key_file} is missing: the backup is sealed under it, so put the "
               "old box's key there first", file=sys.stderr)
         return 1
-    if _daemon_running(config.state_dir):
+    if _daemon_running(config.state_dir, config.api.host):
         print("lockbridge is running on this state directory: stop it first "
               "(systemctl stop lockbridge)", file=sys.stderr)
         return 1
@@ -155,17 +155,22 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_running(state_dir: Path) -> bool:
-    """True when a daemon's API answers on the port it recorded in this state directory."""
+def _daemon_running(state_dir: Path, host: str) -> bool:
+    """True when a daemon's API answers on the port it recorded in this state directory (a
+    daemon without its API is not seen: the operator is told to stop it first)."""
     import socket
 
     try:
         port = int((state_dir / "api.port").read_text())
     except (OSError, ValueError):
         return False
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _status(args: argparse.Namespace) -> int:

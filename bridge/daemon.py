@@ -288,7 +288,13 @@ def _load_starter(spec: str) -> StarterFn | None:
 
 def _sink(engine: Engine, name: str) -> Callable[[DriverEvent], Awaitable[None]]:
     async def deliver(event: DriverEvent) -> None:
-        await engine.on_driver_event(name, event)
+        try:
+            await engine.on_driver_event(name, event)
+        except StoreUnavailable:
+            # The store logged its outage once. Availability and slots are read again when
+            # it can write; a keypad unlock reported meanwhile is not recorded.
+            _LOG.debug("driver %s: %s for %s not recorded (store cannot write)", name,
+                       event.kind.value, event.external_id)
 
     return deliver
 

@@ -37,6 +37,7 @@ MAGIC = b"LOCKBRIDGE-STATE-BACKUP 1\n"
 # Small enough for a Raspberry Pi's memory whatever the database's size.
 CHUNK_BYTES = 1 << 20
 _HEADER = struct.Struct(">I")
+FIRST_BACKUP_AFTER_S = 60.0
 
 
 class BackupError(Exception):
@@ -161,9 +162,12 @@ class StateBackup:
 
     async def run(self) -> None:
         """Back up every interval until cancelled."""
+        # The first soon after start: a box that dies in its first hour has a backup too.
+        delay = min(self._interval, FIRST_BACKUP_AFTER_S)
         while True:  # until cancelled at shutdown
-            await self._clock.sleep(self._interval)
+            await self._clock.sleep(delay)
             await self.write_once()
+            delay = self._interval
 
     async def write_once(self) -> None:
         """One backup, off the event loop."""

@@ -162,3 +162,15 @@ def test_restore_refuses_a_backup_it_cannot_trust_and_keeps_the_database(tmp_pat
     good = _restore(config, damaged)
     assert good.returncode == 0, good.stderr
     assert (state / "lockbridge.db.replaced-1").read_bytes() == kept
+
+
+def test_restore_refuses_while_the_daemon_runs(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path)
+    try:
+        sealed = tmp_path / "now.backup"
+        write_backup(d.state / "lockbridge.db", sealed, (d.state / "pin.key").read_bytes())
+        refused = _restore(d.config, sealed)
+    finally:
+        d.stop()
+    assert refused.returncode == 1 and "stop it first" in refused.stderr
+    assert not list(d.state.glob("lockbridge.db.replaced-*"))
