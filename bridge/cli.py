@@ -48,8 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put the encrypted state backup back in place of "
                              "a lost database (the daemon stopped)")
     restore.add_argument("-c", "--config", type=Path, required=True)
-    restore.add_argument("--from", dest="source", type=Path,
-                         help="the backup file (default: store.backup_path)")
+    source = restore.add_mutually_exclusive_group()
+    source.add_argument("--from", dest="source", type=Path,
+                        help="the backup file (default: store.backup_path)")
+    source.add_argument("--from-upstream", action="store_true",
+                        help="rebuild the managed codes from the upstream at the next start, "
+                             "adopting those found on the locks")
     restore.set_defaults(func=_restore)
 
     status = sub.add_parser("status", help="devices and codes from the store (PINs masked)")
@@ -128,6 +132,12 @@ def _restore(args: argparse.Namespace) -> int:
     from bridge.statebackup import BackupError, restore_state
 
     config = loaded.config
+    if _daemon_running(config.state_dir, config.api.host):
+        print("lockbridge is running on this state directory: stop it first "
+              "(systemctl stop lockbridge)", file=sys.stderr)
+        return 1
+    if args.from_upstream:
+        return _prepare_upstream_restore(loaded)
     source = args.source or config.store.backup_path
     if source is None:
         print("nothing to restore from: give --from PATH or set store.backup_path",
@@ -137,10 +147,6 @@ def _restore(args: argparse.Namespace) -> int:
     if not key_file.exists():
         print(f"the PIN key {key_file} is missing: the backup is sealed under it, so put the "
               "old box's key there first", file=sys.stderr)
-        return 1
-    if _daemon_running(config.state_dir, config.api.host):
-        print("lockbridge is running on this state directory: stop it first "
-              "(systemctl stop lockbridge)", file=sys.stderr)
         return 1
     db = state_db(config.state_dir)
     try:
@@ -152,6 +158,31 @@ def _restore(args: argparse.Namespace) -> int:
     print(f"restored {db} from {source}: {done.devices} locks, {done.managed_codes} managed "
           f"codes, events up to {done.newest_seq}{kept}. Start lockbridge: it reads the locks "
           "back before changing anything, and continues the upstream's sequence numbers")
+    return 0
+
+
+def _prepare_upstream_restore(loaded: LoadedConfig) -> int:
+    from bridge.daemon import open_store, state_db
+    from bridge.statebackup import set_aside
+    from bridge.upstreamrestore import prepare
+
+    upstream = loaded.config.upstream
+    if upstream is None:
+        print("no upstream is configured to restore from: use --from PATH or store.backup_path",
+              file=sys.stderr)
+        return 1
+    db = state_db(loaded.config.state_dir)
+    replaced = set_aside(db)
+
+    async def make() -> None:
+        async with open_store(loaded) as store:
+            await store.write(prepare)
+
+    asyncio.run(make())
+    kept = f" (the database it replaced is kept as {replaced})" if replaced else ""
+    print(f"{db} is ready for a restore from {upstream.host()}{kept}. Start lockbridge: it "
+          "fetches the managed codes, finds each on its lock without writing it again, and "
+          "writes only those it does not find")
     return 0
 
 

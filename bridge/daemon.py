@@ -27,6 +27,7 @@ from bridge.secrets import PinCipher, key_path, load_or_create_key
 from bridge.statecheck import StateWitness, check_after_open, check_before_open, witness
 from bridge.store import Store, StoreUnavailable, Tx
 from bridge.timesync import ClockGuard
+from bridge.upstreamrestore import restore_if_pending
 from drivers import registry
 
 _LOG = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 await driver.start(_sink(bridge.engine, name))
                 started.append(driver)
             await bridge.engine.load()
+            await restore_if_pending(bridge)
             await declare_codes(bridge)
             async with asyncio.TaskGroup() as group:
                 # The API, the upstream link and systemd's READY come first: a big property's

@@ -127,7 +127,7 @@ def restore_state(backup: Path, db: Path, pin_key: bytes) -> Restored:
             out.flush()
             os.fsync(out.fileno())
         devices, codes, newest = _check_and_mark(staged)
-        replaced = _set_aside(db)
+        replaced = set_aside(db)
         os.replace(staged, db)
         _fsync_dir(db.parent)
     finally:
@@ -234,7 +234,7 @@ def _check_and_mark(staged: Path) -> tuple[int, int, int]:
     return int(devices), int(codes), newest
 
 
-def _set_aside(db: Path) -> Path | None:
+def set_aside(db: Path) -> Path | None:
     """Move a database (and its WAL, which belongs to it alone) out of the way, kept."""
     if not db.exists():
         for suffix in ("-wal", "-shm"):

@@ -21,6 +21,8 @@ _LOG = logging.getLogger(__name__)
 
 # kv keys. The store writes STORE_CREATED_AT (unix seconds) when it makes a new database.
 FRESH_ACCEPTED = "store.fresh_state_accepted"
+# The store was rebuilt from the upstream (bridge/upstreamrestore.py): younger than the key.
+RESTORED_FROM = "store.restored_from"
 # Set by a restore or an accepted fresh start: the upstream may be ahead of this store, and its
 # sequence numbers continue after the upstream's instead of being refused (bridge/upstream/link.py).
 CONTINUE_AFTER_UPSTREAM = "store.continue_after_upstream"
@@ -113,4 +115,5 @@ def _mark_fresh(tx: Tx) -> None:
 
 def _facts(reader: Reader) -> tuple[float | None, str | None]:
     created = reader.kv(STORE_CREATED_AT)
-    return (float(created) if created is not None else None), reader.kv(FRESH_ACCEPTED)
+    return ((float(created) if created is not None else None),
+            reader.kv(FRESH_ACCEPTED) or reader.kv(RESTORED_FROM))

@@ -40,6 +40,7 @@ from bridge.upstream.protocol import (
     ErrorMessage,
     Hello,
     ProtocolProblem,
+    RestoreState,
     Welcome,
     dump,
     dumps,
@@ -95,7 +96,7 @@ async def check_before_start(bridge: Bridge) -> None:
     if flag is not None:
         return
     try:
-        acked = await probe_acked_seq(config, bridge.loaded.config.bridge.id, state)
+        acked = (await hello_once(config, bridge.loaded.config.bridge.id, state)).acked_seq
     except (OSError, TimeoutError, aiohttp.ClientError, SessionEnded, TokenUnavailable,
             UpstreamRefused) as exc:
         _LOG.warning("could not ask the upstream whether this bridge had state before (%s); "
@@ -106,8 +107,15 @@ async def check_before_start(bridge: Bridge) -> None:
                         f"this bridge up to {acked}", bridge.loaded.path)
 
 
-async def probe_acked_seq(config: UpstreamConfig, bridge_id: str, state: OutboxState) -> int:
-    """One short session: hello, then the upstream's acked_seq from its welcome."""
+async def fetch_restore(config: UpstreamConfig, bridge_id: str) -> RestoreState | None:
+    """What the upstream knows of this bridge's managed codes (None: nothing)."""
+    empty = OutboxState(first_seq=1, last_seq=0, acked_seq=0, last_command_id=None)
+    return (await hello_once(config, bridge_id, empty, restore_wanted=True)).restore
+
+
+async def hello_once(config: UpstreamConfig, bridge_id: str, state: OutboxState,
+                     restore_wanted: bool = False) -> Welcome:
+    """One short session: hello, and the upstream's welcome."""
     token = read_token(config)
     async with aiohttp.ClientSession() as http, asyncio.timeout(config.connect_timeout_s):
         ws = await http.ws_connect(config.url, headers={"Authorization": f"Bearer {token}"},
@@ -118,18 +126,22 @@ async def probe_acked_seq(config: UpstreamConfig, bridge_id: str, state: OutboxS
             await ws.send_str(dump(Hello(
                 protocol_version=PROTOCOL_VERSION, bridge_id=bridge_id,
                 software_version=software_version(), last_command_id=state.last_command_id,
-                last_seq=state.last_seq, first_seq=state.first_seq)))
-            return (await read_welcome(ws, config)).acked_seq
+                last_seq=state.last_seq, first_seq=state.first_seq,
+                restore_wanted=restore_wanted)))
+            # A welcome carrying a restore holds every managed code: as large as a snapshot.
+            limit = config.max_message_bytes * (HARD_FRAME_FACTOR if restore_wanted else 1)
+            return await read_welcome(ws, config, limit)
 
 
-async def read_welcome(ws: aiohttp.ClientWebSocketResponse, config: UpstreamConfig) -> Welcome:
+async def read_welcome(ws: aiohttp.ClientWebSocketResponse, config: UpstreamConfig,
+                       limit: int | None = None) -> Welcome:
     """The upstream's answer to hello, within the connect timeout."""
     async with asyncio.timeout(config.connect_timeout_s):
         msg = await ws.receive()
     if msg.type is not aiohttp.WSMsgType.TEXT:
         raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
     try:
-        message = parse_upstream(msg.data, config.max_message_bytes)
+        message = parse_upstream(msg.data, limit or config.max_message_bytes)
     except ProtocolProblem as problem:
         raise SessionEnded(f"bad welcome: {problem.message}") from None
     if not isinstance(message, Welcome):
