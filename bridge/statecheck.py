@@ -43,7 +43,7 @@ class StateLost(Exception):
         self.what = what
         self.fix = (
             f"restore it with `lockbridge restore -c {config}` (the state backup at "
-            f"store.backup_path, or --from PATH), or start fresh on purpose with "
+            f"store.backup_path, --from PATH, or --from-upstream), or start fresh on purpose with "
             f"`lockbridge run -c {config} --accept-fresh-state` (codes the lost state managed "
             "then stay on the locks as unmanaged codes)")
         super().__init__(f"lockbridge refuses to start: {what}; {self.fix}")

@@ -63,6 +63,13 @@ async def restore_if_pending(bridge: Bridge) -> None:
     store, config = bridge.store, bridge.loaded.config
     if await store.read(lambda r: r.kv(RESTORE_PENDING)) is None:
         return
+    if bridge.accept_fresh_state:
+        # The operator gave up on the restore: start with what is on the locks, unmanaged.
+        await store.write(lambda tx: tx.execute("DELETE FROM kv WHERE key = ?",
+                                                (RESTORE_PENDING,)))
+        _LOG.warning("restore from the upstream abandoned by the operator's choice "
+                     "(--accept-fresh-state)")
+        return
     if config.upstream is None:
         raise StateLost("the store waits for a restore from the upstream, but no upstream is "
                         "configured", bridge.loaded.path)

@@ -87,13 +87,17 @@ async def check_before_start(bridge: Bridge) -> None:
     the declared codes again and find the guests' codes as unmanaged. An upstream that cannot
     be reached does not hold up the start; the link asks again when it connects."""
     config = bridge.loaded.config.upstream
-    if config is None or bridge.accept_fresh_state:
+    if config is None:
         return
     state = await Outbox(bridge.store, "", keep_acked=0, max_unacked=1).load()
     if state.last_seq or state.acked_seq:
         return
     flag = await bridge.store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
     if flag is not None:
+        return
+    if bridge.accept_fresh_state:
+        # Whatever this new store numbers before the link connects follows the upstream's.
+        await bridge.store.write(lambda tx: tx.put_kv(CONTINUE_AFTER_UPSTREAM, "fresh"))
         return
     try:
         acked = (await hello_once(config, bridge.loaded.config.bridge.id, state)).acked_seq
@@ -312,8 +316,9 @@ class UpstreamLink:
                     last_seq=state.last_seq, first_seq=state.first_seq)))
                 welcome = await self._welcome(ws)
                 snapshot_wanted = welcome.snapshot_wanted
-                if welcome.acked_seq > state.last_seq:
-                    state = await self._upstream_ahead(state, welcome.acked_seq)
+                flag = await self._store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+                if welcome.acked_seq > state.last_seq or flag is not None:
+                    state = await self._upstream_ahead(state, welcome.acked_seq, flag)
                     snapshot_wanted = True
                 resume = plan_resume(state, welcome.acked_seq, snapshot_wanted)
                 if state.last_seq >= welcome.acked_seq > state.acked_seq:
@@ -334,20 +339,23 @@ class UpstreamLink:
                     self._up.clear()
                     self._session_state = None
 
-    async def _upstream_ahead(self, state: OutboxState, upstream_acked: int) -> OutboxState:
+    async def _upstream_ahead(self, state: OutboxState, upstream_acked: int,
+                              flag: str | None) -> OutboxState:
         """The upstream acknowledged events this store never assigned: its state is gone, unless
-        it was restored or the operator chose to start fresh; then numbering continues after
-        the upstream's."""
-        flag = await self._store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+        it was restored or the operator chose to start fresh (`flag`); then numbering continues
+        after the upstream's, also for events numbered since (the first session clears the
+        flag, whether or not the upstream is ahead)."""
         if flag is None and not self._accept_fresh:
             raise StateLost(f"the upstream has acknowledged events up to {upstream_acked} but "
                             f"this store never assigned more than {state.last_seq}",
                             self._config_path)
         moved, _ = await self._store.write(
             lambda tx: tx.continue_after_upstream(upstream_acked, CONTINUE_AFTER_UPSTREAM))
-        _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
-                     "%d; %d events it cannot have renumbered to follow",
-                     (flag or "fresh state accepted").partition(":")[0], upstream_acked, moved)
+        why = (flag or "fresh state accepted").partition(":")[0]
+        if upstream_acked > state.last_seq or moved:
+            _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
+                         "%d; %d events it cannot have renumbered to follow", why,
+                         upstream_acked, moved)
         self.outbox.last_seq = 0
         state = await self.outbox.load()
         self._reflected_seq = max(self._reflected_seq, state.last_seq)
