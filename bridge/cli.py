@@ -46,11 +46,25 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", type=Path, required=True)
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--accept-fresh-state", action="store_true",
+                     help="start over although the state this bridge had is gone "
+                          "(docs/reliability.md)")
     run.set_defaults(func=_run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check)
+
+    restore = sub.add_parser("restore", help="put the encrypted state backup back in place of "
+                             "a lost database (the daemon stopped)")
+    restore.add_argument("-c", "--config", type=Path, required=True)
+    source = restore.add_mutually_exclusive_group()
+    source.add_argument("--from", dest="source", type=Path,
+                        help="the backup file (default: store.backup_path)")
+    source.add_argument("--from-upstream", action="store_true",
+                        help="rebuild the managed codes from the upstream at the next start, "
+                             "adopting those found on the locks")
+    restore.set_defaults(func=_restore)
 
     status = sub.add_parser("status", help="devices and codes from the store (PINs masked)")
     status.add_argument("-c", "--config", type=Path, required=True)
@@ -97,21 +111,105 @@ def _run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or loaded.config.logging.level)
     from bridge.daemon import serve
 
+    # Lost state is a StartupError: `main` prints it as one line with the way out.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(loaded))
+        asyncio.run(serve(loaded, accept_fresh_state=args.accept_fresh_state))
     return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    from bridge.daemon import state_db
+    from bridge.secrets import key_path
+    from bridge.statebackup import BackupError, restore_state
+
+    config = loaded.config
+    if _daemon_running(config.state_dir, config.api.host):
+        print("lockbridge is running on this state directory: stop it first "
+              "(systemctl stop lockbridge)", file=sys.stderr)
+        return 1
+    if args.from_upstream:
+        return _prepare_upstream_restore(loaded)
+    source = args.source or config.store.backup_path
+    if source is None:
+        print("nothing to restore from: give --from PATH or set store.backup_path",
+              file=sys.stderr)
+        return 1
+    key_file = key_path(config.store.key_file, config.state_dir)
+    if not key_file.exists():
+        print(f"the PIN key {key_file} is missing: the backup is sealed under it, so put the "
+              "old box's key there first", file=sys.stderr)
+        return 1
+    db = state_db(config.state_dir)
+    try:
+        done = restore_state(source, db, key_file.read_bytes())
+    except (BackupError, OSError) as exc:
+        print(f"cannot restore from {source}: {exc}", file=sys.stderr)
+        return 1
+    kept = f"; the database it replaced is kept as {done.replaced}" if done.replaced else ""
+    print(f"restored {db} from {source}: {done.devices} locks, {done.managed_codes} managed "
+          f"codes, events up to {done.newest_seq}{kept}. Start lockbridge: it reads the locks "
+          "back before changing anything, and continues the upstream's sequence numbers")
+    return 0
+
+
+def _prepare_upstream_restore(loaded: LoadedConfig) -> int:
+    from bridge.daemon import open_store, state_db
+    from bridge.statebackup import set_aside
+    from bridge.upstreamrestore import prepare
+
+    upstream = loaded.config.upstream
+    if upstream is None:
+        print("no upstream is configured to restore from: use --from PATH or store.backup_path",
+              file=sys.stderr)
+        return 1
+    db = state_db(loaded.config.state_dir)
+    replaced = set_aside(db)
+
+    async def make() -> None:
+        async with open_store(loaded) as store:
+            await store.write(prepare)
+
+    asyncio.run(make())
+    kept = f" (the database it replaced is kept as {replaced})" if replaced else ""
+    print(f"{db} is ready for a restore from {upstream.host()}{kept}. Start lockbridge: it "
+          "fetches the managed codes, finds each on its lock without writing it again, and "
+          "writes only those it does not find")
+    return 0
+
+
+def _daemon_running(state_dir: Path, host: str) -> bool:
+    """True when a daemon's API answers on the port it recorded in this state directory (a
+    daemon without its API is not seen: the operator is told to stop it first)."""
+    import socket
+
+    try:
+        port = int((state_dir / "api.port").read_text())
+    except (OSError, ValueError):
+        return False
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _status(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
-    from bridge.daemon import open_store
+    from bridge.daemon import open_store, state_db
 
-    store = open_store(loaded)
-    if not store.path.exists():
+    # Checked before the store is built, which makes the PIN key: a key without a database
+    # means lost state to `run`, and `status` on a new box must not fake that.
+    if not state_db(loaded.config.state_dir).exists():
         print(f"no state yet in {loaded.config.state_dir}: has the daemon run?", file=sys.stderr)
         return 1
+    store = open_store(loaded)
     store.open_sync()
     devices, codes = store.read_sync(lambda r: (r.devices(), r.codes()))
     if args.json:

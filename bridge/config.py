@@ -59,9 +59,14 @@ class LoggingConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    """Where the PIN encryption key lives, when not under the state directory."""
+    """Where the PIN encryption key lives, when not under the state directory, and where the
+    encrypted state backup goes."""
 
     key_file: Path | None = None
+    # A second disk (a USB stick, a NAS mount): the state survives the SD card that holds
+    # state_dir. Encrypted under the PIN key; `lockbridge restore` reads it back.
+    backup_path: Path | None = None
+    backup_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class ScheduleConfig(_Strict):
@@ -467,7 +472,8 @@ def _scalar(node: yaml.Node) -> Any:
 # Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
-                                   "cert_file", "key_file", "tls_cert_file", "tls_key_file"})
+                                   "cert_file", "key_file", "tls_cert_file", "tls_key_file",
+                                   "backup_path"})
 
 
 def _resolve_relative(data: Any, base: Path) -> None:

@@ -28,12 +28,16 @@ from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
 from bridge.startup import StartupError
-from bridge.store import Store, Tx
+from bridge.statecheck import StateWitness, check_after_open, check_before_open, witness
+from bridge.store import Store, StoreUnavailable, Tx
 from bridge.timesync import ClockGuard
+from bridge.upstreamrestore import restore_if_pending
 from drivers import registry
 
 _LOG = logging.getLogger(__name__)
 DB_NAME = "lockbridge.db"
+# How often the store is probed while it cannot write.
+STORE_PROBE_S = 2.0
 
 
 @dataclass(slots=True)
@@ -46,6 +50,10 @@ class Bridge:
     engine: Engine
     drivers: dict[str, LockDriver]
     clock_guard: ClockGuard
+    # The PIN key and database as found before the store opened (witnesses of lost state), and
+    # whether the operator chose to start fresh over lost state (`run --accept-fresh-state`).
+    seen: StateWitness | None = None
+    accept_fresh_state: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
     # The API listener's TLS context, loaded before anything starts (None: plain HTTP).
     api_tls: ssl.SSLContext | None = None
@@ -94,11 +102,26 @@ def _prepare_state_dir(state_dir: Path) -> None:
                            f"{state_dir}")
 
 
+def state_witness(loaded: LoadedConfig) -> StateWitness:
+    """The PIN key and the database as they are now, before anything creates them."""
+    config = loaded.config
+    return witness(key_path(config.store.key_file, config.state_dir), config.state_dir,
+                   state_db(config.state_dir))
+
+
 async def build(loaded: LoadedConfig, clock: Clock | None = None,
-                drivers: dict[str, LockDriver] | None = None) -> Bridge:
-    """Build every component; nothing is started yet."""
+                drivers: dict[str, LockDriver] | None = None,
+                accept_fresh_state: bool = False) -> Bridge:
+    """Build every component; nothing is started yet. Raises StateLost over lost state."""
     clock = clock or SystemClock()
     config = loaded.config
+    seen = state_witness(loaded)
+    if seen.key_existed:
+        # A key that is there but unusable (a directory, unreadable, open to others) is its
+        # own problem with its own fix; it must not read as lost state.
+        _prepare_state_dir(config.state_dir)
+        load_or_create_key(seen.key)
+    check_before_open(seen, loaded.path, accept_fresh_state)
     store = open_store(loaded)
     # Unusable certificate files stop the start here, before any lock is touched.
     api_tls = server_tls(config.api.tls_cert_file, config.api.tls_key_file) \
@@ -155,7 +178,8 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         pool=pool,
         pool_overrides=pool_overrides,
     )
-    return Bridge(loaded, clock, store, engine, drivers, guard, api_tls=api_tls)
+    return Bridge(loaded, clock, store, engine, drivers, guard, seen=seen,
+                  accept_fresh_state=accept_fresh_state, api_tls=api_tls)
 
 
 async def declare_codes(bridge: Bridge) -> None:
@@ -201,27 +225,36 @@ def _when(value: str | None, now: datetime) -> datetime | None:
 
 async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 on_ready: Callable[[Bridge], Awaitable[None]] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or `stop`), then shut down cleanly."""
+                stop: asyncio.Event | None = None, accept_fresh_state: bool = False) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or `stop`), then shut down cleanly; StateLost
+    (alone or in an ExceptionGroup) when the state it had is gone."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    bridge = await build(loaded, clock)
+    bridge = await build(loaded, clock, accept_fresh_state=accept_fresh_state)
     async with bridge.store:
+        assert bridge.seen is not None
+        await check_after_open(bridge.store, bridge.seen, loaded.path, accept_fresh_state)
+        if loaded.config.upstream is not None:
+            from bridge.upstream.link import check_before_start
+
+            await check_before_start(bridge)
         started: list[LockDriver] = []
         try:
             for name, driver in bridge.drivers.items():
                 await driver.start(_sink(bridge.engine, name))
                 started.append(driver)
             await bridge.engine.load()
+            await restore_if_pending(bridge)
             await declare_codes(bridge)
             async with asyncio.TaskGroup() as group:
                 # The API, the upstream link and systemd's READY come first: a big property's
                 # first reconcile must not hold up the API or make systemd's start-up time out.
                 extra_tasks = await _start_extras(bridge, group)
                 engine_task = group.create_task(bridge.engine.run(), name="engine")
+                store_task = group.create_task(_watch_store(bridge), name="store-watch")
                 _LOG.info("lockbridge %s running: %d locks, state in %s",
                           loaded.config.bridge.id, len(bridge.engine.devices),
                           loaded.config.state_dir)
@@ -230,6 +263,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 await stop.wait()
                 _LOG.info("stopping")
                 engine_task.cancel()
+                store_task.cancel()
                 for task in extra_tasks:
                     task.cancel()
         finally:
@@ -238,6 +272,20 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                     async with asyncio.timeout(3):
                         await driver.stop()
     _LOG.info("stopped cleanly")
+
+
+async def _watch_store(bridge: Bridge) -> None:
+    """While the store cannot write, try an empty write now and then: it probes the disk, so
+    /health recovers when space returns even if nothing else writes."""
+    while True:  # until cancelled at shutdown
+        await bridge.clock.sleep(STORE_PROBE_S)
+        if not bridge.store.health.writable:
+            with contextlib.suppress(StoreUnavailable):
+                await bridge.store.write(_nothing)
+
+
+def _nothing(tx: Tx) -> None:
+    """An empty transaction."""
 
 
 async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
@@ -254,6 +302,7 @@ StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[No
 STARTERS: tuple[str, ...] = (
     "bridge.api.server:start_api",
     "bridge.upstream.link:start_upstream",
+    "bridge.statebackup:start_state_backup",
     "bridge.sdnotify:start_systemd",
 )
 # Starters added at run time (tests, embedding applications).
@@ -274,7 +323,13 @@ def _load_starter(spec: str) -> StarterFn | None:
 
 def _sink(engine: Engine, name: str) -> Callable[[DriverEvent], Awaitable[None]]:
     async def deliver(event: DriverEvent) -> None:
-        await engine.on_driver_event(name, event)
+        try:
+            await engine.on_driver_event(name, event)
+        except StoreUnavailable:
+            # The store logged its outage once. Availability and slots are read again when
+            # it can write; a keypad unlock reported meanwhile is not recorded.
+            _LOG.debug("driver %s: %s for %s not recorded (store cannot write)", name,
+                       event.kind.value, event.external_id)
 
     return deliver
 

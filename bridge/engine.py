@@ -77,10 +77,14 @@ from bridge.planner import (
     with_status,
 )
 from bridge.records import CodeRecord, DeviceRecord, Held
-from bridge.store import Intent, Store, Tx
+from bridge.store import Intent, Store, StoreUnavailable, Tx
 from bridge.zones import lock_zone
 
 _LOG = logging.getLogger(__name__)
+# How long a lock's worker waits before retrying a step the store could not record.
+STORE_RETRY_S = 5.0
+# CodeRecord.extra key of a code restored from the upstream (bridge/upstreamrestore.py).
+_AWAITING_ADOPTION = "awaiting_adoption"
 _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
 
 _AVAILABILITY_ERRORS = {
@@ -637,6 +641,10 @@ class Engine:
                 await self._work_once(worker)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:
+                # The store logs the outage once; nothing was committed, so the step is simply
+                # planned again once the store can write.
+                await self._wait(worker, STORE_RETRY_S)
             except Exception as exc:  # the boundary itself
                 await self._note_fault(device_id, exc, "the lock's worker")
                 await self.clock.sleep(backoff_delay(worker.faults, _FAULT_RESTART_BASE_S,
@@ -758,6 +766,9 @@ class Engine:
             await self._apply_reads(device_id, reads, full=True)
             return True
         if not can_read:
+            if worker.full_read:
+                # Nothing to look for restored codes with: they are written.
+                await self._commit(codes=self._end_adoption(device_id, ()))
             worker.full_read = False
         # While reads back off, writes and clears go on: a pending read never blocks them.
         command = next_command(device, self.codes_of(device_id), self.clock.now(), self.policy,
@@ -1144,6 +1155,7 @@ class Engine:
                              if c.is_managed and c.slot is not None}
             unmanaged_slots = {c.slot: c for c in self.codes_of(device_id)
                                if not c.is_managed and c.slot is not None}
+            taken: set[str] = set()
             for slot, read in sorted(by_slot.items()):
                 REDACTOR.remember(read.pin)
                 empty = read.state is SlotState.EMPTY
@@ -1211,6 +1223,17 @@ class Engine:
                     # Our slot holds someone else's code: it is theirs until we overwrite it.
                     continue
                 pin = read.pin if read.state is SlotState.KNOWN else None
+                adopted = self._adopt(device_id, pin, device, now, taken)
+                if adopted is not None:
+                    # A restored code found where it already is: ours again, not written.
+                    claimed, more = adopted
+                    claimed = replace(claimed, slot=slot)
+                    taken.add(claimed.access_code_id)
+                    changed.append(claimed)
+                    events.extend(more)
+                    if unmanaged is not None:
+                        drops.append(unmanaged.access_code_id)
+                    continue
                 if unmanaged is None:
                     new = CodeRecord(access_code_id=str(uuid.uuid4()), device_id=device_id,
                                      created_at=now, is_managed=False, name=read.name,
@@ -1220,6 +1243,8 @@ class Engine:
                                               device_id, new.access_code_id, {}))
                 elif unmanaged.code != pin or unmanaged.name != read.name:
                     changed.append(replace(unmanaged, code=pin, name=read.name))
+            if full:
+                changed.extend(self._end_adoption(device_id, changed))
             changed = [self._refresh(c, device, now) for c in changed]
             intent_drops = [(device_id, int(d.split(":")[1])) for d in drops
                             if d.startswith("intent:")]
@@ -1228,6 +1253,36 @@ class Engine:
                                drop_intents=intent_drops)
             for _, slot in intent_drops:
                 worker.intents.pop(slot, None)
+
+    def _adopt(self, device_id: str, pin: str | None, device: DeviceRecord, now: datetime,
+               taken: set[str]) -> tuple[CodeRecord, list[Event]] | None:
+        """The restored code awaiting adoption whose PIN a slot holds, confirmed there."""
+        if pin is None:
+            return None
+        for code in self.codes_of(device_id):
+            if code.is_managed and code.extra.get(_AWAITING_ADOPTION) and code.code == pin \
+                    and code.access_code_id not in taken:
+                extra = {k: v for k, v in code.extra.items() if k != _AWAITING_ADOPTION}
+                found = replace(code, extra=extra, on_lock_pin=pin, last_write_at=None)
+                return self._confirmed(found, device, now)
+        return None
+
+    def _end_adoption(self, device_id: str,
+                      changed: Sequence[CodeRecord]) -> list[CodeRecord]:
+        """After a full read, restored codes not found on the lock are written as usual."""
+        done = {c.access_code_id for c in changed}
+        return [replace(c, extra={k: v for k, v in c.extra.items() if k != _AWAITING_ADOPTION})
+                for c in self.codes_of(device_id)
+                if c.extra.get(_AWAITING_ADOPTION) and c.access_code_id not in done]
+
+    async def restore_codes(self, codes: Sequence[CodeRecord],
+                            on_commit: Callable[[Tx], None]) -> None:
+        """Commit codes restored from the upstream (awaiting adoption) with `on_commit`."""
+        for code in codes:
+            REDACTOR.remember(code.code)
+        await self._commit(codes=list(codes), extra=on_commit)
+        for device_id in {c.device_id for c in codes}:
+            self._wake(device_id)
 
     def _judge_managed(self, code: CodeRecord, read: SlotRead, device: DeviceRecord,
                        now: datetime, window: timedelta) -> tuple[CodeRecord, list[Event]]:

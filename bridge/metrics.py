@@ -107,6 +107,13 @@ class _StateCollector(Collector):
         for device_id, count in sorted(engine.fault_counts.items()):
             faults.add_metric([device_id], count)
         yield faults
+        store = engine.store.health
+        yield GaugeMetricFamily("lockbridge_store_writable",
+                                "1 when the store can write; 0 while the disk is full, failing "
+                                "or read-only.", value=int(store.writable))
+        yield CounterMetricFamily("lockbridge_store_write_failures",
+                                  "Writes refused because the store's disk failed.",
+                                  value=store.failed_writes)
 
         yield from _upstream_metrics(self._bridge.extras.get("upstream"))
 

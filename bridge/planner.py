@@ -256,7 +256,10 @@ def next_command(
         if not wanted and code.on_lock:
             clears.append((code.ends_at or code.created_at, code))
         elif wanted and not holds_wanted(code, device):
-            if code.extra.get("external_hold") or code.extra.get("waiting_for_pin"):
+            # awaiting_adoption: restored from the upstream, maybe on the lock already; the
+            # first full read of the lock looks before anything is written.
+            if code.extra.get("external_hold") or code.extra.get("waiting_for_pin") \
+                    or code.extra.get("awaiting_adoption"):
                 continue
             writes.append((code.starts_at or code.created_at, code))
     if clears:

@@ -47,6 +47,8 @@ class FailureKind(enum.StrEnum):
 
     TRANSIENT = "transient"
     REFUSED = "refused"
+    # Retrying cannot help and running on would do harm (lost state): the error ends `run`.
+    FATAL = "fatal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,9 @@ class ReconnectSupervisor:
                 await self._session(established)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # every failure is judged below, none escapes the loop
+            except Exception as exc:  # every failure is judged below; only a fatal one escapes
+                if self._classify(exc) is FailureKind.FATAL:
+                    raise
                 error = exc
             await self._after_session(connected, error)
 

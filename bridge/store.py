@@ -26,6 +26,8 @@ from bridge.records import (
 )
 from bridge.secrets import PinCipher
 from bridge.startup import StartupError
+from bridge.storehealth import StoreUnavailable as StoreUnavailable  # re-exported
+from bridge.storehealth import WriteHealth, rollback
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -95,6 +97,9 @@ MIGRATIONS: tuple[str, ...] = (
 # kv keys of the upstream link.
 UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
 UPSTREAM_LAST_COMMAND = "upstream.last_command_id"
+# kv key: when this database was made (unix seconds), a witness of lost state
+# (bridge/statecheck.py).
+STORE_CREATED_AT = "store.created_at"
 # Prefix of the kv keys marking an upstream command as applied before its result is stored.
 UPSTREAM_APPLIED = "upstream.applied:"
 
@@ -216,6 +221,43 @@ class Tx:
             return 0
         return self._conn.execute("DELETE FROM events WHERE seq <= ?", (horizon,)).rowcount
 
+    def continue_after_upstream(self, upstream_acked: int, flag_key: str) -> int:
+        """After a restore or an accepted fresh start the upstream holds sequence numbers this
+        store never assigned: move the events the upstream cannot have after `upstream_acked`
+        (in order), continue numbering after them, take the upstream's ack and clear
+        `flag_key`. The upstream cannot have a fresh store's unacknowledged events, nor the
+        events a restored store made after its restore (`flag_key` holds "restored:<newest
+        sequence number in the backup>"); it has every event the backup held, since it
+        acknowledged past them. Returns how many events moved."""
+        row = self._conn.execute("SELECT value FROM kv WHERE key = ?",
+                                 (UPSTREAM_ACKED_SEQ,)).fetchone()
+        base = int(row[0]) if row else 0
+        flag = self._conn.execute("SELECT value FROM kv WHERE key = ?",
+                                  (flag_key,)).fetchone()
+        if flag is not None and str(flag[0]).startswith("restored:"):
+            base = int(str(flag[0]).partition(":")[2])
+        row = self._conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        newest = int(row[0]) if row else 0
+        self._conn.execute("DELETE FROM kv WHERE key = ?", (flag_key,))
+        if upstream_acked <= base:
+            return 0
+        offset = upstream_acked - base
+        # Through negative numbers, so no moved row ever meets one not yet moved.
+        self._conn.execute("UPDATE events SET seq = -seq WHERE seq > ?", (base,))
+        moved = self._conn.execute("UPDATE events SET seq = ? - seq WHERE seq < 0",
+                                   (offset,)).rowcount
+        top = max(newest + offset, upstream_acked)
+        if row is None:
+            self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
+                               (top,))
+        else:
+            self._conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'",
+                               (top,))
+        self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                           (UPSTREAM_ACKED_SEQ, str(upstream_acked)))
+        return int(moved)
+
     def mark_command_applied(self, command_id: str, marker: str) -> None:
         """Record, in the transaction that makes an upstream command's change, that the change
         is made; `marker` (no PIN in it) says how to rebuild the result. Cleared when the
@@ -251,6 +293,8 @@ class Store:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        # Whether writes work now (disk full, I/O errors): /health, metrics and the API read it.
+        self.health = WriteHealth(path)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -347,6 +391,9 @@ class Store:
                     for statement in _statements(MIGRATIONS[number]):
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+                if version == 0:
+                    conn.execute("INSERT OR REPLACE INTO kv VALUES (?, strftime('%s', 'now'))",
+                                 (STORE_CREATED_AT,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -419,12 +466,19 @@ class Store:
         if conn is None:
             raise StoreError("store is closed")
         tx = Tx(conn, self._cipher)
-        conn.execute("BEGIN IMMEDIATE")
+        self.health.before_write(conn)
         try:
+            conn.execute("BEGIN IMMEDIATE")
             result = fn(tx)
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            rollback(conn)
+            unavailable = self.health.failed(exc)
+            if unavailable is not None:
+                raise unavailable from exc
+            raise
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         return result, tx.appended
 

@@ -113,8 +113,10 @@ class Daemon:
         return log
 
 
-def start_daemon(tmp: Path, config_text: str = CONFIG, key: str | None = None) -> Daemon:
-    """Start the daemon on a fresh (or existing) state directory and wait for its API."""
+def start_daemon(tmp: Path, config_text: str = CONFIG, key: str | None = None,
+                 run_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Daemon:
+    """Start the daemon on a fresh (or existing) state directory and wait for its API
+    (`run_args` added to `lockbridge run`, `env` added to its environment)."""
     state = tmp / "state"
     config = tmp / "config.yaml"
     config.write_text(config_text.format(state=state))
@@ -125,8 +127,9 @@ def start_daemon(tmp: Path, config_text: str = CONFIG, key: str | None = None) -
         key = made.stdout.strip()
     port_file = state / "api.port"
     port_file.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(lockbridge("run", "-c", str(config)), stderr=subprocess.PIPE,
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(lockbridge("run", "-c", str(config), *run_args),
+                            stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
     while not port_file.exists():

@@ -49,6 +49,12 @@ class ApiError(Exception):
         return {"error": error, "ok": False}
 
 
+def store_unavailable(reason: str) -> ApiError:
+    """A 503 while the store cannot write: nothing was done, the client retries later."""
+    return ApiError(503, "service_unavailable",
+                    f"Temporarily unable to save changes ({reason}); try again later")
+
+
 def not_found(error_type: str, message: str) -> ApiError:
     """A 404 with Seam's `<thing>_not_found` type."""
     return ApiError(404, error_type, message)

@@ -26,6 +26,9 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     for driver, count in sorted(down.items()):
         not_ready.append(f"driver {driver}: link down, {count} lock{'s' * (count != 1)} "
                          "unreachable")
+    if not bridge.store.health.writable:
+        not_ready.append(f"store cannot write: {bridge.store.health.problem}; changes are "
+                         "refused until it can")
     if not engine.clock_synchronized():
         not_ready.append("system clock not synchronised: time-bound codes are held")
     offline = [d.display_name or d.device_id for d in devices
@@ -33,6 +36,9 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     if offline:
         notes.append(f"{len(offline)} lock{'s' * (len(offline) != 1)} offline: "
                      + ", ".join(sorted(offline)[:10]))
+    backup = bridge.extras.get("state_backup")
+    if backup is not None and getattr(backup, "problem", None):
+        notes.append(f"state backup failing: {backup.problem}")
     upstream = bridge.extras.get("upstream")
     if upstream is not None and not getattr(upstream, "connected", False):
         notes.append("upstream not connected (locks keep working from local state)")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from bridge.api import auth
 from bridge.api.attempts import ActionAttempts
-from bridge.api.errors import ApiError, from_validation
+from bridge.api.errors import ApiError, from_validation, store_unavailable
 from bridge.api.health import health as bridge_health
 from bridge.api.models import Request, list_fields
 from bridge.api.openapi import openapi_document
@@ -25,6 +25,7 @@ from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, 
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.serialize import access_code_json
+from bridge.store import StoreUnavailable
 from bridge.upstream.link import software_version
 
 if TYPE_CHECKING:
@@ -230,6 +231,10 @@ def _errors_middleware(max_body_bytes: int) -> Any:
             response = web.json_response(exc.body(request_id), status=exc.status)
         except web.HTTPException as exc:
             response = _http_error(exc, request_id)
+        except StoreUnavailable as exc:
+            # The store logged the outage once; a request it refuses is no fault of the API.
+            error = store_unavailable(str(exc).removeprefix("the store cannot write: "))
+            response = web.json_response(error.body(request_id), status=503)
         except Exception:
             _LOG.exception("API %s %s failed", request.method, request.path)
             error = ApiError(500, "internal_server_error", "Internal server error")

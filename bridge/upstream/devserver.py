@@ -33,6 +33,7 @@ from bridge.upstream.protocol import (
     Events,
     Hello,
     ProtocolProblem,
+    RestoreState,
     Snapshot,
     Welcome,
     dump,
@@ -222,8 +223,11 @@ class DevUpstream:
         if old is not None:
             await old.ws.close(code=1008, message=b"replaced by a new connection")
         acked, has_snapshot = await self._call(self._hello, hello)
+        restore = await self._call(self._restore_state, hello.bridge_id) \
+            if hello.restore_wanted else None
         await conn.send(dump(Welcome(protocol_version=PROTOCOL_VERSION, acked_seq=acked,
-                                     snapshot_wanted=self.want_snapshot or not has_snapshot)))
+                                     snapshot_wanted=self.want_snapshot or not has_snapshot,
+                                     restore=restore)))
         self.want_snapshot = False
         async with self._connected:
             self.connections[hello.bridge_id] = conn
@@ -343,6 +347,16 @@ class DevUpstream:
         snap = db.execute("SELECT count(*) FROM snapshots WHERE bridge_id = ?",
                           (hello.bridge_id,)).fetchone()[0]
         return int(acked), bool(snap)
+
+    def _restore_state(self, bridge_id: str) -> RestoreState | None:
+        """The reference server's view of a bridge: its newest snapshot's managed codes (a real
+        upstream would keep them current from the events that followed)."""
+        row = self._conn().execute("SELECT body FROM snapshots WHERE bridge_id = ? "
+                                   "ORDER BY rowid DESC LIMIT 1", (bridge_id,)).fetchone()
+        if row is None:
+            return None
+        body = json.loads(row[0])
+        return RestoreState(upto_seq=body["upto_seq"], access_codes=body["access_codes"])
 
     def _store_snapshot(self, bridge_id: str, snapshot: Snapshot, text: str) -> None:
         self._conn().execute("INSERT INTO snapshots (bridge_id, snapshot_id, upto_seq, body) "

@@ -16,6 +16,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -26,9 +27,10 @@ from bridge.engine import Engine
 from bridge.model import Event
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
-from bridge.store import Store
+from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
+from bridge.store import Store, StoreUnavailable
 from bridge.upstream.commands import CommandRunner
-from bridge.upstream.outbox import Outbox, plan_resume
+from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
 from bridge.upstream.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -38,6 +40,7 @@ from bridge.upstream.protocol import (
     ErrorMessage,
     Hello,
     ProtocolProblem,
+    RestoreState,
     Welcome,
     dump,
     dumps,
@@ -71,10 +74,93 @@ async def start_upstream(bridge: Bridge, group: asyncio.TaskGroup) -> list[async
     if config is None:
         return []
     link = UpstreamLink(config, bridge.store, bridge.engine, bridge.clock,
-                        bridge.loaded.config.bridge.id)
+                        bridge.loaded.config.bridge.id, config_path=bridge.loaded.path,
+                        accept_fresh_state=bridge.accept_fresh_state)
     await link.prepare()
     bridge.extras["upstream"] = link
     return [group.create_task(link.run(), name="upstream")]
+
+
+async def check_before_start(bridge: Bridge) -> None:
+    """A store that never assigned an event asks the upstream before anything starts: if the
+    upstream acknowledged events of this bridge, its state is gone, and starting would create
+    the declared codes again and find the guests' codes as unmanaged. An upstream that cannot
+    be reached does not hold up the start; the link asks again when it connects."""
+    config = bridge.loaded.config.upstream
+    if config is None:
+        return
+    state = await Outbox(bridge.store, "", keep_acked=0, max_unacked=1).load()
+    if state.last_seq or state.acked_seq:
+        return
+    flag = await bridge.store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+    if flag is not None:
+        return
+    if bridge.accept_fresh_state:
+        # Whatever this new store numbers before the link connects follows the upstream's.
+        await bridge.store.write(lambda tx: tx.put_kv(CONTINUE_AFTER_UPSTREAM, "fresh"))
+        return
+    try:
+        acked = (await hello_once(config, bridge.loaded.config.bridge.id, state)).acked_seq
+    except (OSError, TimeoutError, aiohttp.ClientError, SessionEnded, TokenUnavailable,
+            UpstreamRefused) as exc:
+        _LOG.warning("could not ask the upstream whether this bridge had state before (%s); "
+                     "starting, and the upstream link asks again when it connects", exc)
+        return
+    if acked > state.last_seq:
+        raise StateLost(f"this store is new but the upstream has acknowledged events of "
+                        f"this bridge up to {acked}", bridge.loaded.path)
+
+
+async def fetch_restore(config: UpstreamConfig, bridge_id: str) -> RestoreState | None:
+    """What the upstream knows of this bridge's managed codes (None: nothing)."""
+    empty = OutboxState(first_seq=1, last_seq=0, acked_seq=0, last_command_id=None)
+    return (await hello_once(config, bridge_id, empty, restore_wanted=True)).restore
+
+
+async def hello_once(config: UpstreamConfig, bridge_id: str, state: OutboxState,
+                     restore_wanted: bool = False) -> Welcome:
+    """One short session: hello, and the upstream's welcome."""
+    token = read_token(config)
+    async with aiohttp.ClientSession() as http, asyncio.timeout(config.connect_timeout_s):
+        ws = await http.ws_connect(config.url, headers={"Authorization": f"Bearer {token}"},
+                                   ssl=ssl_for(config),
+                                   timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                                   max_msg_size=config.max_message_bytes * HARD_FRAME_FACTOR)
+        async with ws:
+            await ws.send_str(dump(Hello(
+                protocol_version=PROTOCOL_VERSION, bridge_id=bridge_id,
+                software_version=software_version(), last_command_id=state.last_command_id,
+                last_seq=state.last_seq, first_seq=state.first_seq,
+                restore_wanted=restore_wanted)))
+            # A welcome carrying a restore holds every managed code: as large as a snapshot.
+            limit = config.max_message_bytes * (HARD_FRAME_FACTOR if restore_wanted else 1)
+            return await read_welcome(ws, config, limit)
+
+
+async def read_welcome(ws: aiohttp.ClientWebSocketResponse, config: UpstreamConfig,
+                       limit: int | None = None) -> Welcome:
+    """The upstream's answer to hello, within the connect timeout."""
+    async with asyncio.timeout(config.connect_timeout_s):
+        msg = await ws.receive()
+    if msg.type is not aiohttp.WSMsgType.TEXT:
+        raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
+    try:
+        message = parse_upstream(msg.data, limit or config.max_message_bytes)
+    except ProtocolProblem as problem:
+        raise SessionEnded(f"bad welcome: {problem.message}") from None
+    if not isinstance(message, Welcome):
+        raise SessionEnded(f"expected welcome, got {message.type}")
+    if message.protocol_version != PROTOCOL_VERSION:
+        raise UpstreamRefused(f"upstream speaks protocol {message.protocol_version}, this "
+                              f"bridge {PROTOCOL_VERSION}")
+    return message
+
+
+def ssl_for(config: UpstreamConfig) -> ssl.SSLContext | bool:
+    """The system's trust store, or `ca_file`'s when given."""
+    if config.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.ca_file))
+    return True
 
 
 def read_token(config: UpstreamConfig) -> str:
@@ -93,7 +179,10 @@ def read_token(config: UpstreamConfig) -> str:
 
 
 def classify(error: BaseException) -> FailureKind:
-    """A refused token, an unusable certificate or protocol are retried slowly, not stormed."""
+    """A refused token, an unusable certificate or protocol are retried slowly, not stormed;
+    lost state stops the bridge."""
+    if isinstance(error, StateLost):
+        return FailureKind.FATAL
     if isinstance(error, TokenUnavailable | UpstreamRefused):
         return FailureKind.REFUSED
     if isinstance(error, aiohttp.WSServerHandshakeError) and error.status in (401, 403):
@@ -115,8 +204,11 @@ class UpstreamLink:
     """The outbox, the command runner and the supervised websocket sessions."""
 
     def __init__(self, config: UpstreamConfig, store: Store, engine: Engine, clock: Clock,
-                 bridge_id: str) -> None:
+                 bridge_id: str, *, config_path: Path | str = "FILE",
+                 accept_fresh_state: bool = False) -> None:
         self.config = config
+        self._config_path = config_path
+        self._accept_fresh = accept_fresh_state
         self._store = store
         self._engine = engine
         self._bridge_id = bridge_id
@@ -223,7 +315,12 @@ class UpstreamLink:
                     software_version=software_version(), last_command_id=state.last_command_id,
                     last_seq=state.last_seq, first_seq=state.first_seq)))
                 welcome = await self._welcome(ws)
-                resume = plan_resume(state, welcome.acked_seq, welcome.snapshot_wanted)
+                snapshot_wanted = welcome.snapshot_wanted
+                flag = await self._store.read(lambda r: r.kv(CONTINUE_AFTER_UPSTREAM))
+                if welcome.acked_seq > state.last_seq or flag is not None:
+                    state = await self._upstream_ahead(state, welcome.acked_seq, flag)
+                    snapshot_wanted = True
+                resume = plan_resume(state, welcome.acked_seq, snapshot_wanted)
                 if state.last_seq >= welcome.acked_seq > state.acked_seq:
                     await self.outbox.ack(welcome.acked_seq)
                 self.sessions += 1
@@ -242,21 +339,30 @@ class UpstreamLink:
                     self._up.clear()
                     self._session_state = None
 
+    async def _upstream_ahead(self, state: OutboxState, upstream_acked: int,
+                              flag: str | None) -> OutboxState:
+        """The upstream acknowledged events this store never assigned: its state is gone, unless
+        it was restored or the operator chose to start fresh (`flag`); then numbering continues
+        after the upstream's, also for events numbered since (the first session clears the
+        flag, whether or not the upstream is ahead)."""
+        if flag is None and not self._accept_fresh:
+            raise StateLost(f"the upstream has acknowledged events up to {upstream_acked} but "
+                            f"this store never assigned more than {state.last_seq}",
+                            self._config_path)
+        moved, _ = await self._store.write(
+            lambda tx: tx.continue_after_upstream(upstream_acked, CONTINUE_AFTER_UPSTREAM))
+        why = (flag or "fresh state accepted").partition(":")[0]
+        if upstream_acked > state.last_seq or moved:
+            _LOG.warning("upstream is ahead of this store (%s): sequence numbers continue after "
+                         "%d; %d events it cannot have renumbered to follow", why,
+                         upstream_acked, moved)
+        self.outbox.last_seq = 0
+        state = await self.outbox.load()
+        self._reflected_seq = max(self._reflected_seq, state.last_seq)
+        return state
+
     async def _welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
-        async with asyncio.timeout(self.config.connect_timeout_s):
-            msg = await ws.receive()
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            raise SessionEnded(f"upstream closed before welcome ({msg.type.name})")
-        try:
-            message = parse_upstream(msg.data, self.config.max_message_bytes)
-        except ProtocolProblem as problem:
-            raise SessionEnded(f"bad welcome: {problem.message}") from None
-        if not isinstance(message, Welcome):
-            raise SessionEnded(f"expected welcome, got {message.type}")
-        if message.protocol_version != PROTOCOL_VERSION:
-            raise UpstreamRefused(f"upstream speaks protocol {message.protocol_version}, this "
-                                  f"bridge {PROTOCOL_VERSION}")
-        return message
+        return await read_welcome(ws, self.config)
 
     async def _converse(self, session: _Session) -> None:
         sender = asyncio.create_task(self._send_events(session), name="upstream-sender")
@@ -342,6 +448,10 @@ class UpstreamLink:
         try:
             try:
                 result = await self.commands.result_for(command)
+            except StoreUnavailable as exc:
+                # Nothing was applied or stored: the upstream sends the command again later.
+                result = CommandResult(command_id=command.command_id, ok=False,
+                                       error=ErrorBody(type="store_unavailable", message=str(exc)))
             except Exception:  # a bug, not a refusal: answer, log, and do not store it
                 _LOG.exception("upstream command %s failed", command.command_id)
                 result = CommandResult(command_id=command.command_id, ok=False, error=ErrorBody(
@@ -351,9 +461,7 @@ class UpstreamLink:
             session.slots.release()
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if self.config.ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.config.ca_file))
-        return True
+        return ssl_for(self.config)
 
 
 class _Session:

@@ -64,6 +64,8 @@ class Hello(_Message):
     last_command_id: str | None
     last_seq: Annotated[int, Field(ge=0)]
     first_seq: Annotated[int, Field(ge=0)]
+    # A bridge whose state is gone asks for what the upstream knows of it (`welcome.restore`).
+    restore_wanted: bool = False
 
 
 class Snapshot(_Message):
@@ -125,6 +127,14 @@ BridgeMessage = Annotated[Hello | Snapshot | Events | CommandResult | ErrorMessa
 # -- upstream to bridge -------------------------------------------------------------------------
 
 
+class RestoreState(_Message):
+    """What the upstream knows of a bridge: its managed codes as `access_code` objects (PINs
+    included), reflecting events up to `upto_seq`."""
+
+    upto_seq: Annotated[int, Field(ge=0)]
+    access_codes: list[dict[str, Any]]
+
+
 class Welcome(_Message):
     """The upstream's answer to `hello`: where it is in the event stream."""
 
@@ -132,6 +142,8 @@ class Welcome(_Message):
     protocol_version: int
     acked_seq: Annotated[int, Field(ge=0)]
     snapshot_wanted: bool
+    # Only when the hello had `restore_wanted`; null when the upstream knows nothing of it.
+    restore: RestoreState | None = None
 
 
 class Ack(_Message):
