@@ -77,6 +77,12 @@ class LockCapabilities:
     can_delete_unmanaged: bool = True
     # Seconds to leave between two commands to this lock.
     min_command_spacing_s: float = 2.0
+    # The lock stores each code's name, so a rename is a write (Nuki); False where the name is
+    # only lockbridge's (Z-Wave User Code has none).
+    keeps_names: bool = False
+    # The longest one command may take, the driver's own waits included (a cloud that applies a
+    # code asynchronously); None: the engine's command timeout.
+    command_timeout_s: float | None = None
 
     def slots(self) -> range:
         """Every slot number the lock has, including reserved ones."""
@@ -100,10 +106,15 @@ class DeviceInfo:
 
 @dataclass(frozen=True, slots=True)
 class LocalWindow:
-    """A native schedule in the lock's own wall-clock time (naive datetimes)."""
+    """A native schedule as wall-clock times (naive datetimes) in `zone`.
+
+    The engine sends windows in the lock's zone and names it (`bridge.zones.lock_zone` decides
+    which zone that is); a driver that reads windows back names the zone its times are in, or
+    leaves it None for the lock's own."""
 
     starts_at: datetime
     ends_at: datetime
+    zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +126,11 @@ class SlotRead:
     pin: str | None = None
     name: str | None = None
     window: LocalWindow | None = None
+    # Listed, but a change to it is still on its way to the lock (a cloud's copy): what the
+    # lock holds is not known yet.
+    pending: bool = False
+    # The last change to it never reached the lock; the lock keeps whatever it had.
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,10 @@ class CodeWrite:
     pin: str | None
     name: str
     window: LocalWindow | None = None
+    # For a code the lock numbers itself (id-addressed): when an earlier attempt at this same
+    # create was first sent, as recorded before that call. Only a code the lock lists with
+    # this PIN and created since then may be taken as ours; any other is someone else's.
+    first_sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

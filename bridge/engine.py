@@ -51,15 +51,17 @@ from bridge.model import (
 )
 from bridge.pins import generate_pin
 from bridge.planner import (
+    NOT_APPLIED,
     Command,
     CommandKind,
     Policy,
     ReadVerdict,
-    appearance_name,
     backoff_delay,
     choose_slot,
     foresee_problem,
     forgettable,
+    held_after_read,
+    holds_wanted,
     judge_read,
     local_window,
     next_command,
@@ -71,10 +73,12 @@ from bridge.planner import (
     pin_on_lock_conflict,
     should_be_on_lock,
     uses_native_schedule,
+    wanted_name,
     with_status,
 )
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.store import Intent, Store, Tx
+from bridge.zones import lock_zone
 
 _LOG = logging.getLogger(__name__)
 _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
@@ -133,6 +137,8 @@ class _Worker:
     # cannot answer reads) back off here instead of being retried at every step.
     read_failures: int = 0
     reads_resume_at: float = 0.0
+    # Reads in a row that found a change still on its way to the lock (see _judge_managed).
+    pending_polls: int = 0
     busy: bool = False
     waiting: bool = False
     # Unexpected exceptions in a row on this lock (see Engine._run_worker), and when the last was.
@@ -399,7 +405,14 @@ class Engine:
                     raise
             updated = replace(updated, errors=_drop_codes(
                 updated.errors, {AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED}))
-            if updated.code != current.code or "name" in changes:
+            if updated.code != current.code and _FIRST_SENT_AT in updated.extra:
+                # An earlier create was for the old PIN: it proves nothing about the new one.
+                updated = replace(updated, extra={k: v for k, v in updated.extra.items()
+                                                  if k != _FIRST_SENT_AT})
+            if holds_wanted(current, device) and not holds_wanted(updated, device):
+                # What the lock stores (PIN, window, name) must change: setting until it has.
+                updated = replace(updated, pending_since=now)
+            elif updated.code != current.code or "name" in changes:
                 updated = replace(updated, pending_since=now)
             updated = self._refresh(updated, device, now)
             await self._commit(codes=[updated, *self._backup_follows(updated, device, now)],
@@ -495,7 +508,7 @@ class Engine:
         driver = self.drivers[device.driver]
         async with self._lock_for(current.device_id):
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self.command_timeout(device)):
                     await driver.clear_code(device.external_id, current.slot)
             except (DriverError, TimeoutError) as exc:
                 raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
@@ -732,7 +745,7 @@ class Engine:
             try:
                 # A walk of every slot takes one radio round trip per slot on some locks.
                 reads = await self._call(device, driver.list_codes(device.external_id),
-                                         timeout=self._timeout
+                                         timeout=self.command_timeout(device)
                                          + _FULL_READ_S_PER_SLOT * device.info.capabilities
                                          .slot_count)
             except DriverError as exc:
@@ -809,20 +822,31 @@ class Engine:
                     await self._commit(codes=[replace(code, next_attempt_at=max(
                         blocker.ends_at or now + _BLOCKED_RETRY, now + _BLOCKED_RETRY))])
                     return
-                if blocker is not None:
+                ours_maybe = (blocker is not None and code.slot is None
+                              and _FIRST_SENT_AT in code.extra)
+                if blocker is not None and not ours_maybe:
+                    # (A code listed since our create went out, its answer lost, may be that
+                    # create: the driver decides with its proof, never by the PIN alone.)
                     await self._code_problem_locked(
                         code, AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
                         "The PIN is already on the lock as an unmanaged code",
                         give_up=True, event=EventType.ACCESS_CODE_DUPLICATE_CODE_ON_DEVICE)
                     return
-            name = appearance_name(code.name or f"Code {code.access_code_id[:8]}",
-                                   caps.name_max_length)
+            name = wanted_name(code, device)
+            first_sent = code.extra.get(_FIRST_SENT_AT) if slot is None else None
             request = CodeWrite(slot=slot, pin=pin, name=name,
-                                window=local_window(code, device))
+                                window=local_window(code, device),
+                                first_sent_at=datetime.fromisoformat(first_sent)
+                                if first_sent else None)
             intent_slot = slot if slot is not None else -1
             intent = Intent(device_id, intent_slot, "write", code.access_code_id, pin)
-            await self._commit(intents=[intent],
-                               codes=[replace(code, slot=slot, appearance_name=name)])
+            before_call = replace(code, slot=slot, appearance_name=name)
+            if slot is None and not first_sent:
+                # A lock that numbers codes itself answers a create with no id: when this create
+                # first went out is what later proves a code with its PIN is ours.
+                before_call = replace(before_call, extra={
+                    **code.extra, _FIRST_SENT_AT: self.clock.now().isoformat()})
+            await self._commit(intents=[intent], codes=[before_call])
             worker.intents[intent_slot] = intent
         now_mono = self.clock.monotonic()
         worker.last_command_at = now_mono
@@ -854,10 +878,19 @@ class Engine:
                 return
             verified = result.confirmed and (not caps.can_read or caps.masks_pins_on_read or
                                              caps.confirmation_window_s == 0)
+            held = Held(window=request.window,
+                        name=request.name if caps.keeps_names else None)
             changed: dict[str, Any] = dict(slot=result.slot, on_lock_pin=result.pin,
-                                           last_write_at=now, verified=verified, attempts=0,
+                                           on_lock_held=held,
+                                           last_write_at=now, verified=verified,
+                                           # Sent again after a change that never reached
+                                           # the lock: it counts until the lock has it.
+                                           attempts=code.attempts if code.extra.get(
+                                               NOT_APPLIED) and not verified else 0,
                                            next_attempt_at=None,
-                                           errors=_drop_codes(code.errors, _RETRYABLE_ERRORS))
+                                           errors=_drop_codes(code.errors, _RETRYABLE_ERRORS),
+                                           extra={k: v for k, v in code.extra.items()
+                                                  if k not in (_FIRST_SENT_AT, NOT_APPLIED)})
             events: list[Event] = []
             if caps.algorithmic_pins and result.pin != code.code:
                 changed["code"] = result.pin
@@ -872,7 +905,10 @@ class Engine:
             else:
                 self._workers[device_id].pending_reads.add(result.slot)
             updated = self._refresh(updated, device, now)
-            await self._commit(codes=[updated], events=events,
+            # A code read as unmanaged in the slot the driver proved ours was our own create.
+            ours = [c.access_code_id for c in self.codes_of(device_id)
+                    if not c.is_managed and c.slot == result.slot]
+            await self._commit(codes=[updated], events=events, drop=ours,
                                drop_intents=[(device_id, intent_slot)])
 
     async def _clear(self, worker: _Worker, device: DeviceRecord, driver: LockDriver,
@@ -937,8 +973,7 @@ class Engine:
 
     async def _write_rejected(self, access_code_id: str, slot: int,
                               exc: CommandRejected) -> None:
-        code = self.codes.get(access_code_id)
-        if code is None:
+        if self.codes.get(access_code_id) is None:
             return
         mapping = {
             RejectReason.DUPLICATE_PIN: (AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
@@ -948,11 +983,18 @@ class Engine:
         }
         error, event = mapping.get(exc.reason, (AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
                                                 EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE))
-        await self._code_problem(code, error, f"The lock refused the code: {exc}",
-                                 give_up=True, event=event, drop_intent=slot,
-                                 free_slot=True,
-                                 refused_for_good=exc.reason if exc.reason in
-                                 _REFUSED_FOR_GOOD else None)
+        async with self._lock_for(self.codes[access_code_id].device_id):
+            code = self.codes.get(access_code_id)
+            if code is None:
+                return
+            # A refused create made nothing on the lock: no later code can be its result.
+            code = replace(code, extra={k: v for k, v in code.extra.items()
+                                        if k != _FIRST_SENT_AT})
+            await self._code_problem_locked(code, error, f"The lock refused the code: {exc}",
+                                            give_up=True, event=event, drop_intent=slot,
+                                            free_slot=True,
+                                            refused_for_good=exc.reason if exc.reason in
+                                            _REFUSED_FOR_GOOD else None)
 
     async def _write_failed(self, access_code_id: str, slot: int, exc: DriverError) -> None:
         code = self.codes.get(access_code_id)
@@ -1064,7 +1106,7 @@ class Engine:
         events: list[Event] = []
         scheduled = (code.type is AccessCodeType.TIME_BOUND and uses_native_schedule(device)
                      and code.starts_at is not None and now < code.starts_at)
-        if code.on_lock_pin != code.code:
+        if not holds_wanted(code, device):
             return code, events
         kind = (EventType.ACCESS_CODE_SCHEDULED_ON_DEVICE if scheduled
                 else EventType.ACCESS_CODE_SET_ON_DEVICE)
@@ -1072,7 +1114,7 @@ class Engine:
             events.append(self._event(kind, code.device_id, code.access_code_id,
                                       {"code": code.code}))
         updated = replace(
-            code, verified=True, ever_set=True, pending_since=None,
+            code, verified=True, ever_set=True, pending_since=None, attempts=0,
             warnings=_drop_codes(code.warnings, {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
                                                  AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
                                  if not code.requested_code else
@@ -1113,7 +1155,9 @@ class Engine:
                     landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
                         read.state is SlotState.UNREADABLE
                     if landed:
-                        code = replace(code, on_lock_pin=intent.pin, last_write_at=None)
+                        code = replace(code, on_lock_pin=intent.pin, last_write_at=None,
+                                       on_lock_held=held_after_read(
+                                           replace(code, on_lock_held=None), read))
                     drops.append(f"intent:{slot}")
                 elif code is not None and intent is not None and intent.op == "clear":
                     if read.state is SlotState.EMPTY:
@@ -1138,11 +1182,21 @@ class Engine:
                         changed.append(code)
                     if read.state is SlotState.EMPTY:
                         continue
+                    if read.failed and read.pin == code.code:
+                        # Listed but never on the lock: written again, deleted when it goes.
+                        changed.append(replace(code, on_lock_pin=read.pin, verified=False,
+                                               extra={**code.extra, NOT_APPLIED: True}))
+                        continue
                     if read.state is SlotState.KNOWN and read.pin == code.code:
-                        # Our code is there though we did not know it (a replayed intent).
-                        updated = replace(code, on_lock_pin=read.pin)
-                        updated, more = self._confirmed(updated, device, now)
-                        events.extend(more)
+                        # Our code is there though we did not know it (a replayed intent), or
+                        # on its way there (then read again until the lock has it).
+                        updated = replace(code, on_lock_pin=read.pin, on_lock_held=held_after_read(
+                            replace(code, on_lock_held=None), read))
+                        if read.pending:
+                            worker.pending_reads.add(slot)
+                        else:
+                            updated, more = self._confirmed(updated, device, now)
+                            events.extend(more)
                         changed.append(updated)
                         continue
                 unmanaged = unmanaged_slots.get(slot)
@@ -1179,12 +1233,47 @@ class Engine:
                        now: datetime, window: timedelta) -> tuple[CodeRecord, list[Event]]:
         verdict = judge_read(code, read, now, window)
         if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
+            self._workers[code.device_id].pending_polls = 0
+            code = replace(code, on_lock_held=held_after_read(code, read))
             if code.on_lock_pin == code.code:
                 return self._confirmed(code, device, now)
             return code, []
+        worker = self._workers[code.device_id]
         if verdict is ReadVerdict.STILL_PENDING:
-            self._workers[code.device_id].pending_reads.add(read.slot)
+            worker.pending_reads.add(read.slot)
+            if read.pending and (code.last_write_at is None
+                                 or now - code.last_write_at >= window):
+                # Listed but not yet on the lock past the confirmation window (a lock the
+                # cloud cannot reach now): look again after a growing pause, not at every
+                # step. The code stays `setting`, so the delay warning comes once it is late.
+                worker.pending_polls += 1
+                worker.reads_resume_at = max(worker.reads_resume_at, self.clock.monotonic()
+                                             + backoff_delay(worker.pending_polls,
+                                                             _PENDING_REREAD_BASE_S,
+                                                             _PENDING_REREAD_CAP_S, self._rng))
             return code, []
+        worker.pending_polls = 0
+        if verdict is ReadVerdict.NOT_APPLIED:
+            # The change never reached the lock (the lock keeps what it had): send it again
+            # after a backoff, and give up as for any write that keeps failing.
+            if code.deleted:
+                return code, []
+            attempts = code.attempts + 1
+            failed = replace(code, verified=False, attempts=attempts,
+                             extra={**code.extra, NOT_APPLIED: True},
+                             next_attempt_at=now + timedelta(seconds=backoff_delay(
+                                 attempts, self.policy.retry_base_s, self.policy.retry_cap_s,
+                                 self._rng)))
+            if attempts < self.policy.max_attempts:
+                return failed, []
+            error = AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE
+            message = (f"Failed to set code on device after {attempts} attempts: the change "
+                       "never reached the lock")
+            events = [] if code.has_error(error) else [self._event(
+                EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE, code.device_id,
+                code.access_code_id, {"error_code": error.value, "message": message})]
+            return replace(failed, gave_up=True, errors=_with_issue(code.errors, error, message,
+                                                                    now)), events
         if not code.verified and not code.ever_set:
             # Never confirmed: the write did not take; try again.
             return replace(code, on_lock_pin=None, verified=False), []
@@ -1566,8 +1655,8 @@ class Engine:
         device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
         override = self._overrides.get(info.external_id, {})
         info = _with_pin_overrides(info, override)
-        zone = override.get("time_zone") or info.time_zone or self._zone_for(driver_name,
-                                                                            info.external_id)
+        zone = lock_zone(override.get("time_zone"), info.time_zone,
+                         self._zone_for(driver_name, info.external_id))
         spacing = override.get("command_spacing_s")
         caps = info.capabilities
         if spacing is None and caps.min_command_spacing_s == 0:
@@ -1756,9 +1845,15 @@ class Engine:
                 await self.clock.sleep(remaining)
         worker.last_command_at = self.clock.monotonic()
 
+    def command_timeout(self, device: DeviceRecord) -> float:
+        """How long one command to this lock may take: what its driver states (its own waits
+        included), else the engine's command timeout."""
+        stated = device.info.capabilities.command_timeout_s
+        return self._timeout if stated is None else stated
+
     async def _call(self, device: DeviceRecord, op: Awaitable[Any],
                     timeout: float | None = None) -> Any:
-        limit = self._timeout if timeout is None else timeout
+        limit = self.command_timeout(device) if timeout is None else timeout
         ok = False
         async with self._budgets[device.driver]:
             # Measured from when the driver gets the call, so queueing for a budget is not
@@ -1797,6 +1892,12 @@ _READ_FAILURES_WORTH_A_WARNING = 3
 # Refusals that sending the same code again cannot change (the field notes: "say so and stop").
 _REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
                                RejectReason.UNSUPPORTED})
+# How soon a change a cloud still has on its way to the lock is looked for again, once its
+# confirmation window is over: from half a second, doubling, up to 30 s.
+_PENDING_REREAD_BASE_S = 0.5
+_PENDING_REREAD_CAP_S = 30.0
+# Key in `CodeRecord.extra`: when the first create of a code on an id-addressed lock went out.
+_FIRST_SENT_AT = "first_sent_at"
 # How soon a code waiting for the same PIN to leave the lock looks again.
 _BLOCKED_RETRY = timedelta(minutes=1)
 

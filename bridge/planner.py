@@ -17,7 +17,7 @@ from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
 from bridge.pins import clash, pin_violation
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, Held
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +75,74 @@ def local_window(code: CodeRecord, device: DeviceRecord) -> LocalWindow | None:
     if (code.type is not AccessCodeType.TIME_BOUND or not uses_native_schedule(device)
             or code.starts_at is None or code.ends_at is None):
         return None
-    zone = ZoneInfo(device.time_zone or "UTC")
+    zone_name = device.time_zone or "UTC"
+    zone = ZoneInfo(zone_name)
     starts_at = min(max(code.starts_at, LOCK_WINDOW_FLOOR), LOCK_WINDOW_CEILING)
     ends_at = min(max(code.ends_at, LOCK_WINDOW_FLOOR), LOCK_WINDOW_CEILING)
     # Each instant is converted on its own, so a DST change between them never shifts either.
     return LocalWindow(
         starts_at=starts_at.astimezone(zone).replace(tzinfo=None),
         ends_at=ends_at.astimezone(zone).replace(tzinfo=None),
+        zone=zone_name,
     )
+
+
+def wanted_name(code: CodeRecord, device: DeviceRecord) -> str:
+    """The name written to the lock for a code, as the lock can show it."""
+    return appearance_name(code.name or f"Code {code.access_code_id[:8]}",
+                           device.info.capabilities.name_max_length)
+
+
+def wanted_held(code: CodeRecord, device: DeviceRecord) -> Held:
+    """What the lock should store for the code beside its PIN: the window where the lock keeps
+    schedules, the name where it keeps names."""
+    keeps_names = device.info.capabilities.keeps_names
+    return Held(window=local_window(code, device),
+                name=wanted_name(code, device) if keeps_names else None)
+
+
+def same_window(held: LocalWindow | None, wanted: LocalWindow | None,
+                zone: str | None) -> bool:
+    """Whether two windows are the same to the lock's resolution (a minute); a window without a
+    zone is in `zone`, the lock's."""
+    if held is None or wanted is None:
+        return held is None and wanted is None
+    pairs = zip(_instants(held, zone), _instants(wanted, zone), strict=True)
+    return all(abs(a - b) < WINDOW_RESOLUTION for a, b in pairs)
+
+
+def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
+    """True when the lock holds the code as wanted: its PIN and, as far as known, the window and
+    name the lock stores for it. A difference in any of them needs a write."""
+    if not code.code or code.on_lock_pin != code.code or code.extra.get(NOT_APPLIED):
+        return False
+    held = code.on_lock_held
+    if held is None:
+        return True  # nothing known beyond the PIN (a record from before this was kept)
+    wanted = wanted_held(code, device)
+    if not same_window(held.window, wanted.window, device.time_zone):
+        return False
+    return wanted.name is None or held.name is None or held.name == wanted.name
+
+
+def held_after_read(code: CodeRecord, read: SlotRead) -> Held | None:
+    """What the lock stores for the code once a read showed it: the window and name the read
+    reports replace what was known (a driver that reads neither leaves it as it was)."""
+    if read.state is not SlotState.KNOWN or (read.window is None and read.name is None):
+        return code.on_lock_held
+    held = code.on_lock_held or Held()
+    return Held(window=read.window if read.window is not None else held.window,
+                name=read.name if read.name is not None else held.name)
+
+
+def _instants(window: LocalWindow, zone: str | None) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(window.zone or zone or "UTC")
+    return (window.starts_at.replace(tzinfo=tz).astimezone(UTC),
+            window.ends_at.replace(tzinfo=tz).astimezone(UTC))
+
+
+# Locks keep schedules to the minute (Nuki, Z-Wave year-day schedules).
+WINDOW_RESOLUTION = timedelta(minutes=1)
 
 
 # The span of time a lock's own schedule can hold, in every lock family lockbridge drives.
@@ -90,6 +150,10 @@ LOCK_WINDOW_FLOOR = datetime(2000, 1, 2, tzinfo=UTC)
 LOCK_WINDOW_CEILING = datetime(2099, 12, 30, tzinfo=UTC)
 # Key in `CodeRecord.extra`: a write was sent for the code and its outcome was never heard.
 OUTCOME_UNKNOWN = "outcome_unknown"
+# Key in `CodeRecord.extra`: the lock's cloud lists the code but its last change never reached
+# the lock (which keeps what it had, if anything): the code is on the lock's list, to be
+# written again, and deleted from it when it goes.
+NOT_APPLIED = "not_applied"
 
 
 def outcome_known(code: CodeRecord) -> CodeRecord:
@@ -120,7 +184,7 @@ def derive_status(
     if not code.is_managed:
         return AccessCodeStatus.SET, False
     wanted = should_be_on_lock(code, device, now, policy)
-    holds_pin = code.on_lock and code.on_lock_pin == code.code
+    holds_pin = holds_wanted(code, device)
     if wanted:
         if holds_pin and code.verified:
             future = code.starts_at is not None and now < code.starts_at
@@ -191,7 +255,7 @@ def next_command(
         wanted = should_be_on_lock(code, device, now, policy)
         if not wanted and code.on_lock:
             clears.append((code.ends_at or code.created_at, code))
-        elif wanted and not (code.on_lock and code.on_lock_pin == code.code and code.code):
+        elif wanted and not holds_wanted(code, device):
             if code.extra.get("external_hold") or code.extra.get("waiting_for_pin"):
                 continue
             writes.append((code.starts_at or code.created_at, code))
@@ -344,6 +408,8 @@ class ReadVerdict(StrEnum):
     MISSING = "missing"
     CHANGED = "changed"
     TRUSTED = "trusted"
+    # The lock lists the code but the change never reached it (a cloud's failed transfer).
+    NOT_APPLIED = "not_applied"
 
 
 def judge_read(
@@ -354,6 +420,11 @@ def judge_read(
     if read.state is SlotState.UNREADABLE:
         # Occupied but masked: never "empty". Our own recent write is trusted.
         return ReadVerdict.TRUSTED
+    if read.pending:
+        # Listed, but the lock may not have it yet: nothing is confirmed, nothing is lost.
+        return ReadVerdict.STILL_PENDING
+    if read.failed:
+        return ReadVerdict.NOT_APPLIED
     if read.state is SlotState.KNOWN and read.pin == code.on_lock_pin:
         return ReadVerdict.CONFIRMED
     if fresh:

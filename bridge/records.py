@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from bridge.driver import Availability, DeviceInfo, LockCapabilities, PinConstraints
+from bridge.driver import Availability, DeviceInfo, LocalWindow, LockCapabilities, PinConstraints
 from bridge.model import AccessCodeStatus, AccessCodeType, Issue
 
 
@@ -49,6 +49,15 @@ class DeviceRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """What a lock stores for a code beside its PIN, as far as lockbridge knows: the window
+    (None: none, the code is ongoing there) and the name (None: the lock keeps no name)."""
+
+    window: LocalWindow | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An access code, managed or unmanaged, with what the bridge knows of it on the lock."""
 
@@ -67,6 +76,9 @@ class CodeRecord:
     slot: int | None = None
     # What the bridge believes is on the lock in `slot` for this code.
     on_lock_pin: str | None = None
+    # The window and name the lock stores for it (what was written, or what a read showed);
+    # None when unknown (records from before this was kept), then only the PIN is compared.
+    on_lock_held: Held | None = None
     verified: bool = False
     last_write_at: datetime | None = None
     pending_since: datetime | None = None
@@ -194,4 +206,10 @@ def _decode_code_field(name: str, value: Any) -> Any:
         return AccessCodeType(value)
     if name == "status":
         return AccessCodeStatus(value)
+    if name == "on_lock_held":
+        window = value.get("window")
+        return Held(window=LocalWindow(datetime.fromisoformat(window["starts_at"]),
+                                       datetime.fromisoformat(window["ends_at"]),
+                                       window.get("zone")) if window else None,
+                    name=value.get("name"))
     return value

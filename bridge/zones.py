@@ -20,3 +20,11 @@ def check_zone(value: str) -> str:
 
 # A configuration field holding a time zone, checked when the file is loaded.
 TimeZoneName = Annotated[str, AfterValidator(check_zone)]
+
+
+def lock_zone(device_setting: str | None, driver_reported: str | None,
+              property_zone: str | None) -> str | None:
+    """The one rule for the zone a lock's schedules are in, for every driver: the device's own
+    entry in the config, else what its driver reports (a per-lock or driver-wide setting, or
+    the lock's own), else its property's zone; None when nothing names one."""
+    return device_setting or driver_reported or property_zone

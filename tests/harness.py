@@ -90,7 +90,8 @@ async def until(predicate: Callable[[], bool], *, timeout: float = 10.0,
 
 async def start_engine(tmp_path: Path, drivers: dict[str, LockDriver], *,
                        clock: FakeClock | None = None, policy: Policy | None = None,
-                       command_timeout_s: float = 10.0) -> EngineHarness:
+                       command_timeout_s: float = 10.0,
+                       property_zone: str | None = None) -> EngineHarness:
     """Start the drivers (as the daemon does, before the engine loads), then the engine."""
     clock = clock or FakeClock(START)
     key_file = tmp_path / "engine.key"
@@ -99,7 +100,8 @@ async def start_engine(tmp_path: Path, drivers: dict[str, LockDriver], *,
     store = Store(tmp_path / "lockbridge.db", PinCipher(key_file.read_bytes()))
     await store.open()
     engine = Engine(store, clock, policy or Policy(), drivers, rng=random.Random(7),
-                    default_spacing_s=0.0, command_timeout_s=command_timeout_s)
+                    default_spacing_s=0.0, command_timeout_s=command_timeout_s,
+                    default_time_zone=lambda driver, external_id: property_zone)
 
     def sink_for(name: str) -> Callable[[DriverEvent], object]:
         async def deliver(event: DriverEvent) -> None:

@@ -4,7 +4,7 @@ of the source documents, appearing when its condition holds and clearing when it
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -513,3 +513,29 @@ async def test_pin_rules_the_operator_knows_apply_to_every_code(harness_factory)
     made = await h.engine.create_code(dev, CodeRequest(name="Guest"))
     await h.settle()
     assert made.code in h.slots("back").values() and len(made.code or "") == 5
+
+
+async def test_a_changed_stay_reaches_a_lock_with_schedules(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", native_schedules=True)],
+                              time_zone="America/New_York")
+    dev = h.device_id("front")
+    c = await h.engine.create_code(dev, CodeRequest(
+        name="Guest", type=AccessCodeType.TIME_BOUND, starts_at=START - D,
+        ends_at=START + 2 * D))
+    await h.settle()
+    lock = h.driver.lock("front")
+
+    def end_on_lock() -> object:
+        [held] = lock.slots.values()
+        return held.window.ends_at if held.window else None
+
+    assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
+    # 2026-03-03 12:00 UTC is 07:00 in New York (EST).
+    assert end_on_lock() == datetime(2026, 3, 3, 7, 0)
+    for new_end, local_end in ((START + 3 * D, datetime(2026, 3, 4, 7, 0)),
+                               (START + D, datetime(2026, 3, 2, 7, 0))):
+        updated = await h.engine.update_code(c.access_code_id, CodeRequest(ends_at=new_end))
+        assert updated.status is AccessCodeStatus.SETTING
+        await h.settle()
+        assert end_on_lock() == local_end
+        assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET

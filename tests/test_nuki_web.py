@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from bridge.driver import (
     CommandRejected,
     DriverEvent,
     DriverEventKind,
+    FixConfig,
     LocalWindow,
     Reauthenticate,
     RejectReason,
@@ -83,7 +84,10 @@ async def test_codes_go_on_with_their_window_in_utc_and_come_off(rig: Rig) -> No
         "2026-12-24T14:00:00.000Z", "2026-12-27T10:00:00.000Z")
 
     (listed,) = await driver.list_codes("101")  # the owner's app authorization is no code
-    assert (listed.slot, listed.pin, listed.window) == (made.slot, "456789", window)
+    # Read back as Nuki keeps it: in UTC, and saying so.
+    assert (listed.slot, listed.pin, listed.window) == (made.slot, "456789", LocalWindow(
+        datetime(2026, 12, 24, 14, 0), datetime(2026, 12, 27, 10, 0), zone="UTC"))
+    assert not listed.pending and not listed.failed
     known, empty = await driver.read_slots("101", [made.slot, 999])
     assert known.state is SlotState.KNOWN and empty.state is SlotState.EMPTY
 
@@ -102,10 +106,16 @@ async def test_refusals_and_a_create_that_is_retried(rig: Rig) -> None:
         await driver.write_code("101", CodeWrite(slot=None, pin="123456", name="x"))
     assert starts_with_12.value.reason is RejectReason.INVALID_PIN
     assert "123456" not in str(starts_with_12.value)  # Nuki quotes the PIN back; we do not
+    sent_at = datetime.now(UTC)
     first = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
-    # The same create again (its answer was lost, say): the code on the lock is adopted.
-    again = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    # The same create again, its answer lost: the code is ours only with the proof that Nuki
+    # made it since the first attempt went out; an equal PIN alone is someone else's code.
+    again = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A",
+                                                     first_sent_at=sent_at))
     assert again.slot == first.slot and list(fake.locks[101].keypad_codes()) == ["456789"]
+    with pytest.raises(CommandRejected) as not_ours:
+        await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    assert not_ours.value.reason is RejectReason.DUPLICATE_PIN
     other = await driver.write_code("101", CodeWrite(slot=None, pin="987654", name="B"))
     with pytest.raises(CommandRejected) as duplicate:
         await driver.write_code("101", CodeWrite(slot=other.slot, pin="456789", name="B"))
@@ -133,3 +143,47 @@ async def test_an_offline_lock_and_a_refused_token(rig: Rig) -> None:
         await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
     token_file.write_text("a-new-token\n")  # read again on every call: no restart needed
     await until(lambda: driver.availability("101") is Availability.ONLINE)
+
+
+async def test_only_locks_with_a_keypad_and_a_token_without_rights(rig: Rig) -> None:
+    fake, driver, events, token_file = rig
+    fake.add_lock(102, "Garage", keypad=False)
+    fake.add_lock(103, "Shed", keypad=False, keypad2=True)
+    await until(lambda: "103" in [d.external_id for d in driver.devices()])
+    # A lock without a paired keypad cannot take codes: it is not offered.
+    assert [d.external_id for d in driver.devices()] == ["101", "103"]
+
+    # A token that may read the locks but not manage authorizations: a configuration to fix,
+    # not an account to reconnect.
+    fake.add_token("read-only", {"smartlock.readOnly"})
+    token_file.write_text("read-only\n")
+    with pytest.raises(FixConfig) as lacking:
+        await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="A"))
+    assert "403" in str(lacking.value)
+    with pytest.raises(FixConfig):
+        await driver.list_codes("101")
+    await asyncio.sleep(0.5)  # a few polls of the account's locks
+    assert driver.availability("101") is Availability.ONLINE
+    assert Availability.ACCOUNT_DISCONNECTED not in [e.availability for e in events]
+
+
+async def test_updates_send_every_field_and_wait_for_the_one_before(rig: Rig) -> None:
+    fake, driver, _, _ = rig
+    window = LocalWindow(datetime(2026, 12, 24, 15, 0), datetime(2026, 12, 27, 11, 0),
+                         zone="Europe/Berlin")
+    made = await driver.write_code("101", CodeWrite(slot=None, pin="456789", name="Guest",
+                                                    window=window))
+    front = fake.locks[101]
+    # A rename right after a change of the end: the second waits for the first to reach the
+    # lock (Nuki answers 423 meanwhile), and neither loses the window.
+    later = LocalWindow(window.starts_at, datetime(2026, 12, 28, 11, 0), zone="Europe/Berlin")
+    await driver.write_code("101", CodeWrite(slot=made.slot, pin="456789", name="Guest",
+                                             window=later))
+    await driver.write_code("101", CodeWrite(slot=made.slot, pin="456789", name="Guest Smith",
+                                             window=later))
+    await until(lambda: not front.operations)
+    (auth,) = [a for a in front.device_auths().values() if a["type"] == 13]
+    assert (auth["name"], auth["allowedUntilDate"]) == ("Guest Smith", "2026-12-28T10:00:00.000Z")
+    (read,) = await driver.read_slots("101", [made.slot])
+    assert read.window == LocalWindow(datetime(2026, 12, 24, 14, 0),
+                                      datetime(2026, 12, 28, 10, 0), zone="UTC")

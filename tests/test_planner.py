@@ -11,6 +11,7 @@ import pytest
 from bridge.driver import (
     Availability,
     DeviceInfo,
+    LocalWindow,
     LockCapabilities,
     PinConstraints,
     SlotRead,
@@ -26,13 +27,15 @@ from bridge.planner import (
     derive_status,
     foresee_problem,
     forgettable,
+    held_after_read,
+    holds_wanted,
     judge_read,
     local_window,
     next_command,
     next_wakeup,
     should_be_on_lock,
 )
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, Held
 
 T0 = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -153,6 +156,9 @@ def test_next_wakeup_is_the_next_schedule_edge() -> None:
         (SlotRead(1, SlotState.EMPTY), True, ReadVerdict.STILL_PENDING),
         (SlotRead(1, SlotState.KNOWN, "111111"), False, ReadVerdict.CHANGED),
         (SlotRead(1, SlotState.KNOWN, "111111"), True, ReadVerdict.STILL_PENDING),
+        # Listed with a change on its way: not on the lock yet, however old the write.
+        (SlotRead(1, SlotState.KNOWN, "482915", pending=True), False, ReadVerdict.STILL_PENDING),
+        (SlotRead(1, SlotState.KNOWN, "482915", failed=True), False, ReadVerdict.NOT_APPLIED),
     ],
 )
 def test_judge_read(read: SlotRead, fresh: bool, verdict: ReadVerdict) -> None:
@@ -251,3 +257,91 @@ def test_forgettable_only_long_ended_codes_off_the_lock() -> None:
     assert not forgettable(replace(ended, deleted=True), T0, POLICY)  # the removal finishes it
     assert not forgettable(code("ongoing"), T0 + 10 * month, POLICY)
     assert not forgettable(replace(ended, is_managed=False), T0, POLICY)
+
+
+def _keeping(native: bool = True, names: bool = True, zone: str = "Europe/Lisbon") -> DeviceRecord:
+    dev = device(native=native, zone=zone)
+    caps = replace(dev.info.capabilities, keeps_names=names, name_max_length=20)
+    return replace(dev, info=replace(dev.info, capabilities=caps))
+
+
+def _as_written(c: CodeRecord, dev: DeviceRecord) -> CodeRecord:
+    """The code as the lock holds it right after lockbridge wrote it."""
+    return replace(c, on_lock_pin=c.code, verified=True, on_lock_held=Held(
+        local_window(c, dev), "Guest" if dev.info.capabilities.keeps_names else None))
+
+
+M = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("change", "names", "write"),
+    [
+        ({}, True, False),                                      # as written: nothing to do
+        ({"ends_at": T0 + 4 * D}, True, True),                  # stay extended
+        ({"ends_at": T0 + 2 * D}, True, True),                  # stay shortened
+        ({"starts_at": T0 + D + H}, True, True),                # arrival moved
+        ({"ends_at": T0 + 3 * D + timedelta(seconds=20)}, True, False),  # under a minute
+        ({"name": "Guest Smith"}, True, True),                  # renamed, the lock keeps names
+        ({"name": "Guest Smith"}, False, False),                # renamed, the lock keeps none
+        ({"type": AccessCodeType.ONGOING, "starts_at": None, "ends_at": None}, True, True),
+    ],
+)
+def test_a_change_to_what_the_lock_stores_is_a_write(change: dict[str, object], names: bool,
+                                                     write: bool) -> None:
+    dev = _keeping(names=names)
+    stay = tb(D, 3 * D, name="Guest")
+    held = _as_written(stay, dev)
+    assert holds_wanted(held, dev)
+    changed = replace(held, **change)  # type: ignore[arg-type]
+    assert holds_wanted(changed, dev) is not write
+    cmd = next_command(dev, [changed], T0, POLICY)
+    assert (cmd is not None and cmd.kind is CommandKind.WRITE) is write
+    # Seam's status: `setting` until the lock has the new values.
+    expected = AccessCodeStatus.SETTING if write else AccessCodeStatus.UNSET
+    assert derive_status(changed, dev, T0, POLICY)[0] is expected
+
+
+def test_a_running_stay_moved_is_a_write_and_setting_until_the_lock_has_it() -> None:
+    dev = _keeping()
+    running = _as_written(tb(-D, D, name="Guest"), dev)
+    assert derive_status(running, dev, T0, POLICY) == (AccessCodeStatus.SET, False)
+    moved = replace(running, ends_at=T0 + 2 * D)
+    assert derive_status(moved, dev, T0, POLICY) == (AccessCodeStatus.SETTING, False)
+    cmd = next_command(dev, [moved], T0, POLICY)
+    assert cmd is not None and cmd.kind is CommandKind.WRITE
+
+
+def test_windows_compare_in_instants_whatever_zone_they_are_read_in() -> None:
+    dev = _keeping(zone="Pacific/Auckland")
+    stay = _as_written(tb(D, 3 * D, name="Guest"), dev)
+    wanted = local_window(stay, dev)
+    assert wanted is not None and wanted.zone == "Pacific/Auckland"
+    assert stay.starts_at is not None and stay.ends_at is not None
+    in_utc = LocalWindow(stay.starts_at.replace(tzinfo=None), stay.ends_at.replace(tzinfo=None),
+                         zone="UTC")
+    read = SlotRead(1, SlotState.KNOWN, "482915", name="Guest", window=in_utc)
+    assert holds_wanted(replace(stay, on_lock_held=held_after_read(stay, read)), dev)
+    # The same wall-clock times taken as UTC are 13 hours off: a write.
+    shifted = replace(in_utc, starts_at=wanted.starts_at, ends_at=wanted.ends_at)
+    read = replace(read, window=shifted)
+    assert not holds_wanted(replace(stay, on_lock_held=held_after_read(stay, read)), dev)
+
+
+def test_far_windows_compare_as_cut_to_what_locks_hold() -> None:
+    dev = _keeping()
+    forever = _as_written(code(type=AccessCodeType.TIME_BOUND, starts_at=T0 - D,
+                               ends_at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                               name="Guest"), dev)
+    held = forever.on_lock_held
+    assert held is not None and held.window is not None and held.window.ends_at.year == 2099
+    assert holds_wanted(forever, dev)
+
+
+def test_a_read_that_shows_nothing_beside_the_pin_keeps_what_was_written() -> None:
+    dev = _keeping()
+    stay = _as_written(tb(D, 3 * D, name="Guest"), dev)
+    assert held_after_read(stay, SlotRead(1, SlotState.KNOWN, "482915")) == stay.on_lock_held
+    renamed = held_after_read(stay, SlotRead(1, SlotState.KNOWN, "482915", name="Someone"))
+    assert renamed is not None and renamed.name == "Someone"
+    assert not holds_wanted(replace(stay, on_lock_held=renamed), dev)

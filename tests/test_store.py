@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.driver import LocalWindow
+from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
 from bridge.store import MIGRATIONS, Store, StoreError
 from drivers.simulator.lock import SimLock, SimLockSpec
@@ -39,6 +40,24 @@ async def test_pins_are_never_in_clear_on_disk(tmp_path: Path) -> None:
     await store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("db"))
     assert b"93817264" not in raw
+
+
+async def test_what_the_lock_holds_survives_a_restart(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    store = Store(tmp_path / "db", PinCipher(key))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+    held = Held(LocalWindow(datetime(2026, 12, 24, 15), datetime(2099, 12, 29, 11), "Asia/Tokyo"),
+                "Guest")
+    code = CodeRecord("c1", "dev", datetime.now(UTC), code="93817264", on_lock_pin="93817264",
+                      on_lock_held=held)
+    await store.write(lambda tx: tx.put_code(code))
+    await store.close()
+    again = Store(tmp_path / "db", PinCipher(key))
+    await again.open()
+    [back] = await again.read(lambda r: r.codes())
+    await again.close()
+    assert back.on_lock_held == held and back == code
 
 
 async def test_database_and_key_files_are_private(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -292,3 +292,102 @@ async def test_locks_are_remembered_while_the_server_is_down(stack: ZWaveStack,
                     timeout=30)
     finally:
         await second.stop()
+
+
+async def test_a_moved_stay_reaches_the_locks_schedule(stack: ZWaveStack, tmp_path: Path) -> None:
+    """Through the engine: the end of a running stay moved later, then sooner, is written to
+    the lock's year-day schedule; a rename sends nothing (Z-Wave keeps no names)."""
+    from bridge.clock import FakeClock
+    from bridge.engine import CodeRequest
+    from bridge.model import AccessCodeStatus, AccessCodeType
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    SEEN_PINS.update(PINS)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = FakeClock(now)
+    config = Config.model_validate({
+        "kind": "zwave", "name": "zw", "url": stack.url, "time_zone": ZONE,
+        "command_spacing_s": 0, "reconnect_min_s": 0.2, "reconnect_max_s": 1,
+    })
+    zw = ZWaveDriver(config, clock, tmp_path / "state")
+    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    try:
+        device_id = h.device_id("zw", "7e570001-3")
+        made = await h.engine.create_code(device_id, CodeRequest(
+            name="Guest", code="31337", type=AccessCodeType.TIME_BOUND,
+            starts_at=now - timedelta(hours=2), ends_at=now + timedelta(days=2)))
+        cid = made.access_code_id
+
+        def status() -> AccessCodeStatus:
+            return h.code(cid).status
+
+        async def stop_on_lock() -> tuple[int, int, int, int]:
+            slot = h.code(cid).slot
+            entry = (await stack.control("schedules", node=3))[
+                f"ScheduleEntryLock_schedule_{slot}_1_1"]
+            return (entry["stopMonth"], entry["stopDay"], entry["stopHour"], entry["stopMinute"])
+
+        def local(moment: datetime) -> tuple[int, int, int, int]:
+            there = moment - timedelta(hours=3)  # UTC-3 all year
+            return (there.month, there.day, there.hour, there.minute)
+
+        await h.until(lambda: status() is AccessCodeStatus.SET, advance=0.5, timeout=30,
+                      what="set")
+        assert await stop_on_lock() == local(now + timedelta(days=2))
+        for new_end in (now + timedelta(days=3), now + timedelta(hours=20)):
+            updated = await h.engine.update_code(cid, CodeRequest(ends_at=new_end))
+            assert updated.status is AccessCodeStatus.SETTING
+            await h.until(lambda: status() is AccessCodeStatus.SET, advance=0.5, timeout=30,
+                          what="set again")
+            assert await stop_on_lock() == local(new_end)
+        await stack.control("received", node=3)
+        await h.engine.update_code(cid, CodeRequest(name="Guest Smith"))
+        await h.until(lambda: h.engine.settled(), advance=0.5, timeout=30, what="settled")
+        assert status() is AccessCodeStatus.SET
+        assert "UserCodeCCSet" not in await stack.control("received", node=3)
+    finally:
+        await h.stop()
+
+
+async def test_only_the_propertys_zone_schedules_in_the_locks_time(stack: ZWaveStack,
+                                                                  tmp_path: Path) -> None:
+    """Through the engine, with no zone in the driver's settings: the property's zone is the
+    lock's (one rule for every driver), for the schedule and for the lock's clock."""
+    from bridge.clock import FakeClock
+    from bridge.engine import CodeRequest
+    from bridge.model import AccessCodeType
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    SEEN_PINS.update(PINS)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = FakeClock(now)
+    config = Config.model_validate({
+        "kind": "zwave", "name": "zw", "url": stack.url, "command_spacing_s": 0,
+        "reconnect_min_s": 0.2, "reconnect_max_s": 1,
+    })
+    zw = ZWaveDriver(config, clock, tmp_path / "state")
+    h = await start_engine(tmp_path, {"zw": zw}, clock=clock, property_zone=ZONE)
+    try:
+        device_id = h.device_id("zw", "7e570001-3")
+        assert h.engine.devices[device_id].time_zone == ZONE
+        starts, ends = now + timedelta(days=1), now + timedelta(days=3)
+        made = await h.engine.create_code(device_id, CodeRequest(
+            name="Guest", code="31337", type=AccessCodeType.TIME_BOUND, starts_at=starts,
+            ends_at=ends))
+        await h.until(lambda: h.code(made.access_code_id).is_scheduled_on_device, advance=0.5,
+                      timeout=30, what="scheduled on the lock")
+        slot = h.code(made.access_code_id).slot
+        schedules = await stack.control("schedules", node=3)
+        assert schedules["ScheduleEntryLock_standardOffset"] == -180
+        entry = schedules[f"ScheduleEntryLock_schedule_{slot}_1_1"]
+        local_start, local_end = starts - timedelta(hours=3), ends - timedelta(hours=3)
+        assert (entry["startDay"], entry["startHour"], entry["startMinute"]) == (
+            local_start.day, local_start.hour, local_start.minute)
+        assert (entry["stopDay"], entry["stopHour"], entry["stopMinute"]) == (
+            local_end.day, local_end.hour, local_end.minute)
+    finally:
+        await h.stop()

@@ -101,13 +101,15 @@ def test_device_info_from_the_recorded_lock() -> None:
 
 @pytest.mark.parametrize(("zone", "year_day_slots", "enabled", "native"), [
     ("America/Sao_Paulo", 1, True, True),
-    (None, 1, True, False),  # the lock's clock zone is unknown: the bridge enforces times
+    # No zone in the driver's settings: the engine's rule may still find one (the device's,
+    # the property's); with none at all it keeps the times itself.
+    (None, 1, True, True),
     ("America/Sao_Paulo", 0, True, False),  # no year-day slots
     ("America/Sao_Paulo", None, True, False),  # the lock never said
     ("America/Sao_Paulo", 1, False, False),  # turned off in the config
 ])
-def test_native_schedules_need_the_cc_a_slot_and_a_zone(zone: str | None, year_day_slots: int |
-                                                        None, enabled: bool, native: bool) -> None:
+def test_native_schedules_need_the_cc_and_a_slot(zone: str | None, year_day_slots: int | None,
+                                                enabled: bool, native: bool) -> None:
     snap = mapping.snapshot(recorded_node(3))
     assert snap is not None
     info = mapping.device_info(snap, HOME, NodeSettings(time_zone=zone, native_schedules=enabled),

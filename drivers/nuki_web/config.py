@@ -39,7 +39,8 @@ class Config(BaseModel):
     url: str = "https://api.nuki.io"
     token: str | None = None
     token_file: Path | None = None
-    # Nuki stores a code's validity in UTC; the zone is the locks' own, for display and checks.
+    # Nuki stores a code's validity in UTC. The locks' zone, reported to the engine, which picks
+    # the zone by its one rule (bridge.zones.lock_zone) and sends it with every window.
     time_zone: TimeZoneName | None = None
     smartlocks: dict[Annotated[int, Field(ge=1)], SmartlockConfig] = {}
     # How often the account's locks and their online state are fetched.

@@ -631,16 +631,18 @@ class ZWaveDriver:
                 wait_for_result=True))
             return
         schedule = mapping.year_day_schedule(code.window)
-        await self._sync_clock(lock, node)
+        await self._sync_clock(lock, node, code.window.zone)
         result = await self._call(node.async_invoke_cc_api(
             CommandClass.SCHEDULE_ENTRY_LOCK, "setYearDaySchedule",
             {"userId": slot, "slotId": 1}, dict(schedule), wait_for_result=True))
         if mapping.supervision_failed(result):
             raise CommandRejected(RejectReason.OTHER, "the lock refused the schedule")
 
-    async def _sync_clock(self, lock: _Lock, node: Node) -> None:
-        """Set the lock's clock and zone before a schedule, once a day or when the offset moves."""
-        zone = lock.info.time_zone if lock.info is not None else None
+    async def _sync_clock(self, lock: _Lock, node: Node, zone: str | None) -> None:
+        """Set the lock's clock and zone before a schedule, once a day or when the offset moves;
+        the zone is the one the schedule's times are in (the engine's rule), else the lock's."""
+        if zone is None:
+            zone = lock.info.time_zone if lock.info is not None else None
         snap = lock.snapshot
         if zone is None or snap is None:
             raise CommandRejected(RejectReason.UNSUPPORTED, "the lock's time zone is not set")

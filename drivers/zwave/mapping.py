@@ -315,8 +315,10 @@ def snapshot(state: NodeState) -> LockSnapshot | None:
 def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
                 year_day_slots: int | None) -> DeviceInfo:
     """The lock as lockbridge sees it: slots, PIN rules, schedules, pacing."""
-    native = (settings.native_schedules and settings.time_zone is not None
-              and lock.supports(CC_SCHEDULE_ENTRY_LOCK) and (year_day_slots or 0) >= 1)
+    # The zone is not the driver's to require: the engine picks it by its one rule (device,
+    # driver, property) and keeps the windows itself when there is none.
+    native = (settings.native_schedules and lock.supports(CC_SCHEDULE_ENTRY_LOCK)
+              and (year_day_slots or 0) >= 1)
     reserved = frozenset(s for s in settings.reserved_slots if 1 <= s <= lock.slot_count)
     caps = LockCapabilities(
         addressing=Addressing.SLOT,
