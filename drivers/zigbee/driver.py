@@ -355,7 +355,10 @@ class ZigbeeDriver:
             addressing=Addressing.SLOT, first_slot=first, slot_count=count,
             reserved_slots=frozenset(cfg.reserved_slots), can_read=True,
             native_schedules=schedules, confirmation_window_s=0.0,
-            min_command_spacing_s=self._config.command_spacing_s)
+            min_command_spacing_s=self._config.command_spacing_s,
+            # A write is up to three exchanges (set, schedule, read back), each allowed the
+            # long reply time of a sleepy lock.
+            command_timeout_s=3 * (self._config.command_timeout_s + 1) + 5)
         constraints = PinConstraints(
             min_length=lock.limits.min_pin_length or 4,
             max_length=lock.limits.max_pin_length or 8,
