@@ -126,6 +126,8 @@ async def test_start_forms_network_and_interviews_a_joined_lock(env: Env) -> Non
     assert clusters == {0x0000, 0x0001, 0x0101}
     assert lock.frame_kinds["zdo:Node_Desc_req"] == 1
     assert lock.frame_kinds["zdo:Simple_Desc_req"] == 1
+    permits = [f for f in env.network.sent if f.command == "zdo:Mgmt_Permit_Joining_req"]
+    assert permits[-1].dst == "broadcast:0xFFFC" and permits[-1].args["PermitDuration"] == 30
     await app.permit(0)
     assert not env.network.permit_open
 
@@ -380,6 +382,15 @@ async def test_event_switches(env: Env) -> None:
     assert (args.user_id, args.pin) == (0x0300, "97531")
 
     lock.user_id_byte_swapped = False
+    lock.report_before_event = True
+    arrived: list[str] = []
+    cluster.on_event("attribute_report", lambda event: arrived.append("report"))
+    lock.keypad_unlock(2)
+    await events.next_report()
+    command_id, _ = await events.next_command()
+    arrived.append(f"command 0x{command_id:02X}")
+    assert arrived == ["report", "command 0x20"]
+
     lock.rf_programming_events = True
     assert (await cluster.set_pin_code(4, ENABLED, UNRESTRICTED, "86420")).status == 0
     _, args = await events.next_command()
