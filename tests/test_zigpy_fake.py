@@ -212,7 +212,7 @@ async def test_invalid_user_and_pin_length_are_general_failures(env: Env) -> Non
     assert (await cluster.clear_pin_code(9)).status == GENERAL_FAILURE
     rsp = await cluster.get_pin_code(9)
     assert isinstance(rsp, foundation.DefaultResponse)
-    assert rsp.status == foundation.Status.INVALID_FIELD
+    assert rsp.status == foundation.Status.INVALID_VALUE
     assert lock.applied == []
 
 
@@ -309,6 +309,7 @@ async def test_year_day_schedules(env: Env) -> None:
     assert (await cluster.set_year_day_schedule(1, 1, start, end)).status == 1  # only id 0
     assert (await cluster.get_year_day_schedule(1, 1)).status == foundation.Status.INVALID_FIELD
     assert (await cluster.clear_year_day_schedule(0, 1)).status == 0
+    assert lock.slots[1].type == DoorLock.UserType.Unrestricted
     got = await cluster.get_year_day_schedule(0, 1)
     assert got.status == foundation.Status.NOT_FOUND and got.local_start_time is None
     assert lock.applied == [("set_year_day_schedule", 1, 0, start, end),

@@ -37,8 +37,9 @@ them at any time)
 ``num_pin_users``                  attribute 0x0012 NumberOfPINUsersSupported.
 ``first_user_id``                  0 or 1: the lowest valid user id (Schlage counts from 0).
 ``min_pin_len``, ``max_pin_len``   attributes 0x0018 / 0x0017; PINs outside answer 1 (failure).
-``year_day_schedules_per_user``    attribute 0x0015 (0 = no year-day schedules: every schedule
-                                   command answers failure / INVALID_FIELD).
+``year_day_schedules_per_user``    attribute 0x0015 (0 = no year-day schedules: set/clear
+                                   answer 1, get answers status INVALID_FIELD). Schedule times
+                                   are ZCL LocalTime, the lock's local time (`zcl_local_time`).
 ``week_day_schedules_per_user``    attribute 0x0014.
 ``slots``                          {user_id: Slot(status, type, pin)}; a dict of
                                    (status, type, pin) tuples is accepted by the constructor.
@@ -57,10 +58,12 @@ them at any time)
                                    zigpy times out) or "delivery_error" (send_packet raises
                                    DeliveryError with MAC_NO_ACK, as a radio reports a missing
                                    ack).
-``event_includes_pin``             programming events carry the PIN (else an empty string).
+``event_includes_pin``             programming events carry the PIN in the PIN and data fields
+                                   (else both empty).
 ``user_id_byte_swapped``           events carry the user id with its two bytes swapped.
 ``rf_programming_events``          a PIN set/cleared over Zigbee is followed by a programming
-                                   event with source RF (0x01).
+                                   event with source RF (0x01), as Silicon Labs' reference
+                                   server does by default (off by default here).
 ``report_before_event``            keypad_unlock sends the LockState report before the
                                    operation event (SmartThingsEdgeDrivers#1111: either order
                                    arrives from real locks).
@@ -72,14 +75,29 @@ them at any time)
                                    APS_REPLY_TIMEOUT_EXTENDED (28 s) per attempt; use
                                    `zigpy_reply_timeout()` or ``end_device=False`` in tests.
 
-Records: ``applied`` (every command the lock carried out, in order, as tuples like
-``("set_pin_code", user, status, type, pin)``), ``commands`` (every cluster command received
-with the status answered), ``clear_all_requests`` (count of clear_all_pin_codes received, so a
-test can prove a driver never sends it), ``frames_received`` (frames the lock received) and
-``frame_kinds`` (Counter by "zdo:<name>" / "zcl:<name>").
+Answers: status-only responses carry the spec's integer (set_pin_code 0/1/2/3, clear 0/1);
+get_pin_code/get_user_status/get_user_type for a user id outside the table answer a Default
+Response INVALID_VALUE; an empty slot reads status 0 (available), type 0xFF, empty code.
+
+Records: ``applied`` (every change the lock carried out, in order, as tuples like
+``("set_pin_code", user, status, type, pin)``, ``("keypad_set", user, pin)``), ``commands``
+(every cluster command received with the status answered), ``clear_all_requests`` (count of
+clear_all_pin_codes received, so a test can prove a driver never sends it),
+``frames_received`` (frames the lock received) and ``frame_kinds`` (Counter by "zdo:<name>" /
+"zcl:<name>"); ``reset_counters()`` zeroes the last two.
 
 Keypad helpers (a person at the lock): ``keypad_set(user, pin)``, ``keypad_clear(user)``,
-``keypad_unlock(user)``, ``report_state()``; they change the table at once and send the event.
+``keypad_unlock(user)``, ``report_state()``; they change the table at once and send the event
+(lost if the lock is offline: nothing is queued).
+
+Helpers: ``fake_config(network, database_path, **extra)`` (OTA and topology scans off),
+``zigpy_reply_timeout(seconds)`` (context manager), ``zcl_local_time(datetime)``.
+
+zigpy behaviours a driver meets here as on real radios: Door Lock status fields are typed
+foundation.Status, so 2 reads as ``Status.MAC_PAN_ACCESS_DENIED`` and 3 as ``undefined_0x03``
+(compare integers); end devices ignore ``timeout=``; zigpy logs decoded frames, PINs included,
+at DEBUG; a failed ``ControllerApplication.new()`` leaves its database worker task running;
+a frame is matched to a pending request by endpoint, cluster, direction and TSN only.
 """
 
 from __future__ import annotations
@@ -1053,6 +1071,8 @@ class FakeDoorLock(FakeDevice):
             s.pin == pin and u != user and s.status != 0 for u, s in self.slots.items()
         )
         if not self._valid_user(user) or not self._valid_pin(pin):
+            # door-lock-server-user.c `setUser`: bad user id or code length -> 0x01 "per
+            # 7.3.2.17.6"; 2 (memory full) and 3 (duplicate) are the spec's other two codes.
             status = GENERAL_FAILURE
         elif self.duplicate_on_rewrite and current is not None and current.pin == pin:
             # FutureTense/keymaster#660 (and #661): a Yale YRD210 on ZHA answers every re-sync
@@ -1082,8 +1102,11 @@ class FakeDoorLock(FakeDevice):
                           args: dict[str, Any]) -> int | None:
         user = int(args["user_id"])
         if not self._valid_user(user):
-            self.send_default_response(packet, hdr, foundation.Status.INVALID_FIELD)
-            return int(foundation.Status.INVALID_FIELD)
+            # Silicon Labs' ZCL door lock server (connectedhomeip
+            # src/app/clusters/door-lock-server/door-lock-server-user.c): a user id outside
+            # the table answers a Default Response INVALID_VALUE (0x87).
+            self.send_default_response(packet, hdr, foundation.Status.INVALID_VALUE)
+            return int(foundation.Status.INVALID_VALUE)
         slot = self.slots.get(user)
         if slot is None:
             # Unpublished: an empty slot answers status Available (0), type 0xFF, no code.
@@ -1143,8 +1166,11 @@ class FakeDoorLock(FakeDevice):
                              args: dict[str, Any]) -> int | None:
         user = int(args["user_id"])
         if not self._valid_user(user):
-            self.send_default_response(packet, hdr, foundation.Status.INVALID_FIELD)
-            return int(foundation.Status.INVALID_FIELD)
+            # Silicon Labs' ZCL door lock server (connectedhomeip
+            # src/app/clusters/door-lock-server/door-lock-server-user.c): a user id outside
+            # the table answers a Default Response INVALID_VALUE (0x87).
+            self.send_default_response(packet, hdr, foundation.Status.INVALID_VALUE)
+            return int(foundation.Status.INVALID_VALUE)
         slot = self.slots.get(user)
         body = t.uint16_t(user).serialize() + t.uint8_t(slot.status if slot else 0).serialize()
         self.send_zcl(DoorLock.cluster_id, 0x0A, body, tsn=hdr.tsn)
@@ -1166,15 +1192,20 @@ class FakeDoorLock(FakeDevice):
                            args: dict[str, Any]) -> int | None:
         user = int(args["user_id"])
         if not self._valid_user(user):
-            self.send_default_response(packet, hdr, foundation.Status.INVALID_FIELD)
-            return int(foundation.Status.INVALID_FIELD)
+            # Silicon Labs' ZCL door lock server (connectedhomeip
+            # src/app/clusters/door-lock-server/door-lock-server-user.c): a user id outside
+            # the table answers a Default Response INVALID_VALUE (0x87).
+            self.send_default_response(packet, hdr, foundation.Status.INVALID_VALUE)
+            return int(foundation.Status.INVALID_VALUE)
         slot = self.slots.get(user)
         body = t.uint16_t(user).serialize() + t.uint8_t(slot.type if slot else 0xFF).serialize()
         self.send_zcl(DoorLock.cluster_id, 0x15, body, tsn=hdr.tsn)
         return None
 
     def _valid_schedule(self, user: int, schedule_id: int) -> bool:
-        # ZCL: schedule ids run 0 .. NumberOfYearDaySchedulesSupportedPerUser - 1.
+        # ZCL: schedule ids run 0 .. NumberOfYearDaySchedulesSupportedPerUser - 1. Out of range:
+        # set/clear answer 0x01 failure ("per 7.3.2.17.15/17") and get answers INVALID_FIELD,
+        # an unused one NOT_FOUND (connectedhomeip door-lock-server-schedule.cpp).
         return self._valid_user(user) and 0 <= schedule_id < self.year_day_schedules_per_user
 
     def _cmd_set_year_day_schedule(self, packet: t.ZigbeePacket, hdr: foundation.ZCLHeader,
@@ -1214,6 +1245,10 @@ class FakeDoorLock(FakeDevice):
             self._status_reply(packet, hdr, GENERAL_FAILURE)
             return GENERAL_FAILURE
         self.year_day.get(user, {}).pop(sid, None)
+        if user in self.slots:
+            # door-lock-server-schedule.cpp (connectedhomeip, from Silicon Labs' ZCL server):
+            # clearing a year-day schedule sets the user type back to Unrestricted.
+            self.slots[user].type = int(DoorLock.UserType.Unrestricted)
         self.applied.append(("clear_year_day_schedule", user, sid))
         self._status_reply(packet, hdr, SUCCESS)
         return SUCCESS
@@ -1237,7 +1272,10 @@ class FakeDoorLock(FakeDevice):
         # user type, user status, local time (uint32), data (string). A lock that includes
         # the PIN and sends an RF event after a Zigbee set: the ID Lock 150 capture in
         # dresden-elektronik/deconz-rest-plugin#3750 ("01 02 0300 04 31 32 33 34 ...").
-        # The data field is sent empty (unpublished for Yale/Kwikset/Schlage).
+        # The data field repeats the PIN when it is included, else it is empty.
+        # The Silicon Labs server sends an RF PIN-added event after every successful
+        # set_pin_code, with the PIN in both the PIN and the data fields
+        # (door-lock-server-user.c `emberAfDoorLockClusterSetPinCallback`).
         slot = self.slots.get(user)
         pin = slot.pin if (slot is not None and self.event_includes_pin) else ""
         body = (
@@ -1248,7 +1286,7 @@ class FakeDoorLock(FakeDevice):
             + t.uint8_t(slot.type if slot else 0xFF).serialize()
             + t.uint8_t(slot.status if slot else 0).serialize()
             + t.uint32_t(self._now_local()).serialize()
-            + t.LVBytes(b"").serialize()
+            + t.LVBytes(pin.encode()).serialize()
         )
         # Programming Event Notification, command 0x21, server to client (ZCL 7.3.2.17.x).
         self.send_zcl(DoorLock.cluster_id, 0x21, body)
