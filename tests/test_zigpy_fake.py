@@ -147,6 +147,23 @@ async def test_a_restarted_application_finds_network_and_lock(env: Env) -> None:
     assert lock.frames_received == 1  # no re-interview
 
 
+async def test_a_paired_lock_zigpy_does_not_know_is_discovered(env: Env) -> None:
+    app = await env.start()
+    lock = env.network.add(FakeDoorLock())
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    class Listener:
+        def device_initialized(self, device: Any) -> None:
+            if device.ieee == lock.ieee and not done.done():
+                done.set_result(device)
+
+    app.add_listener(Listener())
+    lock.keypad_unlock(1)  # a frame from an address zigpy has never seen
+    device = await asyncio.wait_for(done, WAIT)
+    assert device.model == "YRD226/246 TSDB"
+    assert lock.frame_kinds["zdo:IEEE_addr_req"] >= 1  # one per unknown frame (event, report)
+
+
 async def test_radio_missing_or_busy(env: Env) -> None:
     # No database for the failing starts: when `new()` fails in start-up, zigpy shuts down
     # with db=False and its database worker task keeps running (zigpy/application.py).

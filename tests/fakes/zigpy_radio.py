@@ -19,7 +19,9 @@ Network (``FakeNetwork(name, *, coordinator_ieee=...)``)
 ``delivery_error``     True: every unicast raises zigpy's DeliveryError from ``send_packet``
                        (the radio itself refuses, e.g. its queue is full).
 ``permit_open``        read-only; ``app.permit(time_s)`` opens joining for time_s seconds.
-``add(device)``        puts an already-paired device on the air, without a join or announce.
+``add(device)``        puts an already-paired device on the air, without a join or announce;
+                       if zigpy does not know it, its first frame makes zigpy broadcast
+                       IEEE_addr_req, which it answers, and zigpy interviews it then.
 ``await join(device)`` needs joining to be open (``await app.permit(60)``): the device sends a
                        ZDO Device_annce, zigpy interviews it; returns zigpy's device once
                        zigpy reports it initialized.
@@ -110,7 +112,7 @@ import errno
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import zigpy.application
 import zigpy.config as conf
@@ -145,6 +147,7 @@ DUPLICATE_CODE = 3
 ZCL_EPOCH = datetime(2000, 1, 1)
 
 _NETWORKS: dict[str, FakeNetwork] = {}
+_D = TypeVar("_D", bound="FakeDevice")
 
 
 def zcl_local_time(when: datetime) -> int:
@@ -239,7 +242,7 @@ class FakeNetwork:
     def _set_permit(self, time_s: int) -> None:
         self._permit_until = asyncio.get_running_loop().time() + time_s if time_s > 0 else 0.0
 
-    def add(self, device: FakeDevice) -> FakeDevice:
+    def add(self, device: _D) -> _D:
         """Put an already-paired device on the network; zigpy is not told."""
         device.network = self
         self.devices[device.ieee] = device
@@ -483,6 +486,12 @@ class FakeControllerApplication(zigpy.application.ControllerApplication):
         )
         if command == "zdo:Mgmt_Permit_Joining_req":
             net._set_permit(int(args["PermitDuration"]))
+        elif command == "zdo:IEEE_addr_req":
+            # zigpy broadcasts this for a frame from an unknown NWK address
+            # (`_discover_unknown_device`); the node that owns the address answers.
+            owner = net.device_by_nwk(int(args["NWKAddrOfInterest"]))
+            if owner is not None and owner.joined and owner.online:
+                owner.receive(packet, command)
 
     def deliver_later(self, packet: t.ZigbeePacket, delay: float, *, yields: int = 1) -> None:
         """Hand a received packet to zigpy after `delay` seconds, as the radio's callback."""
