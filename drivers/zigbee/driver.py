@@ -89,6 +89,7 @@ class ZigbeeDriver:
     """Zigbee locks on one radio."""
 
     def __init__(self, config: Config, clock: Clock, state_dir: Path) -> None:
+        _quiet_library_frames()
         self.name = config.name
         self._config = config
         self._clock = clock
@@ -204,6 +205,12 @@ class ZigbeeDriver:
             read = await self._read_one(lock, cluster, slot)
             if read.state is not SlotState.EMPTY:
                 raise RetryLater(f"user {slot} still holds a code after clearing it")
+
+    async def permit(self, seconds: int) -> None:
+        """Let new devices join the network for `seconds` (zigpy caps it at 254)."""
+        if self._app is None:
+            raise RetryLater("the Zigbee radio is not running")
+        await self._app.permit(time_s=max(1, min(254, seconds)))
 
     async def probe(self, external_id: str) -> bool:
         """One attribute read (lock state): True if the lock answered."""
@@ -401,8 +408,9 @@ class ZigbeeDriver:
         answer = await self._call(lock, cluster.get_pin_code(
             slot, timeout=self._config.command_timeout_s))
         if _is_default_response(answer):
-            raise CommandRejected(RejectReason.UNSUPPORTED,
-                                  "the lock does not support reading PIN codes")
+            # Not the command's own response: the lock has no such user (INVALID_VALUE and
+            # the like; an unsupported command was refused in `_call`).
+            return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="no such user")
         return doorlock.slot_read(slot, int(answer.user_status), answer.code)
 
     async def _put_schedule(self, lock: _Lock, cluster: Any, slot: int, starts_at: datetime,
@@ -606,6 +614,17 @@ def _check_pin(pin: str | None, constraints: PinConstraints) -> str:
     if pin is None or not pin.isdigit() or len(pin) not in constraints.allowed_lengths():
         raise CommandRejected(RejectReason.INVALID_PIN, "the PIN does not fit the lock's rules")
     return pin
+
+
+def _quiet_library_frames() -> None:
+    """zigpy logs every decoded frame at DEBUG, a Set PIN Code's PIN included, and aiosqlite
+    logs zigpy's database statements, the network key among them: these loggers never go below
+    INFO, whatever lockbridge's own level."""
+    for name in ("zigpy", "zigpy_znp", "bellows", "zigpy_deconz", "zigpy_zigate", "zigpy_xbee",
+                 "aiosqlite"):
+        library = logging.getLogger(name)
+        if library.getEffectiveLevel() < logging.INFO:
+            library.setLevel(logging.INFO)
 
 
 def _classify(error: BaseException) -> FailureKind:
