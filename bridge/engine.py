@@ -257,6 +257,9 @@ class Engine:
                 self._start_worker(device_id)
             if self._watch_clock:
                 self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
+            # Stay open until cancelled, even with no lock yet: a driver may find its first
+            # lock later (a Zigbee lock paired, a lock added to a cloud account).
+            await asyncio.Event().wait()
 
     def _start_worker(self, device_id: str) -> None:
         if self._group is None or device_id in self._running:

@@ -15,6 +15,7 @@ _KINDS: dict[str, str] = {
     "zigbee2mqtt": "drivers.zigbee2mqtt.config",
     "zwavejs_mqtt": "drivers.zwavejs_mqtt.config",
     "nuki_web": "drivers.nuki_web.config",
+    "zigbee": "drivers.zigbee.config",
 }
 
 
