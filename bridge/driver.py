@@ -75,6 +75,9 @@ class LockCapabilities:
     confirmation_window_s: float = 60.0
     name_max_length: int = 16
     can_delete_unmanaged: bool = True
+    # False for locks whose PINs lockbridge cannot program at all (their maker issues them only
+    # through its app or cloud): such a lock is shown and watched, and code requests are refused.
+    programs_codes: bool = True
     # Seconds to leave between two commands to this lock.
     min_command_spacing_s: float = 2.0
     # The lock stores each code's name, so a rename is a write (Nuki); False where the name is
@@ -162,6 +165,9 @@ class DriverEventKind(enum.StrEnum):
     AVAILABILITY = "availability"
     SLOT_CHANGED = "slot_changed"
     KEYPAD_USED = "keypad_used"
+    # Unlocked at the door by something other than a code lockbridge can name (a fingerprint,
+    # a card, the key, the maker's app); detail["method"] is Seam's lock.unlocked method.
+    UNLOCKED = "unlocked"
     DEVICES_CHANGED = "devices_changed"
 
 

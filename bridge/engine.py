@@ -307,6 +307,10 @@ class Engine:
             await self._commit(events=[self._event(
                 EventType.LOCK_UNLOCKED, device_id,
                 code.access_code_id if code else None, data)])
+        elif event.kind is DriverEventKind.UNLOCKED:
+            await self._commit(events=[self._event(
+                EventType.LOCK_UNLOCKED, device_id, None,
+                {"method": event.detail.get("method", "unknown")})])
         worker.wake.set()
 
     # -- requests -------------------------------------------------------------------------
@@ -1739,6 +1743,10 @@ class Engine:
 
     def _validate_and_choose_pin(self, device: DeviceRecord, code: CodeRecord,
                                  request: CodeRequest, now: datetime) -> CodeRecord:
+        if not device.info.capabilities.programs_codes:
+            raise EngineError("invalid_input", f"{device.display_name} cannot be given PIN "
+                              "codes by lockbridge: this lock's maker issues its passwords only "
+                              "through its own app or cloud", "device_id")
         if code.type is AccessCodeType.TIME_BOUND:
             if code.starts_at is None or code.ends_at is None:
                 raise EngineError("invalid_input", "A time_bound code needs starts_at and "

@@ -16,6 +16,7 @@ _KINDS: dict[str, str] = {
     "zwavejs_mqtt": "drivers.zwavejs_mqtt.config",
     "nuki_web": "drivers.nuki_web.config",
     "zigbee": "drivers.zigbee.config",
+    "miio": "drivers.miio.config",
 }
 
 
