@@ -25,7 +25,19 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-${extras//,/_}"
+needs_compiler() {
+  # python-miio (the `miio` extra, and the tests' miIO lock simulator) pulls netifaces, which
+  # has no wheel for Python 3.11 and is built from source: a C compiler and Python's headers.
+  case ",$extras," in *,miio,*|*,test,*) ;; *) return 1 ;; esac
+  command -v cc >/dev/null 2>&1 || return 0
+  ! "$PY" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
 if [ ! -f "$stamp" ]; then
+  if needs_compiler; then
+    echo "installing a C compiler and Python headers (to build netifaces for python-miio) ..." >&2
+    apt_install gcc python3-dev
+  fi
   echo "installing lockbridge${extras:+[$extras]} into .venv ..." >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"

@@ -29,6 +29,16 @@ class LockConfig(BaseModel):
     model: str
     time_zone: TimeZoneName | None = None
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from drivers.miio.models import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"no published MiOT lock spec is known for {value!r}; supported: "
+                             f"{', '.join(sorted(MODELS))}")
+        return value
+
     @field_validator("host")
     @classmethod
     def _no_port(cls, value: str) -> str:
