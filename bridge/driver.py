@@ -6,7 +6,7 @@ import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Addressing(enum.StrEnum):
@@ -216,6 +216,18 @@ class LockDriver(Protocol):
 
     async def probe(self, external_id: str) -> bool:
         """One cheap round trip to learn whether the lock answers."""
+
+
+@runtime_checkable
+class NetworkCommands(Protocol):
+    """A driver that runs its locks' network itself (a Zigbee radio) lets the operator open it
+    to a new lock and make a lock leave it."""
+
+    async def permit_join(self, seconds: int) -> int:
+        """Let new devices join for about `seconds`; the seconds actually granted."""
+
+    async def remove_device(self, external_id: str) -> None:
+        """Make one lock leave the network."""
 
 
 class RejectReason(enum.StrEnum):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from bridge.api.auth import create_key
 from bridge.config import load_config
 from bridge.daemon import Bridge, serve
 from drivers.simulator.lock import SEEN_PINS
-from drivers.zigbee.driver import ZigbeeDriver
+from tests.api_helpers import lockbridge
 from tests.fakes.zigpy_radio import FakeDoorLock, FakeNetwork
 from tests.harness import until
 
@@ -38,8 +40,26 @@ drivers:
 """
 
 
+async def _cli(config: Path, key: str, *args: str) -> tuple[int, str, str]:
+    """`lockbridge ...` as an operator runs it, against the daemon running in this process."""
+    proc = await asyncio.create_subprocess_exec(
+        *lockbridge(*args, "-c", str(config), "--api-key", key),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@dataclass
+class Running:
+    bridge: Bridge
+    http: aiohttp.ClientSession
+    base: str
+    config: Path
+    key: str
+
+
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Bridge, aiohttp.ClientSession, str]]:
+async def daemon(tmp_path: Path) -> AsyncIterator[Running]:
     network = FakeNetwork("daemon")
     config = tmp_path / "lockbridge.yaml"
     config.write_text(CONFIG.format(state=tmp_path / "state"))
@@ -55,7 +75,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Bridge, aiohttp.ClientSe
         _, secret = await create_key(bridge.store, "test", bridge.clock.now())
         base = f"http://127.0.0.1:{bridge.extras['api_port']}"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as http:
-            yield bridge, http, base
+            yield Running(bridge, http, base, config, secret)
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -69,14 +89,14 @@ async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> 
         return await response.json()
 
 
-async def test_a_paired_lock_is_managed_through_the_api(
-        daemon: tuple[Bridge, aiohttp.ClientSession, str]) -> None:
-    bridge, http, base = daemon
-    driver = bridge.drivers["zb"]
-    assert isinstance(driver, ZigbeeDriver)
+async def test_a_paired_lock_is_managed_through_the_api(daemon: Running) -> None:
+    bridge, http, base = daemon.bridge, daemon.http, daemon.base
     lock = FakeDoorLock(ieee="00:0d:6f:00:0a:90:69:e7", nwk=0x2B3C, profile="kwikset",
                         end_device=False)
-    await driver.permit(60)
+    status, out, err = await _cli(daemon.config, daemon.key, "zigbee", "permit",
+                                  "--seconds", "90", "--json")
+    assert status == 0, err
+    assert json.loads(out) == {"driver": "zb", "open_for_s": 90}
     await FakeNetwork.get("daemon").join(lock)
 
     async def devices() -> list[dict[str, Any]]:
@@ -110,3 +130,12 @@ async def test_a_paired_lock_is_managed_through_the_api(
     await until(lambda: "3141" not in {s.pin for s in lock.slots.values() if s.status == 1},
                 what="the code off the lock", timeout=20)
     assert lock.clear_all_requests == 0
+
+    # The lock leaves the network: it shows as removed.
+    status, out, err = await _cli(daemon.config, daemon.key, "zigbee", "remove",
+                                  device["device_id"])
+    assert status == 0, err
+    await until(lambda: bridge.engine.devices[device["device_id"]].removed
+                or any(e.code == "device_removed"
+                       for e in bridge.engine.devices[device["device_id"]].errors),
+                what="the lock removed", timeout=20)

@@ -51,7 +51,7 @@ class ZigbeeRig:
 
     async def join(self, lock: FakeDoorLock) -> str:
         """Pair a lock the way an installer does: open joining, the lock announces itself."""
-        await self.driver.permit(60)
+        await self.driver.permit_join(60)
         await self.network.join(lock)
         ieee = str(lock.ieee)
         await until(lambda: any(d.external_id == ieee for d in self.driver.devices()),

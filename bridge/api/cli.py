@@ -52,6 +52,19 @@ def add_parsers(subparsers: Any) -> None:
                        _devices_restore, api=True)
     restore.add_argument("device", help="device id or name")
 
+    network = subparsers.add_parser(
+        "zigbee", aliases=["network"],
+        help="a lock network lockbridge runs itself (a Zigbee radio), through the local API")
+    net_sub = network.add_subparsers(dest="network_command", required=True)
+    permit = _command(net_sub, "permit", "let new locks join for a while", _network_permit,
+                      api=True)
+    permit.add_argument("--seconds", type=int, default=60,
+                        help="how long joining stays open (the radio may cap it; zigpy: 254)")
+    permit.add_argument("--driver", help="the driver's name when several run a network")
+    leave = _command(net_sub, "remove", "make a lock leave the network", _network_remove,
+                     api=True)
+    leave.add_argument("device", help="device id or name")
+
     codes = subparsers.add_parser("codes", help="managed access codes, through the local API")
     code_sub = codes.add_subparsers(dest="codes_command", required=True)
     listing = _command(code_sub, "list", "managed codes", _codes_list, api=True)
@@ -183,6 +196,31 @@ def _devices_restore(args: argparse.Namespace, client: ApiClient) -> int:
     if args.json:
         return _print_json({"device_id": device["device_id"], "is_managed": True})
     print(f"{device['display_name']} is managed by lockbridge again")
+    return 0
+
+
+# -- networks -------------------------------------------------------------------------------
+
+
+def _network_permit(args: argparse.Namespace, client: ApiClient) -> int:
+    params: dict[str, Any] = {"seconds": args.seconds}
+    if args.driver:
+        params["driver"] = args.driver
+    answer = client.call("/lockbridge/networks/permit_join", params, method="POST")
+    if args.json:
+        return _print_json({"driver": answer["driver"], "open_for_s": answer["open_for_s"]})
+    print(f"{answer['driver']}: new locks may join for {answer['open_for_s']} s; put the lock "
+          "in pairing mode now")
+    return 0
+
+
+def _network_remove(args: argparse.Namespace, client: ApiClient) -> int:
+    device = client.device(args.device)
+    client.call("/lockbridge/networks/remove_device", {"device_id": device["device_id"]},
+                method="POST")
+    if args.json:
+        return _print_json({"device_id": device["device_id"], "removed": True})
+    print(f"{device['display_name']} was asked to leave the network")
     return 0
 
 

@@ -262,3 +262,20 @@ def _is_list(annotation: Any) -> bool:
     if typing.get_origin(annotation) is list:
         return True
     return any(_is_list(arg) for arg in typing.get_args(annotation))
+
+
+# -- lockbridge's own: networks a driver runs itself (a Zigbee radio) -----------------------
+
+
+class NetworkPermitJoin(Request):
+    """`/lockbridge/networks/permit_join`: open a driver's network to a new lock for a while."""
+
+    driver: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+
+
+class NetworkRemoveDevice(Request):
+    """`/lockbridge/networks/remove_device`: make one lock leave its driver's network."""
+
+    device_id: UUID
+

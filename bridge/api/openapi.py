@@ -17,6 +17,10 @@ _OBJECT_KEYS = {
     "action_attempt": "action_attempt", "action_attempts": "action_attempt",
     "pagination": "pagination",
 }
+# Answer keys that are plain values, not objects (lockbridge's own routes).
+_SCALAR_KEYS: dict[str, dict[str, Any]] = {
+    "driver": {"type": "string"}, "open_for_s": {"type": "integer"},
+}
 
 
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
@@ -104,6 +108,9 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
 def _responses(route: Route) -> dict[str, Any]:
     properties: dict[str, Any] = {"ok": {"type": "boolean", "const": True}}
     for key in route.response_keys:
+        if key in _SCALAR_KEYS:
+            properties[key] = _SCALAR_KEYS[key]
+            continue
         ref = {"$ref": f"#/components/schemas/{_OBJECT_KEYS[key]}"}
         properties[key] = {"type": "array", "items": ref} if key.endswith("s") and \
             key not in ("access_code", "pagination") else ref

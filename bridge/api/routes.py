@@ -14,8 +14,9 @@ from yarl import URL
 
 from bridge.api import models as m
 from bridge.api.attempts import ActionAttempts, ActionType, Attempt
-from bridge.api.errors import from_engine, not_found
+from bridge.api.errors import ApiError, from_engine, not_found
 from bridge.api.paging import page
+from bridge.driver import DriverError, NetworkCommands, RetryLater
 from bridge.engine import CodeRequest, Engine, EngineError
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, AccessCodeType, Event, EventType
@@ -115,7 +116,46 @@ class Api:
                   ("action_attempt",), "Get an action attempt"),
             Route("/action_attempts/list", get, m.ActionAttemptsList, self.attempts_list,
                   ("action_attempts", "pagination"), "List action attempts"),
+            Route("/lockbridge/networks/permit_join", ("POST",), m.NetworkPermitJoin,
+                  self.networks_permit_join, ("driver", "open_for_s"),
+                  "Let new locks join a network the bridge runs (lockbridge's own)"),
+            Route("/lockbridge/networks/remove_device", ("POST",), m.NetworkRemoveDevice,
+                  self.networks_remove_device, (),
+                  "Make a lock leave the network the bridge runs (lockbridge's own)"),
         ]
+
+    # -- networks a driver runs (lockbridge's own routes) ----------------------------------
+
+    async def networks_permit_join(self, call: Call) -> Body:
+        """Open one driver's network to new locks; the only such driver when none is named."""
+        p: m.NetworkPermitJoin = call.params
+        runners = {name: d for name, d in self.engine.drivers.items()
+                   if isinstance(d, NetworkCommands)}
+        if p.driver is not None:
+            driver = runners.get(p.driver)
+            if driver is None:
+                raise ApiError(400, "invalid_input", f"no driver {p.driver!r} runs a network "
+                               f"(those that do: {', '.join(sorted(runners)) or 'none'})")
+            name = p.driver
+        elif len(runners) == 1:
+            name, driver = next(iter(runners.items()))
+        else:
+            raise ApiError(400, "invalid_input", "name the driver: "
+                           + (", ".join(sorted(runners)) if runners
+                              else "no configured driver runs a network"))
+        granted = await _network_call(driver.permit_join(p.seconds))
+        return {"driver": name, "open_for_s": granted}
+
+    async def networks_remove_device(self, call: Call) -> Body:
+        """Make a lock leave its driver's network."""
+        p: m.NetworkRemoveDevice = call.params
+        device = self._find_device(p.device_id, None)
+        driver = self.engine.drivers.get(device.driver)
+        if not isinstance(driver, NetworkCommands):
+            raise ApiError(400, "invalid_input", f"{device.display_name} is not on a network "
+                           "lockbridge runs")
+        await _network_call(driver.remove_device(device.external_id))
+        return {}
 
     # -- devices ----------------------------------------------------------------------------
 
@@ -510,6 +550,16 @@ class _EventFilter:
             return False
         return self.between is None or \
             self.between[0] <= event.occurred_at <= self.between[1]
+
+
+async def _network_call(call: Awaitable[Any]) -> Any:
+    """A network command's driver errors as API errors: the radio away is worth a retry."""
+    try:
+        return await call
+    except RetryLater as exc:
+        raise ApiError(503, "service_unavailable", str(exc)) from exc
+    except DriverError as exc:
+        raise ApiError(400, "invalid_input", str(exc)) from exc
 
 
 def _ids(one: UUID | None, many: list[UUID] | None) -> set[str] | None:

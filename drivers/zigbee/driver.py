@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import zigpy.exceptions
+import zigpy.types as zigpy_types
 from zigpy.application import ControllerApplication
 from zigpy.zcl import foundation
 
@@ -206,11 +207,23 @@ class ZigbeeDriver:
             if read.state is not SlotState.EMPTY:
                 raise RetryLater(f"user {slot} still holds a code after clearing it")
 
-    async def permit(self, seconds: int) -> None:
+    async def permit_join(self, seconds: int) -> int:
         """Let new devices join the network for `seconds` (zigpy caps it at 254)."""
         if self._app is None:
             raise RetryLater("the Zigbee radio is not running")
-        await self._app.permit(time_s=max(1, min(254, seconds)))
+        granted = max(1, min(254, seconds))
+        await self._app.permit(time_s=granted)
+        _LOG.info("zigbee %s: joining open for %d s", self.name, granted)
+        return granted
+
+    async def remove_device(self, external_id: str) -> None:
+        """Ask the lock to leave the network and forget it (zigpy sends a ZDO leave)."""
+        lock = self._locks.get(external_id)
+        if lock is None:
+            raise FixConfig(f"no Zigbee lock {external_id!r} on {self.name}")
+        if self._app is None:
+            raise RetryLater("the Zigbee radio is not running")
+        await self._app.remove(zigpy_types.EUI64.convert(external_id))
 
     async def probe(self, external_id: str) -> bool:
         """One attribute read (lock state): True if the lock answered."""
