@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bridge.clock import FakeClock
-from bridge.driver import Availability, CodeWrite, DriverEvent, DriverEventKind, RetryLater
+from bridge.driver import (
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DriverEvent,
+    DriverEventKind,
+    RejectReason,
+    RetryLater,
+    SlotRead,
+    SlotState,
+)
 from bridge.engine import CodeRequest
 from bridge.model import (
     AccessCodeErrorCode,
@@ -338,3 +348,35 @@ async def test_a_failed_set_is_logged_without_its_pin(mosquitto: Mosquitto, tmp_
     logged = [r.getMessage() for r in caplog.records if "set pin_code failed" in r.getMessage()]
     assert logged and all("8642" not in m and '"pincodevalue":"<redacted>"' in m
                           for m in logged)
+
+
+@pytest.mark.parametrize("write_unread", [False, True])
+async def test_a_write_beyond_the_locks_range_is_no_space_before_any_whole_lock_read(
+        mosquitto: Mosquitto, tmp_path: Path, write_unread: bool) -> None:
+    """Straight to the driver: user 3 of a Kwikset holding 3 codes does not answer (read
+    before the write, or after the set the lock refused without a word): no_space, and from
+    then on at once, with nothing sent."""
+    base = unique("z2m-range")
+    lock = FakeZigbeeLock("front", "0x0001", slots=3, program_event_on_rf=False)
+    async with running_z2m(mosquitto, base, [lock], **QUICK_TIMEOUTS):
+        allowed = {"write_unread_users": True} if write_unread else {}
+        driver = make_z2m(mosquitto, FakeClock(START), tmp_path, base,
+                          locks=[{"friendly_name": "front", **allowed}])
+
+        async def sink(_event: DriverEvent) -> None:
+            return None
+
+        await driver.start(sink)
+        try:
+            with pytest.raises(CommandRejected) as raised:
+                await driver.write_code("front", CodeWrite(slot=3, pin="1470", name="Guest"))
+            assert raised.value.reason is RejectReason.NO_SPACE
+            assert [d.capabilities.slot_count for d in driver.devices()] == [3]
+            gets = lock.gets
+            with pytest.raises(CommandRejected) as again:
+                await driver.write_code("front", CodeWrite(slot=4, pin="1470", name="Guest"))
+            assert again.value.reason is RejectReason.NO_SPACE and lock.gets == gets
+            assert await driver.read_slots("front", [5]) == [SlotRead(5, SlotState.EMPTY)]
+            assert lock.table == {} and lock.applied == []
+        finally:
+            await driver.stop()

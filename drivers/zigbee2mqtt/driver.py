@@ -418,7 +418,12 @@ class Zigbee2MqttDriver:
         if override is not None and override.write_unread_users:
             return
         if slot not in lock.known or slot in lock.unanswered:
-            read = await self._fresh_read(lock, slot, op)
+            try:
+                read = await self._fresh_read(lock, slot, op)
+            except mapping.UserDidNotAnswer:
+                if await self._after_no_answer(lock, slot) == "range_end":
+                    raise self._full(lock, slot) from None
+                raise
             if read.state is not SlotState.EMPTY and not (read.state is SlotState.KNOWN
                                                            and read.pin == pin):
                 lock.foreign.add(slot)
