@@ -193,3 +193,58 @@ def test_other_log_lines_are_not_failures(payload: object) -> None:
 def test_what_confirms_our_own_command(read: SlotRead, pin: str | None,
                                        consistent: bool) -> None:
     assert shows(read, pin) is consistent
+
+
+_ZH = ("z2m: Publish '{verb}' 'pin_code' to 'front' failed: 'Error: ZCL command "
+       "0x000d6f00000000aa/2 closuresDoorLock.{cmd}({payload}, {{\"timeout\":10000,"
+       "\"disableResponse\":false}}) failed ({why})'")
+
+
+def test_zigbee2mqtt_2x_lines_name_the_user_and_a_timeout_is_no_answer() -> None:
+    """Zigbee2MQTT 2.x prefixes `z2m: `; zigbee-herdsman's error names the user."""
+    line = _ZH.format(verb="get", cmd="getPinCode", payload='{"userid":5}',
+                      why="Timeout after 10000ms [address=170 endpoint=2 clusterId=257 "
+                          "cmdId=6 tsn=3]")
+    failure = mapping.command_failure({"level": "error", "message": line})
+    assert failure is not None and failure.device == "front" and failure.verb == "get"
+    assert failure.user == 5 and isinstance(failure.error, mapping.UserDidNotAnswer)
+
+
+def test_a_radio_failure_is_not_taken_for_a_user_that_does_not_answer() -> None:
+    # The options JSON holds `"timeout":10000` in every zigbee-herdsman error.
+    line = _ZH.format(verb="set", cmd="setPinCode",
+                      payload='{"userid":1,"userstatus":1,"usertype":0,"pincodevalue":"1234"}',
+                      why="Data request failed with error: 'MAC_NO_ACK' (0xe9)")
+    failure = mapping.command_failure({"level": "error", "message": line})
+    assert failure is not None and failure.user == 1
+    assert isinstance(failure.error, RetryLater)
+    assert not isinstance(failure.error, mapping.UserDidNotAnswer)
+
+
+@pytest.mark.parametrize("pin", ["1234", "12", "0"])
+def test_the_pin_of_a_failed_set_never_reaches_the_error_text(pin: str) -> None:
+    line = _ZH.format(verb="set", cmd="setPinCode",
+                      payload=f'{{"userid":1,"userstatus":1,"usertype":0,"pincodevalue":"{pin}"}}',
+                      why="Timeout after 10000ms [address=170]")
+    failure = mapping.command_failure({"level": "error", "message": line})
+    assert failure is not None
+    assert f'"pincodevalue":"{pin}"' not in str(failure.error)
+    assert '"pincodevalue":"<redacted>"' in mapping.redacted(line)
+
+
+@pytest.mark.parametrize(("state", "event"), [
+    ({"action": "pin_code_added", "action_user": 1, "users": {}}, True),
+    ({"action_user": 1}, True),
+    ({"users": {"1": {"status": "available"}}, "battery": 90}, False),
+])
+def test_events_are_never_answers(state: dict[str, object], event: bool) -> None:
+    assert mapping.is_event(state) is event
+
+
+def test_reported_fields_leave_users_and_link_quality_out() -> None:
+    a = mapping.reported_fields({"state": "LOCK", "battery": 90, "linkquality": 10,
+                                 "users": {"1": {"status": "available"}}})
+    b = mapping.reported_fields({"state": "LOCK", "battery": 90, "linkquality": 99,
+                                 "users": {"1": {"status": "enabled"}}})
+    assert a == b
+    assert a != mapping.reported_fields({"state": "UNLOCK", "battery": 90})

@@ -30,6 +30,9 @@ class LockConfig(BaseModel):
     min_length: Annotated[int, Field(ge=1, le=12)] | None = None
     max_length: Annotated[int, Field(ge=1, le=12)] | None = None
     time_zone: TimeZoneName | None = None
+    # Write into a user that has given no answer since lockbridge started (its content
+    # unknown); off, such a user is read first and never overwritten blind.
+    write_unread_users: bool = False
 
     @model_validator(mode="after")
     def _lengths(self) -> LockConfig:
@@ -81,7 +84,8 @@ def build(config: Config, context: DriverContext) -> LockDriver:
             friendly_name=lock.friendly_name, display_name=lock.name,
             slot_count=lock.slot_count, reserved_slots=tuple(lock.reserved_slots),
             expose_pin=lock.expose_pin, min_length=lock.min_length, max_length=lock.max_length,
-            time_zone=lock.time_zone) for lock in config.locks),
+            time_zone=lock.time_zone, write_unread_users=lock.write_unread_users)
+            for lock in config.locks),
         answer_timeout_s=config.answer_timeout_s, startup_wait_s=config.startup_wait_s,
         confirmation_window_s=config.confirmation_window_s,
         command_spacing_s=config.command_spacing_s,

@@ -9,7 +9,15 @@ Facts this module encodes (see docs/drivers/mqtt.md):
   republishes with every state message. A PIN is shown only when the device option
   `expose_pin` is on; otherwise an occupied user is unreadable, never empty.
 - Failures of a command are logged by Zigbee2MQTT on `<base>/bridge/logging` as
-  `Publish 'set' 'pin_code' to '<name>' failed: '<error>'`.
+  `Publish 'set' 'pin_code' to '<name>' failed: '<error>'` (prefixed `z2m: ` since 2.x; an
+  identical line twice in a row is published once). zigbee-herdsman's error names the ZCL
+  command with its payload, so the user number, and for setPinCode the PIN in clear
+  (`"pincodevalue":"1234"`): that text is redacted here before anything can log it.
+- The lock's own answer to setPinCode (duplicate, memory full, general failure) is never
+  checked by Zigbee2MQTT: a refused PIN is silent, and only a read shows it did not stick.
+- Nothing on MQTT says how many users a lock has: the `pin_code` expose has no range, and the
+  range Zigbee2MQTT enforces is the definition's pinCodeCount (a table). A user beyond the
+  lock's own range simply does not answer a read.
 """
 
 from __future__ import annotations
@@ -141,6 +149,12 @@ class CommandFailure:
     verb: Literal["set", "get"]
     key: str
     error: DriverError
+    # The user the failed ZCL command was for, when the error text names it.
+    user: int | None = None
+
+
+class UserDidNotAnswer(RetryLater):
+    """The lock gave no answer to a command for one user (zigbee-herdsman's timeout, or ours)."""
 
 
 # Published PIN capacities (zigbee-herdsman-converters' pinCodeCount), by vendor and model.
@@ -159,7 +173,17 @@ _UNLOCK_ACTIONS = frozenset({"unlock", "keypad_unlock"})
 _PROGRAMMING_ACTIONS = frozenset({"pin_code_added", "pin_code_deleted", "pin_code_changed"})
 _TRANSIENT = re.compile(r"timeout|timed out|delivery failed|no network route|mac_no_ack|"
                         r"mac_channel_access|nwk_|did not respond|not respond")
-_FAILURE = re.compile(r"^Publish '(set|get)' '([^']*)' to '(.*)' failed: '(.*)'$", re.DOTALL)
+_FAILURE = re.compile(r"^(?:z2m: )?Publish '(set|get)' '([^']*)' to '(.*)' failed: '(.*)'$",
+                      re.DOTALL)
+# zigbee-herdsman: `ZCL command <ieee>/<ep> closuresDoorLock.getPinCode({"userid":5}, ...)`.
+_USERID = re.compile(r"closuresDoorLock\.\w+\(\{\"userid\":\"?(\d+)")
+_PINCODE_VALUE = re.compile(r'("pincodevalue"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,})\s]+)')
+# Not `"timeout":10000`: zigbee-herdsman prints the command's options in every error.
+_OPTIONS = re.compile(r', \{"timeout":[^{}]*\}')
+_NO_ANSWER = re.compile(r"timeout after \d+|timed out|error: timeout\b")
+# Fields of a lock's state that its own reports change; an answer to a `get` changes none.
+_REPORT_FIELDS = ("state", "lock_state", "battery", "battery_low", "voltage",
+                  "auto_relock_time", "sound_volume")
 
 
 def set_pin_code(user: int, pin: str) -> bytes:
@@ -201,6 +225,17 @@ def read_user(slot: int, entry: object) -> SlotRead:
     if status == "enabled" and isinstance(pin, str) and pin.isascii() and pin.isdigit():
         return SlotRead(slot=slot, state=SlotState.KNOWN, pin=pin)
     return SlotRead(slot=slot, state=SlotState.UNREADABLE)
+
+
+def is_event(state: Mapping[str, object]) -> bool:
+    """True for a message that carries an event (`action`, not cached): it is never the answer
+    to a `get`, whatever cached `users` it repeats."""
+    return any(key == "action" or key.startswith("action_") for key in state)
+
+
+def reported_fields(state: Mapping[str, object]) -> dict[str, object]:
+    """The fields of a state that the lock's own reports change (a `get` answer changes none)."""
+    return {key: state.get(key) for key in _REPORT_FIELDS}
 
 
 def users_in(state: Mapping[str, object]) -> dict[int, SlotRead]:
@@ -347,14 +382,22 @@ def command_failure(payload: object) -> CommandFailure | None:
     if match is None:
         return None
     verb, key, device, error = match.groups()
+    user = _USERID.search(error)
     return CommandFailure(device=device, verb="set" if verb == "set" else "get", key=key,
-                          error=classify_failure(error))
+                          error=classify_failure(error),
+                          user=int(user.group(1)) if user is not None else None)
+
+
+def redacted(text: str) -> str:
+    """Zigbee2MQTT's error text with the PIN of a failed setPinCode taken out (and the
+    command's options, which say nothing), fit to log."""
+    return sanitized(_OPTIONS.sub("", _PINCODE_VALUE.sub(r'\1"<redacted>"', text)), 300)
 
 
 def classify_failure(error: str) -> DriverError:
     """Zigbee2MQTT's error text as what lockbridge must do about it."""
     text = error.lower()
-    said = f" ({sanitized(error)})"
+    said = f" ({redacted(error)})"
     if "in range" in text:
         return CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
                                "Zigbee2MQTT: the user number is out of range for this lock" + said)
@@ -365,8 +408,10 @@ def classify_failure(error: str) -> DriverError:
     if "memory full" in text or "no space" in text:
         return CommandRejected(RejectReason.NO_SPACE,
                                "Zigbee2MQTT: the lock has no free user" + said)
+    if _NO_ANSWER.search(text):
+        return UserDidNotAnswer("Zigbee2MQTT: the lock did not answer" + said)
     if _TRANSIENT.search(text):
-        return RetryLater("Zigbee2MQTT: the lock did not answer" + said)
+        return RetryLater("Zigbee2MQTT: the lock could not be reached" + said)
     if "pin" in text and ("number" in text or "string" in text or "invalid" in text):
         return CommandRejected(RejectReason.INVALID_PIN,
                                "Zigbee2MQTT: the lock refused the PIN's format" + said)
