@@ -8,23 +8,18 @@ clock, so hours pass in seconds; the API is the real aiohttp listener on a free 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
-from bridge.api.auth import create_key
 from bridge.clock import FakeClock
-from bridge.config import load_config
-from bridge.daemon import Bridge, serve
 from drivers.simulator import SimulatorDriver
 from tests.conftest import START
 from tests.harness import until
+from tests.inprocess import RunningDaemon, running_daemon
 
 CONFIG = """\
 bridge: {{id: faults}}
@@ -44,29 +39,22 @@ drivers:
 
 @dataclass
 class Running:
-    bridge: Bridge
+    daemon: RunningDaemon
     clock: FakeClock
-    http: aiohttp.ClientSession
-    base: str
-    task: asyncio.Task[None]
 
     @property
     def sim(self) -> SimulatorDriver:
-        driver = self.bridge.drivers["sim"]
+        driver = self.daemon.bridge.drivers["sim"]
         assert isinstance(driver, SimulatorDriver)
         return driver
 
+    @property
+    def task(self) -> asyncio.Task[None]:
+        return self.daemon.task
+
     def device_id(self, lock_id: str) -> str:
-        return next(d.device_id for d in self.bridge.engine.devices.values()
+        return next(d.device_id for d in self.daemon.bridge.engine.devices.values()
                     if d.external_id == lock_id)
-
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        async with self.http.post(self.base + path, json=body) as response:
-            return response.status, await response.json()
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with self.http.get(self.base + path) as response:
-            return response.status, await response.text()
 
     async def run_for(self, seconds: float, step: float = 30.0) -> None:
         """Move the fake clock on in steps, giving the loop real time after each."""
@@ -82,32 +70,18 @@ class Running:
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     config_file = tmp_path / "lockbridge.yaml"
     config_file.write_text(CONFIG.format(state=tmp_path / "state"))
-    loaded = load_config(config_file)
     clock = FakeClock(START)
-    stop = asyncio.Event()
-    ready: asyncio.Future[Bridge] = asyncio.get_running_loop().create_future()
-
-    async def on_ready(bridge: Bridge) -> None:
-        ready.set_result(bridge)
-
-    task = asyncio.create_task(serve(loaded, clock, on_ready=on_ready, stop=stop), name="daemon")
-    bridge = await asyncio.wait_for(asyncio.shield(ready), 20)
-    _, secret = await create_key(bridge.store, "test", clock.now())
-    port = bridge.extras["api_port"]
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as http:
-        yield Running(bridge, clock, http, f"http://127.0.0.1:{port}", task)
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 20)
+    async with running_daemon(config_file, clock) as daemon:
+        yield Running(daemon, clock)
 
 
 async def test_a_lock_whose_driver_keeps_raising_does_not_stop_the_others(
         running: Running, caplog: pytest.LogCaptureFixture) -> None:
-    sim, engine = running.sim, running.bridge.engine
+    sim, engine = running.sim, running.daemon.bridge.engine
     good = ["good1", "good2"]
     created: dict[str, str] = {}
     for n, lock_id in enumerate([*good, "buggy"]):
-        status, body = await running.post("/access_codes/create", {
+        status, body = await running.daemon.post("/access_codes/create", {
             "device_id": running.device_id(lock_id), "name": f"Guest {n}",
             "code": f"{4821 + n * 1111}"})
         assert status == 200, body
@@ -122,13 +96,13 @@ async def test_a_lock_whose_driver_keeps_raising_does_not_stop_the_others(
         assert engine.codes[created[lock_id]].code in slots
         assert str(engine.codes[created[lock_id]].status) == "set"
     # The API answers, and the buggy lock says what is wrong with it.
-    status, body = await running.post("/devices/get",
+    status, body = await running.daemon.post("/devices/get",
                                       {"device_id": running.device_id("buggy")})
     assert status == 200
     warnings = {w["warning_code"]: w["message"] for w in body["device"]["warnings"]}
     assert "lock_worker_fault" in warnings, body["device"]["warnings"]
     assert "unexpected error" in warnings["lock_worker_fault"]
-    status, metrics = await running.get("/metrics")
+    status, metrics = await running.daemon.get("/metrics")
     buggy_id = re.escape(running.device_id("buggy"))
     faults = re.search(rf'lockbridge_lock_faults_total\{{device_id="{buggy_id}"\}} (\d+)',
                        metrics)
@@ -151,7 +125,7 @@ async def test_a_lock_whose_driver_keeps_raising_does_not_stop_the_others(
 
 async def test_a_probe_that_raises_is_a_failed_probe_not_a_stopped_bridge(
         running: Running) -> None:
-    sim, engine = running.sim, running.bridge.engine
+    sim, engine = running.sim, running.daemon.bridge.engine
     buggy = sim.lock("buggy")
     buggy.chaos = 0.0
     buggy.go_offline()
@@ -161,7 +135,7 @@ async def test_a_probe_that_raises_is_a_failed_probe_not_a_stopped_bridge(
                 clock=running.clock, advance=30.0)
     await running.run_for(2 * 3600, step=60.0)
     assert not running.task.done(), "the daemon stopped"
-    status, body = await running.post("/access_codes/create", {
+    status, body = await running.daemon.post("/access_codes/create", {
         "device_id": running.device_id("good1"), "name": "Later guest", "code": "51739"})
     assert status == 200
     code_id = body["access_code"]["access_code_id"]

@@ -5,19 +5,14 @@ driver), one loopback address per lock because python-miio always uses port 5432
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from bridge.api.auth import create_key
 from bridge.clock import SystemClock
-from bridge.config import load_config
-from bridge.daemon import Bridge, serve
 from bridge.driver import (
     Availability,
     CodeWrite,
@@ -30,6 +25,7 @@ from drivers.miio.config import Config
 from drivers.miio.driver import MiioDriver
 from tests.fakes.miio_lock import FakeMiioLock
 from tests.harness import until
+from tests.inprocess import RunningDaemon, running_daemon
 
 TOKEN = "00112233445566778899aabbccddeeff"
 _ADDRESSES = (f"127.0.0.{n}" for n in itertools.count(20))
@@ -114,40 +110,20 @@ drivers:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Bridge, aiohttp.ClientSession, str,
-                                                        FakeMiioLock]]:
+async def daemon(tmp_path: Path) -> AsyncIterator[tuple[RunningDaemon, FakeMiioLock]]:
     address = next(_ADDRESSES)
     config = tmp_path / "lockbridge.yaml"
     config.write_text(CONFIG.format(state=tmp_path / "state", address=address,
                                     token=_token_file(tmp_path)))
-    async with FakeMiioLock(address, TOKEN, "loock.lock.v5", locked=True) as lock:
-        stop = asyncio.Event()
-        ready: asyncio.Future[Bridge] = asyncio.get_running_loop().create_future()
-
-        async def on_ready(bridge: Bridge) -> None:
-            ready.set_result(bridge)
-
-        task = asyncio.create_task(serve(load_config(config), on_ready=on_ready, stop=stop))
-        try:
-            bridge = await asyncio.wait_for(asyncio.shield(ready), 30)
-            _, secret = await create_key(bridge.store, "test", bridge.clock.now())
-            base = f"http://127.0.0.1:{bridge.extras['api_port']}"
-            async with aiohttp.ClientSession(
-                    headers={"Authorization": f"Bearer {secret}"}) as http:
-                yield bridge, http, base, lock
-        finally:
-            stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 20)
+    async with FakeMiioLock(address, TOKEN, "loock.lock.v5", locked=True) as lock, \
+            running_daemon(config) as running:
+        yield running, lock
 
 
 async def test_through_the_api_codes_are_refused_up_front_and_unlocks_are_events(
-        daemon: tuple[Bridge, aiohttp.ClientSession, str, FakeMiioLock]) -> None:
-    _, http, base, lock = daemon
-
-    async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        async with http.post(base + path, json=body) as response:
-            return response.status, await response.json()
+        daemon: tuple[RunningDaemon, FakeMiioLock]) -> None:
+    running, lock = daemon
+    post = running.post
 
     status, body = await post("/devices/list", {})
     [device] = body["devices"]

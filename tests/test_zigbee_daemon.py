@@ -5,23 +5,18 @@ on the lock, a code added at the keypad appears as unmanaged, a deleted code com
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from bridge.api.auth import create_key
-from bridge.config import load_config
-from bridge.daemon import Bridge, serve
 from drivers.simulator.lock import SEEN_PINS
 from tests.api_helpers import lockbridge
 from tests.fakes.zigpy_radio import FakeDoorLock, FakeNetwork
 from tests.harness import until
+from tests.inprocess import RunningDaemon, running_daemon
 
 CONFIG = """\
 bridge: {{id: zigbee-test}}
@@ -49,48 +44,26 @@ async def _cli(config: Path, key: str, *args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-@dataclass
-class Running:
-    bridge: Bridge
-    http: aiohttp.ClientSession
-    base: str
-    config: Path
-    key: str
-
-
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Running]:
+async def daemon(tmp_path: Path) -> AsyncIterator[RunningDaemon]:
     network = FakeNetwork("daemon")
     config = tmp_path / "lockbridge.yaml"
     config.write_text(CONFIG.format(state=tmp_path / "state"))
-    stop = asyncio.Event()
-    ready: asyncio.Future[Bridge] = asyncio.get_running_loop().create_future()
-
-    async def on_ready(bridge: Bridge) -> None:
-        ready.set_result(bridge)
-
-    task = asyncio.create_task(serve(load_config(config), on_ready=on_ready, stop=stop))
     try:
-        bridge = await asyncio.wait_for(asyncio.shield(ready), 30)
-        _, secret = await create_key(bridge.store, "test", bridge.clock.now())
-        base = f"http://127.0.0.1:{bridge.extras['api_port']}"
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as http:
-            yield Running(bridge, http, base, config, secret)
+        async with running_daemon(config) as running:
+            yield running
     finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 20)
         FakeNetwork.remove(network.name)
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Any:
-    async with http.post(url, json=body) as response:
-        assert response.status == 200, await response.text()
-        return await response.json()
+async def _ok(daemon: RunningDaemon, path: str, body: dict[str, Any]) -> Any:
+    status, answer = await daemon.post(path, body)
+    assert status == 200, answer
+    return answer
 
 
-async def test_a_paired_lock_is_managed_through_the_api(daemon: Running) -> None:
-    bridge, http, base = daemon.bridge, daemon.http, daemon.base
+async def test_a_paired_lock_is_managed_through_the_api(daemon: RunningDaemon) -> None:
+    bridge = daemon.bridge
     lock = FakeDoorLock(ieee="00:0d:6f:00:0a:90:69:e7", nwk=0x2B3C, profile="kwikset",
                         end_device=False)
     status, out, err = await _cli(daemon.config, daemon.key, "zigbee", "permit",
@@ -100,7 +73,7 @@ async def test_a_paired_lock_is_managed_through_the_api(daemon: Running) -> None
     await FakeNetwork.get("daemon").join(lock)
 
     async def devices() -> list[dict[str, Any]]:
-        return (await _post(http, base + "/devices/list", {}))["devices"]
+        return (await _ok(daemon, "/devices/list", {}))["devices"]
 
     found: list[dict[str, Any]] = []
     for _ in range(200):  # bounded: the engine registers a lock the driver found
@@ -112,7 +85,7 @@ async def test_a_paired_lock_is_managed_through_the_api(daemon: Running) -> None
     assert device["properties"]["online"] is True
 
     SEEN_PINS.add("3141")
-    created = await _post(http, base + "/access_codes/create", {
+    created = await _ok(daemon, "/access_codes/create", {
         "device_id": device["device_id"], "name": "Guest", "code": "3141"})
     code_id = created["access_code"]["access_code_id"]
     await until(lambda: "3141" in {s.pin for s in lock.slots.values() if s.status == 1},
@@ -126,7 +99,7 @@ async def test_a_paired_lock_is_managed_through_the_api(daemon: Running) -> None
                             for c in bridge.engine.codes.values()),
                 what="the keypad code as unmanaged", timeout=20)
 
-    await _post(http, base + "/access_codes/delete", {"access_code_id": code_id})
+    await _ok(daemon, "/access_codes/delete", {"access_code_id": code_id})
     await until(lambda: "3141" not in {s.pin for s in lock.slots.values() if s.status == 1},
                 what="the code off the lock", timeout=20)
     assert lock.clear_all_requests == 0
