@@ -175,6 +175,10 @@ class FakeNode:
     duplicate_params: bool = True
     next_results: deque[str] = field(default_factory=deque)
 
+    def __post_init__(self) -> None:
+        if self.status == "Dead":
+            self.reachable = False  # as `set_status`: a node created Dead does not ACK
+
     def applied_sets(self, slot: int) -> list[str | None]:
         """What was applied to one slot, in order."""
         return [pin for s, pin in self.applied if s == slot]
