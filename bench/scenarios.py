@@ -228,6 +228,7 @@ def startup(locks: int, codes_per_lock: int) -> dict[str, Any]:
         folder = Path(tmp)
         key = os.urandom(32)
         (folder / "pin.key").write_bytes(key)
+        (folder / "pin.key").chmod(0o600)  # the daemon refuses a key others can read
         asyncio.run(_fill_store(folder, key, locks, codes_per_lock))
         config = folder / "config.yaml"
         config.write_text(yaml.safe_dump({

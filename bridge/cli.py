@@ -14,7 +14,9 @@ from typing import Any
 
 from bridge import logs
 from bridge.config import ConfigError, LoadedConfig, load_config
+from bridge.startup import EXIT_STARTUP, StartupError, startup_errors
 
+# The configuration file is wrong (each problem as FILE:LINE); the unit does not restart on it.
 EXIT_CONFIG = 2
 
 
@@ -25,7 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_CONFIG
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (StartupError, BaseExceptionGroup) as exc:
+        errors = startup_errors(exc)
+        if not errors:
+            raise
+        for error in errors:
+            print(error.line(), file=sys.stderr)
+        return EXIT_STARTUP
     return result
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from bridge.instants import in_utc
+from bridge.listener import OPENABLE, beyond_loopback
 from bridge.zones import TimeZoneName
 from drivers import registry
 
@@ -37,12 +38,18 @@ class BridgeIdentity(_Strict):
 
 
 class ApiConfig(_Strict):
-    """The local HTTP API."""
+    """The local HTTP API (beyond loopback: bridge/listener.py)."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8787
     enabled: bool = True
     max_body_bytes: Annotated[int, Field(gt=0)] = 65536
+    # A listener beyond loopback needs TLS, or this set on purpose: keys cross the LAN in clear.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allow_plain_http: bool = False
+    # Routes served without a key beyond loopback (on loopback they always are).
+    public_routes: list[str] = []
 
 
 class LoggingConfig(_Strict):
@@ -232,10 +239,7 @@ _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 def load_config(path: Path, text: str | None = None) -> LoadedConfig:
     """Read, substitute `${ENV}` references in, and validate a configuration file."""
     if text is None:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
+        text = _read_text(path)
     try:
         root = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -243,9 +247,18 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
         line = mark.line + 1 if mark is not None else 0
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [ConfigProblem(line, "", f"invalid YAML: {reason}")]) from exc
+    if root is None:
+        # An empty file would run a daemon on every default and no lock: surely a mistake (a
+        # file truncated by a full disk, a wrong path given to -c).
+        raise ConfigError(path, [ConfigProblem(1, "", "the file has no settings: write at "
+                                               "least state_dir and drivers (see "
+                                               "config/demo.yaml)")])
     lines: dict[tuple[str, ...], int] = {}
     problems: list[ConfigProblem] = []
-    data = _to_python(root, (), lines, problems) if root is not None else {}
+    try:
+        data = _Converter(lines, problems).convert(root, ())
+    except _Refused as exc:
+        raise ConfigError(path, [exc.problem]) from None
     if problems:
         raise ConfigError(path, problems)
     if not isinstance(data, dict):
@@ -295,6 +308,7 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
             key = ("devices", device, "property")
             problems.append(ConfigProblem(_line(lines, key), ".".join(key),
                                           f"no property {override.property!r} is defined"))
+    problems.extend(_api_problems(config.api, lines))
     if problems:
         raise ConfigError(path, problems)
     return LoadedConfig(path=path, config=config, drivers=tuple(driver_configs))
@@ -334,48 +348,112 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = ("password", "token", "api_key", "secret")
 
 
-def _to_python(
-    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int],
-    problems: list[ConfigProblem],
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; a ConfigError with the line of the first byte that is not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [ConfigProblem(0, "", f"cannot read file: {exc}")]) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(path, [ConfigProblem(
+            line, "", f"byte 0x{raw[exc.start]:02x} is not UTF-8: save the file as UTF-8 "
+            "(an editor's \"Latin-1\" or \"Windows-1252\" encoding writes accents this way)",
+        )]) from None
+
+
+# Nodes YAML aliases may add beyond those written in the file. A real configuration repeats a
+# broker or a lock preset a few times; "billion laughs" (aliases of aliases) repeats millions.
+ALIAS_NODE_BUDGET = 10_000
+# Deeper than any real configuration; keeps a deep document from exhausting Python's stack.
+MAX_DEPTH = 64
+
+
+class _Refused(Exception):
+    """The document is refused before it is converted any further."""
+
+    def __init__(self, problem: ConfigProblem) -> None:
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+class _Converter:
+    """Turns the composed YAML nodes into Python values, noting each key's line, checking
+    secrets and substituting ${ENV}. Aliases share nodes, so a revisited node is an alias
+    expansion: counted against ALIAS_NODE_BUDGET, so memory and time stay bounded."""
+
+    def __init__(self, lines: dict[tuple[str, ...], int], problems: list[ConfigProblem]) -> None:
+        self.lines = lines
+        self.problems = problems
+        self._seen: set[int] = set()
+        self._ancestors: set[int] = set()
+        self._repeats = 0
+
+    def convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        """The value of `node`; _Refused when aliases or nesting go beyond the limits."""
+        self._count(node, path)
+        self.lines[path] = node.start_mark.line + 1
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self._scalar(node, path)
+        self._ancestors.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self.convert(child, (*path, str(i))) for i, child in enumerate(node.value)]
+        finally:
+            self._ancestors.discard(id(node))
+
+    def _count(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        refuse = None
+        if id(node) in self._ancestors:
+            refuse = "a YAML alias refers to a node that contains it"
+        elif len(path) > MAX_DEPTH:
+            refuse = f"settings nested deeper than {MAX_DEPTH} levels"
+        elif id(node) in self._seen:
+            self._repeats += 1
+            if self._repeats > ALIAS_NODE_BUDGET:
+                refuse = (f"YAML aliases expand to more than {ALIAS_NODE_BUDGET} extra values: "
+                          "write the settings out instead of nesting aliases of aliases")
+        self._seen.add(id(node))
+        if refuse is not None:
+            raise _Refused(ConfigProblem(node.start_mark.line + 1, ".".join(path), refuse))
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[str, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
             sub = (*path, key)
             if key in out:
-                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
-                                              "key appears twice"))
-            lines[sub] = key_node.start_mark.line + 1
-            value = _to_python(value_node, sub, lines, problems)
-            lines[sub] = key_node.start_mark.line + 1
+                self.problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                                   "key appears twice"))
+            self.lines[sub] = key_node.start_mark.line + 1
+            value = self.convert(value_node, sub)
+            self.lines[sub] = key_node.start_mark.line + 1
             if key in _SECRET_KEYS and isinstance(value, str) and not _ENV.search(
                 str(value_node.value)
             ):
-                problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
-                                              "secrets may not be written in the file: "
-                                              "use ${ENV_VAR} or "
-                                              f"{key}_file"))
+                self.problems.append(ConfigProblem(key_node.start_mark.line + 1, ".".join(sub),
+                                                   "secrets may not be written in the file: "
+                                                   f"use ${{ENV_VAR}} or {key}_file"))
             out[key] = value
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(child, (*path, str(i)), lines, problems)
-            for i, child in enumerate(node.value)
-        ]
-    value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                problems.append(ConfigProblem(node.start_mark.line + 1, ".".join(path),
-                                              f"environment variable {name} is not set"))
-                return ""
-            return os.environ[name]
 
-        value = _ENV.sub(substitute, value)
-    return value
+    def _scalar(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        value = _scalar(node)
+        if isinstance(value, str) and "${" in value:
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in os.environ:
+                    self.problems.append(ConfigProblem(node.start_mark.line + 1, ".".join(path),
+                                                       f"environment variable {name} is not "
+                                                       "set"))
+                    return ""
+                return os.environ[name]
+
+            value = _ENV.sub(substitute, value)
+        return value
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -389,7 +467,7 @@ def _scalar(node: yaml.Node) -> Any:
 # Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
-                                   "cert_file", "key_file"})
+                                   "cert_file", "key_file", "tls_cert_file", "tls_key_file"})
 
 
 def _resolve_relative(data: Any, base: Path) -> None:
@@ -406,6 +484,28 @@ def _resolve_relative(data: Any, base: Path) -> None:
             data[key] = str((base / value).resolve())
         else:
             _resolve_relative(value, base)
+
+
+def _api_problems(api: ApiConfig, lines: dict[tuple[str, ...], int]) -> Iterator[ConfigProblem]:
+    """A listener other machines reach must be deliberate: TLS or plain HTTP said out loud."""
+    def problem(*key: str, reason: str) -> ConfigProblem:
+        return ConfigProblem(_line(lines, ("api", *key)), ".".join(("api", *key)), reason)
+
+    if (api.tls_cert_file is None) != (api.tls_key_file is None):
+        given = "tls_cert_file" if api.tls_cert_file is not None else "tls_key_file"
+        yield problem(given, reason="give api.tls_cert_file and api.tls_key_file together")
+    for index, route in enumerate(api.public_routes):
+        if route not in OPENABLE:
+            yield problem("public_routes", str(index),
+                          reason=f"{route!r} cannot be opened without a key (these can: "
+                                 f"{', '.join(OPENABLE)})")
+    if not api.enabled or not beyond_loopback(api.host):
+        return
+    if api.tls_cert_file is None and not api.allow_plain_http:
+        yield problem("host", reason=f"{api.host!r} lets other machines reach the API: serve "
+                                     "HTTPS with api.tls_cert_file and api.tls_key_file, or set "
+                                     "api.allow_plain_http: true to accept plain HTTP on this "
+                                     "network (or keep host 127.0.0.1)")
 
 
 def _line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:

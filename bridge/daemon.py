@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -21,9 +23,11 @@ from bridge.config import LoadedConfig, parse_time_or_offset
 from bridge.driver import DriverEvent, LockDriver
 from bridge.drivercontext import DriverContext
 from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.listener import server_tls
 from bridge.model import AccessCodeType
 from bridge.planner import Policy
 from bridge.secrets import PinCipher, key_path, load_or_create_key
+from bridge.startup import StartupError
 from bridge.store import Store, Tx
 from bridge.timesync import ClockGuard
 from drivers import registry
@@ -43,6 +47,8 @@ class Bridge:
     drivers: dict[str, LockDriver]
     clock_guard: ClockGuard
     extras: dict[str, Any] = field(default_factory=dict)
+    # The API listener's TLS context, loaded before anything starts (None: plain HTTP).
+    api_tls: ssl.SSLContext | None = None
 
 
 def policy_from(loaded: LoadedConfig) -> Policy:
@@ -64,9 +70,28 @@ def policy_from(loaded: LoadedConfig) -> Policy:
 def open_store(loaded: LoadedConfig) -> Store:
     """The store under the configured state directory, with its PIN key."""
     config = loaded.config
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _prepare_state_dir(config.state_dir)
     key = load_or_create_key(key_path(config.store.key_file, config.state_dir))
     return Store(config.state_dir / DB_NAME, PinCipher(key))
+
+
+def _prepare_state_dir(state_dir: Path) -> None:
+    """Make the state directory when absent; StartupError when it cannot hold the state."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise StartupError(f"state_dir {state_dir} is not a directory",
+                           "point state_dir at a directory (the service's is "
+                           "/var/lib/lockbridge)") from None
+    except OSError as exc:
+        raise StartupError(f"cannot create state_dir {state_dir} ({exc.strerror})",
+                           "create it for the service user: install -d -m 700 -o lockbridge "
+                           f"-g lockbridge {state_dir}") from None
+    if not os.access(state_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise StartupError(f"state_dir {state_dir} is not writable by this user "
+                           f"(uid {os.geteuid()})",
+                           f"chown -R lockbridge:lockbridge {state_dir} && chmod 700 "
+                           f"{state_dir}")
 
 
 async def build(loaded: LoadedConfig, clock: Clock | None = None,
@@ -75,6 +100,9 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
     clock = clock or SystemClock()
     config = loaded.config
     store = open_store(loaded)
+    # Unusable certificate files stop the start here, before any lock is touched.
+    api_tls = server_tls(config.api.tls_cert_file, config.api.tls_key_file) \
+        if config.api.enabled else None
     if drivers is None:
         context = DriverContext(clock=clock, state_dir=config.state_dir)
         drivers = {}
@@ -127,7 +155,7 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
         pool=pool,
         pool_overrides=pool_overrides,
     )
-    return Bridge(loaded, clock, store, engine, drivers, guard)
+    return Bridge(loaded, clock, store, engine, drivers, guard, api_tls=api_tls)
 
 
 async def declare_codes(bridge: Bridge) -> None:

@@ -27,9 +27,11 @@ from bridge.clock import Clock, SystemClock
 from bridge.config import ConfigError, LoadedConfig, load_config
 from bridge.daemon import state_db
 from bridge.driver import Addressing, Availability
+from bridge.listener import beyond_loopback, keyless_paths, server_tls
 from bridge.model import AccessCodeErrorCode, DeviceErrorCode, DeviceWarningCode
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher, key_path
+from bridge.startup import StartupError
 from bridge.store import Reader, Store, StoreError
 from bridge.timesync import RELEASE_FLOOR, clock_plausible
 
@@ -141,6 +143,7 @@ def diagnose(path: Path, *, clock: Clock | None = None, timeout_s: float = 3.0,
     except OSError as exc:
         report.add(Severity.FAIL, "state", f"cannot check {config.state_dir}: {exc}",
                    "run doctor as root or as the service user (sudo -u lockbridge ...)")
+    _check_api(loaded, report)
     _check_peers(loaded.drivers, report, timeout_s)
     _check_clock((clock or SystemClock()).now(), last_seen,
                  config.schedule.require_synchronized_clock,
@@ -384,6 +387,40 @@ def _check_locks(loaded: LoadedConfig, devices: list[DeviceRecord], codes: list[
                    f"{len(codes)} code(s) on record")
 
 
+
+
+# -- the local API ---------------------------------------------------------------------------
+
+
+def _check_api(loaded: LoadedConfig, report: Report) -> None:
+    """Say who can reach the local API, and what they get without a key."""
+    api = loaded.config.api
+    if not api.enabled:
+        report.add(Severity.OK, "api", "the local API is disabled")
+        return
+    where = f"{api.host}:{api.port}"
+    if not beyond_loopback(api.host):
+        report.add(Severity.OK, "api", f"the local API listens on {where}, loopback only")
+        return
+    try:
+        tls = server_tls(api.tls_cert_file, api.tls_key_file)
+    except StartupError as exc:
+        report.add(Severity.FAIL, "api", exc.what, exc.fix)
+        return
+    keyless = sorted(keyless_paths(api.host, api.public_routes))
+    exposed = (f"the local API listens on {where}, beyond loopback: other machines on the "
+               f"network reach it; without a key they get {', '.join(keyless)}; every other "
+               "route needs an API key")
+    fix = (f"keep api.host on 127.0.0.1 unless other machines need the API, and let a "
+           f"firewall admit only those to port {api.port}")
+    if tls is None:
+        report.add(Severity.WARN, "exposure", f"{exposed}. It is plain HTTP "
+                   "(api.allow_plain_http): API keys and answers cross the network in clear",
+                   f"serve HTTPS with api.tls_cert_file and api.tls_key_file; {fix}")
+    else:
+        # Deliberate and encrypted: reported so the operator sees it, not counted as a problem.
+        report.add(Severity.OK, "exposure", f"{exposed}. It is HTTPS with {api.tls_cert_file}",
+                   fix)
 
 
 # -- network peers -----------------------------------------------------------------------------

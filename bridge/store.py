@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from bridge.records import (
     device_to_json,
 )
 from bridge.secrets import PinCipher
+from bridge.startup import StartupError
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -99,6 +101,17 @@ UPSTREAM_APPLIED = "upstream.applied:"
 
 class StoreError(Exception):
     """The database cannot be used as it is (newer schema, corruption, wrong key)."""
+
+
+class StoreUnusable(StoreError, StartupError):
+    """The database cannot be opened on this box as it is: what is wrong and the fix."""
+
+
+# SQLite's primary result codes that can pass by themselves: busy, locked, disk full.
+_TRANSIENT_SQLITE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL})
+# What to do about a database that is damaged or not a database at all.
+_RESTORE_FIX = ("stop lockbridge, move it aside and restore the database and pin.key from the "
+                "same backup (docs/install.md, Backup and restore)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,26 +315,31 @@ class Store:
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
-        conn = self._connect()
-        conn.execute("PRAGMA journal_mode = WAL")
-        # An access-control record must survive someone pulling the plug.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
+            conn = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._raise_unusable(exc)
+            raise
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # An access-control record must survive someone pulling the plug.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = self._checked_version(conn)
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except BaseException as exc:
             conn.close()
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this lockbridge "
-                f"understands ({len(MIGRATIONS)}): upgrade lockbridge or restore a backup"
-            )
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if isinstance(exc, sqlite3.Error):
+                self._raise_unusable(exc)
+            raise
         if check != "ok":
             conn.close()
-            raise StoreError(f"{self.path} failed its integrity check: {check}")
+            raise StoreUnusable(f"{self.path} failed its integrity check ({check})",
+                                _RESTORE_FIX)
         if version < len(MIGRATIONS):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -344,11 +362,48 @@ class Store:
     def _open_reader(self, create: bool = True) -> sqlite3.Connection:
         if not create and not self.path.exists():
             raise StoreError(f"no database at {self.path}")
-        conn = self._connect()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(f"{self.path} has schema version {version}, newer than this code")
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            self._raise_unusable(exc)
+            raise
+        try:
+            self._checked_version(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                self._raise_unusable(exc)
+            raise
         return conn
+
+    def _checked_version(self, conn: sqlite3.Connection) -> int:
+        """The schema version; StoreUnusable when it is newer than this build knows."""
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreUnusable(
+                f"{self.path} has schema version {version}, newer than this lockbridge "
+                f"understands ({len(MIGRATIONS)})",
+                "upgrade lockbridge to the version that wrote it, or restore the database and "
+                "pin.key from a backup made before the upgrade")
+        return version
+
+    def _raise_unusable(self, exc: OSError | sqlite3.Error) -> None:
+        """StoreUnusable, saying the operator's next step, when SQLite could not open the file
+        for a reason a restart cannot cure; returns for one that may pass by itself (a lock
+        held too long, a full disk), which the caller re-raises so systemd restarts the daemon."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code in _TRANSIENT_SQLITE or getattr(exc, "errno", None) == errno.ENOSPC:
+            return
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc,
+                                                                      sqlite3.OperationalError):
+            raise StoreUnusable(f"{self.path} is not a lockbridge database or is damaged "
+                                f"({exc})", _RESTORE_FIX) from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreUnusable(
+            f"cannot open the database {self.path} ({reason})",
+            f"it must be a file the service user can write, in a writable directory: chown -R "
+            f"lockbridge:lockbridge {self.path.parent} && chmod 600 {self.path}; a read-only "
+            "file system is often an SD card remounted after errors (check dmesg)") from exc
 
     def _close_writer(self) -> None:
         assert self._wconn is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import EXIT_CONFIG
+from bridge.startup import EXIT_STARTUP
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "lockbridge.service"
@@ -43,7 +44,7 @@ def test_unit_keeps_the_daemon_contract() -> None:
     assert s["ExecStart"] == [f"{EXEC} run -c /etc/lockbridge/config.yaml"]
     assert s["Restart"] == ["always"]
     assert s["StartLimitIntervalSec"] == ["0"]
-    assert s["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert s["RestartPreventExitStatus"] == [f"{EXIT_CONFIG} {EXIT_STARTUP}"]
     assert s["WatchdogSec"] and s["StateDirectory"] == ["lockbridge"]
     assert s["UMask"] == ["0077"]
     assert s["CapabilityBoundingSet"] == [""]

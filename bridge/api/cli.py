@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -19,6 +20,7 @@ from bridge.api import auth
 from bridge.api.server import PORT_FILE
 from bridge.clock import SystemClock
 from bridge.config import ConfigError, LoadedConfig, load_config
+from bridge.listener import client_tls
 
 EXIT_CONFIG = 2
 EXIT_API = 1
@@ -281,10 +283,12 @@ class ApiError(Exception):
 class ApiClient:
     """A small blocking client for the local API (the CLI needs nothing more)."""
 
-    def __init__(self, base_url: str, key: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, key: str, timeout_s: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = key
         self._timeout = timeout_s
+        self._tls = tls
 
     def call(self, path: str, params: dict[str, Any], method: str = "GET") -> dict[str, Any]:
         """Call a route: query string for GET/DELETE, JSON body otherwise."""
@@ -299,7 +303,8 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout,
+                                        context=self._tls) as response:
                 answer: dict[str, Any] = json.loads(response.read())
                 return answer
         except urllib.error.HTTPError as exc:
@@ -328,7 +333,10 @@ def client_for(loaded: LoadedConfig, api_key: str | None = None) -> ApiClient:
     if ":" in host:
         host = f"[{host}]"
     key = api_key or os.environ.get(ENV_KEY) or _cli_key(loaded)
-    return ApiClient(f"http://{host}:{port}", key)
+    cert = config.api.tls_cert_file
+    if cert is None:
+        return ApiClient(f"http://{host}:{port}", key)
+    return ApiClient(f"https://{host}:{port}", key, tls=client_tls(cert))
 
 
 def _cli_key(loaded: LoadedConfig) -> str:

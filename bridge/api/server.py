@@ -22,6 +22,7 @@ from bridge.api.models import Request, list_fields
 from bridge.api.openapi import openapi_document
 from bridge.api.routes import Api, Call, Route
 from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, status_summary
+from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.serialize import access_code_json
 from bridge.upstream.link import software_version
@@ -31,11 +32,12 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 PORT_FILE = "api.port"
-# Routes anyone who reaches the listener may call: health, the API's own description, and
-# metrics (counts only, no ids of codes, no PINs) so a local Prometheus needs no key.
-OPEN_PATHS = frozenset({"/health", "/openapi.json", "/metrics", "/", "/status.json",
-                        *STATIC_FILES})
+# Routes anyone who reaches a loopback listener may call: health, the API's own description,
+# and metrics (counts only, no ids of codes, no PINs) so a local Prometheus needs no key. Beyond
+# loopback only /health and the routes named in api.public_routes (bridge/listener.py).
+OPEN_PATHS = LOOPBACK_KEYLESS
 _API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
+_KEYLESS: web.AppKey[frozenset[str]] = web.AppKey("keyless", frozenset)
 _THROTTLE: web.AppKey[auth.Throttle] = web.AppKey("throttle", auth.Throttle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,11 +67,12 @@ async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Ta
         return []
     logging.getLogger("aiohttp.server").addFilter(_PARSE_ERRORS_FILTER)
     api = await build_api(bridge)
-    app = make_app(api, bridge, max_body_bytes=config.api.max_body_bytes)
+    keyless = keyless_paths(config.api.host, config.api.public_routes)
+    app = make_app(api, bridge, max_body_bytes=config.api.max_body_bytes, keyless=keyless)
     # No access log: query strings may carry a PIN (`/access_codes/get?code=...`).
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.api.host, config.api.port)
+    site = web.TCPSite(runner, config.api.host, config.api.port, ssl_context=bridge.api_tls)
     try:
         await site.start()
     except OSError:
@@ -79,7 +82,11 @@ async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Ta
     bridge.extras["api_port"] = port
     port_file = config.state_dir / PORT_FILE
     port_file.write_text(f"{port}\n")
-    _LOG.info("API listening on http://%s:%d", config.api.host, port)
+    scheme = "https" if bridge.api_tls is not None else "http"
+    _LOG.info("API listening on %s://%s:%d", scheme, config.api.host, port)
+    if beyond_loopback(config.api.host):
+        _LOG.warning("API reachable beyond loopback over %s; without a key: %s", scheme.upper(),
+                     ", ".join(sorted(keyless)))
     return [group.create_task(_serve_until_cancelled(runner, port_file), name="api")]
 
 
@@ -93,11 +100,14 @@ async def build_api(bridge: Bridge) -> Api:
     return Api(engine, bridge.store, bridge_id, attempts)
 
 
-def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536) -> web.Application:
-    """The aiohttp application: every route under Seam's path, with auth and error shapes."""
+def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
+             keyless: frozenset[str] = OPEN_PATHS) -> web.Application:
+    """The aiohttp application: every route under Seam's path, with auth and error shapes;
+    `keyless` are the paths served without a key."""
     app = web.Application(client_max_size=max_body_bytes,
                           middlewares=[_errors_middleware(max_body_bytes), _auth_middleware])
     app[_API_KEY] = api
+    app[_KEYLESS] = keyless
     app[_THROTTLE] = auth.Throttle(bridge.clock)
     routes = api.routes()
     document = openapi_document(routes)
@@ -232,7 +242,7 @@ def _errors_middleware(max_body_bytes: int) -> Any:
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
+    if request.path in request.app[_KEYLESS]:
         return await handler(request)
     api = request.app[_API_KEY]
     throttle = request.app[_THROTTLE]
