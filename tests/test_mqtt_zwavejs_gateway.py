@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -257,6 +258,24 @@ async def test_named_nodes_in_every_layout(mosquitto: Mosquitto, tmp_path: Path,
         await gw.set_status(5, "Dead")
         await h.until(lambda: h.engine.devices[device].availability is Availability.OFFLINE,
                       what="offline from the layout's status topic")
+
+
+async def test_a_configured_topic_beside_derived_ones_is_handled_once(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    nodes = [FakeNode(5), FakeNode(6, name="Back")]
+    locks = [{"node_id": 5, "id": "lock5", "topic": "nodeID_5"}, {"node_id": 6, "id": "lock6"}]
+    async with alone(mosquitto, tmp_path, nodes, locks=locks) as (driver, gw, events):
+        await gw.keypad_unlock(5, 1)
+        await gw.keypad_unlock(6, 2)
+        await gw.keypad_unlock(5, 3)  # in order after the first two
+        for _ in range(200):
+            await driver._pump.drain()
+            if any(e.slot == 3 for e in events):
+                break
+            await asyncio.sleep(0.01)
+        used = [(e.external_id, e.slot) for e in events
+                if e.kind is DriverEventKind.KEYPAD_USED]
+        assert used == [("lock5", 1), ("lock6", 2), ("lock5", 3)]
 
 
 # -- 6. boot phase, unsupervised writes ---------------------------------------------------------

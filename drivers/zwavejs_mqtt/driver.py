@@ -167,13 +167,17 @@ class ZwaveJsMqttDriver:
         link.subscribe(f"{self._prefix}/driver/status", self._on_driver_status)
         # Node names and locations are known only once getNodes answers, so every node topic
         # the layout can make is subscribed (only status, User Code and notification topics).
-        if any(lock.options.topic is None for lock in self._locks.values()):
-            for levels in _NODE_LEVELS:
-                node = "/".join([self._prefix] + ["+"] * levels)
-                for topic_filter in mapping.node_filters(node, options.layout):
-                    link.subscribe(topic_filter, self._on_node)
+        wildcards = _NODE_LEVELS if any(lock.options.topic is None
+                                        for lock in self._locks.values()) else ()
+        for levels in wildcards:
+            node = "/".join([self._prefix] + ["+"] * levels)
+            for topic_filter in mapping.node_filters(node, options.layout):
+                link.subscribe(topic_filter, self._on_node)
         for lock in self._locks.values():
-            if lock.options.topic is not None:
+            # A configured topic the wildcards already match is not subscribed twice (each
+            # matching subscription would hand the message over again).
+            if lock.options.topic is not None \
+                    and lock.options.topic.count("/") + 1 not in wildcards:
                 node = f"{self._prefix}/{lock.options.topic}"
                 for topic_filter in mapping.node_filters(node, options.layout):
                     link.subscribe(topic_filter, self._on_node)
