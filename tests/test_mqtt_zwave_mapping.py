@@ -150,6 +150,8 @@ def test_failures(message: str, error: type[Exception], reason: RejectReason | N
     ({"time": 1, "value": True, "status": "Asleep", "nodeId": 5}, Availability.ONLINE),
     ({"time": 1, "value": True, "status": "Awake", "nodeId": 5}, Availability.ONLINE),
     ({"time": 1, "value": False, "status": "Dead", "nodeId": 5}, Availability.OFFLINE),
+    # zwave-js does not know yet; the gateway's value (not Dead) is true.
+    ({"time": 1, "value": True, "status": "Unknown", "nodeId": 5}, Availability.ONLINE),
     (True, Availability.ONLINE), (False, Availability.OFFLINE),
     ({"time": 1, "value": "maybe"}, None), ("dead", None),
 ])

@@ -338,3 +338,17 @@ async def test_devices_changed_reports_a_missing_slot(mosquitto: Mosquitto,
         await driver._pump.drain()
         assert [e.kind for e in events if e.kind is DriverEventKind.DEVICES_CHANGED] == [
             DriverEventKind.DEVICES_CHANGED]
+
+
+async def test_what_the_gateway_said_is_remembered_for_the_next_start(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # Slot count, slots not available, name and location serve a start while the gateway boots.
+    node = FakeNode(5, slot_count=6, name="Front Door", loc="Main House", unavailable_slots={4})
+    async with alone(mosquitto, tmp_path, [node]) as (driver, _, _e):
+        await driver.read_slots("lock5", [4])
+    again = make_zui(mosquitto, FakeClock(), tmp_path, unique("zw-none"), "home",
+                     lock_config([node]))
+    [info] = again.devices()
+    assert (info.display_name, info.capabilities.slot_count) == ("Front Door", 6)
+    assert info.capabilities.reserved_slots == frozenset({4})
+    assert again._locks["lock5"].topic == "Main_House/Front_Door"
