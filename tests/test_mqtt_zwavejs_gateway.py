@@ -123,6 +123,16 @@ async def test_a_node_not_yet_interviewed_is_asked_its_users_count(mosquitto: Mo
         assert any(api == "sendCommand" and args[1] == "getUsersCount" for api, args in gw.calls)
 
 
+async def test_a_dead_node_not_yet_interviewed_is_not_asked(mosquitto: Mosquitto,
+                                                             tmp_path: Path) -> None:
+    node = FakeNode(5, slot_count=8, ready=False, status="Dead")
+    async with alone(mosquitto, tmp_path, [node]) as (driver, gw, _):
+        [info] = driver.devices()
+        assert info.capabilities.slot_count == 30  # nothing known yet: the last resort
+        assert driver.availability("lock5") is Availability.OFFLINE
+        assert not any(api == "sendCommand" for api, _ in gw.calls)
+
+
 # -- 2. status 254: the slot does not exist ---------------------------------------------------
 
 

@@ -66,8 +66,11 @@ _DEFAULT_SLOTS = 30
 # Levels a node's topic may have when it is not configured: `<name>` or `<loc>/<name>`, and one
 # more for a `/` inside a name or location (the gateway keeps it).
 _NODE_LEVELS = (1, 2, 3)
-# Seconds between getNodes attempts while a node is not yet listed (a message may be missed).
+# Seconds between getNodes attempts while a node is not yet listed (a message may be missed),
+# doubling up to the cap: a node id that is not on the network must not cost a getNodes (all
+# nodes, all values) every minute for ever.
 _RELEARN_S = 60.0
+_RELEARN_MAX_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -614,16 +617,18 @@ class ZwaveJsMqttDriver:
                 self._once.warn(("absent", lock.options.node_id), "zwavejs_mqtt %s: node %d is "
                                 "not on the Z-Wave network", self.name, lock.options.node_id)
                 continue
-            if facts.slot_count is None:
+            if facts.slot_count is None and facts.status is not Availability.OFFLINE:
+                # Not interviewed yet (a Dead node is not asked: it would only time out).
                 count = await self._users_count(lock)
                 # The lock's answer says nothing of slots it lacks: keep those known before.
                 facts = replace(facts, slot_count=count, missing_slots=tuple(
                     s for s in lock.facts.missing_slots if count is not None and s <= count))
+            # Without a users count the node is asked again later (after its interview).
+            lock.learned = facts.slot_count is not None
             if facts.slot_count is None:
                 facts = replace(facts, slot_count=lock.facts.slot_count,
                                 missing_slots=lock.facts.missing_slots)
             lock.facts = facts
-            lock.learned = True
             if lock.status is None:
                 lock.status = facts.status
             lock.topic = self._node_topic(lock.options, facts)
@@ -649,11 +654,13 @@ class ZwaveJsMqttDriver:
                                                  name=f"zwavejs_mqtt:{self.name}:nodes")
 
     async def _learn_loop(self) -> None:
+        pause = _RELEARN_S
         while not all(lock.learned for lock in self._locks.values()):
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RELEARN_S):
+                async with asyncio.timeout(pause):
                     await self._learn_wakeup.wait()
             self._learn_wakeup.clear()
+            pause = min(pause * 2, _RELEARN_MAX_S)
             if not self._link.connected:
                 continue
             try:
