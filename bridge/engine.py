@@ -274,7 +274,10 @@ class Engine:
         if driver is None:
             return
         for info in driver.devices():
-            if self._by_external.get((driver_name, info.external_id)) in self._workers:
+            known = self._by_external.get((driver_name, info.external_id))
+            if known in self._workers:
+                assert known is not None
+                await self._redescribe(known, info)
                 continue
             await self._register(driver_name, info,
                                  self._reported(driver, info.external_id))
@@ -283,6 +286,23 @@ class Engine:
                       driver_name)
             self._workers[device_id].full_read = True
             self._start_worker(device_id)
+
+    async def _redescribe(self, device_id: str, info: DeviceInfo) -> None:
+        """A driver learned more about a known lock (its slots, PIN rules): keep the new
+        description; a changed slot range is read in full."""
+        info = _with_pin_overrides(info, self._overrides.get(info.external_id, {}))
+        async with self._lock_for(device_id):
+            device = self.devices[device_id]
+            if device.info == info:
+                return
+            before = device.info.capabilities.slots()
+            await self._commit(devices=[replace(device, info=info)])
+        _LOG.info("lock %s: the driver describes it anew (%d slots)", device_id,
+                  info.capabilities.slot_count)
+        worker = self._workers[device_id]
+        if info.capabilities.slots() != before:
+            worker.full_read = True
+        worker.wake.set()
 
     def subscribe(self, listener: EventListener) -> None:
         """Call `listener` with every batch of committed events."""

@@ -45,14 +45,17 @@ def make_z2m(broker: Mosquitto, clock: Clock, tmp_path: Path, base: str, *,
     return z2m_config.build(config, DriverContext(clock=clock, state_dir=tmp_path))
 
 
-def make_zui(broker: Mosquitto, clock: Clock, tmp_path: Path, prefix: str, gateway: str,
+def make_zui(broker: Mosquitto, clock: Clock, tmp_path: Path, prefix: str, gateway: str | None,
              locks: list[dict[str, Any]], *, name: str = "zwave",
              **settings: Any) -> ZwaveJsMqttDriver:
-    """A Z-Wave JS UI MQTT driver built from its config model."""
+    """A Z-Wave JS UI MQTT driver built from its config model (`gateway` None: the default
+    gateway name)."""
     doc: dict[str, Any] = {"kind": "zwavejs_mqtt", "name": name, "prefix": prefix,
-                           "gateway_name": gateway, "broker": broker_settings(broker),
+                           "broker": broker_settings(broker),
                            "locks": locks, "answer_timeout_s": 2.0, "startup_wait_s": 3.0,
                            "command_spacing_s": 0.0, **settings}
+    if gateway is not None:
+        doc["gateway_name"] = gateway
     config = zui_config.Config.model_validate(doc)
     return zui_config.build(config, DriverContext(clock=clock, state_dir=tmp_path))
 

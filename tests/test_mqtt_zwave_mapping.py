@@ -70,12 +70,17 @@ def test_malformed_api_answers(payload: object) -> None:
     ({"userIdStatus": 1, "userCode": "**********"}, UNREADABLE, None),
     ({"userIdStatus": 1}, UNREADABLE, None),
     ({"userIdStatus": 2, "userCode": "4711"}, UNREADABLE, None),
-    ({"userIdStatus": 254, "userCode": ""}, UNREADABLE, None),
 ])
 def test_user_code_report_to_slot_read(result: object, state: SlotState,
                                        pin: str | None) -> None:
     read = mapping.read_from_get(3, result)
     assert (read.slot, read.state, read.pin) == (3, state, pin)
+
+
+def test_status_not_available_means_no_such_slot() -> None:
+    with pytest.raises(mapping.SlotMissing) as raised:
+        mapping.read_from_get(3, {"userIdStatus": 254, "userCode": ""})
+    assert raised.value.slot == 3
 
 
 def test_no_report_is_retry_later_and_garbage_is_malformed() -> None:
@@ -87,24 +92,39 @@ def test_no_report_is_retry_later_and_garbage_is_malformed() -> None:
         mapping.read_from_get(3, {"userIdStatus": "enabled"})
 
 
+ACCEPTED, FAILED = mapping.WriteAnswer.ACCEPTED, mapping.WriteAnswer.FAILED
+SLOT_9 = "The user ID must be between 0 and the number of supported users 8."
+
+
 @pytest.mark.parametrize(("result", "error", "reason"), [
-    (True, None, None), (None, None, None), ({"status": 255}, None, None),
-    ({"status": 254}, None, None), ({"status": 1}, None, None),
+    (True, ACCEPTED, None), (None, ACCEPTED, None), ({"status": 255}, ACCEPTED, None),
+    ({"status": 254}, ACCEPTED, None), ({"status": 1}, ACCEPTED, None),
+    # Fail is a refusal under Supervision or a NoAck: the answer alone does not tell.
+    ({"status": 2}, FAILED, None),
     (False, RetryLater, None),
     ({"status": 5}, CommandRejected, RejectReason.INVALID_PIN),
+    ({"status": 5, "message": "UserCodeCCSet: The user code must have a length of 4 to 10 "
+      "characters"}, CommandRejected, RejectReason.INVALID_PIN),
+    ({"status": 5, "message": SLOT_9}, CommandRejected, RejectReason.SLOT_OUT_OF_RANGE),
     ({"status": 0}, CommandRejected, RejectReason.UNSUPPORTED),
-    ({"status": 2, "message": "duplicate code"}, CommandRejected, RejectReason.DUPLICATE_PIN),
-    ({"status": 2}, CommandRejected, RejectReason.OTHER),
+    ({"status": 3, "message": "Endpoint 1 does not exist on Node 5"}, CommandRejected,
+     RejectReason.UNSUPPORTED),
 ])
-def test_write_results(result: object, error: type[Exception] | None,
+def test_write_results(result: object, error: type[Exception] | mapping.WriteAnswer,
                        reason: RejectReason | None) -> None:
-    if error is None:
-        mapping.check_write(result)
+    if isinstance(error, mapping.WriteAnswer):
+        assert mapping.check_write(result) is error
         return
     with pytest.raises(error) as raised:
         mapping.check_write(result)
     if reason is not None:
         assert isinstance(raised.value, CommandRejected) and raised.value.reason is reason
+
+
+def test_supported_users_named_in_a_refusal() -> None:
+    assert mapping.supported_users({"status": 5, "message": SLOT_9}) == 8
+    assert mapping.supported_users({"status": 5, "message": "length"}) is None
+    assert mapping.supported_users({"status": 2}) is None
 
 
 @pytest.mark.parametrize(("message", "error", "reason"), [
@@ -130,6 +150,8 @@ def test_failures(message: str, error: type[Exception], reason: RejectReason | N
     ({"time": 1, "value": True, "status": "Asleep", "nodeId": 5}, Availability.ONLINE),
     ({"time": 1, "value": True, "status": "Awake", "nodeId": 5}, Availability.ONLINE),
     ({"time": 1, "value": False, "status": "Dead", "nodeId": 5}, Availability.OFFLINE),
+    # zwave-js does not know yet; the gateway's value (not Dead) is true.
+    ({"time": 1, "value": True, "status": "Unknown", "nodeId": 5}, Availability.ONLINE),
     (True, Availability.ONLINE), (False, Availability.OFFLINE),
     ({"time": 1, "value": "maybe"}, None), ("dead", None),
 ])
@@ -164,6 +186,7 @@ def test_user_code_value_topics() -> None:
     ("Keypad_unlock_operation", {}, None, None),
     ("Keypad_unlock_operation", {"userId": 0}, None, None),
     ("Manual_unlock_operation", {"userId": 4}, None, None),
+    ("New_user_code_not_added_due_to_duplicate_code", {"userId": 3}, "duplicate", 3),
 ])
 def test_access_control_notifications(event: str, value: object, kind: str | None,
                                       slot: int | None) -> None:
@@ -174,6 +197,87 @@ def test_access_control_notifications(event: str, value: object, kind: str | Non
     else:
         assert note is not None and (note.kind, note.slot) == (kind, slot)
     assert mapping.notification(["113", "0", "Home_Security", event], {"value": value}) is None
+
+
+def test_a_duplicate_notice_without_parameters_still_counts() -> None:
+    # A report without event parameters is published as `{"time"}` alone (Yale, some Kwikset).
+    parts = ["113", "0", "Access_Control", "New_user_code_not_added_due_to_duplicate_code"]
+    note = mapping.notification(parts, {"time": 1})
+    assert note is not None and (note.kind, note.slot) == ("duplicate", None)
+    # Other events say nothing without the user id.
+    assert mapping.notification([*parts[:3], "New_user_code_added"], {"time": 1}) is None
+
+
+@pytest.mark.parametrize(("payload", "value"), [
+    ({"time": 1, "value": "1234"}, "1234"), ({"time": 1}, None), (7, 7), ("x", "x"),
+    ({"value": 0}, 0),
+    # The "ValueID" payload type: the whole value id, with `value` only when known.
+    ({"id": "5-99-0-userCode-1", "nodeId": 5, "commandClass": 99, "value": "4711",
+      "lastUpdate": 1}, "4711"),
+    ({"id": "5-99-0-userCode-1", "nodeId": 5, "commandClass": 99, "lastUpdate": 1}, None),
+])
+def test_payload_types(payload: object, value: object) -> None:
+    assert mapping.unwrap(payload) == value
+
+
+def uc_values(slots: list[int]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for slot in slots:
+        for prop in ("userIdStatus", "userCode"):
+            values[f"99-0-{prop}-{slot}"] = {
+                "commandClass": 99, "endpoint": 0, "property": prop, "propertyKey": slot,
+                **({"minLength": 4, "maxLength": 10} if prop == "userCode" else {})}
+    return values
+
+
+def test_slot_count_name_and_missing_slots_from_defined_values() -> None:
+    # Current gateways: no supportedUsers; user ids 1..N defined, minus those that reported 254.
+    nodes = [{"id": 1, "isControllerNode": True, "values": {}},
+             {"id": 5, "name": "Front Door", "loc": "Main House", "status": "Unknown",
+              "values": uc_values([1, 2, 4, 5, 6, 7, 8])},
+             {"id": 6, "name": "", "loc": "", "status": "Alive", "values": {}}]
+    facts = mapping.node_facts(nodes, 5)
+    assert facts is not None
+    assert (facts.slot_count, facts.missing_slots) == (8, (3,))
+    assert (facts.name, facts.location, facts.status) == ("Front Door", "Main House", None)
+    # Not interviewed yet: nothing to count (the driver asks getUsersCount).
+    six = mapping.node_facts(nodes, 6)
+    assert six is not None and six.slot_count is None and six.missing_slots == ()
+    assert mapping.users_count_args(5) == [
+        {"nodeId": 5, "commandClass": 99, "endpoint": 0}, "getUsersCount", []]
+    assert mapping.users_count(250) == 250 and mapping.users_count(None) is None
+    assert mapping.users_count(True) is None
+
+
+LAYOUT = mapping.TopicLayout()
+NAMED = mapping.TopicLayout(mapping.TopicType.NAMED)
+
+
+@pytest.mark.parametrize(("layout", "name", "loc", "topic"), [
+    (LAYOUT, "", "", "nodeID_5"),
+    (LAYOUT, "Front Door", "Main House", "Main_House/Front_Door"),
+    (mapping.TopicLayout(node_names=False), "Front Door", "Main House", "Main_House/5"),
+    (mapping.TopicLayout(ignore_location=True), "Front Door", "Main House", "Front_Door"),
+    (NAMED, "Front Door", "", "Front_Door"),
+    (mapping.TopicLayout(mapping.TopicType.NAMED, node_names=False), "Back", "", "Back"),
+    (LAYOUT, "Tür (1)", "", "Tür_1"),
+])
+def test_node_topics(layout: mapping.TopicLayout, name: str, loc: str, topic: str) -> None:
+    assert mapping.node_topic(layout, 5, name, loc) == topic
+
+
+def test_named_topics_read_as_value_ids() -> None:
+    assert mapping.value_parts(NAMED, ["user_code", "endpoint_0", "userCode", "3"]) == [
+        "99", "0", "userCode", "3"]
+    assert mapping.value_parts(NAMED, ["notification", "endpoint_0", "Access_Control", "X"]) \
+        == ["113", "0", "Access_Control", "X"]
+    assert mapping.value_parts(NAMED, ["status"]) == ["status"]
+    assert mapping.value_parts(LAYOUT, ["99", "0", "userCode", "3"]) == [
+        "99", "0", "userCode", "3"]
+    assert mapping.node_filters("z/+", NAMED) == [
+        "z/+/status", "z/+/user_code/endpoint_0/+/+", "z/+/notification/endpoint_0/+/+"]
+    assert mapping.node_filters("z/a/b", LAYOUT) == ["z/a/b/status", "z/a/b/99/0/+/+",
+                                                     "z/a/b/113/0/+/+"]
 
 
 def test_node_facts_from_get_nodes() -> None:

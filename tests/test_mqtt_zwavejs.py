@@ -120,14 +120,18 @@ async def test_masked_codes_are_unreadable_not_empty(mosquitto: Mosquitto,
 
 
 async def test_refusal_is_reported(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # Under Supervision a refusal is a bare Fail ({status: 2}, no reason: the text given to
+    # `refuse` never reaches the wire); the node stays alive and the slot reads back empty.
     node = FakeNode(5)
-    node.refuse.append("Unable to write value: Fail (duplicate user code)")
+    node.refuse.append("Unable to write value: Fail")
     async with setup(mosquitto, tmp_path, [node]) as (h, _):
         device = h.device_id("zwave", "lock5")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1357"))
         await h.until(lambda: h.code(code.access_code_id).has_error(
-            AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE), what="duplicate error")
+            AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE), what="failed_to_set_on_device")
         assert node.applied == []
+        assert not h.code(code.access_code_id).has_error(
+            AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE)
 
 
 async def test_a_duplicate_refused_only_by_notification_is_reported(

@@ -28,8 +28,8 @@ class LockConfig(BaseModel):
     # lockbridge's id for the lock (`devices:` and `codes:` refer to it); default `node<N>`.
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
     name: str | None = None
-    # The node's topic under the prefix, as the gateway names it (`nodeID_<N>` by default;
-    # `<location>/<name>` when nodes are named).
+    # The node's topic under the prefix, only for a layout lockbridge cannot derive; by default
+    # it follows the gateway settings below and the node's name and location from getNodes.
     topic: Annotated[str, Field(min_length=1, pattern=_TOPIC_PART)] | None = None
     slot_count: Annotated[int, Field(ge=1, le=1000)] | None = None
     reserved_slots: list[Annotated[int, Field(ge=1)]] = []
@@ -56,7 +56,13 @@ class Config(BaseModel):
     broker: BrokerConfig = BrokerConfig()
     # Z-Wave JS UI's MQTT settings: "Prefix" and "Name" (its client id is ZWAVE_GATEWAY-<name>).
     prefix: Annotated[str, Field(min_length=1, pattern=_TOPIC_PART)] = "zwave"
-    gateway_name: Annotated[str, Field(min_length=1, pattern=r"^[^#+/]+$")] = "zwavejs2mqtt"
+    gateway_name: Annotated[str, Field(min_length=1, pattern=r"^[^#+/]+$")] = "zwave-js-ui"
+    # Z-Wave JS UI's Gateway settings, which shape the nodes' topics: "Topic type" (ValueID or
+    # Named; Manual is not supported), "Use nodes name instead of numeric nodeIDs" and
+    # "Ignore location". The defaults are the gateway's.
+    topic_type: Literal["valueid", "named"] = "valueid"
+    node_names: bool = True
+    ignore_location: bool = False
     locks: list[LockConfig] = []
     answer_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     startup_wait_s: Annotated[float, Field(ge=0, le=300)] = 10.0
@@ -85,13 +91,16 @@ def build(config: Config, context: DriverContext) -> LockDriver:
     try:
         from drivers.mqtt.link import MqttLink
         from drivers.zwavejs_mqtt.driver import LockOptions, Options, ZwaveJsMqttDriver
+        from drivers.zwavejs_mqtt.mapping import TopicLayout, TopicType
     except ImportError:
         return UnavailableDriver(config.name, "zwavejs_mqtt", "aiomqtt", "mqtt")
     options = Options(
         prefix=config.prefix, gateway_name=config.gateway_name,
+        layout=TopicLayout(TopicType(config.topic_type), node_names=config.node_names,
+                           ignore_location=config.ignore_location),
         locks=tuple(LockOptions(
             node_id=lock.node_id, external_id=_id(lock),
-            topic=lock.topic or f"nodeID_{lock.node_id}", display_name=lock.name,
+            topic=lock.topic, display_name=lock.name,
             slot_count=lock.slot_count, reserved_slots=tuple(lock.reserved_slots),
             masks_pins=lock.masks_pins, min_length=lock.min_length, max_length=lock.max_length,
             time_zone=lock.time_zone) for lock in config.locks),

@@ -9,13 +9,25 @@ Facts this module encodes (see docs/drivers/mqtt.md):
 - User Code CC is command class 99 and its slots start at 1. A code is written with
   `writeValue` on property `userCode` (key = slot) and cleared by writing `userIdStatus` 0 for
   that one slot. The CC's own `clear` is never used: without a slot it wipes every code.
-- `sendCommand` `get` with `[slot]` asks the lock itself (not the value cache).
-- Value topics are `<prefix>/<node topic>/<cc>/<endpoint>/<property>/<key>` with a time-value
-  payload `{"time", "value"}` (or the bare value); node status is `<node topic>/status`.
+- `sendCommand` `get` with `[slot]` asks the lock itself (not the value cache); a slot the lock
+  lacks reports User ID status 254 ("status not available"): it does not exist.
+- `getNodes` carries no users count: after the interview the node's defined values are
+  `userIdStatus`/`userCode` for every user id 1..N (zwave-js drops a slot's values once it reports
+  254); `sendCommand` `getUsersCount` asks the lock for N.
+- `writeValue` answers `success: true` with a SetValueResult `{status}` for nearly every outcome:
+  2 (Fail) is both a refusal under Supervision and a lock that did not acknowledge; only 0, 3, 4
+  and 5 are final by themselves.
+- Value topics depend on the gateway's settings: ValueID topics are
+  `<prefix>/[<loc>/]<node id or name>/<cc>/<endpoint>/<property>/<key>`, Named topics
+  `<prefix>/[<loc>/]<name>/<cc name>/endpoint_<n>/<property>/<key>`; payloads are a time-value
+  `{"time", "value"}` (no `value` while unknown), a ValueID object, or the bare value; node status
+  is `<node topic>/status`.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
@@ -43,8 +55,12 @@ STATUS_NOT_AVAILABLE = 0xFE
 
 # SetValueStatus of zwave-js, as `writeValue` may return it.
 _SET_VALUE_OK = frozenset({1, 254, 255})  # working, success unsupervised, success
+_SET_VALUE_FAIL = 2
 _SET_VALUE_UNSUPPORTED = frozenset({0, 3, 4})
 _SET_VALUE_INVALID = 5
+# Z-Wave JS UI's command-class names in Named topics (Constants._commandClassMap).
+_NAMED_CC = {"user_code": str(USER_CODE_CC), "notification": str(NOTIFICATION_CC)}
+_SUPPORTED_USERS = re.compile(r"number of supported users (\d+)")
 
 # -- raw payloads -------------------------------------------------------------------------
 
@@ -147,6 +163,11 @@ class NodeFacts:
     min_length: int | None = None
     max_length: int | None = None
     status: Availability | None = None
+    # The node's name and location in the gateway ('' when unset), which its topics follow.
+    name: str | None = None
+    location: str | None = None
+    # User ids within 1..slot_count that the lock reported as not available (status 254).
+    missing_slots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +181,84 @@ class UserCodeValue:
 
 @dataclass(frozen=True, slots=True)
 class NodeNotification:
-    """An Access Control notification: a keypad unlock or codes changed at the lock."""
+    """An Access Control notification: a keypad unlock, codes changed at the lock, or a code
+    not added because the lock holds it already (`duplicate`, whose slot may be unknown)."""
 
-    kind: Literal["keypad_used", "slot_changed", "all_slots_changed"]
+    kind: Literal["keypad_used", "slot_changed", "all_slots_changed", "duplicate"]
     slot: int | None
     detail: dict[str, str] = field(default_factory=dict)
+
+
+class TopicType(enum.StrEnum):
+    """Z-Wave JS UI's gateway setting "Topic type" (Manual topics are not supported)."""
+
+    VALUEID = "valueid"
+    NAMED = "named"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLayout:
+    """The gateway settings that shape a node's topics."""
+
+    topic_type: TopicType = TopicType.VALUEID
+    # "Use nodes name instead of numeric nodeIDs" (ValueID topics only; Named topics always do).
+    node_names: bool = True
+    # "Ignore location": no `<loc>/` before the node.
+    ignore_location: bool = False
+
+
+class WriteAnswer(enum.Enum):
+    """What a `writeValue` answer says by itself."""
+
+    ACCEPTED = "accepted"
+    # Supervision Fail, or the lock did not acknowledge: only what follows tells which.
+    FAILED = "failed"
+
+
+class SlotMissing(Exception):
+    """The lock reported the slot as "status not available" (254): it does not exist."""
+
+    def __init__(self, slot: int) -> None:
+        super().__init__(f"slot {slot} does not exist on the lock (User ID status 254)")
+        self.slot = slot
+
+
+def sanitize_topic(part: str) -> str:
+    """A topic part as the gateway writes it (utils.sanitizeTopic): whitespace becomes `_`,
+    anything but letters, digits, `-`, `_`, Latin-1 letters and `/` is dropped."""
+    part = re.sub(r"\s", "_", part)
+    return re.sub(r"[^A-Za-z0-9\-_\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff/]", "", part)
+
+
+def node_topic(layout: TopicLayout, node_id: int, name: str | None,
+               location: str | None) -> str:
+    """The node's topic under the prefix (Gateway.nodeTopic): `[<loc>/]` then the node id, or
+    its name (`nodeID_<id>` when unnamed)."""
+    parts = [location] if location and not layout.ignore_location else []
+    if layout.topic_type is TopicType.VALUEID and not layout.node_names:
+        parts.append(str(node_id))
+    else:
+        parts.append(name or f"nodeID_{node_id}")
+    return "/".join(sanitize_topic(p) for p in parts)
+
+
+def node_filters(node: str, layout: TopicLayout) -> list[str]:
+    """Subscriptions for the status, User Code values and Access Control notifications of the
+    nodes `node` (a topic or a filter such as `<prefix>/+/+`) matches."""
+    if layout.topic_type is TopicType.NAMED:
+        cc_parts = ("user_code/endpoint_0", "notification/endpoint_0")
+    else:
+        cc_parts = (f"{USER_CODE_CC}/0", f"{NOTIFICATION_CC}/0")
+    return [f"{node}/status"] + [f"{node}/{cc}/+/+" for cc in cc_parts]
+
+
+def value_parts(layout: TopicLayout, parts: list[str]) -> list[str]:
+    """Parts after the node topic in ValueID form (`99`, `0`, property, key)."""
+    if layout.topic_type is TopicType.NAMED and len(parts) >= 2 and parts[1] == "endpoint_0":
+        cc = _NAMED_CC.get(parts[0])
+        if cc is not None:
+            return [cc, "0", *parts[2:]]
+    return parts
 
 
 def api_topic(prefix: str, gateway: str, api: str) -> str:
@@ -210,6 +304,19 @@ def get_code_args(node_id: int, slot: int) -> list[object]:
     return [context, "get", [_slot(slot)]]
 
 
+def users_count_args(node_id: int) -> list[object]:
+    """`sendCommand` arguments that ask the lock how many user codes it supports."""
+    context: CommandContext = {"nodeId": node_id, "commandClass": USER_CODE_CC, "endpoint": 0}
+    return [context, "getUsersCount", []]
+
+
+def users_count(result: object) -> int | None:
+    """The result of `getUsersCount`: a positive number, else None."""
+    if isinstance(result, int) and not isinstance(result, bool) and result > 0:
+        return result
+    return None
+
+
 def parse_answer(payload: object) -> ApiAnswer:
     """An API answer, or MalformedPayload."""
     if not isinstance(payload, dict) or not isinstance(payload.get("success"), bool):
@@ -239,6 +346,8 @@ def read_from_report(slot: int, status: object, code: object) -> SlotRead:
     code is masked (`****`), missing or not digits is unreadable, never empty."""
     if isinstance(status, bool) or not isinstance(status, int):
         raise MalformedPayload("userIdStatus is not a number")
+    if status == STATUS_NOT_AVAILABLE:
+        raise SlotMissing(slot)
     if status == STATUS_AVAILABLE:
         return SlotRead(slot=slot, state=SlotState.EMPTY)
     text = user_code_text(code)
@@ -248,7 +357,8 @@ def read_from_report(slot: int, status: object, code: object) -> SlotRead:
 
 
 def read_from_get(slot: int, result: object) -> SlotRead:
-    """The result of `sendCommand` `get` for one slot; no answer from the lock is RetryLater."""
+    """The result of `sendCommand` `get` for one slot; no answer from the lock is RetryLater,
+    status 254 is SlotMissing."""
     if result is None:
         raise RetryLater("the lock did not report the slot (asleep or unreachable)")
     if not isinstance(result, dict):
@@ -256,24 +366,39 @@ def read_from_get(slot: int, result: object) -> SlotRead:
     return read_from_report(slot, result.get("userIdStatus"), result.get("userCode"))
 
 
-def check_write(result: object) -> None:
-    """Raise what a `writeValue` result means when it is not success (a bare boolean in older
-    gateways, a SetValueResult `{"status"}` in newer ones)."""
+def check_write(result: object) -> WriteAnswer:
+    """What a `writeValue` result says (a bare boolean in older gateways, a SetValueResult
+    `{"status", "message"?}` in newer ones); raises what a final answer means."""
     if result is True or result is None:
-        return
+        return WriteAnswer.ACCEPTED
     if result is False:
         raise RetryLater("Z-Wave JS UI could not write the value")
     if isinstance(result, dict):
         status = result.get("status")
+        message = result.get("message")
+        text = message if isinstance(message, str) else ""
         if isinstance(status, bool) or not isinstance(status, int) or status in _SET_VALUE_OK:
-            return
+            return WriteAnswer.ACCEPTED
+        if status == _SET_VALUE_FAIL:
+            return WriteAnswer.FAILED
         if status == _SET_VALUE_INVALID:
-            raise CommandRejected(RejectReason.INVALID_PIN, "the lock refused the value as invalid")
+            said = f" ({sanitized(text)})" if text else ""
+            if "user id" in text.lower():
+                raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
+                                      "the slot does not exist on this lock" + said)
+            raise CommandRejected(RejectReason.INVALID_PIN,
+                                  "the lock refused the value as invalid" + said)
         if status in _SET_VALUE_UNSUPPORTED:
             raise CommandRejected(RejectReason.UNSUPPORTED, "the lock does not support user codes")
-        message = result.get("message")
-        raise classify_failure(message if isinstance(message, str) else "Fail")
+        return WriteAnswer.FAILED
     raise MalformedPayload("an unexpected writeValue result")
+
+
+def supported_users(result: object) -> int | None:
+    """The users count an InvalidValue answer names ("... number of supported users 8.")."""
+    message = result.get("message") if isinstance(result, dict) else None
+    match = _SUPPORTED_USERS.search(message) if isinstance(message, str) else None
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def classify_failure(message: str) -> DriverError:
@@ -297,10 +422,11 @@ def classify_failure(message: str) -> DriverError:
 
 
 def unwrap(payload: object) -> object:
-    """The value of a time-value payload `{"time", "value"}`, or the payload itself."""
-    if isinstance(payload, dict) and "value" in payload and ("time" in payload
-                                                             or len(payload) == 1):
-        return payload["value"]
+    """The value of a time-value payload `{"time", "value"}` or of a ValueID payload, None when
+    such a payload has no `value` (the gateway does not know it yet), or the bare payload."""
+    if isinstance(payload, dict) and ("time" in payload or "commandClass" in payload
+                                      or set(payload) == {"value"}):
+        return payload.get("value")
     return payload
 
 
@@ -339,13 +465,15 @@ def user_code_value(parts: list[str], payload: object) -> UserCodeValue | None:
 
 
 _KEYPAD_UNLOCK = "keypad_unlock_operation"
-_CODE_CHANGES = ("new_user_code_added", "single_user_code_deleted", "user_code_changed",
-                 "new_user_code_not_added_due_to_duplicate_code")
+_DUPLICATE = "new_user_code_not_added_due_to_duplicate_code"
+_CODE_CHANGES = ("new_user_code_added", "single_user_code_deleted", "user_code_changed")
 _ALL_CODES_DELETED = "all_user_codes_deleted"
 
 
 def notification(parts: list[str], payload: object) -> NodeNotification | None:
-    """An Access Control notification topic `113/0/Access_Control/<Event>` under a node."""
+    """An Access Control notification topic `113/0/Access_Control/<Event>` under a node. A
+    report without event parameters has no `value`: only the duplicate notice means something
+    then (the lock refused the code being written)."""
     if len(parts) != 4 or parts[0] != str(NOTIFICATION_CC) or parts[1] != "0" \
             or parts[2].lower() != "access_control":
         return None
@@ -356,6 +484,8 @@ def notification(parts: list[str], payload: object) -> NodeNotification | None:
     detail = {"event": parts[3]}
     if event == _ALL_CODES_DELETED:
         return NodeNotification("all_slots_changed", None, detail)
+    if event == _DUPLICATE:
+        return NodeNotification("duplicate", slot, detail)
     if slot is None:
         return None
     if event == _KEYPAD_UNLOCK:
@@ -377,30 +507,46 @@ def _values(node: Mapping[str, object]) -> list[Mapping[str, object]]:
 
 
 def node_facts(nodes: object, node_id: int) -> NodeFacts | None:
-    """What `getNodes` says of one node: maker, product, slot count, PIN lengths, status."""
+    """What `getNodes` says of one node: maker, product, name, location, status, PIN lengths,
+    and the slots its defined User Code values show (None when it shows none yet)."""
     if not isinstance(nodes, list):
         raise MalformedPayload("getNodes did not return a list")
     for node in nodes:
         if not isinstance(node, dict) or node.get("id") != node_id:
             continue
         slot_count = min_len = max_len = None
+        defined: set[int] = set()
         for value in _values(node):
-            if value.get("commandClass") != USER_CODE_CC:
+            if value.get("commandClass") != USER_CODE_CC or (value.get("endpoint") or 0) != 0:
                 continue
-            if value.get("property") == "supportedUsers" and _positive(value.get("value")):
+            prop, key = value.get("property"), value.get("propertyKey")
+            # Older gateways exposed the users count as a value; current ones do not.
+            if prop == "supportedUsers" and _positive(value.get("value")):
                 slot_count = int(str(value.get("value")))
-            if value.get("property") == "userCode":
+            if prop in ("userIdStatus", "userCode") and _positive(key):
+                defined.add(int(str(key)))
+            if prop == "userCode":
                 if _positive(value.get("minLength")):
                     min_len = int(str(value.get("minLength")))
                 if _positive(value.get("maxLength")):
                     max_len = int(str(value.get("maxLength")))
+        missing: tuple[int, ...] = ()
+        if slot_count is None and defined:
+            # zwave-js defines both values of every user id 1..N at the interview and drops
+            # them for a slot that reports "status not available".
+            slot_count = max(defined)
+            missing = tuple(s for s in range(1, slot_count + 1) if s not in defined)
         manufacturer = node.get("manufacturer")
         product = node.get("productLabel") or node.get("productDescription")
+        name, location = node.get("name"), node.get("loc")
         return NodeFacts(
             manufacturer=manufacturer if isinstance(manufacturer, str) else None,
             product=product if isinstance(product, str) else None,
             slot_count=slot_count, min_length=min_len, max_length=max_len,
-            status=node_status({"status": node.get("status")}))
+            status=node_status({"status": node.get("status")}),
+            name=name if isinstance(name, str) else None,
+            location=location if isinstance(location, str) else None,
+            missing_slots=missing)
     return None
 
 
