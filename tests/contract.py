@@ -11,8 +11,9 @@ fixture that yields a started driver with one lock, and the means to look inside
 
 The checks: the lock is described; a code is set and read back (a leading zero survives);
 clearing takes exactly one slot; re-applying the same code changes nothing; the occupied slots
-are listed; a slot that does not exist is refused for good; and a lock that stops answering
-makes the driver give up within its bound with `RetryLater`, never hang.
+are listed; a slot that does not exist is refused for good; one slot that does not answer is
+unreadable while the others are read; and a lock that stops answering makes the driver give up
+within its bound with `RetryLater`, never hang.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class ContractSubject:
     # The driver must give up on an unanswered command within this many seconds.
     answer_bound_s: float = 5.0
     events: list[DriverEvent] = field(default_factory=list)
+    # Make the lock stop answering reads of one slot only (None: the peer cannot).
+    mute_slot: Callable[[int], Awaitable[None]] | None = None
 
     def info(self) -> DeviceInfo:
         """The lock as the driver describes it."""
@@ -157,3 +160,23 @@ class DriverContract:
                 await asyncio.wait_for(call(), subject.answer_bound_s)
         assert not await asyncio.wait_for(subject.driver.probe(subject.external_id),
                                           subject.answer_bound_s)
+
+    async def test_a_slot_that_does_not_answer_blinds_only_itself(
+            self, subject: ContractSubject) -> None:
+        if subject.mute_slot is None:
+            pytest.skip("this lock's peer cannot silence a single slot")
+        a, b = subject.free_slots(2)
+        pin_a, pin_b = subject.pins(2)
+        for slot, pin in ((a, pin_a), (b, pin_b)):
+            await subject.driver.write_code(subject.external_id,
+                                            CodeWrite(slot=slot, pin=pin, name="x"))
+        await subject.mute_slot(b)
+        reads = {r.slot: r for r in await asyncio.wait_for(
+            subject.driver.read_slots(subject.external_id, [a, b]), 3 * subject.answer_bound_s)}
+        if subject.info().capabilities.masks_pins_on_read:
+            assert reads[a].state is SlotState.UNREADABLE
+        else:
+            assert (reads[a].state, reads[a].pin) == (SlotState.KNOWN, pin_a)
+        # Unknown is never empty: a code there must not be overwritten.
+        assert reads[b].state is SlotState.UNREADABLE
+

@@ -35,10 +35,13 @@ class TestSimulator(DriverContract):
         async def silence() -> None:
             driver.lock("front").go_offline()
 
+        async def mute(slot: int) -> None:
+            driver.lock("front").unanswered_slots.add(slot)
+
         await driver.start(sink)
         yield ContractSubject(driver, "front",
                               lambda: {n: s.pin for n, s in driver.lock("front").slots.items()},
-                              silence, events=events)
+                              silence, events=events, mute_slot=mute)
         await driver.stop()
 
 
@@ -59,10 +62,13 @@ class TestZigbee2Mqtt(DriverContract):
             async def silence() -> None:
                 lock.stall = True
 
+            async def mute(slot: int) -> None:
+                lock.no_answer.add(slot)
+
             await driver.start(sink)
             try:
                 yield ContractSubject(driver, "front", lambda: dict(lock.table), silence,
-                                      answer_bound_s=3.0, events=events)
+                                      answer_bound_s=3.0, events=events, mute_slot=mute)
             finally:
                 await driver.stop()
 

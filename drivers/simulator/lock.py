@@ -84,6 +84,8 @@ class SimLock:
     # A buggy driver: the chance that any driver call for this lock raises an unexpected
     # exception (not a DriverError), before or after it did its work.
     chaos: float = 0.0
+    # Slots whose reads get no answer (a marginal radio link, a lock that drops one request).
+    unanswered_slots: set[int] = field(default_factory=set)
     chaos_rng: random.Random = field(default_factory=random.Random)
 
     # -- what the driver sees -------------------------------------------------------------
@@ -133,7 +135,8 @@ class SimLock:
         await self._round_trip()
         if not self.spec.can_read:
             return [SlotRead(slot=n, state=SlotState.UNREADABLE) for n in slots]
-        return [self._read_one(n) for n in slots]
+        return [SlotRead(slot=n, state=SlotState.UNREADABLE) if n in self.unanswered_slots
+                else self._read_one(n) for n in slots]
 
     async def read_all(self) -> list[SlotRead]:
         """Every occupied slot."""
