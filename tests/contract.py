@@ -75,105 +75,129 @@ class ContractSubject:
 class DriverContract:
     """Subclass with a `subject` fixture; each test gets a fresh lock."""
 
+    @pytest.fixture
+    def coded(self, subject: ContractSubject) -> ContractSubject:
+        """The subject, for checks of a lock that takes codes from lockbridge."""
+        if not subject.info().capabilities.programs_codes:
+            pytest.skip("this lock takes no codes from lockbridge")
+        return subject
+
+    async def test_a_lock_that_takes_no_codes_refuses_them_for_good(
+            self, subject: ContractSubject) -> None:
+        caps = subject.info().capabilities
+        if caps.programs_codes:
+            pytest.skip("this lock takes codes")
+        with pytest.raises(CommandRejected) as raised:
+            await subject.driver.write_code(subject.external_id,
+                                            CodeWrite(slot=caps.first_slot, pin="1357",
+                                                      name="x"))
+        assert raised.value.reason is RejectReason.UNSUPPORTED
+        assert await subject.driver.list_codes(subject.external_id) == []
+
+    async def test_a_probe_gives_up_when_the_lock_stops_answering(
+            self, subject: ContractSubject) -> None:
+        await subject.silence()
+        assert not await asyncio.wait_for(subject.driver.probe(subject.external_id),
+                                          subject.answer_bound_s)
+
     async def test_describes_its_lock(self, subject: ContractSubject) -> None:
         info = subject.info()
-        assert len(info.capabilities.slots()) > 0
+        # A lock that takes codes has slots for them; one that takes none says so.
+        assert (len(info.capabilities.slots()) > 0) == info.capabilities.programs_codes
         assert subject.driver.availability(subject.external_id) is Availability.ONLINE
         assert await subject.driver.probe(subject.external_id)
 
-    async def test_sets_a_code_and_reads_it_back(self, subject: ContractSubject) -> None:
-        [slot] = subject.free_slots(1)
-        [pin] = subject.pins(1)
-        result = await subject.driver.write_code(subject.external_id,
+    async def test_sets_a_code_and_reads_it_back(self, coded: ContractSubject) -> None:
+        [slot] = coded.free_slots(1)
+        [pin] = coded.pins(1)
+        result = await coded.driver.write_code(coded.external_id,
                                                  CodeWrite(slot=slot, pin=pin, name="Guest"))
         assert (result.slot, result.pin) == (slot, pin)
-        assert subject.truth()[slot] == pin
-        [read] = await subject.driver.read_slots(subject.external_id, [slot])
+        assert coded.truth()[slot] == pin
+        [read] = await coded.driver.read_slots(coded.external_id, [slot])
         assert read.slot == slot
-        if subject.info().capabilities.masks_pins_on_read:
+        if coded.info().capabilities.masks_pins_on_read:
             assert read.state is SlotState.UNREADABLE
         else:
             assert (read.state, read.pin) == (SlotState.KNOWN, pin)
 
-    async def test_clears_exactly_one_slot(self, subject: ContractSubject) -> None:
-        a, b = subject.free_slots(2)
-        pin_a, pin_b = subject.pins(2)
+    async def test_clears_exactly_one_slot(self, coded: ContractSubject) -> None:
+        a, b = coded.free_slots(2)
+        pin_a, pin_b = coded.pins(2)
         for slot, pin in ((a, pin_a), (b, pin_b)):
-            await subject.driver.write_code(subject.external_id,
+            await coded.driver.write_code(coded.external_id,
                                             CodeWrite(slot=slot, pin=pin, name="x"))
-        before = subject.truth()
-        await subject.driver.clear_code(subject.external_id, a)
-        after = subject.truth()
+        before = coded.truth()
+        await coded.driver.clear_code(coded.external_id, a)
+        after = coded.truth()
         assert a not in after and after[b] == pin_b
         assert {s: p for s, p in before.items() if s != a} == after
-        [read] = await subject.driver.read_slots(subject.external_id, [a])
+        [read] = await coded.driver.read_slots(coded.external_id, [a])
         assert read.state is SlotState.EMPTY
         # Clearing an empty slot is not an error.
-        await subject.driver.clear_code(subject.external_id, a)
-        assert subject.truth() == after
+        await coded.driver.clear_code(coded.external_id, a)
+        assert coded.truth() == after
 
     async def test_reapplying_the_same_code_changes_nothing(self,
-                                                            subject: ContractSubject) -> None:
-        [slot] = subject.free_slots(1)
-        [pin] = subject.pins(1)
+                                                            coded: ContractSubject) -> None:
+        [slot] = coded.free_slots(1)
+        [pin] = coded.pins(1)
         code = CodeWrite(slot=slot, pin=pin, name="Guest")
-        first = await subject.driver.write_code(subject.external_id, code)
-        state = subject.truth()
-        second = await subject.driver.write_code(subject.external_id, code)
-        assert first == second and subject.truth() == state
-        listed = await subject.driver.list_codes(subject.external_id)
+        first = await coded.driver.write_code(coded.external_id, code)
+        state = coded.truth()
+        second = await coded.driver.write_code(coded.external_id, code)
+        assert first == second and coded.truth() == state
+        listed = await coded.driver.list_codes(coded.external_id)
         assert [r.slot for r in listed].count(slot) == 1
 
-    async def test_lists_the_occupied_slots(self, subject: ContractSubject) -> None:
-        slots = subject.free_slots(2)
-        for slot, pin in zip(slots, subject.pins(2), strict=True):
-            await subject.driver.write_code(subject.external_id,
+    async def test_lists_the_occupied_slots(self, coded: ContractSubject) -> None:
+        slots = coded.free_slots(2)
+        for slot, pin in zip(slots, coded.pins(2), strict=True):
+            await coded.driver.write_code(coded.external_id,
                                             CodeWrite(slot=slot, pin=pin, name="x"))
-        listed = {r.slot: r for r in await subject.driver.list_codes(subject.external_id)}
-        assert set(listed) == set(subject.truth())
+        listed = {r.slot: r for r in await coded.driver.list_codes(coded.external_id)}
+        assert set(listed) == set(coded.truth())
         assert all(r.state is not SlotState.EMPTY for r in listed.values())
 
-    async def test_refuses_a_slot_that_does_not_exist(self, subject: ContractSubject) -> None:
-        caps = subject.info().capabilities
+    async def test_refuses_a_slot_that_does_not_exist(self, coded: ContractSubject) -> None:
+        caps = coded.info().capabilities
         beyond = caps.first_slot + caps.slot_count
-        [pin] = subject.pins(1)
+        [pin] = coded.pins(1)
         with pytest.raises(CommandRejected) as raised:
-            await subject.driver.write_code(subject.external_id,
+            await coded.driver.write_code(coded.external_id,
                                             CodeWrite(slot=beyond, pin=pin, name="x"))
         assert raised.value.reason is RejectReason.SLOT_OUT_OF_RANGE
-        assert subject.truth() == {}
+        assert coded.truth() == {}
 
     async def test_gives_up_with_retry_later_when_the_lock_stops_answering(
-            self, subject: ContractSubject) -> None:
-        [slot] = subject.free_slots(1)
-        [pin] = subject.pins(1)
-        await subject.silence()
+            self, coded: ContractSubject) -> None:
+        [slot] = coded.free_slots(1)
+        [pin] = coded.pins(1)
+        await coded.silence()
         calls: Sequence[Callable[[], Awaitable[object]]] = (
-            lambda: subject.driver.write_code(subject.external_id,
+            lambda: coded.driver.write_code(coded.external_id,
                                               CodeWrite(slot=slot, pin=pin, name="x")),
-            lambda: subject.driver.read_slots(subject.external_id, [slot]),
-            lambda: subject.driver.clear_code(subject.external_id, slot),
+            lambda: coded.driver.read_slots(coded.external_id, [slot]),
+            lambda: coded.driver.clear_code(coded.external_id, slot),
         )
         for call in calls:
             with pytest.raises(RetryLater):
                 # A TimeoutError here would mean the driver hung instead of giving up.
-                await asyncio.wait_for(call(), subject.answer_bound_s)
-        assert not await asyncio.wait_for(subject.driver.probe(subject.external_id),
-                                          subject.answer_bound_s)
+                await asyncio.wait_for(call(), coded.answer_bound_s)
 
     async def test_a_slot_that_does_not_answer_blinds_only_itself(
-            self, subject: ContractSubject) -> None:
-        if subject.mute_slot is None:
+            self, coded: ContractSubject) -> None:
+        if coded.mute_slot is None:
             pytest.skip("this lock's peer cannot silence a single slot")
-        a, b = subject.free_slots(2)
-        pin_a, pin_b = subject.pins(2)
+        a, b = coded.free_slots(2)
+        pin_a, pin_b = coded.pins(2)
         for slot, pin in ((a, pin_a), (b, pin_b)):
-            await subject.driver.write_code(subject.external_id,
+            await coded.driver.write_code(coded.external_id,
                                             CodeWrite(slot=slot, pin=pin, name="x"))
-        await subject.mute_slot(b)
+        await coded.mute_slot(b)
         reads = {r.slot: r for r in await asyncio.wait_for(
-            subject.driver.read_slots(subject.external_id, [a, b]), 3 * subject.answer_bound_s)}
-        if subject.info().capabilities.masks_pins_on_read:
+            coded.driver.read_slots(coded.external_id, [a, b]), 3 * coded.answer_bound_s)}
+        if coded.info().capabilities.masks_pins_on_read:
             assert reads[a].state is SlotState.UNREADABLE
         else:
             assert (reads[a].state, reads[a].pin) == (SlotState.KNOWN, pin_a)

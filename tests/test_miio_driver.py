@@ -23,6 +23,7 @@ from bridge.driver import (
 )
 from drivers.miio.config import Config
 from drivers.miio.driver import MiioDriver
+from tests.contract import ContractSubject, DriverContract
 from tests.fakes.miio_lock import FakeMiioLock
 from tests.harness import until
 from tests.inprocess import RunningDaemon, running_daemon
@@ -47,6 +48,29 @@ def _driver(tmp_path: Path, address: str, token: str = TOKEN) -> MiioDriver:
                                         "token_file": str(_token_file(tmp_path, token)),
                                         "model": "loock.lock.v5"}]})
     return MiioDriver(config, SystemClock())
+
+
+class TestMiio(DriverContract):
+    @pytest.fixture
+    async def subject(self, tmp_path: Path) -> AsyncIterator[ContractSubject]:
+        address = next(_ADDRESSES)
+        async with FakeMiioLock(address, TOKEN, "loock.lock.v5") as lock:
+            driver = _driver(tmp_path, address)
+            events: list[DriverEvent] = []
+
+            async def sink(event: DriverEvent) -> None:
+                events.append(event)
+
+            async def silence() -> None:
+                lock.online = False
+
+            await driver.start(sink)
+            try:
+                # python-miio's handshake waits 5 s for a lock that does not answer.
+                yield ContractSubject(driver, "front", lambda: {}, silence,
+                                      answer_bound_s=15.0, events=events)
+            finally:
+                await driver.stop()
 
 
 async def test_the_lock_is_watched_and_never_given_codes(tmp_path: Path) -> None:
