@@ -4,8 +4,11 @@ the upstream (which scripts/demo.sh starts beside it) are changed for the test."
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -59,3 +62,57 @@ def test_the_demo_brings_its_locks_up_and_sets_its_codes(tmp_path: Path) -> None
         assert "Front door" in status and "482915" not in status
     finally:
         daemon.stop()
+
+
+RADIOS = ROOT / "config" / "demo-radios.yaml"
+
+
+def test_the_radio_demo_pairs_its_locks_and_programs_a_zigbee_one(tmp_path: Path) -> None:
+    """The second demo (scripts/demo-radios.sh): the fake Zigbee radio's two locks join, the
+    Xiaomi lock answers, and a code created with the CLI goes onto a Zigbee lock."""
+    config = tmp_path / "config" / "demo-radios.yaml"
+    config.parent.mkdir()
+    config.write_text(RADIOS.read_text().replace("port: 8789", "port: 0")
+                      .replace("host: 127.0.0.2", "host: 127.0.0.9"))
+    script = (ROOT / "scripts" / "demo_radios.py").read_text()
+    assert '"127.0.0.2"' in script
+    runner = tmp_path / "demo_radios.py"
+    runner.write_text(script.replace('"127.0.0.2"', '"127.0.0.9"'))
+    state = tmp_path / "state" / "radios"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(runner), str(config)], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        def status() -> str:
+            done = subprocess.run(lockbridge("status", "-c", str(config)), capture_output=True,
+                                  text=True, cwd=ROOT, timeout=60)
+            return done.stdout
+
+        wait_until(lambda: all(name in status() for name in
+                               ("Yale", "Kwikset", "Balcony door")) and "[online]" in status(),
+                   timeout=60, what="the radio demo's locks")
+        key = subprocess.run(lockbridge("api-key", "create", "-c", str(config)),
+                             capture_output=True, text=True, cwd=ROOT, timeout=60,
+                             check=True).stdout.strip()
+        port = int((state / "api.port").read_text())
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20,
+                           headers={"Authorization": f"Bearer {key}"})
+        yale = next(d for d in api.get("/devices/list").json()["devices"]
+                    if "Yale" in d["display_name"])
+        made = api.post("/access_codes/create", json={"device_id": yale["device_id"],
+                                                       "name": "Guest", "code": "305917"})
+        assert made.status_code == 200, made.text
+        code_id = made.json()["access_code"]["access_code_id"]
+        wait_until(lambda: api.post("/access_codes/get", json={"access_code_id": code_id})
+                   .json()["access_code"]["status"] == "set", timeout=60,
+                   what="the code set on the Zigbee lock")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    assert "Traceback" not in log and "305917" not in log, log[-3000:]
