@@ -148,6 +148,10 @@ class _Worker:
     # Unexpected exceptions in a row on this lock (see Engine._run_worker), and when the last was.
     faults: int = 0
     last_fault_at: float = 0.0
+    # Slot reads that showed something (a PIN, or empty) and that showed nothing at all: a lock
+    # whose every read is unreadable cannot be read back (see Engine._note_readability).
+    readable_reads: int = 0
+    unreadable_reads: int = 0
 
 
 EventListener = Callable[[list[Event]], Awaitable[None] | None]
@@ -1163,9 +1167,40 @@ class Engine:
 
     # -- reads ----------------------------------------------------------------------------
 
+    async def _note_readability(self, device_id: str, reads: Sequence[SlotRead]) -> None:
+        """A lock that answers writes but whose every slot read shows nothing, not even an empty
+        slot, is write-only: say so on the device instead of taking it for a readable lock."""
+        if self.devices[device_id].info.capabilities.masks_pins_on_read:
+            return  # an occupied slot of such a lock reads unreadable by design
+        worker = self._workers[device_id]
+        for read in reads:
+            if read.state is SlotState.UNREADABLE:
+                worker.unreadable_reads += 1
+            else:
+                worker.readable_reads += 1
+        write_only = worker.readable_reads == 0 and \
+            worker.unreadable_reads >= _UNREADABLE_READS_FOR_WRITE_ONLY
+        device = self.devices[device_id]
+        flagged = any(w.code == DeviceWarningCode.WRITE_ONLY_LOCK for w in device.warnings)
+        if write_only == flagged:
+            return
+        if write_only:
+            _LOG.warning("lock %s: %d slot reads in a row showed nothing; treating it as a "
+                         "lock whose codes cannot be read back", device_id,
+                         worker.unreadable_reads)
+            warnings = _with_issue(
+                device.warnings, DeviceWarningCode.WRITE_ONLY_LOCK,
+                "This lock takes codes but never shows what a slot holds: lockbridge cannot "
+                "verify them or see codes changed at the keypad; a code counts as set when the "
+                "lock accepted it", self.clock.now())
+        else:
+            warnings = _drop_codes(device.warnings, {DeviceWarningCode.WRITE_ONLY_LOCK})
+        await self._commit(devices=[replace(device, warnings=warnings)])
+
     async def _apply_reads(self, device_id: str, reads: Sequence[SlotRead], full: bool) -> None:
         """Judge slot reads against what should be there; update codes, unmanaged codes, events."""
         async with self._lock_for(device_id):
+            await self._note_readability(device_id, reads)
             device = self.devices[device_id]
             now = self.clock.now()
             window = timedelta(seconds=device.info.capabilities.confirmation_window_s)
@@ -1975,6 +2010,9 @@ _FAULT_WARNING_HOLD_S = 600.0
 # and Zigbee locks reached over MQTT; the field notes measure 1.2 to 1.9 s).
 _FULL_READ_S_PER_SLOT = 2.0
 _READ_FAILURES_WORTH_A_WARNING = 3
+# Slot reads that all showed nothing, with none showing a PIN or an empty slot, before a lock
+# counts as write-only.
+_UNREADABLE_READS_FOR_WRITE_ONLY = 5
 # Refusals that sending the same code again cannot change (the field notes: "say so and stop").
 _REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
                                RejectReason.UNSUPPORTED})

@@ -67,6 +67,7 @@ class DeviceWarningCode(enum.StrEnum):
     UNKNOWN_TIME_ZONE = "unknown_time_zone"
     SYSTEM_CLOCK_UNSYNCHRONIZED = "system_clock_unsynchronized"
     LOCK_WORKER_FAULT = "lock_worker_fault"
+    WRITE_ONLY_LOCK = "write_only_lock"
 
 
 class EventType(enum.StrEnum):

@@ -57,3 +57,25 @@ async def test_a_slow_walk_of_every_slot_is_given_time(harness_factory) -> None:
         await asyncio.sleep(0.01)
     assert len(walks) == 1
     assert not h.engine._workers[dev].full_read
+
+
+async def test_a_lock_whose_reads_never_show_anything_is_called_write_only(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    h = await harness_factory([SimLockSpec("front", "Front", slot_count=10,
+                                           confirmation_window_s=0)])
+    dev = h.device_id("front")
+    lock = h.driver.lock("front")
+    # The lock takes codes, but every slot read comes back with nothing in it, not even "empty".
+    lock.unanswered_slots = set(range(1, 11))
+    codes = [await h.engine.create_code(dev, CodeRequest(name=f"Guest {n}", code=f"8642{n}"))
+             for n in range(3)]
+    await h.advance(3 * 3600, step=60)
+    device = h.engine.devices[dev]
+    assert "write_only_lock" in {w.code for w in device.warnings}
+    # Codes still count as set on the lock's word: the writes were accepted.
+    assert all(str(h.engine.codes[c.access_code_id].status) == "set" for c in codes)
+    assert {f"8642{n}" for n in range(3)} <= set(h.slots("front").values())
+    # Reads that show something again clear the warning.
+    lock.unanswered_slots = set()
+    await h.engine.create_code(dev, CodeRequest(name="Later", code="97531"))
+    await h.advance(2 * 3600, step=60)
+    assert "write_only_lock" not in {w.code for w in h.engine.devices[dev].warnings}
