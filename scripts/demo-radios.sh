@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second demo (docs/drivers/zigbee.md, docs/drivers/miio.md): the daemon with a simulated
-# Zigbee radio (two door locks joining it) and a simulated Xiaomi lock on 127.0.0.2, API on
+# Zigbee radio (two door locks joining it) and a simulated Xiaomi lock on 127.0.0.42, API on
 # 127.0.0.1:8789. Installs what the simulators need (the test extra). Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 """The second demo: the daemon on config/demo-radios.yaml, with its radio locks simulated in
 this process. Two Zigbee door locks join the fake radio once the daemon runs (as an installer
-pairs them), and a Xiaomi lock answers miIO on 127.0.0.2. Stop with Ctrl-C."""
+pairs them), and a Xiaomi lock answers miIO on 127.0.0.42. Stop with Ctrl-C."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def main(config_path: Path) -> None:
         _LOG.info("demo: two Zigbee locks paired; open http://127.0.0.1:%d/status",
                   loaded.config.api.port)
 
-    async with FakeMiioLock("127.0.0.2", token, "loock.lock.v5"):
+    async with FakeMiioLock("127.0.0.42", token, "loock.lock.v5"):
         await serve(loaded, on_ready=pair, stop=stop)
 
 
