@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.clock import SystemClock
 from bridge.instants import in_utc
 from bridge.listener import OPENABLE, beyond_loopback
 from bridge.zones import TimeZoneName
@@ -143,7 +144,8 @@ class DeclaredCode(_Strict):
     @classmethod
     def _time_or_offset(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_time_or_offset(value, datetime.now().astimezone())
+            # Only the form is checked here; the daemon resolves offsets against its clock.
+            parse_time_or_offset(value, SystemClock().now())
         return value
 
 

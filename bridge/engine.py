@@ -200,7 +200,6 @@ class Engine:
         self._workers: dict[str, _Worker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[EventListener] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self._group: asyncio.TaskGroup | None = None
         self._running: set[str] = set()
         self._clock_was_synced = True
@@ -260,7 +259,7 @@ class Engine:
             for device_id in list(self._workers):
                 self._start_worker(device_id)
             if self._watch_clock:
-                self._tasks.append(group.create_task(self._clock_watch(), name="clock-watch"))
+                group.create_task(self._clock_watch(), name="clock-watch")
             # Stay open until cancelled, even with no lock yet: a driver may find its first
             # lock later (a Zigbee lock paired, a lock added to a cloud account).
             await asyncio.Event().wait()
@@ -269,8 +268,7 @@ class Engine:
         if self._group is None or device_id in self._running:
             return
         self._running.add(device_id)
-        self._tasks.append(self._group.create_task(self._run_worker(device_id),
-                                                   name=f"lock:{device_id}"))
+        self._group.create_task(self._run_worker(device_id), name=f"lock:{device_id}")
 
     async def _discover(self, driver_name: str) -> None:
         """A driver found locks after start (a lock added to an account or a network)."""

@@ -7,7 +7,7 @@ rules are tested with tables of cases.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -258,8 +258,7 @@ def next_command(
         elif wanted and not holds_wanted(code, device):
             # awaiting_adoption: restored from the upstream, maybe on the lock already; the
             # first full read of the lock looks before anything is written.
-            if code.extra.get("external_hold") or code.extra.get("waiting_for_pin") \
-                    or code.extra.get("awaiting_adoption"):
+            if code.extra.get("external_hold") or code.extra.get("awaiting_adoption"):
                 continue
             writes.append((code.starts_at or code.created_at, code))
     if clears:
@@ -345,13 +344,6 @@ def choose_slot(device: DeviceRecord, codes: Sequence[CodeRecord],
         if slot not in taken:
             return slot
     return None
-
-
-def lock_is_full(device: DeviceRecord, codes: Sequence[CodeRecord],
-                 occupied: Iterable[int] = ()) -> bool:
-    """True when a slot-based lock has no slot left for another code."""
-    caps = device.info.capabilities
-    return caps.addressing is Addressing.SLOT and choose_slot(device, codes, occupied) is None
 
 
 def windows_overlap(a: CodeRecord, b: CodeRecord) -> bool:
@@ -440,11 +432,6 @@ def judge_read(
 def appearance_name(name: str, limit: int) -> str:
     """The name as the lock can show it."""
     return name if len(name) <= limit else name[: max(1, limit)]
-
-
-def slots_by_code(codes: Iterable[CodeRecord]) -> Mapping[int, CodeRecord]:
-    """Slot number to the code the bridge believes holds it."""
-    return {c.slot: c for c in codes if c.slot is not None and (c.on_lock or not c.is_managed)}
 
 
 def with_status(code: CodeRecord, device: DeviceRecord, now: datetime,

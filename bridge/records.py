@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,16 +36,6 @@ class DeviceRecord:
     def online(self) -> bool:
         """True when commands can reach the lock."""
         return self.availability is Availability.ONLINE
-
-    def with_issues(
-        self, errors: tuple[Issue, ...] | None = None, warnings: tuple[Issue, ...] | None = None
-    ) -> DeviceRecord:
-        """A copy with new errors and/or warnings."""
-        return replace(
-            self,
-            errors=self.errors if errors is None else errors,
-            warnings=self.warnings if warnings is None else warnings,
-        )
 
 
 @dataclass(frozen=True, slots=True)
