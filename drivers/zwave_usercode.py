@@ -10,7 +10,8 @@ driver's library. What it decides:
   (`SlotMissing`), never "occupied, unreadable".
 - Only an enabled slot whose code is text of digits is a known PIN. Anything else that occupies
   a slot is unreadable, never empty, and the read says why in its `name` (`Unreadable`): a
-  disabled code (status 2) does not open the door, so it is neither a working code nor empty;
+  disabled code (status 2) does not open the door, so it is neither a working code nor empty
+  (the engine's planner takes it as changed, and puts a managed code back);
   zwave-js sends a code as a Buffer only when its bytes are not printable ASCII, so a Buffer is
   never taken for a PIN (`binary`); text that is not digits is a masked code (`masked`).
 - The lock's "new user code not added due to duplicate code" notice may come only after the
@@ -126,7 +127,8 @@ def read_slot(slot: int, status: int | None, code: Code | None) -> SlotRead:
     if status is None:
         return _unreadable(slot, Unreadable.NOT_REPORTED)
     if status == UserIdStatus.DISABLED:
-        return _unreadable(slot, Unreadable.DISABLED)
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name=Unreadable.DISABLED.value,
+                        disabled=True)
     if status != UserIdStatus.ENABLED:
         return _unreadable(slot, Unreadable.OTHER_STATUS)
     if isinstance(code, bytes):
@@ -146,7 +148,8 @@ def holds(read: SlotRead, pin: str | None, *, refused: bool = False) -> bool:
         return read.state is SlotState.EMPTY
     if read.state is SlotState.KNOWN:
         return read.pin == pin
-    return not refused and read.state is SlotState.UNREADABLE and read.name in _HIDDEN
+    return not refused and read.state is SlotState.UNREADABLE and not read.disabled \
+        and read.name in _HIDDEN
 
 
 def noticed_duplicate(notices: Mapping[int, int], slot: int, since: int) -> bool:

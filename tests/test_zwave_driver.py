@@ -177,8 +177,8 @@ async def test_disabled_and_missing_slots(stack: ZWaveStack, driver: Driven) -> 
     a = zw.devices()[0].external_id
     await stack.control("set_status", node=2, slot=5, status=2, code="24681357")
     reads = await zw.read_slots(a, [5])
-    assert [(r.state, r.pin, r.name) for r in reads] == [(SlotState.UNREADABLE, None,
-                                                           "disabled")]
+    assert [(r.state, r.pin, r.name, r.disabled) for r in reads] == [
+        (SlotState.UNREADABLE, None, "disabled", True)]
     listed = {r.slot: (r.state, r.name) for r in await zw.list_codes(a)}
     assert listed[5] == (SlotState.UNREADABLE, "disabled")
 
@@ -249,6 +249,45 @@ async def test_a_supervision_fail_is_judged_by_the_read_back(tmp_path: Path) -> 
             await zw.stop()
         stack.close()
         print(stack.server_log()[-4000:])
+
+
+async def test_a_managed_code_disabled_at_the_lock_is_put_back(stack: ZWaveStack,
+                                                               tmp_path: Path) -> None:
+    """Through the engine: a code the lock keeps disabled does not open the door, so it is not
+    the managed code as wanted; it is reported changed and written again, enabled."""
+    from bridge.clock import FakeClock
+    from bridge.engine import CodeRequest
+    from bridge.model import AccessCodeStatus, EventType
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    SEEN_PINS.update(PINS)
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    zw = ZWaveDriver(config, clock, tmp_path / "state")
+    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    try:
+        device_id = h.device_id("zw", "7e570001-2")
+        made = await h.engine.create_code(device_id, CodeRequest(name="Staff",
+                                                                 code="24681357"))
+        cid = made.access_code_id
+        await h.until(lambda: h.code(cid).status is AccessCodeStatus.SET, advance=0.5,
+                      timeout=30, what="set")
+        slot = h.code(cid).slot
+        # Disabled at the lock, which reports it (a User Code Report nobody asked for).
+        await stack.control("set_status", node=2, slot=slot, status=2, code="24681357")
+        await stack.control("report", node=2, slot=slot)
+        await h.until(lambda: bool(h.events_of(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM)),
+                      advance=0.5, timeout=30, what="reported changed")
+        await h.until(lambda: h.code(cid).status is AccessCodeStatus.SET
+                      and h.code(cid).verified, advance=0.5, timeout=30, what="put back")
+        assert (await stack.control("slots", node=2))[str(slot)] == {"status": 1,
+                                                                    "code": "24681357"}
+    finally:
+        await h.stop()
 
 
 async def test_native_schedule_in_the_locks_own_time(stack: ZWaveStack,

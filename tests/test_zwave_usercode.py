@@ -51,7 +51,7 @@ REPORTS: list[tuple[Any, Any, SlotState, str | None, str | None]] = [
 @pytest.mark.parametrize(("status", "code", "state", "pin", "name"), REPORTS)
 def test_one_decision_for_every_report(status: Any, code: Any, state: SlotState,
                                        pin: str | None, name: str | None) -> None:
-    expected = SlotRead(slot=3, state=state, pin=pin, name=name)
+    expected = SlotRead(slot=3, state=state, pin=pin, name=name, disabled=name == "disabled")
     assert usercode.read_slot(3, status, usercode.decode_code(code)) == expected
     # Both drivers read a report the same way: zwave-js-server's `get` result directly, and
     # Z-Wave JS UI's `sendCommand` `get` answer.
@@ -121,12 +121,12 @@ def test_pin_decoding(raw: Any, decoded: str | bytes | None) -> None:
     (SlotRead(3, UNREADABLE, name="binary"), "4711", False, True),
     (SlotRead(3, UNREADABLE, name="masked"), "4711", True, False),
     # A disabled code is never our working code.
-    (SlotRead(3, UNREADABLE, name="disabled"), "4711", False, False),
+    (SlotRead(3, UNREADABLE, name="disabled", disabled=True), "4711", False, False),
     (SlotRead(3, UNREADABLE, name="not enabled"), "4711", False, False),
     # A clear is done when the slot is empty, and only then.
     (SlotRead(3, EMPTY), None, False, True),
     (SlotRead(3, EMPTY), None, True, True),
-    (SlotRead(3, UNREADABLE, name="disabled"), None, False, False),
+    (SlotRead(3, UNREADABLE, name="disabled", disabled=True), None, False, False),
     (SlotRead(3, KNOWN, pin="4711"), None, False, False),
 ])
 def test_what_a_read_back_confirms(read: SlotRead, pin: str | None, refused: bool,
