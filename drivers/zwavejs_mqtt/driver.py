@@ -59,8 +59,6 @@ from drivers.zwave_usercode import holds, noticed_duplicate, wait_for_duplicate
 from drivers.zwavejs_mqtt import mapping
 
 _LOG = logging.getLogger(__name__)
-# How long a refused write waits for the lock's duplicate notice before calling it a plain miss.
-DUPLICATE_NOTICE_WAIT_S = 1.5
 # Z-Wave JS UI's own name in its MQTT settings ("Name"); its client is ZWAVE_GATEWAY-<name>.
 DEFAULT_GATEWAY_NAME = "zwave-js-ui"
 _DEFAULT_SLOTS = 30
@@ -412,7 +410,7 @@ class ZwaveJsMqttDriver:
             if read.state is SlotState.KNOWN and read.pin == pin:
                 return True
         return await wait_for_duplicate(lambda: self._noticed_duplicate(lock, slot, since),
-                                        lock.duplicate_seen, DUPLICATE_NOTICE_WAIT_S)
+                                        lock.duplicate_seen)
 
     @staticmethod
     def _noticed_duplicate(lock: _Lock, slot: int, since: int) -> bool:
