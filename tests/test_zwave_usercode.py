@@ -74,6 +74,32 @@ def test_status_not_available_means_the_slot_does_not_exist(code: Any) -> None:
     assert usercode.is_occupied(UserIdStatus.DISABLED)
 
 
+def test_the_fake_gateways_reports_read_alike_in_both_drivers() -> None:
+    # The User Code Reports the Z-Wave JS UI fake builds (FakeNode.report: a masked lock, a
+    # disabled slot, a slot the lock lacks), as zwave-js hands them to either driver.
+    pytest.importorskip("aiomqtt")
+    from tests.fakes.zwavejs_ui import FakeNode
+
+    plain = FakeNode(5, slot_count=6, codes={1: "4711", 2: "0155"}, statuses={2: 2},
+                     unavailable_slots={4})
+    masked = FakeNode(6, slot_count=6, codes={1: "4711"}, masks=True)
+    expected = [
+        (plain, 1, SlotRead(1, KNOWN, pin="4711")),
+        (plain, 2, SlotRead(2, UNREADABLE, name="disabled", disabled=True)),
+        (plain, 3, SlotRead(3, EMPTY)),
+        (masked, 1, SlotRead(1, UNREADABLE, name="masked")),
+    ]
+    for node, slot, read in expected:
+        status, code = node.report(slot)
+        report = {"userIdStatus": status, "userCode": code}
+        assert zwavejs_ui.read_from_get(slot, report) == read
+        assert zwave.slot_read(slot, zwave.report_value(report)) == read
+    for slot in (4, 7):  # unavailable, and beyond the users count
+        status, code = plain.report(slot)
+        with pytest.raises(SlotMissing):
+            zwavejs_ui.read_from_get(slot, {"userIdStatus": status, "userCode": code})
+
+
 def test_a_slot_zwave_js_knows_nothing_of_is_unreadable() -> None:
     assert usercode.read_slot(3, None, None) == SlotRead(3, UNREADABLE, name="not reported")
 
