@@ -202,8 +202,7 @@ class ZWaveDriver:
                 try:
                     reads.append(mapping.slot_read(slot, value))
                 except usercode.SlotMissing:
-                    # No code can be there; the slot is reserved from now on.
-                    self._slot_missing(lock, slot)
+                    # No code can be there (`_get_slot` reserved it).
                     reads.append(SlotRead(slot=slot, state=SlotState.EMPTY))
         return reads
 
@@ -260,7 +259,6 @@ class ZWaveDriver:
             try:
                 read = mapping.slot_read(slot, value)
             except usercode.SlotMissing:
-                self._slot_missing(lock, slot)
                 raise _no_such_slot(slot) from None
             if usercode.holds(read, pin, refused=failed):
                 return WriteResult(slot=slot, pin=pin, confirmed=True)
@@ -285,9 +283,7 @@ class ZWaveDriver:
             # A Fail is judged by the read back, as for a write.
             failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
-            if value.status == usercode.UserIdStatus.NOT_AVAILABLE:
-                self._slot_missing(lock, slot)
-            elif value.occupied:
+            if value.occupied:
                 said = " (the lock answered Fail)" if failed else ""
                 raise RetryLater(f"slot {slot} still holds a code after clearing it{said}")
 
@@ -638,7 +634,8 @@ class ZWaveDriver:
     # -- commands -----------------------------------------------------------------------------
 
     async def _get_slot(self, lock: _Lock, node: Node, slot: int) -> SlotValue:
-        """One User Code Get; the answer is what the lock holds now."""
+        """One User Code Get; the answer is what the lock holds now. A slot reporting status 254
+        does not exist: it is reserved from now on."""
         async with self._operating(lock, slot):
             report = await self._call(node.async_invoke_cc_api(
                 CommandClass.USER_CODE, "get", usercode.user_id(slot), wait_for_result=True))
@@ -647,6 +644,8 @@ class ZWaveDriver:
         value = mapping.report_value(report)
         lock.known[slot] = value
         lock.fresh.add(slot)
+        if value.status == usercode.UserIdStatus.NOT_AVAILABLE:
+            self._slot_missing(lock, slot)
         return value
 
     async def _checksum_agrees(self, lock: _Lock, node: Node) -> bool:
