@@ -134,6 +134,9 @@ class SlotRead:
     pending: bool = False
     # The last change to it never reached the lock; the lock keeps whatever it had.
     failed: bool = False
+    # The lock keeps a code here that does not open the door (Z-Wave's and Zigbee's "disabled"
+    # status): neither a working code nor an empty slot. Read as UNREADABLE, named "disabled".
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

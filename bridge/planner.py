@@ -413,6 +413,9 @@ def judge_read(
     """Compare a read with what the bridge believes is in the code's slot."""
     fresh = code.last_write_at is not None and now - code.last_write_at < confirmation_window
     if read.state is SlotState.UNREADABLE:
+        if read.disabled:
+            # The lock keeps a code there that does not open the door: not the working code.
+            return ReadVerdict.CHANGED
         # Occupied but masked: never "empty". Our own recent write is trusted.
         return ReadVerdict.TRUSTED
     if read.pending:

@@ -19,6 +19,7 @@ from bridge.driver import (
     DriverEvent,
     DriverEventKind,
     RejectReason,
+    RetryLater,
     SlotState,
 )
 from bridge.engine import CodeRequest
@@ -158,6 +159,20 @@ async def test_a_write_beyond_the_users_count_is_slot_out_of_range(mosquitto: Mo
         with pytest.raises(CommandRejected) as raised:
             await driver.write_code("lock5", CodeWrite(slot=9, pin="1234", name="x"))
         assert raised.value.reason is RejectReason.SLOT_OUT_OF_RANGE
+
+
+async def test_a_code_written_into_a_disabled_slot_is_not_taken_as_set(mosquitto: Mosquitto,
+                                                                     tmp_path: Path) -> None:
+    # zwave-js's userCode setter keeps the status it knows for the slot: written into a slot
+    # the lock reported disabled, the code stays disabled and does not open the door.
+    node = FakeNode(5, codes={3: "1111"}, statuses={3: 2})
+    async with alone(mosquitto, tmp_path, [node]) as (driver, _, _e):
+        [read] = await driver.read_slots("lock5", [3])
+        assert (read.state, read.pin, read.name, read.disabled) == (
+            SlotState.UNREADABLE, None, "disabled", True)
+        with pytest.raises(RetryLater):
+            await driver.write_code("lock5", CodeWrite(slot=3, pin="4711", name="x"))
+        assert (node.codes[3], node.statuses[3]) == ("4711", 2)
 
 
 # -- 3. writeValue: Fail is a refusal or a NoAck -----------------------------------------------

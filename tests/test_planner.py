@@ -152,6 +152,13 @@ def test_next_wakeup_is_the_next_schedule_edge() -> None:
     [
         (SlotRead(1, SlotState.KNOWN, "482915"), False, ReadVerdict.CONFIRMED),
         (SlotRead(1, SlotState.UNREADABLE), False, ReadVerdict.TRUSTED),
+        # A code the lock keeps disabled (Z-Wave) is not the working code, however fresh.
+        (SlotRead(1, SlotState.UNREADABLE, name="disabled", disabled=True), False,
+         ReadVerdict.CHANGED),
+        (SlotRead(1, SlotState.UNREADABLE, name="disabled", disabled=True), True,
+         ReadVerdict.CHANGED),
+        # Only the flag says so: a masked code a simulated lock names "disabled" is trusted.
+        (SlotRead(1, SlotState.UNREADABLE, name="disabled"), False, ReadVerdict.TRUSTED),
         (SlotRead(1, SlotState.EMPTY), False, ReadVerdict.MISSING),
         (SlotRead(1, SlotState.EMPTY), True, ReadVerdict.STILL_PENDING),
         (SlotRead(1, SlotState.KNOWN, "111111"), False, ReadVerdict.CHANGED),

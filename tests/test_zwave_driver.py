@@ -170,6 +170,126 @@ async def test_discovery_writes_reads_and_refusals(stack: ZWaveStack,
     assert await zw.probe(a)
 
 
+async def test_disabled_and_missing_slots(stack: ZWaveStack, driver: Driven) -> None:
+    """A disabled code is neither a working code nor empty; a slot reporting status 254 ("status
+    not available") does not exist: it reads empty, is reserved and is never written."""
+    zw, events = driver
+    a = zw.devices()[0].external_id
+    await stack.control("set_status", node=2, slot=5, status=2, code="24681357")
+    reads = await zw.read_slots(a, [5])
+    assert [(r.state, r.pin, r.name, r.disabled) for r in reads] == [
+        (SlotState.UNREADABLE, None, "disabled", True)]
+    listed = {r.slot: (r.state, r.name) for r in await zw.list_codes(a)}
+    assert listed[5] == (SlotState.UNREADABLE, "disabled")
+
+    events.clear()
+    await stack.control("set_status", node=2, slot=8, status=254)
+    assert [(r.state, r.pin) for r in await zw.read_slots(a, [8])] == [(SlotState.EMPTY, None)]
+    assert 8 in zw.devices()[0].capabilities.reserved_slots
+    await until(lambda: (DriverEventKind.DEVICES_CHANGED, a) in [(e.kind, e.external_id)
+                                                                 for e in events])
+    await stack.control("received", node=2)
+    with pytest.raises(CommandRejected) as refused:
+        await zw.write_code(a, CodeWrite(slot=8, pin="4711", name="Guest"))
+    assert refused.value.reason is RejectReason.SLOT_OUT_OF_RANGE
+    assert await stack.control("received", node=2) == {}
+    # Found missing by the write's own read back: the lock ignored the Set.
+    await stack.control("set_status", node=2, slot=9, status=254)
+    with pytest.raises(CommandRejected) as refused:
+        await zw.write_code(a, CodeWrite(slot=9, pin="4711", name="Guest"))
+    assert refused.value.reason is RejectReason.SLOT_OUT_OF_RANGE
+    assert 9 in zw.devices()[0].capabilities.reserved_slots
+
+
+async def test_a_supervision_fail_is_judged_by_the_read_back(tmp_path: Path) -> None:
+    """A lock with Supervision answers Fail: the slot read back and the lock's duplicate notice
+    decide what it meant, not the Fail alone."""
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    ensure_peers()
+    stack = ZWaveStack(tmp_path / "zwave", [{"id": 2, "slots": 10, "supervision": True}])
+    SEEN_PINS.update(PINS)
+    zw = None
+    try:
+        stack.start()
+        stack.wait_listening()
+        config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                        "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                        "reconnect_max_s": 1})
+        zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+
+        async def sink(event: DriverEvent) -> None:
+            pass
+
+        await zw.start(sink)
+        a = zw.devices()[0].external_id
+        # Fail, yet the lock took the code: it is set.
+        await stack.control("fail_sets", node=2, count=1, keep=True)
+        result = await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
+        assert (result.slot, result.confirmed) == (3, True)
+        assert await stack.slots(2) == {3: "4711"}
+        # Fail, and the slot stayed empty with no notice: refused (failed_to_set_on_device).
+        await stack.control("fail_sets", node=2, count=1, keep=False)
+        with pytest.raises(CommandRejected) as refused:
+            await zw.write_code(a, CodeWrite(slot=4, pin="90210", name="Other"))
+        assert refused.value.reason is RejectReason.OTHER
+        # Fail with the duplicate notice, which names no slot (some Yale locks): a duplicate.
+        await stack.control("keypad_silent_set", node=2, slot=6, code="31337")
+        await stack.control("duplicate_params", node=2, value=False)
+        with pytest.raises(CommandRejected) as refused:
+            await zw.write_code(a, CodeWrite(slot=7, pin="31337", name="Dup"))
+        assert refused.value.reason is RejectReason.DUPLICATE_PIN
+        # A clear answered Fail that emptied the slot is done.
+        await stack.control("fail_sets", node=2, count=1, keep=True)
+        await zw.clear_code(a, 3)
+        assert await stack.slots(2) == {6: "31337"}
+    finally:
+        if zw is not None:
+            await zw.stop()
+        stack.close()
+        print(stack.server_log()[-4000:])
+
+
+async def test_a_managed_code_disabled_at_the_lock_is_put_back(stack: ZWaveStack,
+                                                               tmp_path: Path) -> None:
+    """Through the engine: a code the lock keeps disabled does not open the door, so it is not
+    the managed code as wanted; it is reported changed and written again, enabled."""
+    from bridge.clock import FakeClock
+    from bridge.engine import CodeRequest
+    from bridge.model import AccessCodeStatus, EventType
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    SEEN_PINS.update(PINS)
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    zw = ZWaveDriver(config, clock, tmp_path / "state")
+    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    try:
+        device_id = h.device_id("zw", "7e570001-2")
+        made = await h.engine.create_code(device_id, CodeRequest(name="Staff",
+                                                                 code="24681357"))
+        cid = made.access_code_id
+        await h.until(lambda: h.code(cid).status is AccessCodeStatus.SET, advance=0.5,
+                      timeout=30, what="set")
+        slot = h.code(cid).slot
+        # Disabled at the lock, which reports it (a User Code Report nobody asked for).
+        await stack.control("set_status", node=2, slot=slot, status=2, code="24681357")
+        await stack.control("report", node=2, slot=slot)
+        await h.until(lambda: bool(h.events_of(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM)),
+                      advance=0.5, timeout=30, what="reported changed")
+        await h.until(lambda: h.code(cid).status is AccessCodeStatus.SET
+                      and h.code(cid).verified, advance=0.5, timeout=30, what="put back")
+        assert (await stack.control("slots", node=2))[str(slot)] == {"status": 1,
+                                                                    "code": "24681357"}
+    finally:
+        await h.stop()
+
+
 async def test_native_schedule_in_the_locks_own_time(stack: ZWaveStack,
                                                      driver: Driven) -> None:
     zw, _ = driver

@@ -23,6 +23,7 @@ from bridge.driver import (
     PinConstraints,
     RejectReason,
     RetryLater,
+    SlotRead,
     SlotState,
 )
 from drivers.registry import config_model
@@ -37,6 +38,7 @@ from drivers.zwave.mapping import (
     SlotValue,
     ValueArgs,
 )
+from drivers.zwave_usercode import SlotMissing
 
 RECORDED = Path(__file__).parent / "zwave" / "recorded"
 HOME = 0x7E570001
@@ -160,27 +162,31 @@ def test_availability(connected: bool, present: bool, status: int | None, ready:
 
 # -- reads --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "state", "pin"), [
-    (SlotValue(0, ""), SlotState.EMPTY, None),
-    (SlotValue(1, "4711"), SlotState.KNOWN, "4711"),
-    (SlotValue(2, "0155"), SlotState.KNOWN, "0155"),  # disabled, still occupies the slot
-    (SlotValue(1, "**********"), SlotState.UNREADABLE, None),  # masked: never "empty"
-    (SlotValue(1, ""), SlotState.UNREADABLE, None),
-    (SlotValue(None, None), SlotState.UNREADABLE, None),
-    (SlotValue(0xFE, None), SlotState.UNREADABLE, None),  # status not available
-])
-def test_slot_reads_are_tri_state(value: SlotValue, state: SlotState, pin: str | None) -> None:
-    read = mapping.slot_read(7, value)
-    assert (read.slot, read.state, read.pin) == (7, state, pin)
+# The User Code rules themselves (statuses, PIN decoding) are tested in test_zwave_usercode.py.
 
-
-def test_codes_arrive_as_strings_or_buffers() -> None:
-    assert mapping.decode_code("0155") == "0155"  # a string, leading zero kept
-    assert mapping.decode_code({"type": "Buffer", "data": [48, 49, 53, 53]}) == "0155"
-    assert mapping.decode_code({"type": "Buffer", "data": [0xFF, 0x00]}) is None
-    assert mapping.decode_code(None) is None
+def test_slot_reads_follow_the_shared_user_code_rules() -> None:
+    assert mapping.slot_read(7, SlotValue(1, "4711")) == SlotRead(7, SlotState.KNOWN, pin="4711")
+    assert mapping.slot_read(7, SlotValue(0, "")).state is SlotState.EMPTY
+    assert mapping.slot_read(7, SlotValue(2, "0155")) == SlotRead(
+        7, SlotState.UNREADABLE, name="disabled", disabled=True)
+    assert mapping.slot_read(7, SlotValue()).state is SlotState.UNREADABLE
+    with pytest.raises(SlotMissing):
+        mapping.slot_read(7, SlotValue(0xFE, None))
     assert mapping.report_value({"userIdStatus": 1, "userCode": "4711"}) == SlotValue(1, "4711")
+    assert mapping.report_value({"userIdStatus": 1, "userCode": {"type": "Buffer",
+                                                                 "data": [255, 0]}}) \
+        == SlotValue(1, b"\xff\x00")
     assert mapping.report_value(None) == SlotValue()
+
+
+def test_a_slot_without_values_between_others_is_missing() -> None:
+    # zwave-js drops both values of a slot that reported "status not available" (254).
+    state = recorded_node(2)
+    state["values"] = [v for v in state["values"] if v.get("propertyKey") != 4]
+    snap = mapping.snapshot(state)
+    assert snap is not None and (snap.slot_count, snap.missing_slots) == (10, (4,))
+    info = mapping.device_info(snap, HOME, NodeSettings(reserved_slots=(1,)), None)
+    assert info.capabilities.reserved_slots == frozenset({1, 4})
 
 
 def test_value_events_about_user_codes() -> None:
@@ -317,7 +323,8 @@ def test_zone_offsets_follow_daylight_saving() -> None:
     assert mapping.local_clock("Europe/Berlin", summer) == (14, 0, 3)  # a Wednesday
 
 
-def test_supervision_failure() -> None:
+def test_supervision_fail_is_seen() -> None:
+    # Seen, not judged: the driver reads the slot back before it calls a Fail a refusal.
     assert mapping.supervision_failed({"status": 2})
     assert not mapping.supervision_failed({"status": 255})
     assert not mapping.supervision_failed(None)

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -49,9 +49,11 @@ from bridge.driver import (
     RejectReason,
     RetryLater,
     SlotRead,
+    SlotState,
     WriteResult,
 )
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
+from drivers import zwave_usercode as usercode
 from drivers.zwave import mapping
 from drivers.zwave.config import Config
 from drivers.zwave.mapping import (
@@ -93,7 +95,12 @@ class _Lock:
     known: dict[int, SlotValue] = field(default_factory=dict)
     fresh: set[int] = field(default_factory=set)
     busy: dict[int, int] = field(default_factory=dict)
-    duplicates: dict[int, float] = field(default_factory=dict)
+    # The lock's duplicate notices by the slot they name (0: none), numbered by `seq`, so a
+    # write tells those that came after it was sent.
+    seq: int = 0
+    duplicates: dict[int, int] = field(default_factory=dict)
+    # Slots the lock reported "status not available" (254) in this run: they do not exist.
+    missing: set[int] = field(default_factory=set)
     checksum_supported: bool | None = None
     last_signal: tuple[LockSignal, float] | None = None
     clock_synced: tuple[float, int] | None = None
@@ -192,7 +199,11 @@ class ZWaveDriver:
                     reads.append(mapping.slot_read(slot, SlotValue()))
                     continue
                 value = await self._get_slot(lock, node, slot)
-                reads.append(mapping.slot_read(slot, value))
+                try:
+                    reads.append(mapping.slot_read(slot, value))
+                except usercode.SlotMissing:
+                    # No code can be there (`_get_slot` reserved it).
+                    reads.append(SlotRead(slot=slot, state=SlotState.EMPTY))
         return reads
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
@@ -218,10 +229,15 @@ class ZWaveDriver:
                     if value.occupied and slot in info.capabilities.slots()]
 
     async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
-        """Set one code (and its schedule), then read the slot back before calling it set."""
+        """Set one code (and its schedule), then read the slot back before calling it set.
+
+        A Supervision Fail is not by itself a refusal: the read back and the lock's duplicate
+        notice judge it (a lock that does not answer at all is RetryLater, from zwave-js)."""
         lock, info = self._lock(external_id)
         slot = mapping.check_slot(code.slot, info.capabilities)
         pin = mapping.check_pin(code.pin, info.constraints)
+        if slot in lock.missing:
+            raise _no_such_slot(slot)
         if code.window is not None and not info.capabilities.native_schedules:
             raise CommandRejected(RejectReason.UNSUPPORTED,
                                   "this lock keeps no schedules (Schedule Entry Lock CC)")
@@ -231,21 +247,29 @@ class ZWaveDriver:
                                       f"slot {other} of the lock already holds this PIN")
         node = self._node(lock)
         async with lock.guard, self._operating(lock, slot):
-            started = self._clock.monotonic()
+            sent_at = lock.seq
             lock.duplicate_seen.clear()
             if info.capabilities.native_schedules:
                 await self._put_schedule(lock, node, slot, code)
             result = await self._call(node.async_invoke_cc_api(
-                CommandClass.USER_CODE, "set", slot, mapping.STATUS_ENABLED, pin,
-                wait_for_result=True))
-            if mapping.supervision_failed(result):
-                await self._raise_if_duplicate(lock, slot, started)
-                raise CommandRejected(RejectReason.OTHER, "the lock refused the code")
+                CommandClass.USER_CODE, "set", usercode.user_id(slot),
+                usercode.UserIdStatus.ENABLED, pin, wait_for_result=True))
+            failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
-            read = mapping.slot_read(slot, value)
-            if value.occupied and (read.pin == pin or read.pin is None):
+            try:
+                read = mapping.slot_read(slot, value)
+            except usercode.SlotMissing:
+                raise _no_such_slot(slot) from None
+            if usercode.holds(read, pin, refused=failed):
                 return WriteResult(slot=slot, pin=pin, confirmed=True)
-            await self._raise_if_duplicate(lock, slot, started)
+            if await usercode.wait_for_duplicate(
+                    lambda: usercode.noticed_duplicate(lock.duplicates, slot, sent_at),
+                    lock.duplicate_seen, self._config.duplicate_wait_s):
+                raise CommandRejected(RejectReason.DUPLICATE_PIN,
+                                      "the lock refused the code: it is already in another slot")
+            if failed:
+                raise CommandRejected(RejectReason.OTHER,
+                                      f"the lock refused the code for slot {slot} (Fail)")
             raise RetryLater(f"the lock did not keep the code in slot {slot}")
 
     async def clear_code(self, external_id: str, slot: int) -> None:
@@ -255,12 +279,13 @@ class ZWaveDriver:
         node = self._node(lock)
         async with lock.guard, self._operating(lock, slot):
             result = await self._call(node.async_invoke_cc_api(
-                CommandClass.USER_CODE, "clear", slot, wait_for_result=True))
-            if mapping.supervision_failed(result):
-                raise RetryLater(f"the lock failed to clear slot {slot}")
+                CommandClass.USER_CODE, "clear", usercode.user_id(slot), wait_for_result=True))
+            # A Fail is judged by the read back, as for a write.
+            failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
             if value.occupied:
-                raise RetryLater(f"slot {slot} still holds a code after clearing it")
+                said = " (the lock answered Fail)" if failed else ""
+                raise RetryLater(f"slot {slot} still holds a code after clearing it{said}")
 
     async def probe(self, external_id: str) -> bool:
         """One ping (a NOP frame); a sleeping lock is not woken, it reports when it wakes."""
@@ -459,8 +484,27 @@ class ZWaveDriver:
 
     def _describe(self, lock: _Lock) -> DeviceInfo:
         assert lock.snapshot is not None
-        return mapping.device_info(lock.snapshot, self._home_id or 0,
-                                   self._settings(lock.node_id), lock.year_day_slots)
+        snap = lock.snapshot
+        if lock.missing:
+            snap = replace(snap, missing_slots=tuple(sorted({*snap.missing_slots,
+                                                              *lock.missing})))
+        return mapping.device_info(snap, self._home_id or 0, self._settings(lock.node_id),
+                                   lock.year_day_slots)
+
+    def _slot_missing(self, lock: _Lock, slot: int) -> None:
+        """The lock reported `slot` as not available: reserve it, and tell the engine."""
+        if slot in lock.missing:
+            return
+        lock.missing.add(slot)
+        _LOG.info("zwave %s: node %d has no slot %d (status not available); not used",
+                  self.name, lock.node_id, slot)
+        if lock.snapshot is None:
+            return
+        lock.snapshot = replace(lock.snapshot, missing_slots=tuple(sorted(
+            {*lock.snapshot.missing_slots, slot})))
+        lock.info = self._describe(lock)
+        self._save_cache()
+        self._emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, lock.info.external_id))
 
     def _settings(self, node_id: int) -> NodeSettings:
         node = self._config.node(node_id)
@@ -537,10 +581,11 @@ class ZWaveDriver:
         slot = signal.slot
         now = self._clock.monotonic()
         if signal.kind is SignalKind.CODE_DUPLICATE:
-            # The lock refused a code; `write_code` waits for exactly this.
-            if slot is not None:
-                lock.duplicates[slot] = now
-                lock.duplicate_seen.set()
+            # The lock refused a code; `write_code` waits for exactly this. One without a slot
+            # is about the write under way.
+            lock.seq += 1
+            lock.duplicates[slot or 0] = lock.seq
+            lock.duplicate_seen.set()
             return
         last, lock.last_signal = lock.last_signal, (signal, now)
         if last is not None and last[0] == signal and now - last[1] < _SAME_SIGNAL_S:
@@ -589,15 +634,18 @@ class ZWaveDriver:
     # -- commands -----------------------------------------------------------------------------
 
     async def _get_slot(self, lock: _Lock, node: Node, slot: int) -> SlotValue:
-        """One User Code Get; the answer is what the lock holds now."""
+        """One User Code Get; the answer is what the lock holds now. A slot reporting status 254
+        does not exist: it is reserved from now on."""
         async with self._operating(lock, slot):
             report = await self._call(node.async_invoke_cc_api(
-                CommandClass.USER_CODE, "get", slot, wait_for_result=True))
+                CommandClass.USER_CODE, "get", usercode.user_id(slot), wait_for_result=True))
         if report is None:
             raise RetryLater(f"no answer to reading slot {slot}")
         value = mapping.report_value(report)
         lock.known[slot] = value
         lock.fresh.add(slot)
+        if value.status == usercode.UserIdStatus.NOT_AVAILABLE:
+            self._slot_missing(lock, slot)
         return value
 
     async def _checksum_agrees(self, lock: _Lock, node: Node) -> bool:
@@ -670,16 +718,6 @@ class ZWaveDriver:
         lock.clock_synced = (self._clock.monotonic(), offset)
         _LOG.info("zwave %s: set the clock of node %d (%s, UTC%+d min)", self.name, lock.node_id,
                   zone, offset)
-
-    async def _raise_if_duplicate(self, lock: _Lock, slot: int, since: float) -> None:
-        """Wait briefly for the lock's "duplicate code" notice, and raise it if it came."""
-        if lock.duplicates.get(slot, -1.0) < since:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.duplicate_wait_s):
-                    await lock.duplicate_seen.wait()
-        if lock.duplicates.get(slot, -1.0) >= since:
-            raise CommandRejected(RejectReason.DUPLICATE_PIN,
-                                  "the lock refused the code: it is already in another slot")
 
     async def _call(self, op: Awaitable[_T]) -> _T:
         """Run one library call with a timeout; its errors become driver errors here."""
@@ -869,6 +907,12 @@ class ZWaveDriver:
             await listen
 
 
+def _no_such_slot(slot: int) -> CommandRejected:
+    return CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
+                           f"slot {slot} does not exist on the lock (it reports it as not "
+                           "available)")
+
+
 def _reraise_if_cancelled() -> None:
     """Re-raise a CancelledError that is meant for this task (not one the library passed on)."""
     task = asyncio.current_task()
@@ -900,7 +944,7 @@ def _snapshot_to_json(snap: LockSnapshot | None) -> dict[str, Any]:
     return {"node_id": snap.node_id, "name": snap.name, "manufacturer": snap.manufacturer,
             "model": snap.model, "cc_versions": {str(k): v for k, v in snap.cc_versions.items()},
             "slot_count": snap.slot_count, "min_length": snap.min_length,
-            "max_length": snap.max_length}
+            "max_length": snap.max_length, "missing_slots": list(snap.missing_slots)}
 
 
 def _snapshot_from_json(doc: dict[str, Any]) -> LockSnapshot:
@@ -910,6 +954,7 @@ def _snapshot_from_json(doc: dict[str, Any]) -> LockSnapshot:
         cc_versions={int(k): int(v) for k, v in doc["cc_versions"].items()},
         slot_count=int(doc["slot_count"]), min_length=int(doc["min_length"]),
         max_length=int(doc["max_length"]),
+        missing_slots=tuple(int(s) for s in doc.get("missing_slots", [])),
     )
 
 

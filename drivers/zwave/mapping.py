@@ -27,25 +27,20 @@ from bridge.driver import (
     RejectReason,
     RetryLater,
     SlotRead,
-    SlotState,
 )
+from drivers import zwave_usercode as usercode
+from drivers.zwave_usercode import AccessControlEvent, Code
 
-# Command classes lockbridge uses.
-CC_USER_CODE = 0x63
+# Command classes lockbridge uses (User Code's own rules are in drivers/zwave_usercode.py).
+CC_USER_CODE = usercode.USER_CODE_CC
 CC_DOOR_LOCK = 0x62
-CC_NOTIFICATION = 0x71
+CC_NOTIFICATION = usercode.NOTIFICATION_CC
 CC_SCHEDULE_ENTRY_LOCK = 0x4E
 CC_TIME_PARAMETERS = 0x8B
 CC_CLOCK = 0x81
 
 USER_CODE = "userCode"
 USER_ID_STATUS = "userIdStatus"
-
-# User ID status values of the User Code CC.
-STATUS_AVAILABLE = 0
-STATUS_ENABLED = 1
-STATUS_DISABLED = 2
-STATUS_NOT_AVAILABLE = 0xFE
 
 # Node status values of zwave-js.
 NODE_UNKNOWN = 0
@@ -54,7 +49,6 @@ NODE_AWAKE = 2
 NODE_DEAD = 3
 NODE_ALIVE = 4
 
-ACCESS_CONTROL = 0x06
 # zwave-js reports user code length limits of 4 to 10 when a lock says nothing else.
 DEFAULT_MIN_LENGTH = 4
 DEFAULT_MAX_LENGTH = 10
@@ -173,13 +167,12 @@ class SlotValue:
     """What zwave-js knows of one user code slot; None where it knows nothing."""
 
     status: int | None = None
-    code: str | None = None
+    code: Code | None = None
 
     @property
     def occupied(self) -> bool:
         """True when the slot holds a code (enabled or not)."""
-        return self.status is not None and self.status not in (STATUS_AVAILABLE,
-                                                                STATUS_NOT_AVAILABLE)
+        return usercode.is_occupied(self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +190,9 @@ class LockSnapshot:
     min_length: int
     max_length: int
     slots: Mapping[int, SlotValue] = field(default_factory=dict)
+    # User ids within 1..slot_count without values: zwave-js drops a slot's values once the
+    # lock reports it "status not available" (254), so the slot does not exist.
+    missing_slots: tuple[int, ...] = ()
 
     def supports(self, cc: int) -> bool:
         """True when the node's root endpoint has this command class."""
@@ -309,6 +305,7 @@ def snapshot(state: NodeState) -> LockSnapshot | None:
         min_length=low,
         max_length=high,
         slots=slots,
+        missing_slots=tuple(s for s in range(1, max(slots)) if s not in slots),
     )
 
 
@@ -319,7 +316,9 @@ def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
     # driver, property) and keeps the windows itself when there is none.
     native = (settings.native_schedules and lock.supports(CC_SCHEDULE_ENTRY_LOCK)
               and (year_day_slots or 0) >= 1)
-    reserved = frozenset(s for s in settings.reserved_slots if 1 <= s <= lock.slot_count)
+    # Slots the lock lacks are reserved: no code can go there.
+    reserved = frozenset(s for s in (*settings.reserved_slots, *lock.missing_slots)
+                         if 1 <= s <= lock.slot_count)
     caps = LockCapabilities(
         addressing=Addressing.SLOT,
         first_slot=1,
@@ -376,33 +375,10 @@ def availability(*, connected: bool, present: bool, status: int | None,
 
 # -- reading codes ----------------------------------------------------------------------------
 
-def decode_code(raw: Any) -> str | None:
-    """A user code from the wire: a string, or a Buffer zwave-js sent for non-ASCII codes."""
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        return raw
-    data: Any = raw.get("data") if isinstance(raw, dict) else raw
-    if isinstance(data, list | bytes | bytearray) and all(isinstance(b, int) for b in data):
-        octets = bytes(data)
-        try:
-            return octets.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    return None
-
-
 def slot_read(slot: int, value: SlotValue) -> SlotRead:
-    """What a slot holds, as a tri-state read: a hidden code is unreadable, never empty."""
-    if value.status is None or value.status == STATUS_NOT_AVAILABLE:
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE)
-    if value.status == STATUS_AVAILABLE:
-        return SlotRead(slot=slot, state=SlotState.EMPTY)
-    code = value.code
-    if not code or not code.isdigit():
-        # Masked ("**********"), blank or binary: occupied, but the PIN is not known.
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE)
-    return SlotRead(slot=slot, state=SlotState.KNOWN, pin=code)
+    """What a slot holds, as a tri-state read (drivers/zwave_usercode.py decides); status 254
+    raises SlotMissing."""
+    return usercode.read_slot(slot, value.status, value.code)
 
 
 def report_value(report: Mapping[str, Any] | None) -> SlotValue:
@@ -420,20 +396,20 @@ def user_code_change(args: ValueArgs) -> tuple[int, str, Any] | None:
         return None
     slot, prop = parsed
     new = args.get("newValue")
-    return slot, prop, decode_code(new) if prop == USER_CODE else new
+    return slot, prop, usercode.decode_code(new) if prop == USER_CODE else new
 
 
 def with_change(current: SlotValue, prop: str, new: Any) -> SlotValue:
     """A slot after one of its two values changed."""
     if prop == USER_ID_STATUS:
         return SlotValue(status=new if isinstance(new, int) else None, code=current.code)
-    return SlotValue(status=current.status, code=new if isinstance(new, str) else None)
+    return SlotValue(status=current.status, code=new if isinstance(new, str | bytes) else None)
 
 
 def user_code_checksum(slots: Mapping[int, SlotValue]) -> int:
     """The User Code CC v2 checksum of a set of slots (CRC-16/CCITT, start 0x1D0F).
 
-    Every occupied slot contributes its user id (16 bits), its status and its code in ASCII,
+    Every occupied slot contributes its user id (16 bits), its status and its code's bytes,
     in slot order; a lock without codes reports 0.
     """
     data = bytearray()
@@ -441,8 +417,9 @@ def user_code_checksum(slots: Mapping[int, SlotValue]) -> int:
         value = slots[slot]
         if not value.occupied or not value.code:
             continue
-        data += slot.to_bytes(2, "big") + bytes([value.status or 0]) + value.code.encode("ascii",
-                                                                                         "replace")
+        code = value.code if isinstance(value.code, bytes) \
+            else value.code.encode("ascii", "replace")
+        data += slot.to_bytes(2, "big") + bytes([value.status or 0]) + code
     return crc16_ccitt(bytes(data)) if data else 0
 
 
@@ -460,12 +437,12 @@ def crc16_ccitt(data: bytes, start: int = 0x1D0F) -> int:
 
 # -- what a lock announces ----------------------------------------------------------------------
 
-_ACCESS_CONTROL_EVENTS = {
-    0x06: SignalKind.KEYPAD_UNLOCK,
-    0x0C: SignalKind.ALL_CODES_DELETED,
-    0x0D: SignalKind.CODE_DELETED,
-    0x0E: SignalKind.CODE_ADDED,
-    0x0F: SignalKind.CODE_DUPLICATE,
+_ACCESS_CONTROL_EVENTS: dict[int, SignalKind] = {
+    AccessControlEvent.KEYPAD_UNLOCK: SignalKind.KEYPAD_UNLOCK,
+    AccessControlEvent.ALL_CODES_DELETED: SignalKind.ALL_CODES_DELETED,
+    AccessControlEvent.CODE_DELETED: SignalKind.CODE_DELETED,
+    AccessControlEvent.CODE_ADDED: SignalKind.CODE_ADDED,
+    AccessControlEvent.CODE_DUPLICATE: SignalKind.CODE_DUPLICATE,
 }
 
 # Alarm (Notification v1) reports of locks that predate Notification v2:
@@ -480,7 +457,7 @@ _ALARM_TYPES = {
 
 def access_control_signal(args: NotificationArgs) -> LockSignal | None:
     """A keypad unlock or a keypad code change from a Notification CC event."""
-    if args.get("type") != ACCESS_CONTROL:
+    if args.get("type") != usercode.ACCESS_CONTROL:
         return None
     kind = _ACCESS_CONTROL_EVENTS.get(int(args.get("event", -1)))
     if kind is None:
@@ -511,10 +488,11 @@ def alarm_signal(alarm_type: Any, alarm_level: Any) -> LockSignal | None:
 
 def check_slot(slot: int | None, caps: LockCapabilities) -> int:
     """The slot to write, refusing anything that is not one real slot (0 would mean "all")."""
-    if slot is None or isinstance(slot, bool) or not isinstance(slot, int):
+    if slot is None:
         raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
                               "Z-Wave user codes need an explicit slot number")
-    if slot < 1 or slot not in caps.slots():
+    slot = usercode.user_id(slot)
+    if slot not in caps.slots():
         raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
                               f"slot {slot} does not exist on this lock (slots 1.."
                               f"{caps.first_slot + caps.slot_count - 1})")
@@ -567,7 +545,8 @@ def local_clock(zone: str, now: datetime) -> tuple[int, int, int]:
 
 
 def supervision_failed(result: Any) -> bool:
-    """True when a command's Supervision report says the lock failed to carry it out."""
+    """True when the lock answered a supervised command with Fail: a refusal, or not (only a
+    read back and the lock's notices tell)."""
     return isinstance(result, dict) and result.get("status") == SUPERVISION_FAIL
 
 
@@ -628,7 +607,7 @@ def _user_code_value(cc: Any, endpoint: Any, prop: Any, key: Any) -> tuple[int, 
 
 def _slot_value(status: Any, code: Any) -> SlotValue:
     return SlotValue(status=status if isinstance(status, int) and not isinstance(status, bool)
-                     else None, code=decode_code(code))
+                     else None, code=usercode.decode_code(code))
 
 
 def _hex_id(value: Any) -> str:

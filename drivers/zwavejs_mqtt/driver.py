@@ -55,11 +55,10 @@ from drivers.mqtt.common import (
 )
 from drivers.mqtt.link import LinkDown, MqttLink
 from drivers.mqtt.support import load_memory, save_memory
+from drivers.zwave_usercode import holds, noticed_duplicate, wait_for_duplicate
 from drivers.zwavejs_mqtt import mapping
 
 _LOG = logging.getLogger(__name__)
-# How long a refused write waits for the lock's duplicate notice before calling it a plain miss.
-DUPLICATE_NOTICE_WAIT_S = 1.5
 # Z-Wave JS UI's own name in its MQTT settings ("Name"); its client is ZWAVE_GATEWAY-<name>.
 DEFAULT_GATEWAY_NAME = "zwave-js-ui"
 _DEFAULT_SLOTS = 30
@@ -372,12 +371,7 @@ class ZwaveJsMqttDriver:
                                   f"slot {slot} does not exist on {lock.options.external_id} "
                                   "(the lock reports it as not available)") from None
         lock.uncertain.pop(slot, None)
-        if failed and pin is not None:
-            # After a Fail only the PIN itself shows that the code is there.
-            done = read.state is SlotState.KNOWN and read.pin == pin
-        else:
-            done = shows(read, pin)
-        if done:
+        if holds(read, pin, refused=failed):
             return
         self._pending.end(key)
         if pin is not None and await self._refused_as_duplicate(lock, slot, pin, sent_at):
@@ -415,17 +409,12 @@ class ZwaveJsMqttDriver:
                 continue
             if read.state is SlotState.KNOWN and read.pin == pin:
                 return True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DUPLICATE_NOTICE_WAIT_S):
-                while not self._noticed_duplicate(lock, slot, since):
-                    lock.duplicate_seen.clear()
-                    await lock.duplicate_seen.wait()
-        return self._noticed_duplicate(lock, slot, since)
+        return await wait_for_duplicate(lambda: self._noticed_duplicate(lock, slot, since),
+                                        lock.duplicate_seen)
 
     @staticmethod
     def _noticed_duplicate(lock: _Lock, slot: int, since: int) -> bool:
-        # One command at a time per lock: a notice naming no slot is about the one under way.
-        return max(lock.duplicate_at.get(slot, -1), lock.duplicate_at.get(0, -1)) > since
+        return noticed_duplicate(lock.duplicate_at, slot, since)
 
     async def _already(self, lock: _Lock, slot: int, pin: str | None) -> bool:
         """Before resending a command whose outcome was lost: does the slot show it already?"""

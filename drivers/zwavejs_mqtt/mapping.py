@@ -6,7 +6,8 @@ Facts this module encodes (see docs/drivers/mqtt.md):
   `<prefix>/_CLIENTS/ZWAVE_GATEWAY-<name>/api/<api>/set`; the answer comes on the same topic
   without `/set` as `{"success", "message", "result", "origin"}`, where `origin` echoes the
   request (lockbridge adds a request id to match answers to calls).
-- User Code CC is command class 99 and its slots start at 1. A code is written with
+- User Code CC is command class 99 and its slots start at 1 (its rules, shared with the direct
+  Z-Wave driver, are in drivers/zwave_usercode.py). A code is written with
   `writeValue` on property `userCode` (key = slot) and cleared by writing `userIdStatus` 0 for
   that one slot. The CC's own `clear` is never used: without a slot it wipes every code.
 - `sendCommand` `get` with `[slot]` asks the lock itself (not the value cache); a slot the lock
@@ -39,19 +40,17 @@ from bridge.driver import (
     RejectReason,
     RetryLater,
     SlotRead,
-    SlotState,
 )
+from drivers import zwave_usercode as usercode
 from drivers.mqtt.common import MalformedPayload, encode_json, sanitized
+from drivers.zwave_usercode import AccessControlEvent, UserIdStatus
+from drivers.zwave_usercode import SlotMissing as SlotMissing
 
-USER_CODE_CC = 99
-NOTIFICATION_CC = 113
+USER_CODE_CC = usercode.USER_CODE_CC
+NOTIFICATION_CC = usercode.NOTIFICATION_CC
 REQUEST_KEY = "lockbridge_request"
-
-# User ID status values of User Code CC.
-STATUS_AVAILABLE = 0
-STATUS_ENABLED = 1
-STATUS_DISABLED = 2
-STATUS_NOT_AVAILABLE = 0xFE
+STATUS_AVAILABLE = UserIdStatus.AVAILABLE
+STATUS_NOT_AVAILABLE = UserIdStatus.NOT_AVAILABLE
 
 # SetValueStatus of zwave-js, as `writeValue` may return it.
 _SET_VALUE_OK = frozenset({1, 254, 255})  # working, success unsupervised, success
@@ -215,14 +214,6 @@ class WriteAnswer(enum.Enum):
     FAILED = "failed"
 
 
-class SlotMissing(Exception):
-    """The lock reported the slot as "status not available" (254): it does not exist."""
-
-    def __init__(self, slot: int) -> None:
-        super().__init__(f"slot {slot} does not exist on the lock (User ID status 254)")
-        self.slot = slot
-
-
 def sanitize_topic(part: str) -> str:
     """A topic part as the gateway writes it (utils.sanitizeTopic): whitespace becomes `_`,
     anything but letters, digits, `-`, `_`, Latin-1 letters and `/` is dropped."""
@@ -277,31 +268,24 @@ def api_request(args: list[object], request_id: str) -> bytes:
     return encode_json(request)
 
 
-def _slot(slot: int) -> int:
-    if isinstance(slot, bool) or not isinstance(slot, int) or slot < 1:
-        # Slot 0 or none would address every code on the lock.
-        raise ValueError("User Code CC slots start at 1")
-    return slot
-
-
 def write_code_args(node_id: int, slot: int, pin: str) -> list[object]:
     """`writeValue` arguments that put `pin` (a string) in `slot`."""
     value_id: ValueId = {"nodeId": node_id, "commandClass": USER_CODE_CC, "endpoint": 0,
-                         "property": "userCode", "propertyKey": _slot(slot)}
+                         "property": "userCode", "propertyKey": usercode.user_id(slot)}
     return [value_id, pin]
 
 
 def clear_code_args(node_id: int, slot: int) -> list[object]:
     """`writeValue` arguments that free exactly `slot` (userIdStatus = available)."""
     value_id: ValueId = {"nodeId": node_id, "commandClass": USER_CODE_CC, "endpoint": 0,
-                         "property": "userIdStatus", "propertyKey": _slot(slot)}
+                         "property": "userIdStatus", "propertyKey": usercode.user_id(slot)}
     return [value_id, STATUS_AVAILABLE]
 
 
 def get_code_args(node_id: int, slot: int) -> list[object]:
     """`sendCommand` arguments that read `slot` from the lock itself."""
     context: CommandContext = {"nodeId": node_id, "commandClass": USER_CODE_CC, "endpoint": 0}
-    return [context, "get", [_slot(slot)]]
+    return [context, "get", [usercode.user_id(slot)]]
 
 
 def users_count_args(node_id: int) -> list[object]:
@@ -330,30 +314,17 @@ def parse_answer(payload: object) -> ApiAnswer:
                      request_id=request_id if isinstance(request_id, str) else None)
 
 
-def user_code_text(raw: object) -> str | None:
-    """A user code as text: a string, or a serialised Buffer `{"type": "Buffer", "data": [...]}`."""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, dict) and raw.get("type") == "Buffer" and isinstance(raw.get("data"), list):
-        data = raw["data"]
-        if all(isinstance(b, int) and 0 <= b < 256 for b in data):
-            return bytes(data).decode("latin-1")
-    return None
+def user_code_text(raw: object) -> usercode.Code | None:
+    """A user code as the gateway sends it: a string, or bytes for a serialised Buffer."""
+    return usercode.decode_code(raw)
 
 
 def read_from_report(slot: int, status: object, code: object) -> SlotRead:
-    """A slot read from a User Code status and code: available is empty; an occupied slot whose
-    code is masked (`****`), missing or not digits is unreadable, never empty."""
+    """A slot read from a User Code status and code (drivers/zwave_usercode.py decides);
+    status 254 raises SlotMissing."""
     if isinstance(status, bool) or not isinstance(status, int):
         raise MalformedPayload("userIdStatus is not a number")
-    if status == STATUS_NOT_AVAILABLE:
-        raise SlotMissing(slot)
-    if status == STATUS_AVAILABLE:
-        return SlotRead(slot=slot, state=SlotState.EMPTY)
-    text = user_code_text(code)
-    if status == STATUS_ENABLED and text is not None and text.isascii() and text.isdigit():
-        return SlotRead(slot=slot, state=SlotState.KNOWN, pin=text)
-    return SlotRead(slot=slot, state=SlotState.UNREADABLE)
+    return usercode.read_slot(slot, status, usercode.decode_code(code))
 
 
 def read_from_get(slot: int, result: object) -> SlotRead:
@@ -464,10 +435,16 @@ def user_code_value(parts: list[str], payload: object) -> UserCodeValue | None:
                          else "userIdStatus", value=unwrap(payload))
 
 
-_KEYPAD_UNLOCK = "keypad_unlock_operation"
-_DUPLICATE = "new_user_code_not_added_due_to_duplicate_code"
-_CODE_CHANGES = ("new_user_code_added", "single_user_code_deleted", "user_code_changed")
-_ALL_CODES_DELETED = "all_user_codes_deleted"
+def _event_topic(event: AccessControlEvent) -> str:
+    """An Access Control event as the last level of its topic, lower-case."""
+    return usercode.EVENT_LABELS[event].lower().replace(" ", "_")
+
+
+_KEYPAD_UNLOCK = _event_topic(AccessControlEvent.KEYPAD_UNLOCK)
+_DUPLICATE = _event_topic(AccessControlEvent.CODE_DUPLICATE)
+_CODE_CHANGES = (_event_topic(AccessControlEvent.CODE_ADDED),
+                 _event_topic(AccessControlEvent.CODE_DELETED), "user_code_changed")
+_ALL_CODES_DELETED = _event_topic(AccessControlEvent.ALL_CODES_DELETED)
 
 
 def notification(parts: list[str], payload: object) -> NodeNotification | None:

@@ -12,7 +12,9 @@
 //
 // Usage: node mock-server.cjs --nodes FILE.json [--port P] [--control-port C] [--ready-file F]
 // (ports default to free ones; the bound ports are printed, and written to F, as JSON)
-// FILE.json: [{"id": 2, "slots": 10, "schedules": false, "name": "Front"}, ...]
+// FILE.json: [{"id": 2, "slots": 10, "schedules": false, "supervision": false}, ...]
+// (`supervision`: the lock has the Supervision CC, so zwave-js supervises its Sets and a refusal
+// is answered Fail, as Schlage and newer Yale locks do)
 "use strict";
 
 const Module = require("node:module");
@@ -113,6 +115,9 @@ function lockCapabilities(spec) {
     { ccId: CommandClasses.Notification, isSupported: true, version: 8,
       notificationTypesAndEvents: { 0x06: [0x01, 0x02, 0x05, 0x06, 0x0c, 0x0d, 0x0e, 0x0f] } },
   ];
+  if (spec.supervision) {
+    ccs.push({ ccId: CommandClasses.Supervision, isSupported: true, version: 2 });
+  }
   if (spec.schedules) {
     ccs.push({ ccId: CommandClasses["Schedule Entry Lock"], isSupported: true, version: 3,
                numWeekDaySlots: 0, numYearDaySlots: 1, numDailyRepeatingSlots: 0 });
@@ -125,8 +130,17 @@ function lockCapabilities(spec) {
   };
 }
 
+/** The user codes a User Code Set carries (V1 Set or V2 Extended Set), or undefined. */
+function userCodeSets(received) {
+  if (received instanceof cc.UserCodeCCSet) return [received];
+  if (received instanceof cc.UserCodeCCExtendedUserCodeSet) return received.userCodes;
+  return undefined;
+}
+
 /** Behaviours tried before the defaults: a node that is "offline" ignores everything, and a
- *  lock rejects a code already held in another slot (as Kwikset and Yale do). */
+ *  lock rejects a code already held in another slot (as Kwikset and Yale do). A supervised
+ *  refusal is answered Fail ({action: "fail"}: zwave-js's Supervision hook turns it into a
+ *  Supervision Report Fail; unsupervised, nothing is sent back). */
 function lockBehaviors(spec) {
   // Counts what the controller sent, so tests can prove what was (not) sent.
   const count = {
@@ -144,25 +158,50 @@ function lockBehaviors(spec) {
       return undefined;
     },
   };
+  // Test control `fail_sets`: the next User Code Sets are answered Fail; with `keep` the lock
+  // stores them all the same (a Fail is not by itself a refusal).
+  const failSets = {
+    handleCC(controller, self, received) {
+      const sets = userCodeSets(received);
+      const left = self.state.get("fail_sets") ?? 0;
+      if (!sets || left <= 0) return undefined;
+      self.state.set("fail_sets", left - 1);
+      if (self.state.get("fail_sets_keep")) {
+        for (const set of sets) {
+          self.state.set(key.status(set.userId), set.userIdStatus);
+          self.state.set(key.code(set.userId), set.userIdStatus === 0 ? undefined : set.userCode);
+        }
+      }
+      return { action: "fail" };
+    },
+  };
+  // A slot whose status is 254 ("status not available", test control `set_status`) does not
+  // exist: a Set there is refused.
+  const refuseMissingSlots = {
+    handleCC(controller, self, received) {
+      const sets = userCodeSets(received);
+      if (!sets) return undefined;
+      if (sets.some((set) => self.state.get(key.status(set.userId)) === 0xfe)) {
+        return { action: "fail" };
+      }
+      return undefined;
+    },
+  };
   const rejectDuplicates = {
     handleCC(controller, self, received) {
-      let sets;
-      if (received instanceof cc.UserCodeCCSet) {
-        sets = [received];
-      } else if (received instanceof cc.UserCodeCCExtendedUserCodeSet) {
-        sets = received.userCodes;
-      } else {
-        return undefined;
-      }
+      const sets = userCodeSets(received);
+      if (!sets) return undefined;
       for (const set of sets) {
         const code = set.userCode;
         if (set.userIdStatus !== 1 || !code) continue;
         for (let i = 1; i <= spec.slots; i++) {
           if (i === set.userId) continue;
           if ((self.state.get(key.status(i)) ?? 0) !== 0 && self.state.get(key.code(i)) === code) {
-            // The lock refuses, and says so with an Access Control notification.
-            void notify(self, controller, 0x0f, [set.userId]);
-            return { action: "ok" };
+            // The lock refuses, and says so with an Access Control notification (some Yale
+            // locks without its parameters: test control `duplicate_params`).
+            const params = self.state.get("duplicate_params") === false ? undefined : [set.userId];
+            void notify(self, controller, 0x0f, params);
+            return { action: spec.supervision ? "fail" : "ok" };
           }
         }
       }
@@ -181,7 +220,7 @@ function lockBehaviors(spec) {
       return { action: "sendCC", cc: report };
     },
   };
-  return [count, offline, rejectDuplicates, notificationStatus];
+  return [count, offline, failSets, refuseMissingSlots, rejectDuplicates, notificationStatus];
 }
 
 function notify(node, controller, event, params) {
@@ -263,6 +302,22 @@ async function control(mocks, req) {
       // A change the lock does not announce (some firmware): only a read finds it.
       node.state.set(key.status(req.slot), 1);
       node.state.set(key.code(req.slot), String(req.code));
+      return true;
+    }
+    case "set_status": {
+      // A slot's status and code changed at the lock without a word: 2 disabled, 0xfe (254)
+      // the slot does not exist.
+      node.state.set(key.status(req.slot), req.status);
+      node.state.set(key.code(req.slot), req.code === undefined ? undefined : String(req.code));
+      return true;
+    }
+    case "fail_sets": {
+      node.state.set("fail_sets", req.count ?? 1);
+      node.state.set("fail_sets_keep", !!req.keep);
+      return true;
+    }
+    case "duplicate_params": {
+      node.state.set("duplicate_params", !!req.value);
       return true;
     }
     case "report": {
