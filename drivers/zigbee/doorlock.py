@@ -94,9 +94,10 @@ def slot_read(slot: int, user_status: int, code: bytes | str | None) -> SlotRead
     for that user id means the slot does not exist."""
     if user_status == UserStatus.AVAILABLE:
         return SlotRead(slot=slot, state=SlotState.EMPTY)
+    if user_status == UserStatus.DISABLED:
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="disabled", disabled=True)
     if user_status != UserStatus.ENABLED:
-        name = "disabled" if user_status == UserStatus.DISABLED else "not supported"
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name=name)
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="not supported")
     pin = decode_pin(code)
     if pin is None:
         return SlotRead(slot=slot, state=SlotState.UNREADABLE)
