@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +52,7 @@ from bridge.driver import (
 )
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from drivers import zwave_usercode as usercode
+from drivers.mqtt.support import save_memory
 from drivers.zwave import mapping
 from drivers.zwave.config import Config
 from drivers.zwave.mapping import (
@@ -857,15 +856,7 @@ class ZWaveDriver:
                 if lock.snapshot is not None and not lock.removed
             ],
         }
-        try:
-            self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._cache_file.parent, prefix=".zwave-")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(doc, fh)
-            os.replace(tmp, self._cache_file)
-        except OSError as exc:
-            _LOG.warning("zwave %s: cannot remember the lock list in %s: %s", self.name,
-                         self._cache_file, exc)
+        save_memory(self._cache_file, doc)
 
     # -- helpers ----------------------------------------------------------------------------------
 
