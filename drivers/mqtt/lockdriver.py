@@ -68,18 +68,6 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class MqttOptions:
-    """Settings every MQTT lock driver has."""
-
-    answer_timeout_s: float = 10.0
-    startup_wait_s: float = 10.0
-    confirmation_window_s: float = 10.0
-    command_spacing_s: float = 2.0
-    # Where the driver remembers its locks between runs.
-    memory_file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class LockSettings:
     """Per-lock settings every MQTT lock driver has; None means "as the gateway says"."""
 
@@ -89,6 +77,22 @@ class LockSettings:
     min_length: int | None = None
     max_length: int | None = None
     time_zone: str | None = None
+
+
+SettingsT = TypeVar("SettingsT", bound=LockSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOptions(Generic[SettingsT]):
+    """Settings every MQTT lock driver has."""
+
+    locks: tuple[SettingsT, ...] = ()
+    answer_timeout_s: float = 10.0
+    startup_wait_s: float = 10.0
+    confirmation_window_s: float = 10.0
+    command_spacing_s: float = 2.0
+    # Where the driver remembers its locks between runs.
+    memory_file: Path | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -109,7 +113,7 @@ class LockState:
 
 
 LockT = TypeVar("LockT", bound=LockState)
-OptionsT = TypeVar("OptionsT", bound=MqttOptions)
+OptionsT = TypeVar("OptionsT", bound=MqttOptions[Any])
 
 
 def slot_lock_info(external_id: str, settings: LockSettings, *, display_name: str,

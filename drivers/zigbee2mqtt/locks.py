@@ -32,12 +32,12 @@ class LockOptions(LockSettings):
 
 
 @dataclass(frozen=True, slots=True)
-class Options(MqttOptions):
-    """The driver's settings."""
+class Options(MqttOptions[LockOptions]):
+    """One Zigbee2MQTT instance: its base topic, and whether every device exposing pin_code
+    is managed or only the locks listed."""
 
     base_topic: str = "zigbee2mqtt"
     discover: bool = True
-    locks: tuple[LockOptions, ...] = ()
     confirmation_window_s: float = 60.0
 
 

@@ -47,9 +47,6 @@ __all__ = ["DEFAULT_GATEWAY_NAME", "LockOptions", "Options", "ZwaveJsMqttDriver"
 _LOG = logging.getLogger(__name__)
 # How long a refused write waits for the lock's duplicate notice before calling it a plain miss.
 DUPLICATE_NOTICE_WAIT_S = 1.5
-# Levels a node's topic may have when it is not configured: `<name>` or `<loc>/<name>`, and one
-# more for a `/` inside a name or location (the gateway keeps it).
-_NODE_LEVELS = (1, 2, 3)
 # Seconds between getNodes attempts while a node is not yet listed (a message may be missed),
 # doubling up to the cap: a node id that is not on the network must not cost a getNodes (all
 # nodes, all values) every minute for ever.
@@ -83,22 +80,9 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
         link.subscribe(mapping.gateway_status_topic(self._prefix, options.gateway_name),
                        self._on_gateway_status)
         link.subscribe(f"{self._prefix}/driver/status", self._on_driver_status)
-        # Node names and locations are known only once getNodes answers, so every node topic
-        # the layout can make is subscribed (only status, User Code and notification topics).
-        wildcards = _NODE_LEVELS if any(lock.options.topic is None
-                                        for lock in self._locks.values()) else ()
-        for levels in wildcards:
-            node = "/".join([self._prefix] + ["+"] * levels)
-            for topic_filter in mapping.node_filters(node, options.layout):
-                link.subscribe(topic_filter, self._on_node)
-        for lock in self._locks.values():
-            # A configured topic the wildcards already match is not subscribed twice (each
-            # matching subscription would hand the message over again).
-            if lock.options.topic is not None \
-                    and lock.options.topic.count("/") + 1 not in wildcards:
-                node = f"{self._prefix}/{lock.options.topic}"
-                for topic_filter in mapping.node_filters(node, options.layout):
-                    link.subscribe(topic_filter, self._on_node)
+        for topic_filter in locks.node_topic_filters(self._prefix, options.layout,
+                                                     options.locks):
+            link.subscribe(topic_filter, self._on_node)
 
     # -- the base's hooks -----------------------------------------------------------------
 

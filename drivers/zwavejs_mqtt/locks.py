@@ -4,7 +4,7 @@ it remembers of them between runs (no I/O here)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from bridge.driver import Availability, DeviceInfo
@@ -14,6 +14,9 @@ from drivers.zwavejs_mqtt import mapping
 # Z-Wave JS UI's own name in its MQTT settings ("Name"); its client is ZWAVE_GATEWAY-<name>.
 DEFAULT_GATEWAY_NAME = "zwave-js-ui"
 _DEFAULT_SLOTS = 30
+# Levels a node's topic may have when it is not configured: `<name>` or `<loc>/<name>`, and one
+# more for a `/` inside a name or location (the gateway keeps it).
+_NODE_LEVELS = (1, 2, 3)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,13 +31,13 @@ class LockOptions(LockSettings):
 
 
 @dataclass(frozen=True, slots=True)
-class Options(MqttOptions):
-    """The driver's settings."""
+class Options(MqttOptions[LockOptions]):
+    """One Z-Wave JS UI gateway: its MQTT prefix and name, and the layout of its node topics
+    (Gateway settings)."""
 
     prefix: str = "zwave"
     gateway_name: str = DEFAULT_GATEWAY_NAME
     layout: mapping.TopicLayout = field(default_factory=mapping.TopicLayout)
-    locks: tuple[LockOptions, ...] = ()
     answer_timeout_s: float = 30.0
 
 
@@ -82,6 +85,20 @@ def node_info(options: LockOptions, facts: mapping.NodeFacts, hub_id: str,
         masks_pins=options.masks_pins,
         lengths=(min_length, options.max_length or facts.max_length or max(10, min_length)),
         spacing_s=spacing_s)
+
+
+def node_topic_filters(prefix: str, layout: mapping.TopicLayout,
+                       locks: Sequence[LockOptions]) -> list[str]:
+    """What to subscribe for the nodes' status, User Code and notification topics.
+
+    Node names and locations are known only once getNodes answers, so every node topic the
+    layout can make is subscribed; a configured topic those wildcards already match is not
+    subscribed twice (each matching subscription would hand the message over again)."""
+    wildcards = _NODE_LEVELS if any(lock.topic is None for lock in locks) else ()
+    nodes = ["/".join([prefix] + ["+"] * levels) for levels in wildcards]
+    nodes += [f"{prefix}/{lock.topic}" for lock in locks
+              if lock.topic is not None and lock.topic.count("/") + 1 not in wildcards]
+    return [topic_filter for node in nodes for topic_filter in mapping.node_filters(node, layout)]
 
 
 def memory(locks: list[Lock]) -> dict[str, object]:
