@@ -29,17 +29,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bridge.clock import Clock
 from bridge.driver import (
-    CommandRejected,
     DeviceInfo,
     DriverError,
     DriverEvent,
     DriverEventKind,
-    RejectReason,
     RetryLater,
     SlotRead,
     SlotState,
@@ -48,18 +45,20 @@ from drivers.mqtt.common import MalformedPayload, decode_json, shows
 from drivers.mqtt.link import LinkDown, MqttLink
 from drivers.mqtt.lockdriver import MqttLockDriver
 from drivers.zigbee2mqtt import mapping
-from drivers.zigbee2mqtt.locks import Discovery, Lock, LockOptions, Op, Options, Waiter, refusal
+from drivers.zigbee2mqtt.locks import (
+    Discovery,
+    Expect,
+    Lock,
+    LockOptions,
+    Op,
+    Options,
+    Waiter,
+    refusal,
+)
 
 __all__ = ["LockOptions", "Options", "Zigbee2MqttDriver"]
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Expect:
-    """What our own command should leave in a user: a PIN, or nothing (`pin` None)."""
-
-    pin: str | None
 
 
 class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
@@ -117,7 +116,7 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
     async def _read_now(self, lock: Lock, slot: int) -> SlotRead | None:
         """Ask the lock for the user afresh (`get`), never trusting the cached `users`; a user
         beyond the lock's own range holds nothing."""
-        if self._beyond(lock, slot):
+        if self._found.beyond(lock, slot):
             return SlotRead(slot=slot, state=SlotState.EMPTY)
         self._check_slot(lock, slot)
         try:
@@ -130,7 +129,7 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
         return mapping.UserDidNotAnswer(message)
 
     def _slots_to_list(self, lock: Lock) -> Iterable[int]:
-        return (s for s in lock.info.capabilities.slots() if not self._beyond(lock, s))
+        return (s for s in lock.info.capabilities.slots() if not self._found.beyond(lock, s))
 
     async def _list_one(self, lock: Lock, slot: int) -> SlotRead | None:
         """A user that does not answer is unreadable (its content unknown, never empty) and the
@@ -159,18 +158,18 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
                 if missing else "")
 
     def _writable(self, lock: Lock, slot: int) -> int:
-        if self._beyond(lock, slot):
-            raise self._full(lock, slot)
+        if self._found.beyond(lock, slot):
+            raise self._found.full(lock, slot)
         return self._check_slot(lock, slot)
 
     def _clearable(self, lock: Lock, slot: int) -> int | None:
-        if self._beyond(lock, slot):
+        if self._found.beyond(lock, slot):
             return None  # the lock has no such user: nothing can be there
         return self._check_slot(lock, slot)
 
     async def _reread(self, lock: Lock, slot: int, pin: str | None) -> SlotRead:
         async with self._op(lock, slot) as op:
-            return await self._fresh_read(lock, slot, op, _Expect(pin))
+            return await self._fresh_read(lock, slot, op, Expect(pin))
 
     async def _ping(self, lock: Lock) -> bool:
         """One `get` of the lock's state; True if the lock's state comes back in time."""
@@ -211,13 +210,13 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
             with self._in_doubt(lock, slot, pin):
                 async with self._op(lock, slot) as op:
                     await self._link.publish(self._topic(lock, "set"), payload)
-                    read = await self._fresh_read(lock, slot, op, _Expect(pin))
+                    read = await self._fresh_read(lock, slot, op, Expect(pin))
         except mapping.UserDidNotAnswer:
             # A set into a user the lock does not have is refused without a word, and reading
             # that user gets no answer: find out whether the lock's users end here.
             if pin is not None and await self._after_no_answer(lock, slot) == "range_end":
                 self._settled(lock, slot)
-                raise self._full(lock, slot) from None
+                raise self._found.full(lock, slot) from None
             raise
         self._settled(lock, slot)
         if shows(read, pin):
@@ -239,7 +238,7 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
                     read = await self._fresh_read(lock, slot, op)
             except mapping.UserDidNotAnswer:
                 if await self._after_no_answer(lock, slot) == "range_end":
-                    raise self._full(lock, slot) from None
+                    raise self._found.full(lock, slot) from None
                 raise
             if read.state is not SlotState.EMPTY and not (read.state is SlotState.KNOWN
                                                            and read.pin == pin):
@@ -316,19 +315,8 @@ class Zigbee2MqttDriver(MqttLockDriver[Lock, Options]):
         lock.info = self._info(lock.external_id, lock.ieee)
         self._remember()
 
-    def _beyond(self, lock: Lock, slot: int) -> bool:
-        """True for a user past the range the lock's own answers showed."""
-        count = self._found.ranges.get(lock.external_id)
-        return count is not None and slot >= lock.info.capabilities.first_slot + count
-
-    def _full(self, lock: Lock, slot: int) -> CommandRejected:
-        count = self._found.ranges.get(lock.external_id, lock.info.capabilities.slot_count)
-        return CommandRejected(RejectReason.NO_SPACE,
-                               f"{lock.external_id} has {count} users (user {slot} and the last of "
-                               "Zigbee2MQTT's range do not answer) and every one is taken")
-
     async def _fresh_read(self, lock: Lock, slot: int, op: Op,
-                          expect: _Expect | None = None) -> SlotRead:
+                          expect: Expect | None = None) -> SlotRead:
         """`get` one user and return the lock's answer. With `expect` (our own command), an
         answer that does not show it is believed only when the answer to a second `get`
         agrees: the first may be the cache from before the command, republished."""

@@ -41,6 +41,13 @@ class Options(MqttOptions[LockOptions]):
     confirmation_window_s: float = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What our own command should leave in a user: a PIN, or nothing (`pin` None)."""
+
+    pin: str | None
+
+
 @dataclass(slots=True)
 class Op:
     """A command in flight on one lock's user; Zigbee2MQTT's failure report for it lands here."""
@@ -84,6 +91,18 @@ class Discovery:
     expose: dict[str, bool] = field(default_factory=dict)
     expose_default: bool | None = None
     ranges: dict[str, int] = field(default_factory=dict)
+
+    def beyond(self, lock: Lock, slot: int) -> bool:
+        """True for a user past the range the lock's own answers showed."""
+        count = self.ranges.get(lock.external_id)
+        return count is not None and slot >= lock.info.capabilities.first_slot + count
+
+    def full(self, lock: Lock, slot: int) -> CommandRejected:
+        """A write the lock has no user for."""
+        count = self.ranges.get(lock.external_id, lock.info.capabilities.slot_count)
+        return CommandRejected(RejectReason.NO_SPACE,
+                               f"{lock.external_id} has {count} users (user {slot} and the last "
+                               "of Zigbee2MQTT's range do not answer) and every one is taken")
 
     def recall(self, doc: Mapping[str, object]) -> None:
         """Take what the memory file holds (entries of the wrong shape are skipped)."""

@@ -196,7 +196,7 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
             except MalformedPayload as exc:
                 raise RetryLater(f"unexpected answer to writeValue ({exc})") from exc
         failed = answer is mapping.WriteAnswer.FAILED
-        if failed and self._went_dead(lock, sent_at):
+        if failed and lock.went_dead(sent_at):
             # zwave-js marks a node that did not acknowledge as Dead: the lock may never have
             # heard the command. It stays uncertain, to be read before it is sent again.
             self._pending.end(key)
@@ -227,7 +227,7 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
                                   f"the lock refused the PIN for slot {slot}: it is already "
                                   "in another slot")
         if failed:
-            if self._went_dead(lock, sent_at):
+            if lock.went_dead(sent_at):
                 raise RetryLater(f"{lock.external_id} stopped answering while slot "
                                  f"{slot} was written")
             raise CommandRejected(RejectReason.OTHER,
@@ -235,15 +235,11 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
         what = "is not empty" if pin is None else "holds another code"
         raise RetryLater(f"slot {slot} {what} after the gateway accepted the command")
 
-    def _went_dead(self, lock: Lock, since: int) -> bool:
-        """Whether the node was reported Dead after `since` (a lock.seq), or is Dead now."""
-        return lock.dead_at > since or lock.status is Availability.OFFLINE
-
     async def _refused_as_duplicate(self, lock: Lock, slot: int, pin: str,
                                     since: int) -> bool:
         """Whether the lock refused `pin` in `slot` as a duplicate: its notice came (waiting a
         moment for it), or a slot read earlier holds the PIN and still does."""
-        if self._noticed_duplicate(lock, slot, since):
+        if lock.noticed_duplicate(slot, since):
             return True
         for other, (status, code) in sorted(lock.known.items()):
             if other == slot or code != pin or status in (mapping.STATUS_AVAILABLE,
@@ -257,15 +253,10 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
                 return True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DUPLICATE_NOTICE_WAIT_S):
-                while not self._noticed_duplicate(lock, slot, since):
+                while not lock.noticed_duplicate(slot, since):
                     lock.duplicate_seen.clear()
                     await lock.duplicate_seen.wait()
-        return self._noticed_duplicate(lock, slot, since)
-
-    @staticmethod
-    def _noticed_duplicate(lock: Lock, slot: int, since: int) -> bool:
-        # One command at a time per lock: a notice naming no slot is about the one under way.
-        return max(lock.duplicate_at.get(slot, -1), lock.duplicate_at.get(0, -1)) > since
+        return lock.noticed_duplicate(slot, since)
 
     async def _read_slot(self, lock: Lock, slot: int) -> SlotRead:
         result = await self._api("sendCommand",
@@ -482,11 +473,9 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
 
     def _learn_users_count(self, lock: Lock, count: int | None) -> None:
         """The gateway named the lock's users count in a refusal."""
-        if count is None or count == lock.facts.slot_count:
-            return
-        lock.facts = replace(lock.facts, slot_count=count, missing_slots=tuple(
-            s for s in lock.facts.missing_slots if s <= count))
-        self._changed(lock)
+        if count is not None and count != lock.facts.slot_count:
+            lock.learn_users_count(count)
+            self._changed(lock)
 
     def _slot_missing(self, lock: Lock, slot: int) -> None:
         """The lock reported `slot` as not available: reserve it."""

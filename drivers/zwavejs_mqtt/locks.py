@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from bridge.driver import Availability, DeviceInfo
 from drivers.mqtt.lockdriver import LockSettings, LockState, MqttOptions, slot_lock_info
@@ -69,6 +69,20 @@ class Lock(LockState):
     learned: bool = False
     # The node's topic under the prefix: as configured, or as the layout makes it from getNodes.
     topic: str = ""
+
+    def went_dead(self, since: int) -> bool:
+        """Whether the node was reported Dead after `since` (a `seq`), or is Dead now."""
+        return self.dead_at > since or self.status is Availability.OFFLINE
+
+    def noticed_duplicate(self, slot: int, since: int) -> bool:
+        """Whether a duplicate notice for `slot` came after `since` (a `seq`)."""
+        # One command at a time per lock: a notice naming no slot is about the one under way.
+        return max(self.duplicate_at.get(slot, -1), self.duplicate_at.get(0, -1)) > since
+
+    def learn_users_count(self, count: int) -> None:
+        """The lock has `count` users: slots beyond them are not missing, they do not exist."""
+        self.facts = replace(self.facts, slot_count=count, missing_slots=tuple(
+            s for s in self.facts.missing_slots if s <= count))
 
 
 def node_info(options: LockOptions, facts: mapping.NodeFacts, hub_id: str,
