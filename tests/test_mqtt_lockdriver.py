@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -147,3 +148,22 @@ async def test_availability_follows_the_broker_and_the_gateway() -> None:
     assert driver.availability("front") is Availability.DISCONNECTED
     assert driver.availability("back") is Availability.REMOVED
     assert not await driver.probe("front")
+
+
+async def test_background_work_is_stopped_and_its_failure_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    driver = _Driver(_Gateway())
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def waits() -> None:
+        await asyncio.Event().wait()
+
+    driver._spawn(fails(), "fails")
+    driver._spawn(waits(), "waits")
+    for _ in range(3):  # the task runs, then its done callback
+        await asyncio.sleep(0)
+    assert any("stub:t:fails failed" in r.getMessage() for r in caplog.records)
+    await driver.stop()
+    assert driver._tasks == []

@@ -434,6 +434,9 @@ class MqttLockDriver(Generic[LockT, OptionsT]):
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._log.error("%s %s: %s failed", self.kind, self.name, task.get_name(),
+                            exc_info=error)
 
     def _recall_memory(self) -> dict[str, object]:
         """What an earlier run remembered ({} when nothing usable)."""
