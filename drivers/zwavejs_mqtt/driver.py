@@ -20,51 +20,32 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import replace
 
 from bridge.clock import Clock
 from bridge.driver import (
-    Addressing,
     Availability,
-    CodeWrite,
     CommandRejected,
     DeviceInfo,
     DriverError,
     DriverEvent,
     DriverEventKind,
-    DriverEventSink,
-    FixConfig,
-    LockCapabilities,
-    PinConstraints,
     RejectReason,
     RetryLater,
     SlotRead,
     SlotState,
-    WriteResult,
 )
-from drivers.mqtt.common import (
-    EventPump,
-    LogOnce,
-    MalformedPayload,
-    PendingWrites,
-    checked_pin,
-    decode_json,
-    shows,
-)
+from drivers.mqtt.common import MalformedPayload, decode_json
 from drivers.mqtt.link import LinkDown, MqttLink
-from drivers.mqtt.support import load_memory, save_memory
-from drivers.zwave_usercode import holds, noticed_duplicate, wait_for_duplicate
-from drivers.zwavejs_mqtt import mapping
+from drivers.mqtt.lockdriver import MqttLockDriver
+from drivers.zwave_usercode import holds, wait_for_duplicate
+from drivers.zwavejs_mqtt import locks, mapping
+from drivers.zwavejs_mqtt.locks import DEFAULT_GATEWAY_NAME, Call, Lock, LockOptions, Options
+
+__all__ = ["DEFAULT_GATEWAY_NAME", "LockOptions", "Options", "ZwaveJsMqttDriver"]
 
 _LOG = logging.getLogger(__name__)
-# Z-Wave JS UI's own name in its MQTT settings ("Name"); its client is ZWAVE_GATEWAY-<name>.
-DEFAULT_GATEWAY_NAME = "zwave-js-ui"
-_DEFAULT_SLOTS = 30
-# Levels a node's topic may have when it is not configured: `<name>` or `<loc>/<name>`, and one
-# more for a `/` inside a name or location (the gateway keeps it).
-_NODE_LEVELS = (1, 2, 3)
 # Seconds between getNodes attempts while a node is not yet listed (a message may be missed),
 # doubling up to the cap: a node id that is not on the network must not cost a getNodes (all
 # nodes, all values) every minute for ever.
@@ -72,94 +53,25 @@ _RELEARN_S = 60.0
 _RELEARN_MAX_S = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class LockOptions:
-    """One lock node from the configuration; None means "as discovered"."""
-
-    node_id: int
-    external_id: str
-    # The node's topic under the prefix; None: as the gateway's layout makes it from getNodes.
-    topic: str | None = None
-    display_name: str | None = None
-    slot_count: int | None = None
-    reserved_slots: tuple[int, ...] = ()
-    masks_pins: bool = False
-    min_length: int | None = None
-    max_length: int | None = None
-    time_zone: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The driver's settings."""
-
-    prefix: str = "zwave"
-    gateway_name: str = DEFAULT_GATEWAY_NAME
-    layout: mapping.TopicLayout = field(default_factory=mapping.TopicLayout)
-    locks: tuple[LockOptions, ...] = ()
-    answer_timeout_s: float = 30.0
-    startup_wait_s: float = 10.0
-    confirmation_window_s: float = 10.0
-    command_spacing_s: float = 2.0
-    # Where what getNodes said of each lock is remembered between runs.
-    memory_file: Path | None = None
-
-
-@dataclass(slots=True)
-class _Call:
-    request_id: str
-    answer: asyncio.Future[mapping.ApiAnswer]
-
-
-@dataclass(slots=True)
-class _Lock:
-    options: LockOptions
-    info: DeviceInfo
-    facts: mapping.NodeFacts = field(default_factory=mapping.NodeFacts)
-    status: Availability | None = None
-    op_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    busy: set[int] = field(default_factory=set)
-    # Commands sent whose outcome we never learned: slot -> PIN (None for a clear).
-    uncertain: dict[int, str | None] = field(default_factory=dict)
-    # The last (userIdStatus, userCode) seen per slot, from reads and value topics.
-    known: dict[int, tuple[object, object]] = field(default_factory=dict)
-    # Counts what the lock said, so a command can tell what came after it was sent: the lock's
-    # "new user code not added: duplicate" notices (per slot; 0 for a notice naming no slot)
-    # and the node's reports of being Dead (a Fail after one was a NoAck, not a refusal).
-    seq: int = 0
-    duplicate_at: dict[int, int] = field(default_factory=dict)
-    duplicate_seen: asyncio.Event = field(default_factory=asyncio.Event)
-    dead_at: int = -1
-    # getNodes answered for this node (its slots, name and location are known).
-    learned: bool = False
-    # The node's topic under the prefix: as configured, or as the layout makes it from getNodes.
-    topic: str = ""
-
-
-class ZwaveJsMqttDriver:
+class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
     """Lock nodes behind one Z-Wave JS UI gateway (one prefix and gateway name)."""
 
+    kind = "zwavejs_mqtt"
+    network = "Z-Wave"
+    lock_noun = "Z-Wave lock"
+    slot_noun = "slot"
+
     def __init__(self, name: str, options: Options, clock: Clock, link: MqttLink) -> None:
-        self.name = name
-        self.options = options
-        self._clock = clock
-        self._link = link
+        super().__init__(name, options, clock, link, _LOG)
         self._prefix = options.prefix.rstrip("/")
-        self._pump = EventPump(f"zwavejs_mqtt {name}")
-        self._once = LogOnce(_LOG)
-        self._pending = PendingWrites(clock, options.confirmation_window_s)
-        self._calls: dict[str, list[_Call]] = {}
-        self._gateway_up: bool | None = None
-        self._started = False
-        self._last_availability: dict[str, Availability] = {}
-        self._locks: dict[str, _Lock] = {}
+        self._calls: dict[str, list[Call]] = {}
         self._driver_ready = asyncio.Event()
         self._learn_wakeup = asyncio.Event()
-        self._learning: asyncio.Task[None] | None = None
-        remembered = _recall(options.memory_file)
+        remembered = locks.recall(self._recall_memory())
         for lock_options in options.locks:
             facts = remembered.get(lock_options.node_id, mapping.NodeFacts())
-            lock = _Lock(lock_options, self._info(lock_options, facts), facts=facts)
+            lock = Lock(external_id=lock_options.external_id, options=lock_options,
+                        info=self._info(lock_options, facts), facts=facts)
             lock.topic = self._node_topic(lock_options, facts)
             self._locks[lock_options.external_id] = lock
         api_base = mapping.api_topic(self._prefix, options.gateway_name, "+")
@@ -167,31 +79,15 @@ class ZwaveJsMqttDriver:
         link.subscribe(mapping.gateway_status_topic(self._prefix, options.gateway_name),
                        self._on_gateway_status)
         link.subscribe(f"{self._prefix}/driver/status", self._on_driver_status)
-        # Node names and locations are known only once getNodes answers, so every node topic
-        # the layout can make is subscribed (only status, User Code and notification topics).
-        wildcards = _NODE_LEVELS if any(lock.options.topic is None
-                                        for lock in self._locks.values()) else ()
-        for levels in wildcards:
-            node = "/".join([self._prefix] + ["+"] * levels)
-            for topic_filter in mapping.node_filters(node, options.layout):
-                link.subscribe(topic_filter, self._on_node)
-        for lock in self._locks.values():
-            # A configured topic the wildcards already match is not subscribed twice (each
-            # matching subscription would hand the message over again).
-            if lock.options.topic is not None \
-                    and lock.options.topic.count("/") + 1 not in wildcards:
-                node = f"{self._prefix}/{lock.options.topic}"
-                for topic_filter in mapping.node_filters(node, options.layout):
-                    link.subscribe(topic_filter, self._on_node)
-        link.add_listener(self._on_link)
+        for topic_filter in locks.node_topic_filters(self._prefix, options.layout,
+                                                     options.locks):
+            link.subscribe(topic_filter, self._on_node)
 
-    # -- LockDriver -----------------------------------------------------------------------
+    # -- the base's hooks -----------------------------------------------------------------
 
-    async def start(self, sink: DriverEventSink) -> None:
-        """Connect, learn each configured node's facts (`getNodes`; while the gateway still
-        boots, until `startup_wait_s` ends and later in the background), begin reporting."""
-        self._pump.start(sink)
-        await self._link.start()
+    async def _meet_gateway(self) -> None:
+        """Learn each configured node's facts (`getNodes`; while the gateway still boots,
+        until `startup_wait_s` ends, and later in the background)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.startup_wait_s
         if await self._link.wait_up(self.options.startup_wait_s):
@@ -216,108 +112,48 @@ class ZwaveJsMqttDriver:
             _LOG.warning("zwavejs_mqtt %s: broker %s not reachable within %.0f s; using the "
                          "configured settings", self.name, self._link.config.describe(),
                          self.options.startup_wait_s)
-        self._started = True
-        for external_id in self._locks:
-            self._last_availability[external_id] = self.availability(external_id)
-        _LOG.info("zwavejs_mqtt %s: %d locks (%s)", self.name, len(self._locks),
-                  ", ".join(sorted(self._locks)) or "none")
-        self._learn_later()
 
-    async def stop(self) -> None:
-        """Disconnect and release everything; safe to call twice."""
-        learning, self._learning = self._learning, None
-        if learning is not None:
-            learning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await learning
-        await self._link.stop()
-        await self._pump.stop()
-        self._fail_calls(LinkDown("driver stopped"))
+    def _after_start(self) -> None:
+        """Until getNodes answered for every node: ask again when the gateway's Z-Wave driver
+        is ready or the broker comes back."""
+        if not all(lock.learned for lock in self._locks.values()):
+            self._spawn(self._learn_loop(), "nodes")
 
-    def devices(self) -> Sequence[DeviceInfo]:
-        """The configured lock nodes."""
-        return [lock.info for lock in self._locks.values()]
+    def _offline(self, lock: Lock) -> bool:
+        return lock.status is Availability.OFFLINE
 
-    def availability(self, external_id: str) -> Availability:
-        """Broker unreachable: disconnected; the gateway offline: hub disconnected; a dead
-        node: offline."""
-        lock = self._locks.get(external_id)
-        if lock is None:
-            return Availability.REMOVED
-        if not self._link.connected:
-            return Availability.DISCONNECTED
-        if self._gateway_up is False:
-            return Availability.HUB_DISCONNECTED
-        if lock.status is Availability.OFFLINE:
-            return Availability.OFFLINE
-        return Availability.ONLINE
+    async def _read_now(self, lock: Lock, slot: int) -> SlotRead:
+        """User Code `get` for the slot, answered by the lock itself."""
+        self._check_slot(lock, slot)
+        async with lock.op_lock:
+            lock.busy.add(slot)
+            try:
+                return await self._read_slot(lock, slot)
+            except mapping.SlotMissing:
+                # Not available (254): no code can be there; the slot is reserved from now.
+                return SlotRead(slot=slot, state=SlotState.EMPTY)
+            finally:
+                lock.busy.discard(slot)
 
-    async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """User Code `get` for each slot, answered by the lock itself."""
-        lock = self._lock(external_id)
-        reads = []
-        for slot in slots:
-            self._check_slot(lock, slot)
-            async with lock.op_lock:
-                lock.busy.add(slot)
-                try:
-                    reads.append(await self._read_slot(lock, slot))
-                except mapping.SlotMissing:
-                    # Not available (254): no code can be there; the slot is reserved from now.
-                    reads.append(SlotRead(slot=slot, state=SlotState.EMPTY))
-                finally:
-                    lock.busy.discard(slot)
-        return reads
+    def _slots_to_list(self, lock: Lock) -> Iterable[int]:
+        return [s for s in lock.info.capabilities.slots() if s not in lock.facts.missing_slots]
 
-    async def list_codes(self, external_id: str) -> list[SlotRead]:
-        """Every occupied slot, one `get` each: costly on a battery lock, called rarely."""
-        lock = self._lock(external_id)
-        slots = [s for s in lock.info.capabilities.slots() if s not in lock.facts.missing_slots]
-        reads = await self.read_slots(external_id, slots)
-        return [r for r in reads if r.state is not SlotState.EMPTY]
-
-    async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
-        """`writeValue` userCode for one slot, then read the slot back from the lock."""
-        lock = self._lock(external_id)
-        if code.slot is None:
-            raise CommandRejected(RejectReason.UNSUPPORTED, "Z-Wave locks need a slot number")
-        slot = self._check_slot(lock, code.slot)
+    def _writable(self, lock: Lock, slot: int) -> int:
+        slot = self._check_slot(lock, slot)
         if slot in lock.facts.missing_slots:
             raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
-                                  f"slot {slot} does not exist on {external_id} (the lock "
+                                  f"slot {slot} does not exist on {lock.external_id} (the lock "
                                   "reports it as not available)")
-        pin = checked_pin(code.pin)
-        async with lock.op_lock:
-            lock.busy.add(slot)
-            try:
-                if lock.uncertain.get(slot, "") == pin and await self._already(lock, slot, pin):
-                    return WriteResult(slot=slot, pin=pin)
-                await self._send(lock, slot, pin,
-                                 mapping.write_code_args(lock.options.node_id, slot, pin))
-            finally:
-                lock.busy.discard(slot)
-        return WriteResult(slot=slot, pin=pin)
+        return slot
 
-    async def clear_code(self, external_id: str, slot: int) -> None:
-        """Free exactly one slot (userIdStatus 0), then read it back; never the CC's `clear`."""
-        lock = self._lock(external_id)
-        slot = self._check_slot(lock, slot)
-        async with lock.op_lock:
-            lock.busy.add(slot)
-            try:
-                if slot in lock.uncertain and lock.uncertain[slot] is None \
-                        and await self._already(lock, slot, None):
-                    return
-                await self._send(lock, slot, None,
-                                 mapping.clear_code_args(lock.options.node_id, slot))
-            finally:
-                lock.busy.discard(slot)
+    async def _reread(self, lock: Lock, slot: int, pin: str | None) -> SlotRead:
+        try:
+            return await self._read_slot(lock, slot)
+        except mapping.SlotMissing:
+            return SlotRead(slot=slot, state=SlotState.EMPTY)
 
-    async def probe(self, external_id: str) -> bool:
+    async def _ping(self, lock: Lock) -> bool:
         """`pingNode`: True if the node answers."""
-        lock = self._locks.get(external_id)
-        if lock is None or not self._link.connected or self._gateway_up is False:
-            return False
         try:
             result = await self._api("pingNode", [lock.options.node_id])
         except DriverError:
@@ -329,46 +165,50 @@ class ZwaveJsMqttDriver:
             return True
         return False
 
+    def _abandon(self, why: str, *, maybe_sent: bool) -> None:
+        self._fail_calls(LinkDown(why, maybe_sent=maybe_sent))
+
+    def _link_lost(self) -> None:
+        self._gateway_online = None
+
+    def _link_up(self) -> None:
+        self._learn_wakeup.set()
+
     # -- commands -------------------------------------------------------------------------
 
-    async def _send(self, lock: _Lock, slot: int, pin: str | None, args: list[object]) -> None:
-        key = (lock.options.external_id, slot)
+    async def _send(self, lock: Lock, slot: int, pin: str | None) -> None:
+        """`writeValue` (userCode, or userIdStatus 0 to clear), then read the slot back."""
+        node = lock.options.node_id
+        args = mapping.clear_code_args(node, slot) if pin is None \
+            else mapping.write_code_args(node, slot, pin)
+        key = (lock.external_id, slot)
         sent_at = lock.seq
         lock.duplicate_seen.clear()
-        self._pending.begin(key, pin)
-        lock.uncertain[slot] = pin
-        try:
-            result = await self._api("writeValue", args)
-            answer = mapping.check_write(result)
-        except LinkDown as exc:
-            if not exc.maybe_sent:
-                lock.uncertain.pop(slot, None)
-                self._pending.end(key)
-            raise
-        except CommandRejected as exc:
-            lock.uncertain.pop(slot, None)
-            self._pending.end(key)
-            if exc.reason is RejectReason.SLOT_OUT_OF_RANGE:
-                self._learn_users_count(lock, mapping.supported_users(result))
-            raise
-        except MalformedPayload as exc:
-            raise RetryLater(f"unexpected answer to writeValue ({exc})") from exc
+        with self._in_doubt(lock, slot, pin):
+            try:
+                result = await self._api("writeValue", args)
+                answer = mapping.check_write(result)
+            except CommandRejected as exc:
+                if exc.reason is RejectReason.SLOT_OUT_OF_RANGE:
+                    self._learn_users_count(lock, mapping.supported_users(result))
+                raise
+            except MalformedPayload as exc:
+                raise RetryLater(f"unexpected answer to writeValue ({exc})") from exc
         failed = answer is mapping.WriteAnswer.FAILED
-        if failed and self._went_dead(lock, sent_at):
+        if failed and lock.went_dead(sent_at):
             # zwave-js marks a node that did not acknowledge as Dead: the lock may never have
             # heard the command. It stays uncertain, to be read before it is sent again.
             self._pending.end(key)
-            raise RetryLater(f"{lock.options.external_id} did not acknowledge the command for "
+            raise RetryLater(f"{lock.external_id} did not acknowledge the command for "
                              f"slot {slot} (node dead); retried once it answers")
         try:
             read = await self._read_slot(lock, slot)
         except mapping.SlotMissing:
-            lock.uncertain.pop(slot, None)
-            self._pending.end(key)
+            self._settled(lock, slot)
             if pin is None:
                 return
             raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
-                                  f"slot {slot} does not exist on {lock.options.external_id} "
+                                  f"slot {slot} does not exist on {lock.external_id} "
                                   "(the lock reports it as not available)") from None
         lock.uncertain.pop(slot, None)
         if holds(read, pin, refused=failed):
@@ -381,23 +221,19 @@ class ZwaveJsMqttDriver:
                                   f"the lock refused the PIN for slot {slot}: it is already "
                                   "in another slot")
         if failed:
-            if self._went_dead(lock, sent_at):
-                raise RetryLater(f"{lock.options.external_id} stopped answering while slot "
+            if lock.went_dead(sent_at):
+                raise RetryLater(f"{lock.external_id} stopped answering while slot "
                                  f"{slot} was written")
             raise CommandRejected(RejectReason.OTHER,
                                   f"the lock refused the command for slot {slot} (Fail)")
         what = "is not empty" if pin is None else "holds another code"
         raise RetryLater(f"slot {slot} {what} after the gateway accepted the command")
 
-    def _went_dead(self, lock: _Lock, since: int) -> bool:
-        """Whether the node was reported Dead after `since` (a lock.seq), or is Dead now."""
-        return lock.dead_at > since or lock.status is Availability.OFFLINE
-
-    async def _refused_as_duplicate(self, lock: _Lock, slot: int, pin: str,
+    async def _refused_as_duplicate(self, lock: Lock, slot: int, pin: str,
                                     since: int) -> bool:
         """Whether the lock refused `pin` in `slot` as a duplicate: its notice came (waiting a
         moment for it), or a slot read earlier holds the PIN and still does."""
-        if self._noticed_duplicate(lock, slot, since):
+        if lock.noticed_duplicate(slot, since):
             return True
         for other, (status, code) in sorted(lock.known.items()):
             if other == slot or code != pin or status in (mapping.STATUS_AVAILABLE,
@@ -409,27 +245,10 @@ class ZwaveJsMqttDriver:
                 continue
             if read.state is SlotState.KNOWN and read.pin == pin:
                 return True
-        return await wait_for_duplicate(lambda: self._noticed_duplicate(lock, slot, since),
+        return await wait_for_duplicate(lambda: lock.noticed_duplicate(slot, since),
                                         lock.duplicate_seen)
 
-    @staticmethod
-    def _noticed_duplicate(lock: _Lock, slot: int, since: int) -> bool:
-        return noticed_duplicate(lock.duplicate_at, slot, since)
-
-    async def _already(self, lock: _Lock, slot: int, pin: str | None) -> bool:
-        """Before resending a command whose outcome was lost: does the slot show it already?"""
-        try:
-            read = await self._read_slot(lock, slot)
-        except mapping.SlotMissing:
-            return pin is None
-        if read.state is not SlotState.UNREADABLE and shows(read, pin):
-            lock.uncertain.pop(slot, None)
-            _LOG.info("zwavejs_mqtt %s: %s slot %d already done; not sent again", self.name,
-                      lock.options.external_id, slot)
-            return True
-        return False
-
-    async def _read_slot(self, lock: _Lock, slot: int) -> SlotRead:
+    async def _read_slot(self, lock: Lock, slot: int) -> SlotRead:
         result = await self._api("sendCommand",
                                  mapping.get_code_args(lock.options.node_id, slot))
         try:
@@ -439,9 +258,9 @@ class ZwaveJsMqttDriver:
             self._slot_missing(lock, slot)
             raise
         except MalformedPayload as exc:
-            self._once.warn(("get", lock.options.external_id), "zwavejs_mqtt %s: %s: an "
+            self._once.warn(("get", lock.external_id), "zwavejs_mqtt %s: %s: an "
                             "unexpected User Code report (%s)", self.name,
-                            lock.options.external_id, exc)
+                            lock.external_id, exc)
             raise RetryLater(f"unexpected User Code report ({exc})") from exc
         if isinstance(result, dict):
             lock.known[slot] = (result.get("userIdStatus"),
@@ -451,14 +270,13 @@ class ZwaveJsMqttDriver:
     async def _api(self, api: str, args: list[object]) -> object:
         """Call one gateway API and return its `result`, or raise what its failure means."""
         request_id = uuid.uuid4().hex
-        call = _Call(request_id, asyncio.get_running_loop().create_future())
+        call = Call(request_id, asyncio.get_running_loop().create_future())
         calls = self._calls.setdefault(api, [])
         calls.append(call)
         topic = mapping.api_topic(self._prefix, self.options.gateway_name, api) + "/set"
         try:
-            await self._link.publish(topic, mapping.api_request(args, request_id))
-            async with asyncio.timeout(self.options.answer_timeout_s):
-                answer = await call.answer
+            answer = await self._request(topic, mapping.api_request(args, request_id),
+                                         lambda: call.answer)
         except TimeoutError:
             raise RetryLater(f"Z-Wave JS UI did not answer {api} within "
                              f"{self.options.answer_timeout_s:.0f} s") from None
@@ -501,10 +319,9 @@ class ZwaveJsMqttDriver:
             self._once.warn(("gateway-status",), "zwavejs_mqtt %s: ignored a malformed gateway "
                             "status on %s (not a status)", self.name, topic)
             return
-        self._gateway_up = up
         if not up:
             self._fail_calls(RetryLater("the Z-Wave JS UI gateway went offline"))
-        self._availability_changed()
+        self._gateway_is(up)
 
     def _on_driver_status(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
@@ -544,11 +361,11 @@ class ZwaveJsMqttDriver:
             if note is not None and not retained:
                 self._on_notification(lock, note)
         except MalformedPayload as exc:
-            self._once.warn((lock.options.external_id, parts[0]), "zwavejs_mqtt %s: ignored a "
+            self._once.warn((lock.external_id, parts[0]), "zwavejs_mqtt %s: ignored a "
                             "malformed message for %s on %s (%s)", self.name,
-                            lock.options.external_id, topic, exc)
+                            lock.external_id, topic, exc)
 
-    def _on_user_code(self, lock: _Lock, value: mapping.UserCodeValue) -> None:
+    def _on_user_code(self, lock: Lock, value: mapping.UserCodeValue) -> None:
         slot = value.slot
         if value.value is None:
             return  # defined, but the gateway does not know it yet
@@ -559,15 +376,14 @@ class ZwaveJsMqttDriver:
         else:
             code = mapping.user_code_text(value.value)
         lock.known[slot] = (status, code)
-        key = (lock.options.external_id, slot)
+        key = (lock.external_id, slot)
         if before is None or slot in lock.busy or self._pending.active(key) is not None:
             return
         if (status, code) != before and slot in lock.info.capabilities.slots():
-            self._pump.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.options.external_id,
-                                        slot=slot, detail={"source": "value"}))
+            self._changed_at_lock(lock, slot, {"source": "value"})
 
-    def _on_notification(self, lock: _Lock, note: mapping.NodeNotification) -> None:
-        external_id = lock.options.external_id
+    def _on_notification(self, lock: Lock, note: mapping.NodeNotification) -> None:
+        external_id = lock.external_id
         if note.kind == "keypad_used":
             self._pump.emit(DriverEvent(DriverEventKind.KEYPAD_USED, external_id,
                                         slot=note.slot, detail=note.detail))
@@ -580,17 +396,7 @@ class ZwaveJsMqttDriver:
                 return
         slots = lock.info.capabilities.slots() if note.slot is None else [note.slot]
         for slot in slots:
-            self._pending.end((external_id, slot))
-            self._pump.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, external_id, slot=slot,
-                                        detail=note.detail))
-
-    def _on_link(self, up: bool) -> None:
-        if not up:
-            self._gateway_up = None
-            self._fail_calls(LinkDown("the MQTT broker connection was lost", maybe_sent=True))
-        else:
-            self._learn_wakeup.set()
-        self._availability_changed()
+            self._changed_at_lock(lock, slot, note.detail)
 
     # -- learning the nodes ---------------------------------------------------------------
 
@@ -622,25 +428,18 @@ class ZwaveJsMqttDriver:
                 lock.status = facts.status
             lock.topic = self._node_topic(lock.options, facts)
             if self._describe(lock):
-                changed.append(lock.options.external_id)
+                changed.append(lock.external_id)
         self._remember()
         return changed
 
-    async def _users_count(self, lock: _Lock) -> int | None:
+    async def _users_count(self, lock: Lock) -> int | None:
         try:
             return mapping.users_count(await self._api(
                 "sendCommand", mapping.users_count_args(lock.options.node_id)))
         except DriverError as exc:
             _LOG.info("zwavejs_mqtt %s: %s did not tell its users count (%s)", self.name,
-                      lock.options.external_id, exc)
+                      lock.external_id, exc)
             return None
-
-    def _learn_later(self) -> None:
-        """Until getNodes answered for every node: ask again when the gateway's Z-Wave driver
-        is ready or the broker comes back."""
-        if self._learning is None and not all(lock.learned for lock in self._locks.values()):
-            self._learning = asyncio.create_task(self._learn_loop(),
-                                                 name=f"zwavejs_mqtt:{self.name}:nodes")
 
     async def _learn_loop(self) -> None:
         pause = _RELEARN_S
@@ -662,31 +461,29 @@ class ZwaveJsMqttDriver:
             for external_id in changed:
                 self._pump.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, external_id))
 
-    def _learn_users_count(self, lock: _Lock, count: int | None) -> None:
+    def _learn_users_count(self, lock: Lock, count: int | None) -> None:
         """The gateway named the lock's users count in a refusal."""
-        if count is None or count == lock.facts.slot_count:
-            return
-        lock.facts = replace(lock.facts, slot_count=count, missing_slots=tuple(
-            s for s in lock.facts.missing_slots if s <= count))
-        self._changed(lock)
+        if count is not None and count != lock.facts.slot_count:
+            lock.learn_users_count(count)
+            self._changed(lock)
 
-    def _slot_missing(self, lock: _Lock, slot: int) -> None:
+    def _slot_missing(self, lock: Lock, slot: int) -> None:
         """The lock reported `slot` as not available: reserve it."""
         if slot in lock.facts.missing_slots:
             return
         _LOG.info("zwavejs_mqtt %s: %s has no slot %d (status not available); not used",
-                  self.name, lock.options.external_id, slot)
+                  self.name, lock.external_id, slot)
         lock.facts = replace(lock.facts, missing_slots=tuple(sorted(
             {*lock.facts.missing_slots, slot})))
         self._changed(lock)
 
-    def _changed(self, lock: _Lock) -> None:
+    def _changed(self, lock: Lock) -> None:
         self._remember()
         if self._describe(lock):
             self._pump.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED,
-                                        lock.options.external_id))
+                                        lock.external_id))
 
-    def _describe(self, lock: _Lock) -> bool:
+    def _describe(self, lock: Lock) -> bool:
         """Rebuild the lock's DeviceInfo from its facts; True if it changed."""
         info = self._info(lock.options, lock.facts)
         if info == lock.info:
@@ -700,15 +497,6 @@ class ZwaveJsMqttDriver:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _availability_changed(self) -> None:
-        if not self._started:
-            return
-        for external_id in self._locks:
-            now = self.availability(external_id)
-            if self._last_availability.get(external_id) is not now:
-                self._last_availability[external_id] = now
-                self._pump.availability(external_id, now)
-
     def _fail_calls(self, error: DriverError) -> None:
         for calls in self._calls.values():
             for call in calls:
@@ -716,77 +504,8 @@ class ZwaveJsMqttDriver:
                     call.answer.set_exception(error)
 
     def _remember(self) -> None:
-        nodes: dict[str, object] = {}
-        for lock in self._locks.values():
-            facts = {k: list(v) if isinstance(v, tuple) else v
-                     for k, v in asdict(lock.facts).items() if k != "status"}
-            nodes[str(lock.options.node_id)] = facts
-        save_memory(self.options.memory_file, {"nodes": nodes})
+        self._save_memory(locks.memory(list(self._locks.values())))
 
     def _info(self, options: LockOptions, facts: mapping.NodeFacts) -> DeviceInfo:
-        slot_count = options.slot_count or facts.slot_count or _DEFAULT_SLOTS
-        # Slots the lock reports as not available are reserved: no code can go there.
-        reserved = {*options.reserved_slots, *(s for s in facts.missing_slots
-                                               if s <= slot_count)}
-        caps = LockCapabilities(
-            addressing=Addressing.SLOT, first_slot=1, slot_count=slot_count,
-            reserved_slots=frozenset(reserved), can_read=True,
-            masks_pins_on_read=options.masks_pins,
-            # Writes are confirmed by a fresh read from the lock before write_code returns.
-            confirmation_window_s=0.0, name_max_length=16,
-            min_command_spacing_s=self.options.command_spacing_s)
-        min_length = options.min_length or facts.min_length or 4
-        max_length = options.max_length or facts.max_length or max(10, min_length)
-        return DeviceInfo(
-            external_id=options.external_id,
-            display_name=options.display_name or facts.name or f"Z-Wave node {options.node_id}",
-            manufacturer=facts.manufacturer or "Z-Wave", model=facts.product or "Z-Wave lock",
-            device_type="zwave_lock", capabilities=caps,
-            constraints=PinConstraints(min_length=min_length, max_length=max_length),
-            hub_id=f"zwavejs:{self._prefix}/{self.options.gateway_name}",
-            time_zone=options.time_zone)
-
-    def _lock(self, external_id: str) -> _Lock:
-        lock = self._locks.get(external_id)
-        if lock is None:
-            raise FixConfig(f"no Z-Wave lock {external_id!r}")
-        return lock
-
-    def _check_slot(self, lock: _Lock, slot: int) -> int:
-        caps = lock.info.capabilities
-        if slot < 1 or slot not in caps.slots():
-            raise CommandRejected(RejectReason.SLOT_OUT_OF_RANGE,
-                                  f"slot {slot} does not exist on {lock.options.external_id} "
-                                  f"(slots {caps.first_slot}.."
-                                  f"{caps.first_slot + caps.slot_count - 1})")
-        return slot
-
-
-
-def _recall(path: Path | None) -> dict[int, mapping.NodeFacts]:
-    """Node facts saved by an earlier run."""
-    nodes = load_memory(path).get("nodes")
-    if not isinstance(nodes, dict):
-        return {}
-    recalled: dict[int, mapping.NodeFacts] = {}
-    for key, facts in nodes.items():
-        if not str(key).isdigit() or not isinstance(facts, dict):
-            continue
-        fields = {name: facts.get(name) for name in ("manufacturer", "product", "slot_count",
-                                                    "min_length", "max_length", "name",
-                                                    "location")}
-        text_ok = all(v is None or isinstance(v, str)
-                      for v in (fields["manufacturer"], fields["product"], fields["name"],
-                                fields["location"]))
-        numbers_ok = all(_positive(v) for v in (fields["slot_count"], fields["min_length"],
-                                                 fields["max_length"]) if v is not None)
-        missing = facts.get("missing_slots", [])
-        if not isinstance(missing, list) or not all(_positive(v) for v in missing):
-            missing = []
-        if text_ok and numbers_ok:
-            recalled[int(key)] = mapping.NodeFacts(**fields, missing_slots=tuple(missing))
-    return recalled
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+        hub = f"zwavejs:{self._prefix}/{self.options.gateway_name}"
+        return locks.node_info(options, facts, hub, self.options.command_spacing_s)
