@@ -185,6 +185,9 @@ class DriverEvent:
     detail: dict[str, str] = field(default_factory=dict)
 
 
+# The engine's handler of a driver's events. It may wait on the engine, which may itself be
+# waiting on the driver's command: a driver never awaits it from a command or from a library
+# callback a command waits on, but delivers from its own task (drivers.events.EventPump).
 DriverEventSink = Callable[[DriverEvent], Awaitable[None]]
 
 

@@ -40,9 +40,9 @@ from bridge.driver import (
     SlotRead,
     WriteResult,
 )
+from drivers.events import EventPump
 from drivers.miio.config import Config, LockConfig
 from drivers.miio.models import MODELS, LockModel
-from drivers.mqtt.common import EventPump
 
 _LOG = logging.getLogger(__name__)
 _REFUSAL = ("Xiaomi locks take passwords only from Xiaomi's app or cloud; lockbridge can watch "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -12,11 +10,7 @@ from dataclasses import dataclass
 
 from bridge.clock import Clock
 from bridge.driver import (
-    Availability,
     CommandRejected,
-    DriverEvent,
-    DriverEventKind,
-    DriverEventSink,
     RejectReason,
     SlotRead,
     SlotState,
@@ -85,57 +79,6 @@ class LogOnce:
     def seen(self, key: Hashable) -> bool:
         """True once `warn` was called with `key`."""
         return key in self._seen
-
-
-class EventPump:
-    """Hands driver events to the engine from its own task, in order, so a message handler
-    never waits on the engine (which may itself be waiting for this driver)."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._queue: asyncio.Queue[DriverEvent] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._sink: DriverEventSink | None = None
-
-    def start(self, sink: DriverEventSink) -> None:
-        """Begin delivering to `sink`."""
-        self._sink = sink
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"events:{self._name}")
-
-    def emit(self, event: DriverEvent) -> None:
-        """Queue one event; never blocks."""
-        self._queue.put_nowait(event)
-
-    def availability(self, external_id: str, availability: Availability) -> None:
-        """Queue an availability report."""
-        self.emit(DriverEvent(DriverEventKind.AVAILABILITY, external_id,
-                              availability=availability))
-
-    async def drain(self) -> None:
-        """Wait until every queued event was delivered (for tests and orderly stops)."""
-        await self._queue.join()
-
-    async def stop(self) -> None:
-        """Stop delivering; safe to call twice."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._sink = None
-
-    async def _run(self) -> None:
-        while True:
-            event = await self._queue.get()
-            try:
-                if self._sink is not None:
-                    await self._sink(event)
-            except Exception:
-                _LOG.exception("%s: delivering %s for %s failed", self._name, event.kind.value,
-                               event.external_id)
-            finally:
-                self._queue.task_done()
 
 
 @dataclass(frozen=True, slots=True)

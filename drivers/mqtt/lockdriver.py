@@ -60,9 +60,10 @@ from bridge.driver import (
     SlotState,
     WriteResult,
 )
-from drivers.mqtt.common import EventPump, LogOnce, PendingWrites, checked_pin, shows
+from drivers.events import EventPump
+from drivers.memory import load_memory, save_memory
+from drivers.mqtt.common import LogOnce, PendingWrites, checked_pin, shows
 from drivers.mqtt.link import LinkDown, MqttLink
-from drivers.mqtt.support import load_memory, save_memory
 
 T = TypeVar("T")
 

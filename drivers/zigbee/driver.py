@@ -45,8 +45,8 @@ from bridge.driver import (
     WriteResult,
 )
 from bridge.reconnect import Backoff, FailureKind, ReconnectSupervisor
-from drivers.mqtt.common import EventPump
-from drivers.mqtt.support import load_memory, save_memory
+from drivers.events import EventPump
+from drivers.memory import load_memory, save_memory
 from drivers.zigbee import doorlock
 from drivers.zigbee.config import Config, LockConfig
 from drivers.zigbee.doorlock import LockLimits, UserStatus, UserType

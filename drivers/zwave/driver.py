@@ -52,7 +52,8 @@ from bridge.driver import (
 )
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from drivers import zwave_usercode as usercode
-from drivers.mqtt.support import save_memory
+from drivers.events import EventPump
+from drivers.memory import save_memory
 from drivers.zwave import mapping
 from drivers.zwave.config import Config
 from drivers.zwave.mapping import (
@@ -122,9 +123,7 @@ class ZWaveDriver:
         self._home_id: int | None = None
         self._client: Client | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._sink: DriverEventSink | None = None
-        self._events: asyncio.Queue[DriverEvent] = asyncio.Queue(_EVENT_QUEUE)
-        self._dropped = 0
+        self._events = EventPump(f"zwave {config.name}", maxsize=_EVENT_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._synced = asyncio.Event()
         self._attempt_failed = asyncio.Event()
@@ -144,10 +143,9 @@ class ZWaveDriver:
 
     async def start(self, sink: DriverEventSink) -> None:
         """Connect, discover locks (waiting for their own ready events), and report events."""
-        self._sink = sink
+        self._events.start(sink)
         self._load_cache()
         self._http = aiohttp.ClientSession()
-        self._tasks.append(asyncio.create_task(self._dispatch(), name=f"zwave:{self.name}:events"))
         self._tasks.append(asyncio.create_task(self._supervisor.run(),
                                                name=f"zwave:{self.name}:link"))
         synced = asyncio.ensure_future(self._synced.wait())
@@ -176,7 +174,7 @@ class ZWaveDriver:
         if self._http is not None:
             await self._http.close()
             self._http = None
-        self._sink = None
+        await self._events.stop()
 
     def devices(self) -> Sequence[DeviceInfo]:
         """Locks known now (including, while the server is away, those of the last run)."""
@@ -798,27 +796,7 @@ class ZWaveDriver:
                                    availability=now))
 
     def _emit(self, event: DriverEvent) -> None:
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            self._dropped += 1
-            if self._dropped == 1:
-                _LOG.warning("zwave %s: the engine is not taking events; dropping them (the "
-                             "hourly reconcile catches up)", self.name)
-
-    async def _dispatch(self) -> None:
-        """Hand queued events to the engine, one at a time, in order."""
-        while True:
-            event = await self._events.get()
-            sink = self._sink
-            if sink is None:
-                continue
-            try:
-                await sink(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOG.exception("zwave %s: the engine failed on %s", self.name, event.kind.value)
+        self._events.emit(event)
 
     # -- the lock list kept across restarts ------------------------------------------------------
 

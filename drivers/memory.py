@@ -1,5 +1,6 @@
-"""Pieces of the MQTT drivers that must import without the `mqtt` extra: a stand-in driver for
-when aiomqtt is missing, and the small JSON file in which a driver remembers its locks."""
+"""The small JSON file in which a driver remembers its locks between runs (what it learned of
+them, so they are served before their network answers): read leniently, written atomically
+and fsynced, by every driver."""
 
 from __future__ import annotations
 
