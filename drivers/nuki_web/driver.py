@@ -61,6 +61,7 @@ from bridge.driver import (
     SlotState,
     WriteResult,
 )
+from drivers.events import EventPump
 from drivers.nuki_web.config import Config
 
 _LOG = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class NukiWebDriver:
         self._base = config.url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._locks: dict[str, _Lock] = {}
-        self._sink: DriverEventSink | None = None
+        self._events = EventPump(f"nuki {config.name}")
         self._poller: asyncio.Task[None] | None = None
         self._account_refused = False
         self._rights_missing = False
@@ -114,7 +115,7 @@ class NukiWebDriver:
 
     async def start(self, sink: DriverEventSink) -> None:
         """Fetch the account's locks (a failure is retried by the poller), then keep polling."""
-        self._sink = sink
+        self._events.start(sink)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_s))
         try:
@@ -133,7 +134,7 @@ class NukiWebDriver:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        self._sink = None
+        await self._events.stop()
 
     def devices(self) -> Sequence[DeviceInfo]:
         """Locks of the account seen in the latest listing."""
@@ -376,8 +377,8 @@ class NukiWebDriver:
             await self._note(lock, state)
 
     async def _emit(self, event: DriverEvent) -> None:
-        if self._sink is not None:
-            await self._sink(event)
+        # Queued: this runs inside commands too, which the engine may be waiting on.
+        self._events.emit(event)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     missing_ok: bool = False) -> Any:

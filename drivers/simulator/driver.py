@@ -151,6 +151,9 @@ class SimulatorDriver:
             )
 
     async def _emit(self, event: DriverEvent) -> None:
+        # The one driver that awaits the engine directly: a test double whose fault hooks
+        # (keypad_set, set_availability) are steps of a test that must have taken effect when
+        # they return. Real drivers queue through drivers.events.EventPump.
         if self._sink is not None:
             await self._sink(event)
 
