@@ -513,3 +513,22 @@ async def test_pin_rules_the_operator_knows_apply_to_every_code(harness_factory)
     made = await h.engine.create_code(dev, CodeRequest(name="Guest"))
     await h.settle()
     assert made.code in h.slots("back").values() and len(made.code or "") == 5
+
+
+async def test_an_ongoing_code_given_times_becomes_time_bound(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Found by the chaos soak: an update with starts_at/ends_at and no type kept the code
+    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it."""
+    h = await harness_factory([SimLockSpec("front", "Front")], time_zone="Europe/Lisbon")
+    dev = h.device_id("front")
+    code = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
+    await h.settle()
+    assert h.slots("front") == {1: "13579"}
+    updated = await h.engine.update_code(code.access_code_id, CodeRequest(
+        starts_at=START + D, ends_at=START + 2 * D))
+    assert updated.type is AccessCodeType.TIME_BOUND
+    await h.settle()
+    assert h.slots("front") == {}, "not on the lock before its window"
+    await h.engine.update_code(code.access_code_id, CodeRequest(type=AccessCodeType.ONGOING))
+    with pytest.raises(EngineError) as refused:  # a window needs both ends
+        await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + D / 2))
+    assert refused.value.kind == "invalid_input"
