@@ -220,7 +220,12 @@ def _t(value: datetime | None) -> str | None:
 
 def pins_in_log(log: str, pins: set[str]) -> list[str]:
     """PINs (4 digits or more) that appear in the log as a number of their own."""
-    text = re.sub(r"[0-9a-f]{12,}", "<id>", log)
+    # Ids hold digit runs by chance ("...-4916-..." in a uuid is not the PIN 4916).
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", log)
+    text = re.sub(r"soak-\d+-\d+", "<command>", text)
+    text = re.sub(r"[0-9a-f]{12,}", "<id>", text)
+    # Sequence numbers in the upstream link's lines ("sending events after 1402 (3 held)").
+    text = re.sub(r"events after \d+ \(\d+ held\)", "<resume>", text)
     numbers = set(re.findall(r"(?<!\d)\d{4,12}(?!\d)", text))
     return sorted(p for p in pins if len(p) >= 4 and p in numbers)
 

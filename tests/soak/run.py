@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from drivers.simulator.lock import SEEN_PINS
-from tests.soak import checks
+from tests.soak import checks, faults
 from tests.soak.chaos import Refused, Soak, Unsure
 from tests.soak.schedule import FAULTS, fingerprint, plan
 from tests.soak.world import (
@@ -93,7 +93,7 @@ async def soak(seconds: float, seed: int, workdir: Path, *, settle_s: float = 60
             run = Soak(seed, state, daemon, upstream, gateways, session)
             await _wait_for(run.load_devices_all, 30, "every lock discovered")
             await _carry_out(run, steps, seconds)
-            await run.heal()
+            await faults.heal(run)
             await _settle_and_check(run, report, settle_s, quiet_s)
     finally:
         with contextlib.suppress(Exception):

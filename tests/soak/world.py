@@ -144,6 +144,7 @@ class Daemon:
     unexpected_exits: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     up_since: float = 0.0
+    starting: bool = False
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until its API answers."""
@@ -156,16 +157,20 @@ class Daemon:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.expected_exit = False
         self.incarnation += 1
+        self.starting = True
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"the daemon exited at start ({self.proc.returncode})")
-            if port_file.exists() and port_file.read_text().strip():
-                self.port = int(port_file.read_text())
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the daemon did not start its API")
-            await asyncio.sleep(0.05)
+        try:
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"the daemon exited at start ({self.proc.returncode})")
+                if port_file.exists() and port_file.read_text().strip():
+                    self.port = int(port_file.read_text())
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the daemon did not start its API")
+                await asyncio.sleep(0.05)
+        finally:
+            self.starting = False
         self.up_since = time.monotonic()
 
     @property
