@@ -352,7 +352,10 @@ def judge_read(
     """Compare a read with what the bridge believes is in the code's slot."""
     fresh = code.last_write_at is not None and now - code.last_write_at < confirmation_window
     if read.state is SlotState.UNREADABLE:
-        # Occupied but masked: never "empty". Our own recent write is trusted.
+        # Occupied but masked: never "empty". Our own write is trusted, unless the lock shows
+        # another name in the slot: a code typed over ours at the keypad.
+        if not _same_name(read.name, code.appearance_name):
+            return ReadVerdict.STILL_PENDING if fresh else ReadVerdict.CHANGED
         return ReadVerdict.TRUSTED
     if read.state is SlotState.KNOWN and read.pin == code.on_lock_pin:
         return ReadVerdict.CONFIRMED
@@ -361,6 +364,13 @@ def judge_read(
     if read.state is SlotState.EMPTY:
         return ReadVerdict.MISSING
     return ReadVerdict.CHANGED
+
+
+def _same_name(shown: str | None, written: str | None) -> bool:
+    """A name read back matches the one written (a lock may keep only its start)."""
+    if shown is None or written is None:
+        return True
+    return shown.startswith(written) or written.startswith(shown)
 
 
 def appearance_name(name: str, limit: int) -> str:
