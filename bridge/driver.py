@@ -135,8 +135,11 @@ class SlotRead:
     # The last change to it never reached the lock; the lock keeps whatever it had.
     failed: bool = False
     # The lock keeps a code here that does not open the door (Z-Wave's and Zigbee's "disabled"
-    # status): neither a working code nor an empty slot. Read as UNREADABLE, named "disabled".
+    # status): neither a working code nor an empty slot. Read as UNREADABLE, reason "disabled".
     disabled: bool = False
+    # Why a slot read is unreadable ("masked", "disabled", "binary", ...), for logs and tests;
+    # never the name the lock keeps for the code (that is `name`).
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

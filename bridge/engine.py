@@ -419,6 +419,11 @@ class Engine:
                 if request.type is AccessCodeType.ONGOING:
                     changes["starts_at"] = None
                     changes["ends_at"] = None
+            elif current.type is AccessCodeType.ONGOING and (
+                    "starts_at" in changes or "ends_at" in changes):
+                # Seam: an ongoing code given times becomes time-bound. Kept ongoing, its
+                # window would show everywhere and be enforced nowhere.
+                changes["type"] = AccessCodeType.TIME_BOUND
             updated = replace(current, **changes, revision=current.revision + 1, gave_up=False,
                               attempts=0, next_attempt_at=None,
                               errors=_drop_codes(current.errors, _RETRYABLE_ERRORS),

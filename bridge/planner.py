@@ -416,7 +416,10 @@ def judge_read(
         if read.disabled:
             # The lock keeps a code there that does not open the door: not the working code.
             return ReadVerdict.CHANGED
-        # Occupied but masked: never "empty". Our own recent write is trusted.
+        # Occupied but masked: never "empty". Our own write is trusted, unless the lock shows
+        # another name in the slot: a code typed over ours at the keypad.
+        if not _same_name(read.name, code.appearance_name):
+            return ReadVerdict.STILL_PENDING if fresh else ReadVerdict.CHANGED
         return ReadVerdict.TRUSTED
     if read.pending:
         # Listed, but the lock may not have it yet: nothing is confirmed, nothing is lost.
@@ -430,6 +433,13 @@ def judge_read(
     if read.state is SlotState.EMPTY:
         return ReadVerdict.MISSING
     return ReadVerdict.CHANGED
+
+
+def _same_name(shown: str | None, written: str | None) -> bool:
+    """A name read back matches the one written (a lock may keep only its start)."""
+    if shown is None or written is None:
+        return True
+    return shown.startswith(written) or written.startswith(shown)
 
 
 def appearance_name(name: str, limit: int) -> str:

@@ -127,7 +127,7 @@ def read_slot(slot: int, status: int | None, code: Code | None) -> SlotRead:
     if status is None:
         return _unreadable(slot, Unreadable.NOT_REPORTED)
     if status == UserIdStatus.DISABLED:
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name=Unreadable.DISABLED.value,
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason=Unreadable.DISABLED.value,
                         disabled=True)
     if status != UserIdStatus.ENABLED:
         return _unreadable(slot, Unreadable.OTHER_STATUS)
@@ -149,7 +149,7 @@ def holds(read: SlotRead, pin: str | None, *, refused: bool = False) -> bool:
     if read.state is SlotState.KNOWN:
         return read.pin == pin
     return not refused and read.state is SlotState.UNREADABLE and not read.disabled \
-        and read.name in _HIDDEN
+        and read.reason in _HIDDEN
 
 
 def noticed_duplicate(notices: Mapping[int, int], slot: int, since: int) -> bool:
@@ -171,4 +171,4 @@ async def wait_for_duplicate(noticed: Callable[[], bool], seen: asyncio.Event,
 
 
 def _unreadable(slot: int, why: Unreadable) -> SlotRead:
-    return SlotRead(slot=slot, state=SlotState.UNREADABLE, name=why.value)
+    return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason=why.value)

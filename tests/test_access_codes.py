@@ -539,3 +539,38 @@ async def test_a_changed_stay_reaches_a_lock_with_schedules(harness_factory) -> 
         await h.settle()
         assert end_on_lock() == local_end
         assert h.engine.codes[c.access_code_id].status is AccessCodeStatus.SET
+
+
+async def test_an_ongoing_code_given_times_becomes_time_bound(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Found by the chaos soak: an update with starts_at/ends_at and no type kept the code
+    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it."""
+    h = await harness_factory([SimLockSpec("front", "Front")], time_zone="Europe/Lisbon")
+    dev = h.device_id("front")
+    code = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
+    await h.settle()
+    assert h.slots("front") == {1: "13579"}
+    updated = await h.engine.update_code(code.access_code_id, CodeRequest(
+        starts_at=START + D, ends_at=START + 2 * D))
+    assert updated.type is AccessCodeType.TIME_BOUND
+    await h.settle()
+    assert h.slots("front") == {}, "not on the lock before its window"
+    await h.engine.update_code(code.access_code_id, CodeRequest(type=AccessCodeType.ONGOING))
+    with pytest.raises(EngineError) as refused:  # a window needs both ends
+        await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + D / 2))
+    assert refused.value.kind == "invalid_input"
+
+
+async def test_keypad_edit_over_a_masked_slot_is_put_back(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Found by the chaos soak: on a lock that masks PINs, a code typed at the keypad over a
+    managed slot was trusted as ours (the slot reads occupied). Its name gives it away."""
+    h = await harness_factory([SimLockSpec("g", "Garage", masks_pins=True)])
+    c = await h.engine.create_code(h.device_id("g"), CodeRequest(name="Guest", code="13579"))
+    await h.settle()
+    await h.advance(120)  # well past the confirmation window of our own write
+    await h.driver.keypad_set("g", 1, "99999")
+    await h.advance(120)
+    assert h.slots("g") == {1: "13579"}
+    assert "code_modified_external_to_seam" in warnings(h, c.access_code_id)
+    writes = dict(h.driver.lock("g").writes)
+    await h.advance(3 * 3600, step=600)  # reconciliations read the slot: ours, left alone
+    assert h.driver.lock("g").writes == writes

@@ -168,7 +168,7 @@ async def test_a_code_written_into_a_disabled_slot_is_not_taken_as_set(mosquitto
     node = FakeNode(5, codes={3: "1111"}, statuses={3: 2})
     async with alone(mosquitto, tmp_path, [node]) as (driver, _, _e):
         [read] = await driver.read_slots("lock5", [3])
-        assert (read.state, read.pin, read.name, read.disabled) == (
+        assert (read.state, read.pin, read.reason, read.disabled) == (
             SlotState.UNREADABLE, None, "disabled", True)
         with pytest.raises(RetryLater):
             await driver.write_code("lock5", CodeWrite(slot=3, pin="4711", name="x"))

@@ -153,12 +153,12 @@ def test_next_wakeup_is_the_next_schedule_edge() -> None:
         (SlotRead(1, SlotState.KNOWN, "482915"), False, ReadVerdict.CONFIRMED),
         (SlotRead(1, SlotState.UNREADABLE), False, ReadVerdict.TRUSTED),
         # A code the lock keeps disabled (Z-Wave) is not the working code, however fresh.
-        (SlotRead(1, SlotState.UNREADABLE, name="disabled", disabled=True), False,
+        (SlotRead(1, SlotState.UNREADABLE, reason="disabled", disabled=True), False,
          ReadVerdict.CHANGED),
-        (SlotRead(1, SlotState.UNREADABLE, name="disabled", disabled=True), True,
+        (SlotRead(1, SlotState.UNREADABLE, reason="disabled", disabled=True), True,
          ReadVerdict.CHANGED),
         # Only the flag says so: a masked code a simulated lock names "disabled" is trusted.
-        (SlotRead(1, SlotState.UNREADABLE, name="disabled"), False, ReadVerdict.TRUSTED),
+        (SlotRead(1, SlotState.UNREADABLE, reason="disabled"), False, ReadVerdict.TRUSTED),
         (SlotRead(1, SlotState.EMPTY), False, ReadVerdict.MISSING),
         (SlotRead(1, SlotState.EMPTY), True, ReadVerdict.STILL_PENDING),
         (SlotRead(1, SlotState.KNOWN, "111111"), False, ReadVerdict.CHANGED),
@@ -166,10 +166,15 @@ def test_next_wakeup_is_the_next_schedule_edge() -> None:
         # Listed with a change on its way: not on the lock yet, however old the write.
         (SlotRead(1, SlotState.KNOWN, "482915", pending=True), False, ReadVerdict.STILL_PENDING),
         (SlotRead(1, SlotState.KNOWN, "482915", failed=True), False, ReadVerdict.NOT_APPLIED),
+        # A masked slot showing the name written (or the lock's cut of it) is ours; another
+        # name is a code typed over ours at the keypad (found by the chaos soak).
+        (SlotRead(1, SlotState.UNREADABLE, name="Guest Smi"), False, ReadVerdict.TRUSTED),
+        (SlotRead(1, SlotState.UNREADABLE, name="keypad"), False, ReadVerdict.CHANGED),
+        (SlotRead(1, SlotState.UNREADABLE, name="keypad"), True, ReadVerdict.STILL_PENDING),
     ],
 )
 def test_judge_read(read: SlotRead, fresh: bool, verdict: ReadVerdict) -> None:
-    c = code(on_lock_pin="482915", slot=1,
+    c = code(on_lock_pin="482915", slot=1, appearance_name="Guest Smith",
              last_write_at=T0 - timedelta(seconds=10 if fresh else 600))
     assert judge_read(c, read, T0, timedelta(seconds=60)) is verdict
 

@@ -22,6 +22,7 @@ from bridge.driver import (
 from bridge.drivercontext import DriverContext
 from drivers.simulator import SimLockSpec, SimulatorDriver
 from drivers.simulator.config import build
+from drivers.simulator.driver import load_state_file
 
 
 def make(**spec: object) -> tuple[SimulatorDriver, FakeClock]:
@@ -159,3 +160,57 @@ async def test_state_file_survives_a_new_driver(tmp_path: Path) -> None:
     second = SimulatorDriver("sim", [spec], clock, tmp_path / "sim.json")
     await second.start(sink)
     assert second.lock("l").slots[2].pin == "2580"
+
+
+async def test_control_file_injects_faults_from_outside(tmp_path: Path) -> None:
+    """The opt-in control file: commands appended after start are applied in order, earlier
+    ones never; a line that is not a command is skipped without repeating it."""
+    clock = FakeClock()
+    control = tmp_path / "control.jsonl"
+    control.write_text('{"lock": "l", "op": "wipe"}\n')
+    driver = SimulatorDriver("sim", [SimLockSpec(lock_id="l", name="L")], clock,
+                             tmp_path / "sim.json", control)
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    await driver.start(sink)
+    try:
+        await driver.write_code("l", CodeWrite(slot=1, pin="2580", name="x"))
+        with control.open("a") as fh:
+            fh.write('{"lock": "l", "op": "offline"}\nnot json 97531\n'
+                     '{"lock": "l", "op": "keypad_set", "slot": 4, "pin": "86420"}\n'
+                     '{"lock": "l", "op": "refuse", "count": 2}\n'
+                     '{"lock": "l", "op": "latency", "seconds": 0.5}\n')
+        for _ in range(5):
+            await clock.advance(0.2)
+        lock = driver.lock("l")
+        assert lock.slots[1].pin == "2580", "the wipe written before start was not replayed"
+        assert lock.slots[4].pin == "86420"
+        assert lock.current_availability() is Availability.OFFLINE
+        assert (lock.fail_sets, lock.fail_clears, lock.spec.latency_s) == (2, 2, 0.5)
+        assert [e.kind for e in events] == [DriverEventKind.AVAILABILITY,
+                                           DriverEventKind.SLOT_CHANGED]
+        with control.open("a") as fh:
+            fh.write('{"lock": "l", "op": "online"}\n{"lock": "l", "op": "wipe"}\n')
+        for _ in range(3):
+            await clock.advance(0.2)
+        assert lock.slots == {} and lock.current_availability() is Availability.ONLINE
+        assert load_state_file(tmp_path / "sim.json") == {"l": {}}
+    finally:
+        await driver.stop()
+
+
+def test_control_file_is_off_unless_configured(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state_dir: {tmp_path}\ndrivers:\n  - kind: simulator\n"
+                      "    control_file: ctl.jsonl\n    locks: [{id: a, name: A}]\n")
+    loaded = load_config(config)
+    driver = build(loaded.drivers[0], DriverContext(clock=FakeClock(), state_dir=tmp_path))  # type: ignore[arg-type]
+    assert driver._control is not None and driver._control.path == tmp_path / "ctl.jsonl"
+    config.write_text(f"state_dir: {tmp_path}\ndrivers:\n  - kind: simulator\n"
+                      "    locks: [{id: a, name: A}]\n")
+    driver = build(load_config(config).drivers[0], DriverContext(clock=FakeClock(),  # type: ignore[arg-type]
+                                                                 state_dir=tmp_path))
+    assert driver._control is None

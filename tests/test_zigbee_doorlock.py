@@ -57,7 +57,7 @@ def test_get_pin_code_response_as_a_tri_state_read(user_status: int, code: str |
 
 def test_a_disabled_user_says_what_it_is() -> None:
     read = doorlock.slot_read(2, 0x03, "1234")
-    assert read.name == "disabled" and read.disabled
+    assert read.reason == "disabled" and read.disabled
 
 
 def test_local_time_counts_from_2000_in_the_locks_zone() -> None:

@@ -205,7 +205,7 @@ async def test_a_lock_that_hides_pins_is_unreadable_never_empty(rig: ZigbeeRig) 
     ieee = await rig.join(lock)
     reads = {r.slot: r for r in await rig.driver.read_slots(ieee, [1, 2, 3])}
     assert reads[1].state is SlotState.UNREADABLE and reads[1].pin is None
-    assert reads[2].state is SlotState.UNREADABLE and reads[2].name == "disabled"
+    assert reads[2].state is SlotState.UNREADABLE and reads[2].reason == "disabled"
     assert reads[3].state is SlotState.EMPTY
     # Our own write on such a lock is taken as set: the slot was free and is now enabled.
     written = await rig.driver.write_code(ieee, CodeWrite(slot=3, pin="864200", name="G"))

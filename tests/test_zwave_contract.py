@@ -43,6 +43,8 @@ class TestZWave(DriverContract):
         from drivers.zwave.driver import ZWaveDriver
 
         shared_stack.control_sync("reset", node=2)
+        # A check before this one may have silenced the node: it answers again.
+        shared_stack.control_sync("offline", node=2, value=False)
         config = Config.model_validate({"kind": "zwave", "url": shared_stack.url,
                                         "command_spacing_s": 0, "command_timeout_s": 8})
         driver = ZWaveDriver(config, SystemClock(), tmp_path / "state")

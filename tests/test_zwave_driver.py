@@ -177,9 +177,9 @@ async def test_disabled_and_missing_slots(stack: ZWaveStack, driver: Driven) -> 
     a = zw.devices()[0].external_id
     await stack.control("set_status", node=2, slot=5, status=2, code="24681357")
     reads = await zw.read_slots(a, [5])
-    assert [(r.state, r.pin, r.name, r.disabled) for r in reads] == [
+    assert [(r.state, r.pin, r.reason, r.disabled) for r in reads] == [
         (SlotState.UNREADABLE, None, "disabled", True)]
-    listed = {r.slot: (r.state, r.name) for r in await zw.list_codes(a)}
+    listed = {r.slot: (r.state, r.reason) for r in await zw.list_codes(a)}
     assert listed[5] == (SlotState.UNREADABLE, "disabled")
 
     events.clear()

@@ -168,7 +168,7 @@ def test_slot_reads_follow_the_shared_user_code_rules() -> None:
     assert mapping.slot_read(7, SlotValue(1, "4711")) == SlotRead(7, SlotState.KNOWN, pin="4711")
     assert mapping.slot_read(7, SlotValue(0, "")).state is SlotState.EMPTY
     assert mapping.slot_read(7, SlotValue(2, "0155")) == SlotRead(
-        7, SlotState.UNREADABLE, name="disabled", disabled=True)
+        7, SlotState.UNREADABLE, reason="disabled", disabled=True)
     assert mapping.slot_read(7, SlotValue()).state is SlotState.UNREADABLE
     with pytest.raises(SlotMissing):
         mapping.slot_read(7, SlotValue(0xFE, None))

@@ -51,7 +51,7 @@ REPORTS: list[tuple[Any, Any, SlotState, str | None, str | None]] = [
 @pytest.mark.parametrize(("status", "code", "state", "pin", "name"), REPORTS)
 def test_one_decision_for_every_report(status: Any, code: Any, state: SlotState,
                                        pin: str | None, name: str | None) -> None:
-    expected = SlotRead(slot=3, state=state, pin=pin, name=name, disabled=name == "disabled")
+    expected = SlotRead(slot=3, state=state, pin=pin, reason=name, disabled=name == "disabled")
     assert usercode.read_slot(3, status, usercode.decode_code(code)) == expected
     # Both drivers read a report the same way: zwave-js-server's `get` result directly, and
     # Z-Wave JS UI's `sendCommand` `get` answer.
@@ -85,9 +85,9 @@ def test_the_fake_gateways_reports_read_alike_in_both_drivers() -> None:
     masked = FakeNode(6, slot_count=6, codes={1: "4711"}, masks=True)
     expected = [
         (plain, 1, SlotRead(1, KNOWN, pin="4711")),
-        (plain, 2, SlotRead(2, UNREADABLE, name="disabled", disabled=True)),
+        (plain, 2, SlotRead(2, UNREADABLE, reason="disabled", disabled=True)),
         (plain, 3, SlotRead(3, EMPTY)),
-        (masked, 1, SlotRead(1, UNREADABLE, name="masked")),
+        (masked, 1, SlotRead(1, UNREADABLE, reason="masked")),
     ]
     for node, slot, read in expected:
         status, code = node.report(slot)
@@ -101,7 +101,7 @@ def test_the_fake_gateways_reports_read_alike_in_both_drivers() -> None:
 
 
 def test_a_slot_zwave_js_knows_nothing_of_is_unreadable() -> None:
-    assert usercode.read_slot(3, None, None) == SlotRead(3, UNREADABLE, name="not reported")
+    assert usercode.read_slot(3, None, None) == SlotRead(3, UNREADABLE, reason="not reported")
 
 
 def test_the_recorded_locks_read_as_the_lock_holds_them() -> None:
@@ -119,7 +119,7 @@ def test_the_recorded_locks_read_as_the_lock_holds_them() -> None:
     # The others were never read (zwave-js does not query every code at the interview): what
     # they hold is not known, so they are not taken as empty.
     assert {r for s, r in reads.items() if s != 3} == {
-        SlotRead(s, UNREADABLE, name="not reported") for s in range(1, 11) if s != 3}
+        SlotRead(s, UNREADABLE, reason="not reported") for s in range(1, 11) if s != 3}
 
 
 @pytest.mark.parametrize(("raw", "decoded"), [
@@ -143,16 +143,16 @@ def test_pin_decoding(raw: Any, decoded: str | bytes | None) -> None:
     (SlotRead(3, KNOWN, pin="4712"), "4711", False, False),
     (SlotRead(3, EMPTY), "4711", False, False),
     # A lock that hides its codes: the code we wrote is taken as there, unless it said Fail.
-    (SlotRead(3, UNREADABLE, name="masked"), "4711", False, True),
-    (SlotRead(3, UNREADABLE, name="binary"), "4711", False, True),
-    (SlotRead(3, UNREADABLE, name="masked"), "4711", True, False),
+    (SlotRead(3, UNREADABLE, reason="masked"), "4711", False, True),
+    (SlotRead(3, UNREADABLE, reason="binary"), "4711", False, True),
+    (SlotRead(3, UNREADABLE, reason="masked"), "4711", True, False),
     # A disabled code is never our working code.
-    (SlotRead(3, UNREADABLE, name="disabled", disabled=True), "4711", False, False),
-    (SlotRead(3, UNREADABLE, name="not enabled"), "4711", False, False),
+    (SlotRead(3, UNREADABLE, reason="disabled", disabled=True), "4711", False, False),
+    (SlotRead(3, UNREADABLE, reason="not enabled"), "4711", False, False),
     # A clear is done when the slot is empty, and only then.
     (SlotRead(3, EMPTY), None, False, True),
     (SlotRead(3, EMPTY), None, True, True),
-    (SlotRead(3, UNREADABLE, name="disabled", disabled=True), None, False, False),
+    (SlotRead(3, UNREADABLE, reason="disabled", disabled=True), None, False, False),
     (SlotRead(3, KNOWN, pin="4711"), None, False, False),
 ])
 def test_what_a_read_back_confirms(read: SlotRead, pin: str | None, refused: bool,

@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS commands (
     bridge_id TEXT NOT NULL, command_id TEXT NOT NULL, command TEXT NOT NULL, result TEXT,
     PRIMARY KEY (bridge_id, command_id)
 );
+-- Every command_result that arrived, repeats included: proves each command got one answer.
+CREATE TABLE IF NOT EXISTS results_received (
+    bridge_id TEXT NOT NULL, command_id TEXT NOT NULL, result TEXT NOT NULL,
+    received_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
 """
 
 
@@ -390,9 +395,14 @@ class DevUpstream:
         return row[0] if row else None
 
     def _store_result(self, bridge_id: str, result: CommandResult) -> None:
-        self._conn().execute("UPDATE commands SET result = ? WHERE bridge_id = ? AND "
-                             "command_id = ? AND result IS NULL",
-                             (dump(result), bridge_id, result.command_id))
+        db = self._conn()
+        text = dump(result)
+        db.execute("BEGIN")
+        db.execute("INSERT INTO results_received (bridge_id, command_id, result) "
+                   "VALUES (?, ?, ?)", (bridge_id, result.command_id, text))
+        db.execute("UPDATE commands SET result = ? WHERE bridge_id = ? AND command_id = ? "
+                   "AND result IS NULL", (text, bridge_id, result.command_id))
+        db.execute("COMMIT")
 
     def _unanswered(self, bridge_id: str) -> list[tuple[str, dict[str, Any]]]:
         rows = self._conn().execute("SELECT command_id, command FROM commands WHERE "

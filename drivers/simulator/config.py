@@ -101,6 +101,8 @@ class Config(BaseModel):
     name: str = "simulator"
     property: str | None = None
     state_file: Path | None = None
+    # Opt-in fault injection from outside the daemon (drivers/simulator/control.py).
+    control_file: Path | None = None
     locks: list[LockConfig] = []
 
     @model_validator(mode="after")
@@ -117,8 +119,11 @@ def build(config: Config, context: DriverContext) -> SimulatorDriver:
     state_file = config.state_file
     if state_file is not None and not state_file.is_absolute():
         state_file = context.state_dir / state_file
+    control_file = config.control_file
+    if control_file is not None and not control_file.is_absolute():
+        control_file = context.state_dir / control_file
     driver = SimulatorDriver(config.name, [lock.spec() for lock in config.locks], context.clock,
-                             state_file)
+                             state_file, control_file)
     for lock_cfg in config.locks:
         lock = driver.lock(lock_cfg.id)
         f = lock_cfg.faults

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ from bridge.driver import (
     SlotRead,
     WriteResult,
 )
+from drivers.simulator.control import POLL_S, ControlCommand, ControlFile
 from drivers.simulator.lock import SimLock, SimLockSpec, SimSlot
 
 _LOG = logging.getLogger(__name__)
@@ -35,11 +38,16 @@ class SimulatorDriver:
     """Simulated locks behind one driver; a test reaches each through `lock(id)`."""
 
     def __init__(
-        self, name: str, specs: Sequence[SimLockSpec], clock: Clock, state_file: Path | None = None
+        self, name: str, specs: Sequence[SimLockSpec], clock: Clock, state_file: Path | None = None,
+        control_file: Path | None = None,
     ) -> None:
         self.name = name
         self._clock = clock
         self._state_file = state_file
+        self._control = ControlFile(control_file) if control_file is not None else None
+        self._control_task: asyncio.Task[None] | None = None
+        # The state file is behind the locks (a save failed, e.g. on a full disk).
+        self._unsaved = False
         self._locks = {s.lock_id: SimLock(spec=s, clock=clock) for s in specs}
         self._sink: DriverEventSink | None = None
         self._last_availability: dict[str, Availability] = {}
@@ -51,9 +59,18 @@ class SimulatorDriver:
             self._load()
         for lock_id, lock in self._locks.items():
             self._last_availability[lock_id] = lock.current_availability()
+        if self._control is not None and self._control_task is None:
+            self._control.skip_existing()
+            self._control_task = asyncio.create_task(self._follow_control(),
+                                                     name=f"sim-control:{self.name}")
 
     async def stop(self) -> None:
-        """Nothing to release."""
+        """Stop following the control file."""
+        task, self._control_task = self._control_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._sink = None
 
     def devices(self) -> Sequence[DeviceInfo]:
@@ -128,7 +145,44 @@ class SimulatorDriver:
             lock.availability = availability
         await self._note_availability(external_id)
 
+    async def apply_control(self, command: ControlCommand) -> None:
+        """One command of the control file (docs/configuration.md, simulator `control_file`)."""
+        if command.lock not in self._locks:
+            _LOG.warning("simulator %s control: no lock %r", self.name, command.lock)
+            return
+        lock = self._locks[command.lock]
+        if command.op == "offline":
+            await self.set_availability(command.lock, Availability.OFFLINE)
+        elif command.op == "online":
+            await self.set_availability(command.lock, Availability.ONLINE)
+        elif command.op == "refuse":
+            lock.fail_sets = lock.fail_clears = max(0, command.count)
+        elif command.op == "latency":
+            lock.spec.latency_s = max(0.0, command.seconds)
+        elif command.op == "wipe":
+            lock.wipe()
+            self._save()
+        elif command.op == "keypad_set" and command.pin:
+            await self.keypad_set(command.lock, command.slot, command.pin)
+        elif command.op == "keypad_clear":
+            await self.keypad_clear(command.lock, command.slot)
+        _LOG.info("simulator %s control: %s on %s", self.name, command.op, command.lock)
+
     # -- internals ------------------------------------------------------------------------
+
+    async def _follow_control(self) -> None:
+        assert self._control is not None
+        while True:
+            for command in self._control.read_new():
+                try:
+                    await self.apply_control(command)
+                except Exception:  # e.g. the state file could not be saved: keep following
+                    _LOG.exception("simulator %s control: %s failed", self.name, command.op)
+            if self._unsaved:
+                # A lock is hardware: what it holds must reach the file once the disk has room.
+                with contextlib.suppress(OSError):
+                    self._save()
+            await self._clock.sleep(POLL_S)
 
     async def _guard(self, external_id: str, op: Awaitable[_T]) -> _T:
         lock = self.lock(external_id)
@@ -160,6 +214,7 @@ class SimulatorDriver:
     def _save(self) -> None:
         if self._state_file is None:
             return
+        self._unsaved = True
         doc = {
             lock_id: {
                 "slots": {
@@ -179,11 +234,17 @@ class SimulatorDriver:
         }
         # A simulated lock is "hardware": its memory must survive the daemon being killed.
         fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".sim-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_file)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(doc, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._state_file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._unsaved = False
 
     def _load(self) -> None:
         assert self._state_file is not None

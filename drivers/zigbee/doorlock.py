@@ -95,9 +95,9 @@ def slot_read(slot: int, user_status: int, code: bytes | str | None) -> SlotRead
     if user_status == UserStatus.AVAILABLE:
         return SlotRead(slot=slot, state=SlotState.EMPTY)
     if user_status == UserStatus.DISABLED:
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="disabled", disabled=True)
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason="disabled", disabled=True)
     if user_status != UserStatus.ENABLED:
-        return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="not supported")
+        return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason="not supported")
     pin = decode_pin(code)
     if pin is None:
         return SlotRead(slot=slot, state=SlotState.UNREADABLE)

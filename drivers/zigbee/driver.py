@@ -423,7 +423,7 @@ class ZigbeeDriver:
         if _is_default_response(answer):
             # Not the command's own response: the lock has no such user (INVALID_VALUE and
             # the like; an unsupported command was refused in `_call`).
-            return SlotRead(slot=slot, state=SlotState.UNREADABLE, name="no such user")
+            return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason="no such user")
         return doorlock.slot_read(slot, int(answer.user_status), answer.code)
 
     async def _put_schedule(self, lock: _Lock, cluster: Any, slot: int, starts_at: datetime,
@@ -612,7 +612,7 @@ def _holds(read: SlotRead, pin: str) -> bool:
     """The slot holds this PIN, or a hidden code where ours was just written."""
     if read.state is SlotState.KNOWN:
         return read.pin == pin
-    return read.state is SlotState.UNREADABLE and read.name is None
+    return read.state is SlotState.UNREADABLE and read.reason is None
 
 
 def _check_slot(slot: int | None, caps: LockCapabilities) -> int:
