@@ -154,6 +154,9 @@ class CodeWrite:
     # create was first sent, as recorded before that call. Only a code the lock lists with
     # this PIN and created since then may be taken as ours; any other is someone else's.
     first_sent_at: datetime | None = None
+    # lockbridge's id of the code. A lock that picks its own slot and keeps a reference with the
+    # code can tell a replayed write (outcome lost, sent again) from a new code by it.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -879,7 +879,7 @@ class Engine:
                     return
             name = wanted_name(code, device)
             first_sent = code.extra.get(_FIRST_SENT_AT) if slot is None else None
-            request = CodeWrite(slot=slot, pin=pin, name=name,
+            request = CodeWrite(slot=slot, pin=pin, name=name, key=code.access_code_id,
                                 window=local_window(code, device),
                                 first_sent_at=datetime.fromisoformat(first_sent)
                                 if first_sent else None)

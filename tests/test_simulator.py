@@ -112,6 +112,30 @@ async def test_algorithmic_lock_chooses_its_own_pin() -> None:
     assert read.state is SlotState.UNREADABLE
 
 
+async def test_a_replayed_write_to_a_lock_that_picks_its_slot_takes_no_second_slot(
+        tmp_path: Path) -> None:
+    # The outcome of the first write was lost (the daemon was killed mid-write): the bridge
+    # sends it again. The lock finds the code by the reference it keeps, even after a restart
+    # of the driver, instead of programming a second slot nobody will ever clear.
+    spec = SimLockSpec(lock_id="l", name="L", algorithmic_pins=True, can_read=False,
+                       id_addressed=True)
+
+    async def sink(event: DriverEvent) -> None:
+        return None
+
+    first = SimulatorDriver("sim", [spec], FakeClock(), tmp_path / "sim.json")
+    await first.start(sink)
+    sent = await first.write_code("l", CodeWrite(slot=None, pin=None, name="g", key="code-1"))
+    again = SimulatorDriver("sim", [spec], FakeClock(), tmp_path / "sim.json")
+    await again.start(sink)
+    replayed = await again.write_code("l", CodeWrite(slot=None, pin=None, name="g",
+                                                     key="code-1"))
+    assert (replayed.slot, replayed.pin) == (sent.slot, sent.pin)
+    assert list(again.lock("l").slots) == [sent.slot]
+    other = await again.write_code("l", CodeWrite(slot=None, pin=None, name="h", key="code-2"))
+    assert other.slot != sent.slot
+
+
 async def test_account_disconnected_asks_for_reauthentication() -> None:
     driver, _ = make()
     driver.lock("l").disconnect_account()

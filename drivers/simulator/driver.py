@@ -221,6 +221,7 @@ class SimulatorDriver:
                     str(n): {
                         "pin": s.pin,
                         "name": s.name,
+                        "key": s.key,
                         "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
                         if s.window
                         else None,
@@ -262,6 +263,7 @@ class SimulatorDriver:
                 int(n): SimSlot(
                     pin=s["pin"],
                     name=s["name"],
+                    key=s.get("key"),
                     window=LocalWindow(
                         datetime.fromisoformat(s["window"][0]),
                         datetime.fromisoformat(s["window"][1]),

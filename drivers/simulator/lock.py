@@ -36,6 +36,9 @@ class SimSlot:
     pin: str
     name: str
     window: LocalWindow | None = None
+    # The bridge's id of the code, kept with it as locks that pick their own slot keep a
+    # reference: a replayed write finds its first landing instead of taking a second slot.
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -155,7 +158,7 @@ class SimLock:
             if self.fail_reason is not None:
                 raise CommandRejected(self.fail_reason, f"simulated rejection: {self.fail_reason}")
             raise RetryLater("simulated transient failure")
-        slot = code.slot if code.slot is not None else self._free_slot()
+        slot = code.slot if code.slot is not None else self._slot_of(code.key)
         if slot is None or self.full:
             raise CommandRejected(RejectReason.NO_SPACE, "no free slot on the lock")
         if slot not in range(self.spec.first_slot, self.spec.first_slot + self.spec.slot_count):
@@ -168,7 +171,8 @@ class SimLock:
             if other_slot != slot and held.pin == pin:
                 raise CommandRejected(RejectReason.DUPLICATE_PIN, "PIN already in another slot")
         SEEN_PINS.add(pin)
-        self.slots[slot] = SimSlot(pin=pin, name=code.name[:16], window=code.window)
+        self.slots[slot] = SimSlot(pin=pin, name=code.name[:16], window=code.window,
+                                   key=code.key)
         self.writes[slot] = self.writes.get(slot, 0) + 1
         self.write_log.append((slot, "set"))
         return WriteResult(slot=slot, pin=pin)
@@ -240,6 +244,14 @@ class SimLock:
         return SlotRead(
             slot=slot, state=SlotState.KNOWN, pin=held.pin, name=held.name, window=held.window
         )
+
+    def _slot_of(self, key: str | None) -> int | None:
+        """Where a code with this reference already is (a replayed write), else a free slot."""
+        if key is not None:
+            for slot, held in self.slots.items():
+                if held.key == key:
+                    return slot
+        return self._free_slot()
 
     def _free_slot(self) -> int | None:
         for n in range(self.spec.first_slot, self.spec.first_slot + self.spec.slot_count):
