@@ -133,3 +133,13 @@ def reference_upstream(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# A code the file declares: a bridge starting empty would create it on the lock again.
+DECLARED = """\
+codes:
+  - key: staff-side
+    device: side
+    name: Cleaning staff
+    code: "7381"
+"""

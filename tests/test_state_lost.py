@@ -15,6 +15,7 @@ from drivers.simulator.driver import load_write_counts
 
 from .api_helpers import CONFIG, Daemon, start_daemon, wait_until
 from .state_helpers import (
+    DECLARED,
     UPSTREAM,
     assert_refusal,
     bridge_newest,
@@ -27,14 +28,6 @@ from .state_helpers import (
 )
 
 pytestmark = pytest.mark.slow
-# A code the file declares: a bridge starting empty would create it on the lock again.
-DECLARED = """\
-codes:
-  - key: staff-side
-    device: side
-    name: Cleaning staff
-    code: "7381"
-"""
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from drivers.simulator.driver import load_write_counts
 
 from .api_helpers import CONFIG, ROOT, Daemon, lockbridge, start_daemon, wait_until
 from .state_helpers import (
+    DECLARED,
     TOKEN,
     UPSTREAM,
     bridge_newest,
@@ -28,13 +29,6 @@ from .state_helpers import (
 )
 
 pytestmark = pytest.mark.slow
-DECLARED = """\
-codes:
-  - key: staff-side
-    device: side
-    name: Cleaning staff
-    code: "7381"
-"""
 
 
 def _codes(d: Daemon) -> dict[str, dict[str, Any]]:
