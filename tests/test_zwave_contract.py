@@ -14,6 +14,7 @@ import pytest
 from bridge.clock import SystemClock
 from bridge.driver import Availability, DriverEvent
 from tests.contract import ContractSubject, DriverContract
+from tests.harness import until
 from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
 
 pytestmark = [
@@ -62,6 +63,9 @@ class TestZWave(DriverContract):
             if driver.availability(info.external_id) is not Availability.ONLINE:
                 # The previous test left the node dead in zwave-js: one ping revives it.
                 assert await driver.probe(info.external_id)
+                # zwave-js answers the ping before its "alive" event reaches the driver.
+                await until(lambda: driver.availability(info.external_id)
+                            is Availability.ONLINE, timeout=10.0, what="node 2 online")
             yield ContractSubject(driver, info.external_id, lambda: shared_stack.slots_sync(2),
                                   silence, answer_bound_s=10.0, events=events)
         finally:
