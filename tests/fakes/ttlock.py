@@ -50,7 +50,8 @@ Public helpers (tests use these):
 * `add_gateway(gateway_id, name=..., online=True)` -> `FakeGateway`;
   `add_lock(lock_id, alias, *, gateways=(...), battery=..., timezone_raw_offset_ms=...)` ->
   `FakeTTLockLock`; `locks` {lockId: lock}; `gateways` {gatewayId: gateway}; `passcodes`
-  {keyboardPwdId: CloudPasscode} (the cloud's records).
+  {keyboardPwdId: CloudPasscode} (the cloud's records). Deleting a lock from `locks` plays a
+  lock that left the account (transferred, deleted in the app): its calls answer -1003.
 * Tokens: `issue_token()` -> (access, refresh) without a request; `expire_tokens()` (every
   access token answers 10004, as an expired one does); `revoke_tokens()` (same, and refresh
   tokens answer 10011); `access_tokens` / `refresh_tokens` (tests may inspect).
@@ -114,10 +115,10 @@ DATE_WINDOW_S = 300.0
 _MAX_PAGE = {"lock": 1000, "passcode": 200, "gateway": 200}
 
 # errcode -> (errmsg, description). errmsg: the older [errors] table's errmsg column where it
-# has the code (and clients report exactly that text: "invalid grant" [hass#54], "invalid
-# token" [ttlockio issue tracker]), else the English [errors] table's text (clients report
-# that too: "failed or means no" [hass#252], "The gateway is busy. Please try again later."
-# [accesscode]). description: the Chinese [errors] table, as TTLock sends it ([hass#54]).
+# has the code (clients report exactly that text: "invalid grant" [hass#54], "invalid token"
+# [tonyldo/tonyldo-hassio-addons issue 17]), else the English [errors] table's text (clients
+# report that too: "failed or means no" [hass#252], "The gateway is busy. Please try again
+# later." [accesscode]). description: the Chinese [errors] table, as TTLock sends it ([hass#54]).
 ERRORS: dict[int, tuple[str, str]] = {
     0: ("none error message", "表示成功或是"),
     1: ("failed or means no", "表示失败或否"),
