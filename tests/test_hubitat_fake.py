@@ -5,6 +5,7 @@ POSTs: no driver involved."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.fakes.hubitat import FakeHubitat
+from tests.fakes.hubitat import FakeHubitat, FakeHubitatThread
 from tests.harness import until
 
 TOKEN = "maker-token-1"
@@ -305,3 +306,18 @@ async def test_hub_unreachable(hub: FakeHubitat, session: aiohttp.ClientSession)
     await hub.set_reachable(True)
     status, _ = await get(session, hub, "devices")
     assert status == 200
+
+
+def test_thread_wrapper_serves_blocking_callers() -> None:
+    fake = FakeHubitatThread(TOKEN, app_id=3, event_delay_s=0.01)
+    fake.hub.add_lock(LOCK, "Back Door")  # before start: no loop runs yet
+    url = fake.start()
+    try:
+        with urllib.request.urlopen(f"{url}/apps/api/3/devices?access_token={TOKEN}",
+                                    timeout=5) as response:
+            assert json.loads(response.read())[0]["label"] == "Back Door"
+        fake.call(fake.hub.locks[LOCK].keypad_set, 2, "2580", "Guest")
+        fake.call(fake.hub.settle)
+        assert fake.call(fake.hub.locks[LOCK].truth) == {2: {"name": "Guest", "code": "2580"}}
+    finally:
+        fake.stop()

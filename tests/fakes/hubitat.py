@@ -24,6 +24,12 @@ Sources (short names used in the comments below):
   a true "error" is a failure; the event URL set with postURL/<quoted URL>; a posted event is
   {"content": {...}} with deviceId), hubitatmaker/types.py (/devices/<id> lists attributes as
   {"name", "currentValue", "dataType"}), hubitatmaker/tests/events.json (a posted event).
+* [node-red] github.com/fblackburn1/node-red-contrib-hubitat, nodes/config.js: a JSON_OBJECT
+  attribute "Maker API always return[s] ... as String"; event values arrive as strings (NUMBER
+  parsed with parseFloat); the POST body's event is under "content" (a body without it is
+  refused), deviceId null on location events; error answers (>= 400) read as text; at most 4
+  requests at once ("4 simultaneous requests seem to never cause issue"). nodes/command.js:
+  a command's answer is read as JSON.
 
 Where Hubitat publishes nothing the comment says "unpublished" and names the choice made, the
 least surprising one. Hubitat's built-in Z-Wave and Zigbee lock drivers are closed source: the
@@ -51,6 +57,8 @@ Public helpers (tests use these):
   updateEncryption does); `decrypt_text(text)` reads an encrypted value (tests only).
 * `await set_reachable(flag)`: False closes the hub's port (connection refused), True opens it
   again on the same port.
+* `FakeHubitatThread(token, app_id=1, **switches)`: the same on its own loop in a thread,
+  `.hub`, `.url`, `start()`, `call(fn, *args)`, `stop()`.
 
 Switches (constructor keywords, also plain attributes to change while running):
 
@@ -72,6 +80,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -350,7 +359,8 @@ class FakeHubitat:
         """[maker-doc] /devices/<id>/<command>/<secondary value>; [maker-216] several
         parameters comma-separated ("setCode" "3,4321,Guest"). The hub answers at once: the
         lock applies the command later and the outcome comes as events. The answer's body is
-        unpublished; [hubitatmaker] reads it as JSON and treats a true "error" as a failure.
+        unpublished; [hubitatmaker] and [node-red] command.js read it as JSON, [hubitatmaker]
+        treats a true "error" in it as a failure.
         The fake answers 200 with the device as /devices/<id> gives it (still the old values)."""
         lock = self._find(request)
         if lock is None:
@@ -485,7 +495,8 @@ class FakeHubitat:
 
     def _lock_codes_text(self, lock: FakeHubitatLock) -> str:
         # [lcm-thread] {"<position>":{"code":"<code>","name":"<name>"},...}; [virtual-lock]
-        # JsonOutput.toJson of the map (compact), keys in the order the codes were added.
+        # JsonOutput.toJson of the map (compact), keys in the order the codes were added;
+        # [node-red]: a JSON_OBJECT attribute comes as a string, never as an object.
         text = json.dumps({str(p): {"name": e["name"], "code": e["code"]}
                            for p, e in lock.codes.items()}, separators=(",", ":"))
         return self._encrypt_text(text) if self._encrypt else text
@@ -511,9 +522,10 @@ class FakeHubitat:
               description: str | None = None, *, data: str | None = None) -> None:
         """[maker-216]: every event of an authorised device is POSTed to the URL as JSON with
         name, value, displayName, descriptionText, unit, data; [hubitatmaker] events.json
-        and hub.py: wrapped as {"content": {...}} with "deviceId" (a string). Unpublished: the
-        form of `data` in the POST; the fake sends the event data as Hubitat keeps it, JSON
-        text (null when none), and values as strings (Hubitat event values are strings)."""
+        and hub.py, [node-red]: wrapped as {"content": {...}} with "deviceId" (a string);
+        values as strings ([node-red] parses NUMBER values from text). Unpublished: the form of
+        `data` in the POST; the fake sends the event data as JSON text (null when none), as
+        Hubitat keeps event data."""
         if self.drop_events or self.post_url is None or self._outbox is None:
             return
         self._unsent += 1
@@ -555,3 +567,39 @@ def _not_found(what: str) -> web.Response:
     # command or app; the fake answers 404 with a JSON "error" ([hubitatmaker] checks it).
     return web.json_response({"error": True, "type": "NotFound",
                               "message": f"{what} not found"}, status=404)
+
+
+class FakeHubitatThread:
+    """The fake on its own event loop in a thread, for tests that drive a daemon process with
+    blocking calls."""
+
+    def __init__(self, token: str, app_id: int = 1, **switches: Any) -> None:
+        self.hub = FakeHubitat(token, app_id, **switches)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="fake-hubitat")
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self.hub.start(), self._loop).result(10)
+        return self.url
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the fake's loop (to play the lock safely); a coroutine function's
+        result is awaited there."""
+        async def run() -> Any:
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.hub.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
