@@ -24,6 +24,12 @@ Sources (short names used in the comments below):
   a true "error" is a failure; the event URL set with postURL/<quoted URL>; a posted event is
   {"content": {...}} with deviceId), hubitatmaker/types.py (/devices/<id> lists attributes as
   {"name", "currentValue", "dataType"}), hubitatmaker/tests/events.json (a posted event).
+* [hubitat-ci] github.com/biocomp/hubitat_ci (a test harness mirroring Hubitat's capability
+  list), src/main/groovy/me/biocomp/hubitat_ci/capabilities/Capabilities.groovy: LockCodes has
+  codeChanged ENUM ["added", "changed", "deleted", "failed"], codeLength NUMBER, lockCodes
+  JSON_OBJECT, maxCodes NUMBER; setCode(Number codePosition, String pinCode, String name
+  optional), deleteCode(codePosition), getCodes(), setCodeLength(pinCodeLength); Lock has lock
+  ENUM ["locked", "unlocked with timeout", "unlocked", "unknown"].
 * [node-red] github.com/fblackburn1/node-red-contrib-hubitat, nodes/config.js: a JSON_OBJECT
   attribute "Maker API always return[s] ... as String"; event values arrive as strings (NUMBER
   parsed with parseFloat); the POST body's event is under "content" (a body without it is
@@ -66,7 +72,8 @@ Switches (constructor keywords, also plain attributes to change while running):
 * `drop_events` (False): events are not POSTed (attributes still change: a client must poll).
 * `latency_s` (0): every HTTP answer waits this long first.
 * `refusal_event` (None): what a refused setCode sends. None is [virtual-lock]'s behaviour (the
-  change is only logged, no event); "failed" sends codeChanged "failed" as the SmartThings Lock
+  change is only logged, no event); "failed" (a value of Hubitat's codeChanged enum,
+  [hubitat-ci]) sends codeChanged "failed" as the SmartThings Lock
   Codes capability defines it (a "failed" status "when we try to set a code but the lock rejects
   it, for example because it was the wrong length or duplicated another code",
   https://community.smartthings.com/t/capability-lockcodes-update/17510, from which Hubitat's
@@ -97,8 +104,9 @@ DEFAULT_CODE_LENGTH = 4
 CAPABILITIES = ["Actuator", "Lock", "LockCodes", "Refresh", "Battery"]
 # Commands of the Lock and Lock Codes capabilities ([virtual-lock] implements these).
 COMMANDS = ["lock", "unlock", "setCode", "deleteCode", "getCodes", "setCodeLength", "refresh"]
-# Attribute data types: lockCodes JSON_OBJECT [lcm-thread]; the others unpublished here, given
-# as Hubitat's attribute types name them (ENUM, NUMBER, STRING).
+# Attribute data types: [hubitat-ci] for the Lock and Lock Codes ones (lockCodes JSON_OBJECT
+# also [lcm-thread]); battery NUMBER (Battery capability); lastCodeName STRING ([virtual-lock]
+# attribute "lastCodeName", "STRING").
 DATA_TYPES = {"lock": "ENUM", "lockCodes": "JSON_OBJECT", "codeChanged": "ENUM",
               "maxCodes": "NUMBER", "codeLength": "NUMBER", "battery": "NUMBER",
               "lastCodeName": "STRING"}
