@@ -321,3 +321,16 @@ def test_thread_wrapper_serves_blocking_callers() -> None:
         assert fake.call(fake.hub.locks[LOCK].truth) == {2: {"name": "Guest", "code": "2580"}}
     finally:
         fake.stop()
+
+
+async def test_receiver_down_loses_the_event(hub: FakeHubitat,
+                                             session: aiohttp.ClientSession) -> None:
+    dead = Receiver()
+    url = await dead.start()
+    await dead.stop()  # nothing listens there any more
+    await subscribe(session, hub, url)
+    await get(session, hub, f"devices/{LOCK}/setCode/2,2222,Lost")
+    await hub.settle()
+    assert hub.post_errors and all(url in e for e in hub.post_errors)
+    # The lock has the code all the same: only polling tells.
+    assert (await lock_codes(session, hub))["2"]["name"] == "Lost"
