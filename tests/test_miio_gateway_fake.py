@@ -149,7 +149,7 @@ async def test_unlock_event_is_kept_but_not_readable_by_default() -> None:
             await call(sub.get_property, "psw_verified")  # no password unlock yet
 
 
-async def test_wrong_attempts_count_up_and_an_unlock_resets_them() -> None:
+async def test_wrong_attempts_count_up_from_the_last_unlock() -> None:
     tok = token()
     async with FakeAqaraGateway("127.0.0.27", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn03")
@@ -159,7 +159,9 @@ async def test_wrong_attempts_count_up_and_an_unlock_resets_them() -> None:
         assert await call(sub.get_property, "verified_wrong") == [2]
         assert await call(sub.get_property, "status") == ["locked"]
         lock.unlock("password", user_id=131072)
-        assert await call(sub.get_property, "verified_wrong") == [0]
+        assert await call(sub.get_property, "verified_wrong") == [2]  # the last report stays
+        assert lock.wrong_attempt("card").lan_report == {"verified_wrong": 1}
+        assert await call(sub.get_property, "verified_wrong") == [1]
 
 
 async def test_offline_lock_keeps_last_values_and_alive_drops() -> None:

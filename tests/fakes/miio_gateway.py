@@ -67,7 +67,7 @@ Properties served by name (``get_device_prop``/``get_device_prop_exp``):
   XG3#143/#551 show ``'voltage': 3376``); ``fw_ver`` (python-miio ``get_firmware_version``
   reads it; XG3#143 shows ``'1.0.0_0020'``).
 * ``lumi.lock.acn02`` and ``acn03`` also: ``bat_percent``, ``alive`` (1/0),
-  ``verified_wrong`` (count of failed verifications) -- keys of the gateway's own property
+  ``verified_wrong`` (the last reported count of failed tries) -- keys of the gateway's own property
   store for these locks, dumped in XG3#143 (acn03) and XG3#551 (acn02). That
   ``get_device_prop`` reads that same store is an INFERENCE (it reads ``voltage`` and
   ``fw_ver`` from it); not confirmed by a capture.
@@ -186,6 +186,7 @@ class FakeAqaraLock:
                                      "verified_wrong": 0, "lock_control": "in_locked"}
         self._heard: dict[str, Any] = dict(self._now)
         self._last_user: dict[str, int] = {}
+        self._wrong_run = 0  # failed tries since the last unlock
 
     # ---- switches: each sets the lock; the gateway hears it only while the lock is online --
 
@@ -255,7 +256,11 @@ class FakeAqaraLock:
         event = AqaraLockEvent(sid=self.sid, action="unlock", method=method, user_id=user_id,
                                timestamp=_ts(timestamp),
                                lan_report={LAN_KEYS[method]: user_id}, zigbee=zigbee)
-        self._now.update(locked=False, verified_wrong=0, lock_control="out_unlocked")
+        # HA xiaomi_aqara resets its count on an unlock, so the lock counts tries since the
+        # last unlock; the stored verified_wrong keeps the last reported count (XG3#143 shows
+        # 4 while unlocked) until the next failed try reports 1.
+        self._wrong_run = 0
+        self._now.update(locked=False, lock_control="out_unlocked")
         self._sync()
         if self.online:  # an event from a lock out of reach never reaches the gateway
             self.events.append(event)
@@ -269,8 +274,9 @@ class FakeAqaraLock:
 
     def wrong_attempt(self, method: UnlockMethod = "password", *,
                       timestamp: int | None = None) -> AqaraLockEvent:
-        """A failed verification: ``verified_wrong`` counts up (HA: reset by an unlock)."""
-        count = self.verified_wrong + 1
+        """A failed verification, reported as the count of failed tries since the last unlock."""
+        self._wrong_run += 1
+        count = self._wrong_run
         event = AqaraLockEvent(sid=self.sid, action="wrong", method=method, user_id=None,
                                timestamp=_ts(timestamp), lan_report={"verified_wrong": count})
         self._set("verified_wrong", count)
