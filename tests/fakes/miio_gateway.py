@@ -178,12 +178,13 @@ class FakeAqaraLock:
         self.type_id, self.name = LOCK_MODELS[model]
         self.fw_ver = fw_ver
         self.fw_code = fw_code
-        self.online = True
+        self._online = True
         self.events: deque[AqaraLockEvent] = deque(maxlen=event_log_size)
         # What the lock really is, and what the gateway last heard (frozen while offline).
         self._now: dict[str, Any] = {"locked": locked, "door_open": door_open,
                                      "battery": battery, "voltage": voltage,
-                                     "verified_wrong": 0, "lock_control": "in_locked"}
+                                     "verified_wrong": 0,
+                                     "lock_control": "in_locked" if locked else "in_unlocked"}
         self._heard: dict[str, Any] = dict(self._now)
         self._last_user: dict[str, int] = {}
         self._wrong_run = 0  # failed tries since the last unlock
@@ -198,10 +199,15 @@ class FakeAqaraLock:
         if self.online:
             self._heard = dict(self._now)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name == "online" and "_now" in self.__dict__:
-            self._sync()
+    @property
+    def online(self) -> bool:
+        """False: the lock is out of the gateway's reach (see the module doc)."""
+        return self._online
+
+    @online.setter
+    def online(self, value: bool) -> None:
+        self._online = value
+        self._sync()
 
     @property
     def locked(self) -> bool:

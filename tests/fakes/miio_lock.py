@@ -156,6 +156,10 @@ bounded by ``event_log_size`` (default 32, oldest dropped). ``lock_event(...)`` 
 ``request_count`` (encrypted requests that passed the checksum), ``bad_token_count`` (requests
 that failed it), ``dropped_count`` (packets ignored while offline), ``requests`` (the decoded
 request dicts, in order), ``sets_refused`` (set_properties rows refused).
+
+The miIO plumbing (endpoint, hello, token check, encryption, the connection switches and the
+counters) is ``MiioEndpoint``; ``tests/fakes/miio_gateway.py`` (an Aqara gateway with lock
+sub-devices) builds on it too.
 """
 
 from __future__ import annotations
