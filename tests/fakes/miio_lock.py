@@ -156,6 +156,10 @@ bounded by ``event_log_size`` (default 32, oldest dropped). ``lock_event(...)`` 
 ``request_count`` (encrypted requests that passed the checksum), ``bad_token_count`` (requests
 that failed it), ``dropped_count`` (packets ignored while offline), ``requests`` (the decoded
 request dicts, in order), ``sets_refused`` (set_properties rows refused).
+
+The miIO plumbing (endpoint, hello, token check, encryption, the connection switches and the
+counters) is ``MiioEndpoint``; ``tests/fakes/miio_gateway.py`` (an Aqara gateway with lock
+sub-devices) builds on it too.
 """
 
 from __future__ import annotations
@@ -168,7 +172,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 import construct
 from miio.protocol import Message
@@ -296,7 +300,7 @@ class LockEvent:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, device: FakeMiioLock) -> None:
+    def __init__(self, device: MiioEndpoint) -> None:
         self.device = device
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -322,71 +326,41 @@ def _send_if_open(transport: asyncio.DatagramTransport, data: bytes,
         transport.sendto(data, addr)
 
 
-class FakeMiioLock:
-    """A MiOT smart lock on ``(address, 54321)`` answering python-miio. See the module doc."""
+class MiioEndpoint:
+    """The miIO plumbing every fake device shares: the UDP endpoint, hello, token checks,
+    encryption, the connection switches (``online``, ``wrong_token``, ``wrong_token_reply``,
+    ``latency``) and the counters described in the module doc. A device subclass answers the
+    decoded requests in ``_dispatch``."""
 
-    def __init__(self, address: str, token: str, model: str = "loock.lock.v5", *,
-                 device_id: int = 0x1A2B3C4D, port: int = MIIO_PORT,
-                 battery: int = 87, locked: bool = True, door_open: bool = False,
-                 latency: float = 0.0, online: bool = True, wrong_token: bool = False,
+    def __init__(self, address: str, token: str, model: str, *, device_id: int,
+                 port: int = MIIO_PORT, latency: float = 0.0, online: bool = True,
+                 wrong_token: bool = False,
                  wrong_token_reply: Literal["silent", "checksum"] = "silent",
-                 event_props_readable: bool = False, event_log_size: int = 32,
-                 fw_ver: str = "1.0.0_0001") -> None:
-        if model not in MODELS:
-            raise ValueError(f"no published MiOT lock instance for {model!r}; "
-                             f"served models: {sorted(MODELS)}")
+                 fw_ver: str = "1.0.0_0001", hw_ver: str = "esp32") -> None:
         token_bytes = bytes.fromhex(token)
         if len(token_bytes) != 16:
             raise ValueError("a miIO token is 16 bytes (32 hex digits)")
         self.address = address
         self.port = port
         self.token = token.lower()
-        self.spec = MODELS[model]
         self.model = model
         self.device_id = device_id
         self.fw_ver = fw_ver
+        self.hw_ver = hw_ver
         # switches
         self.online = online
         self.wrong_token = wrong_token
         self.wrong_token_reply: Literal["silent", "checksum"] = wrong_token_reply
         self.latency = latency
-        self.battery = battery
-        self._locked = locked
-        self._door_open = door_open
-        self.event_props_readable = event_props_readable
-        # the multiplexed door-state reports whichever of lock/door changed last
-        self._last_change: Literal["lock", "door"] = "lock"
         # observations
-        self.events: deque[LockEvent] = deque(maxlen=event_log_size)
         self.requests: list[dict[str, Any]] = []
         self.hello_count = 0
         self.request_count = 0
         self.bad_token_count = 0
         self.dropped_count = 0
-        self.sets_refused = 0
         self._token_bytes = token_bytes
         self._started = time.monotonic()
         self._transport: asyncio.DatagramTransport | None = None
-
-    # ---- switches with side effects -------------------------------------------------------
-
-    @property
-    def locked(self) -> bool:
-        return self._locked
-
-    @locked.setter
-    def locked(self, value: bool) -> None:
-        self._locked = value
-        self._last_change = "lock"
-
-    @property
-    def door_open(self) -> bool:
-        return self._door_open
-
-    @door_open.setter
-    def door_open(self, value: bool) -> None:
-        self._door_open = value
-        self._last_change = "door"
 
     @property
     def device_token(self) -> bytes:
@@ -410,13 +384,136 @@ class FakeMiioLock:
             self._transport = None
             await asyncio.sleep(0)
 
-    async def __aenter__(self) -> FakeMiioLock:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
+
+    # ---- protocol -------------------------------------------------------------------------
+
+    def _stamp(self) -> int:
+        # Device stamps are uptime seconds (python-miio#798, #730); start at 1000 so a
+        # just-started fake does not send 0.
+        return 1000 + int(time.monotonic() - self._started)
+
+    def _hello_reply(self) -> bytes:
+        # Built like python-miio's own fake device (push_server/serverprotocol.py _build_ack),
+        # with ff*16 in the checksum field as provisioned devices send (python-miio#798, #730).
+        return struct.pack(">HHIII16s", 0x2131, 32, 0, self.device_id, self._stamp(),
+                           b"\xff" * 16)
+
+    def _handle(self, data: bytes) -> bytes | None:
+        if not self.online:
+            self.dropped_count += 1
+            return None
+        if len(data) == 32:  # miio.protocol.Utils.is_hello: hellos are 32 bytes long
+            self.hello_count += 1
+            return self._hello_reply()
+        try:
+            msg = Message.parse(data, token=self.device_token)
+        except construct.ChecksumError:
+            self.bad_token_count += 1
+            if self.wrong_token_reply == "checksum":
+                return self._bad_checksum_reply()
+            return None
+        except Exception:  # not a miIO packet at all: devices ignore it
+            log.debug("fake miio device %s: unparsable packet", self.address)
+            return None
+        request = msg.data.value
+        if not isinstance(request, dict):
+            return None
+        self.request_count += 1
+        self.requests.append(request)
+        body: dict[str, Any] = {"id": request.get("id", 0)}
+        body.update(self._dispatch(str(request.get("method", "")), request.get("params")))
+        return self._build(body)
+
+    def _bad_checksum_reply(self) -> bytes:
+        # python-miio#175: ChecksumError "read b'ffff...'": a non-hello reply (length != 32)
+        # with ff*16 in the checksum field. Its payload is not published: 16 bytes of ff here.
+        return struct.pack(">HHIII16s16s", 0x2131, 48, 0, self.device_id, self._stamp(),
+                           b"\xff" * 16, b"\xff" * 16)
+
+    def _build(self, body: dict[str, Any]) -> bytes:
+        header = {
+            "length": 0,
+            "unknown": 0,
+            "device_id": self.device_id.to_bytes(4, "big"),
+            "ts": datetime(1970, 1, 1) + timedelta(seconds=self._stamp()),
+        }
+        msg = {"data": {"value": body}, "header": {"value": header}, "checksum": 0}
+        return bytes(Message.build(msg, token=self.device_token))
+
+    def _dispatch(self, method: str, params: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _info(self) -> dict[str, Any]:
+        mac = ":".join(f"{b:02X}" for b in b"\x04\xcf\x8c" + self.device_id.to_bytes(4, "big")[1:])
+        return {
+            "life": int(time.monotonic() - self._started),
+            "cfg_time": 0,
+            "token": self.device_token.hex(),
+            "mac": mac,
+            "fw_ver": self.fw_ver,
+            "hw_ver": self.hw_ver,
+            "model": self.model,
+            "ap": {"ssid": "lockbridge-test", "bssid": "00:00:00:00:00:00", "rssi": -50},
+            "netif": {"localIp": self.address, "mask": "255.0.0.0", "gw": "127.0.0.1"},
+            "mmfree": 50000,
+            "ot": "otu",
+            "otu_stat": [0, 0, 0, 0, 0, 0],
+            "ott_stat": [0, 0, 0, 0],
+        }
+
+
+class FakeMiioLock(MiioEndpoint):
+    """A MiOT smart lock on ``(address, 54321)`` answering python-miio. See the module doc."""
+
+    def __init__(self, address: str, token: str, model: str = "loock.lock.v5", *,
+                 device_id: int = 0x1A2B3C4D, port: int = MIIO_PORT,
+                 battery: int = 87, locked: bool = True, door_open: bool = False,
+                 latency: float = 0.0, online: bool = True, wrong_token: bool = False,
+                 wrong_token_reply: Literal["silent", "checksum"] = "silent",
+                 event_props_readable: bool = False, event_log_size: int = 32,
+                 fw_ver: str = "1.0.0_0001") -> None:
+        if model not in MODELS:
+            raise ValueError(f"no published MiOT lock instance for {model!r}; "
+                             f"served models: {sorted(MODELS)}")
+        super().__init__(address, token, model, device_id=device_id, port=port,
+                         latency=latency, online=online, wrong_token=wrong_token,
+                         wrong_token_reply=wrong_token_reply, fw_ver=fw_ver)
+        self.spec = MODELS[model]
+        self.battery = battery
+        self._locked = locked
+        self._door_open = door_open
+        self.event_props_readable = event_props_readable
+        # the multiplexed door-state reports whichever of lock/door changed last
+        self._last_change: Literal["lock", "door"] = "lock"
+        self.events: deque[LockEvent] = deque(maxlen=event_log_size)
+        self.sets_refused = 0
+
+    # ---- switches with side effects -------------------------------------------------------
+
+    @property
+    def locked(self) -> bool:
+        return self._locked
+
+    @locked.setter
+    def locked(self, value: bool) -> None:
+        self._locked = value
+        self._last_change = "lock"
+
+    @property
+    def door_open(self) -> bool:
+        return self._door_open
+
+    @door_open.setter
+    def door_open(self, value: bool) -> None:
+        self._door_open = value
+        self._last_change = "door"
 
     # ---- helpers for tests ------------------------------------------------------------------
 
@@ -462,61 +559,6 @@ class FakeMiioLock:
         self.events.append(event)
         return event
 
-    # ---- protocol -------------------------------------------------------------------------
-
-    def _stamp(self) -> int:
-        # Device stamps are uptime seconds (python-miio#798, #730); start at 1000 so a
-        # just-started fake does not send 0.
-        return 1000 + int(time.monotonic() - self._started)
-
-    def _hello_reply(self) -> bytes:
-        # Built like python-miio's own fake device (push_server/serverprotocol.py _build_ack),
-        # with ff*16 in the checksum field as provisioned devices send (python-miio#798, #730).
-        return struct.pack(">HHIII16s", 0x2131, 32, 0, self.device_id, self._stamp(),
-                           b"\xff" * 16)
-
-    def _handle(self, data: bytes) -> bytes | None:
-        if not self.online:
-            self.dropped_count += 1
-            return None
-        if len(data) == 32:  # miio.protocol.Utils.is_hello: hellos are 32 bytes long
-            self.hello_count += 1
-            return self._hello_reply()
-        try:
-            msg = Message.parse(data, token=self.device_token)
-        except construct.ChecksumError:
-            self.bad_token_count += 1
-            if self.wrong_token_reply == "checksum":
-                return self._bad_checksum_reply()
-            return None
-        except Exception:  # not a miIO packet at all: devices ignore it
-            log.debug("fake miio lock %s: unparsable packet", self.address)
-            return None
-        request = msg.data.value
-        if not isinstance(request, dict):
-            return None
-        self.request_count += 1
-        self.requests.append(request)
-        body: dict[str, Any] = {"id": request.get("id", 0)}
-        body.update(self._dispatch(str(request.get("method", "")), request.get("params")))
-        return self._build(body)
-
-    def _bad_checksum_reply(self) -> bytes:
-        # python-miio#175: ChecksumError "read b'ffff...'": a non-hello reply (length != 32)
-        # with ff*16 in the checksum field. Its payload is not published: 16 bytes of ff here.
-        return struct.pack(">HHIII16s16s", 0x2131, 48, 0, self.device_id, self._stamp(),
-                           b"\xff" * 16, b"\xff" * 16)
-
-    def _build(self, body: dict[str, Any]) -> bytes:
-        header = {
-            "length": 0,
-            "unknown": 0,
-            "device_id": self.device_id.to_bytes(4, "big"),
-            "ts": datetime(1970, 1, 1) + timedelta(seconds=self._stamp()),
-        }
-        msg = {"data": {"value": body}, "header": {"value": header}, "checksum": 0}
-        return bytes(Message.build(msg, token=self.device_token))
-
     def _dispatch(self, method: str, params: Any) -> dict[str, Any]:
         if method == "miIO.info":
             return {"result": self._info()}
@@ -527,24 +569,6 @@ class FakeMiioLock:
         if method == "action" and isinstance(params, dict):
             return {"result": {**_ids(params, "aiid"), "code": OTHER_ERROR}}
         return {"error": dict(METHOD_NOT_FOUND)}
-
-    def _info(self) -> dict[str, Any]:
-        mac = ":".join(f"{b:02X}" for b in b"\x04\xcf\x8c" + self.device_id.to_bytes(4, "big")[1:])
-        return {
-            "life": int(time.monotonic() - self._started),
-            "cfg_time": 0,
-            "token": self.device_token.hex(),
-            "mac": mac,
-            "fw_ver": self.fw_ver,
-            "hw_ver": "esp32",
-            "model": self.model,
-            "ap": {"ssid": "lockbridge-test", "bssid": "00:00:00:00:00:00", "rssi": -50},
-            "netif": {"localIp": self.address, "mask": "255.0.0.0", "gw": "127.0.0.1"},
-            "mmfree": 50000,
-            "ot": "otu",
-            "otu_stat": [0, 0, 0, 0, 0, 0],
-            "ott_stat": [0, 0, 0, 0],
-        }
 
     def _get(self, p: dict[str, Any]) -> dict[str, Any]:
         row = _ids(p, "piid")
