@@ -253,6 +253,14 @@ async def test_a_posted_event_is_only_a_hint(rig: Rig) -> None:
     assert await rig.driver.list_codes("12") == []
     [read] = await rig.driver.read_slots("12", [1])
     assert read.state is SlotState.EMPTY
+    # Posting in a loop does not make the driver hammer the hub.
+    before = sum(r.endswith("/devices/all") for r in rig.hub.requests)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(50):
+            async with session.post(rig.driver.post_url, json=forged) as answer:
+                assert answer.status == 204
+    await asyncio.sleep(0.5)
+    assert sum(r.endswith("/devices/all") for r in rig.hub.requests) - before <= 3
 
 
 async def test_a_refused_token_disconnects_the_account_until_the_file_has_the_new_one(

@@ -80,6 +80,12 @@ _REQUESTS_PER_COMMAND = 3
 # Characters a name cannot carry in a command's comma-separated, URL-decoded secondary value.
 _UNSENDABLE = re.compile(r"[,/%\\?#]")
 _MAX_EVENT_BYTES = 64 * 1024
+# After an event wakes a waiting command, the hub's events of one change (lockCodes, then
+# codeChanged) are let in together before the lock is read: one read per change, and anyone
+# posting in a loop gets at most this many reads a second out of it.
+_EVENT_SETTLE_S = 0.1
+# Events trigger a look at every lock at most this often.
+_EVENT_REFRESH_GAP_S = 1.0
 
 
 @dataclass(slots=True)
@@ -321,6 +327,7 @@ class HubitatDriver:
 
     async def _hint_or_sleep(self, lock: _Lock, seconds: float) -> None:
         if lock.hint.is_set():
+            await self._clock.sleep(_EVENT_SETTLE_S)
             return
         hint = asyncio.create_task(lock.hint.wait())
         sleep = asyncio.create_task(self._clock.sleep(seconds))
@@ -330,6 +337,8 @@ class HubitatDriver:
             for task in (hint, sleep):
                 task.cancel()
             await asyncio.gather(hint, sleep, return_exceptions=True)
+        if lock.hint.is_set():
+            await self._clock.sleep(_EVENT_SETTLE_S)
 
     # -- reading the hub ------------------------------------------------------------------
 
@@ -447,6 +456,7 @@ class HubitatDriver:
                 await self._register_post_url()
             except DriverError as exc:
                 _LOG.debug("hubitat %s: refresh failed: %s", self.name, exc)
+            await self._clock.sleep(min(_EVENT_REFRESH_GAP_S, self._config.poll_interval_s))
 
     async def _refresh(self) -> None:
         """The selected locks, their limits, and which positions changed since the last look."""
