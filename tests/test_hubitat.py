@@ -266,14 +266,19 @@ async def test_a_posted_event_is_only_a_hint(rig: Rig) -> None:
 async def test_a_refused_token_disconnects_the_account_until_the_file_has_the_new_one(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    rig.hub.add_lock(13, "Back door")  # found at the next poll
+    await until(lambda: len(rig.driver.devices()) == 2)
     rig.hub.token = "a-new-token"
     with pytest.raises(Reauthenticate):
         await rig.driver.read_slots("12", [1])
+    # The token is the account's: every lock of the hub is disconnected, not only this one.
     assert rig.driver.availability("12") is Availability.ACCOUNT_DISCONNECTED
+    assert rig.driver.availability("13") is Availability.ACCOUNT_DISCONNECTED
     await until(lambda: any(e.availability is Availability.ACCOUNT_DISCONNECTED
                             for e in rig.events))
     rig.token_file.write_text("a-new-token\n")
-    await until(lambda: rig.driver.availability("12") is Availability.ONLINE)
+    await until(lambda: rig.driver.availability("12") is Availability.ONLINE
+                and rig.driver.availability("13") is Availability.ONLINE)
     assert TOKEN not in caplog.text and "a-new-token" not in caplog.text
 
 
@@ -298,3 +303,16 @@ def test_the_token_goes_only_to_a_hub_on_the_lan(url: str, tmp_path: Path) -> No
                 "http://[fe80::1]", "http://127.0.0.1:8080"):
         Config.model_validate({"kind": "hubitat", "url": lan, "app_id": 1,
                                "token_file": str(tmp_path / "t")})
+
+
+async def test_locks_selected_or_unselected_in_the_maker_api_come_and_go(rig: Rig) -> None:
+    rig.hub.add_lock(13, "Back door", max_codes=8, code_length=6)
+    await until(lambda: "13" in [d.external_id for d in rig.driver.devices()])
+    back = next(d for d in rig.driver.devices() if d.external_id == "13")
+    assert back.capabilities.slots() == range(1, 9)
+    assert back.constraints.allowed_lengths() == range(4, 7)
+    del rig.hub.locks[13]
+    await until(lambda: rig.driver.availability("13") is Availability.REMOVED)
+    assert [d.external_id for d in rig.driver.devices()] == ["12"]
+    assert any(e.kind is DriverEventKind.AVAILABILITY and e.external_id == "13"
+               and e.availability is Availability.REMOVED for e in rig.events)
