@@ -270,8 +270,14 @@ class FixConfig(DriverError):
 
 
 class CommandRejected(DriverError):
-    """The lock refused this one command for good; other commands may still work."""
+    """The lock refused this one command for good; other commands may still work.
 
-    def __init__(self, reason: RejectReason, message: str) -> None:
+    `error_code` names the refusal as the maker's integration does (a value of
+    `bridge.model.AccessCodeErrorCode`, such as `hubitat_no_free_positions_available`); the
+    code's error then carries it instead of the generic one `reason` maps to."""
+
+    def __init__(self, reason: RejectReason, message: str,
+                 error_code: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.error_code = error_code

@@ -39,6 +39,7 @@ from bridge.driver import (
 )
 from bridge.logs import REDACTOR
 from bridge.model import (
+    VENDOR_SET_ERRORS,
     AccessCodeErrorCode,
     AccessCodeStatus,
     AccessCodeType,
@@ -1028,6 +1029,8 @@ class Engine:
         }
         error, event = mapping.get(exc.reason, (AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE,
                                                 EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE))
+        if exc.error_code is not None:
+            error = AccessCodeErrorCode(exc.error_code)
         async with self._lock_for(self.codes[access_code_id].device_id):
             code = self.codes.get(access_code_id)
             if code is None:
@@ -2033,7 +2036,7 @@ _RETRYABLE_ERRORS = frozenset({
     AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE,
     AccessCodeErrorCode.NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE,
     AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE,
-})
+}) | VENDOR_SET_ERRORS
 
 
 _SET_ERRORS = _RETRYABLE_ERRORS - {AccessCodeErrorCode.FAILED_TO_REMOVE_FROM_DEVICE}

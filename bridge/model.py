@@ -33,6 +33,14 @@ class AccessCodeErrorCode(enum.StrEnum):
     DUPLICATE_CODE_ATTEMPT_PREVENTED = "duplicate_code_attempt_prevented"
     NO_SPACE_FOR_ACCESS_CODE_ON_DEVICE = "no_space_for_access_code_on_device"
     CODE_MODIFIED_EXTERNAL_TO_SEAM = "code_modified_external_to_seam"
+    # A maker's own names for a refused write (a driver's `CommandRejected.error_code`).
+    HUBITAT_DEVICE_PROGRAMMING_DELAY = "hubitat_device_programming_delay"
+    HUBITAT_NO_FREE_POSITIONS_AVAILABLE = "hubitat_no_free_positions_available"
+
+
+# The makers' own write errors: like the generic ones, a later successful write clears them.
+VENDOR_SET_ERRORS = frozenset({AccessCodeErrorCode.HUBITAT_DEVICE_PROGRAMMING_DELAY,
+                               AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE})
 
 
 class AccessCodeWarningCode(enum.StrEnum):

@@ -1,0 +1,1 @@
+"""Hubitat Elevation hubs through the Maker API."""
