@@ -134,6 +134,12 @@ CASES = [
         Send("access_codes.delete", {"access_code_id": "$stay"}),
     ), ("ok", "ok", "ok"),
         faults='{keypad_codes: {20: "86420"}, fail_next_clears: 1000}'),
+    Case("a backup is pulled only for a time-bound code on a lock with a pool", (
+        create("stay"),
+        Send("access_codes.pull_backup_access_code", {"access_code_id": "$stay"}),
+        create("booked", starts_at=iso(START), ends_at=iso(END)),
+        Send("access_codes.pull_backup_access_code", {"access_code_id": "$booked"}),
+    ), ("ok", "invalid_input:access_code_id", "ok", "backup_access_code_pool_not_enabled")),
     Case("a code found on the keypad becomes managed", (
         Send("access_codes.unmanaged.convert_to_managed", {"access_code_id": "$unmanaged"}),
     ), ("ok",)),
