@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from bridge.driver import Availability
 from bridge.model import AccessCodeStatus
+from bridge.stateview import StateView
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -53,7 +54,8 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         engine = self._bridge.engine
-        devices = [d for d in engine.devices.values() if d.is_managed and not d.removed]
+        view = StateView(engine)
+        devices = [d for d in view.devices.values() if d.is_managed and not d.removed]
         locks = GaugeMetricFamily("lockbridge_locks", "Locks by availability.",
                                   labels=["availability"])
         by_state = Counter(str(d.availability) for d in devices)
@@ -62,7 +64,7 @@ class _StateCollector(Collector):
                 locks.add_metric([str(state)], by_state.get(str(state), 0))
         yield locks
 
-        live = [c for c in engine.codes.values() if not c.deleted]
+        live = [c for c in view.codes.values() if not c.deleted]
         codes = GaugeMetricFamily("lockbridge_access_codes",
                                   "Managed access codes by status (backups included).",
                                   labels=["status", "is_backup"])
@@ -95,7 +97,7 @@ class _StateCollector(Collector):
                                  labels=["device_id"])
         for device in devices:
             if device.backup_pool_enabled:
-                ready = sum(1 for c in engine.codes_of(device.device_id)
+                ready = sum(1 for c in view.codes_of(device.device_id)
                             if c.is_backup and not c.deleted and c.backup_pulled_for is None
                             and c.status is AccessCodeStatus.SET)
                 pool.add_metric([device.device_id], ready)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from bridge.clock import Clock
+from bridge.stateview import StateView
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -116,9 +117,10 @@ async def watchdog_task(clock: Clock, notifier: Notifier, status_fn: Callable[[]
 
 def status_line(bridge: Bridge) -> str:
     """`3/4 locks online, 2 codes pending, upstream connected` from the running bridge."""
-    devices = [d for d in bridge.engine.devices.values() if d.is_managed and not d.removed]
+    state = StateView(bridge.engine)
+    devices = [d for d in state.devices.values() if d.is_managed and not d.removed]
     online = sum(1 for d in devices if d.online)
-    pending = bridge.engine.outstanding()
+    pending = state.outstanding()
     upstream = bridge.extras.get("upstream")
     if upstream is None:
         link = "no upstream"

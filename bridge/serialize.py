@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.backup import supports_pool
-from bridge.engine import Engine
 from bridge.model import AccessCodeStatus, Event, Issue
 from bridge.records import CodeRecord, DeviceRecord
+from bridge.stateview import StateView
 
 # A fixed namespace so a bridge's workspace_id is stable across restarts.
 _WORKSPACE_NAMESPACE = uuid.UUID("0b5c2a47-64a1-4c83-9d6a-2b7cf6f6d7a1")
@@ -81,11 +81,11 @@ def device_json(device: DeviceRecord, bridge_id: str) -> dict[str, Any]:
     }
 
 
-def access_code_json(code: CodeRecord, engine: Engine, bridge_id: str) -> dict[str, Any]:
+def access_code_json(code: CodeRecord, state: StateView, bridge_id: str) -> dict[str, Any]:
     """A managed access code object, with its device's errors folded in as Seam does."""
-    device = engine.devices.get(code.device_id)
+    device = state.devices.get(code.device_id)
     device_errors = [_device_issue(i, error=True) for i in device.errors] if device else []
-    available = engine.backup_available(code)
+    available = state.backup_available(code)
     return {
         "access_code_id": code.access_code_id,
         "device_id": code.device_id,

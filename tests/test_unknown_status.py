@@ -10,6 +10,7 @@ from bridge.driver import Availability
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
 from bridge.serialize import access_code_json
+from bridge.stateview import StateView
 from drivers.simulator import SimLockSpec
 
 from .conftest import Harness, make_harness, stop_harness
@@ -18,7 +19,8 @@ from .harness import until
 
 def status(h: Harness, access_code_id: str) -> str:
     """The status as the API and the upstream link show it."""
-    return str(access_code_json(h.engine.codes[access_code_id], h.engine, "b")["status"])
+    code = h.engine.codes[access_code_id]
+    return str(access_code_json(code, StateView(h.engine), "b")["status"])
 
 
 async def test_a_write_that_gets_no_answer_from_a_lock_that_went_away(harness_factory) -> None:  # type: ignore[no-untyped-def]

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from bridge.application import AttemptReceipt
 from bridge.engine import Engine
 from bridge.model import AccessCodeErrorCode, AccessCodeStatus, AccessCodeType, Event
 from bridge.records import CodeRecord
 from bridge.serialize import iso
+from bridge.stateview import StateView
 from bridge.store import Store, Tx
 
 _LOG = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ class Attempt:
         """An attempt from `to_record`'s output."""
         return cls(**{**raw, "action_type": ActionType(raw["action_type"])})
 
+    def receipt(self) -> AttemptReceipt:
+        """The attempt as the application layer keeps it with the change it tracks."""
+        return AttemptReceipt(self.action_attempt_id, self.to_record())
+
 
 CodeJson = Callable[[CodeRecord], dict[str, Any]]
 
@@ -76,6 +82,7 @@ class ActionAttempts:
 
     def __init__(self, engine: Engine, store: Store, code_json: CodeJson) -> None:
         self._engine = engine
+        self._state = StateView(engine)
         self._store = store
         self._code_json = code_json
         self._attempts: dict[str, Attempt] = {}
@@ -93,14 +100,9 @@ class ActionAttempts:
         self._engine.subscribe(self._on_events)
 
     def started(self, action_type: ActionType, code: CodeRecord, now: datetime) -> Attempt:
-        """A new pending attempt for `code`, not yet kept (see `write` and `adopt`)."""
+        """A new pending attempt for `code`, not yet kept (see `receipt` and `adopt`)."""
         return Attempt(str(uuid.uuid4()), action_type, code.access_code_id, code.device_id,
                        iso(now) or "", revision=code.revision)
-
-    @staticmethod
-    def write(tx: Tx, attempt: Attempt) -> None:
-        """Persist an attempt inside another transaction (the change it tracks)."""
-        tx.put_action_attempt(attempt.action_attempt_id, attempt.to_record())
 
     async def adopt(self, attempt: Attempt, persisted: bool = True) -> Attempt:
         """Keep an attempt (persisting it unless `persisted`) and judge it at once."""
@@ -135,7 +137,7 @@ class ActionAttempts:
             if attempt.action_type is ActionType.DELETE_ACCESS_CODE:
                 result = {}
             else:
-                code = self._engine.codes.get(attempt.access_code_id)
+                code = self._state.codes.get(attempt.access_code_id)
                 result = {"access_code": self._code_json(code) if code else
                           {"access_code_id": attempt.access_code_id,
                            "device_id": attempt.device_id}}
@@ -149,7 +151,7 @@ class ActionAttempts:
     # -- internals ---------------------------------------------------------------------------
 
     def _judge(self, attempt: Attempt) -> Attempt:
-        code = self._engine.codes.get(attempt.access_code_id)
+        code = self._state.codes.get(attempt.access_code_id)
         if attempt.action_type is ActionType.DELETE_ACCESS_CODE:
             if code is None or (code.deleted and not code.on_lock):
                 return replace(attempt, status="success")

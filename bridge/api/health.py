@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from bridge.driver import Availability
+from bridge.stateview import StateView
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -18,8 +19,8 @@ _LINK_DOWN = frozenset({Availability.DISCONNECTED, Availability.HUB_DISCONNECTED
 
 def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     """HTTP status (200 ready, 503 not ready) and the body of `/health`."""
-    engine = bridge.engine
-    devices = [d for d in engine.devices.values() if d.is_managed and not d.removed]
+    state = StateView(bridge.engine)
+    devices = [d for d in state.devices.values() if d.is_managed and not d.removed]
     not_ready: list[str] = []
     notes: list[str] = []
     down = Counter(d.driver for d in devices if d.availability in _LINK_DOWN)
@@ -29,7 +30,7 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
     if not bridge.store.health.writable:
         not_ready.append(f"store cannot write: {bridge.store.health.problem}; changes are "
                          "refused until it can")
-    if not engine.clock_synchronized():
+    if not state.clock_synchronized():
         not_ready.append("system clock not synchronised: time-bound codes are held")
     offline = [d.display_name or d.device_id for d in devices
                if d.availability is Availability.OFFLINE]
@@ -50,7 +51,7 @@ def health(bridge: Bridge) -> tuple[int, dict[str, Any]]:
         "not_ready": not_ready,
         "notes": notes,
         "locks": {"total": len(devices), "online": online},
-        "codes_pending": engine.outstanding(),
+        "codes_pending": state.outstanding(),
         "upstream": None if upstream is None else
         ("connected" if getattr(upstream, "connected", False) else "disconnected"),
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -14,10 +14,11 @@ from yarl import URL
 
 from bridge.api import models as m
 from bridge.api.attempts import ActionAttempts, ActionType, Attempt
-from bridge.api.errors import ApiError, from_engine, not_found
+from bridge.api.errors import ApiError, not_found
 from bridge.api.paging import page
-from bridge.driver import DriverError, NetworkCommands, RetryLater
-from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.application import Application, CodeChanges
+from bridge.driver import DriverError, LockDriver, NetworkCommands, RetryLater
+from bridge.engine import CodeRequest
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, AccessCodeType, Event, EventType
 from bridge.records import CodeRecord, DeviceRecord
@@ -28,7 +29,7 @@ from bridge.serialize import (
     event_json,
     unmanaged_code_json,
 )
-from bridge.store import Reader, Store, Tx
+from bridge.store import Reader, Store
 
 Body = dict[str, Any]
 _ISSUE_LISTS = ("connected_account_errors", "connected_account_warnings", "device_errors",
@@ -61,11 +62,18 @@ class Route:
 
 
 class Api:
-    """The handlers, over the engine, the store and the action attempts."""
+    """The handlers, over the application layer, the store and the action attempts.
 
-    def __init__(self, engine: Engine, store: Store, bridge_id: str,
-                 attempts: ActionAttempts) -> None:
-        self.engine = engine
+    A handler validates its input (the models), finds what the request names, calls the
+    application layer (bridge/application.py, where the domain rules live) and shapes Seam's
+    answer. An `EngineError` it lets through becomes an error answer in one place, the errors
+    middleware (bridge/api/errors.py)."""
+
+    def __init__(self, app: Application, drivers: Mapping[str, LockDriver], store: Store,
+                 bridge_id: str, attempts: ActionAttempts) -> None:
+        self.app = app
+        self.state = app.state
+        self.drivers = drivers
         self.store = store
         self.bridge_id = bridge_id
         self.attempts = attempts
@@ -129,7 +137,7 @@ class Api:
     async def networks_permit_join(self, call: Call) -> Body:
         """Open one driver's network to new locks; the only such driver when none is named."""
         p: m.NetworkPermitJoin = call.params
-        runners = {name: d for name, d in self.engine.drivers.items()
+        runners = {name: d for name, d in self.drivers.items()
                    if isinstance(d, NetworkCommands)}
         if p.driver is not None:
             driver = runners.get(p.driver)
@@ -150,7 +158,7 @@ class Api:
         """Make a lock leave its driver's network."""
         p: m.NetworkRemoveDevice = call.params
         device = self._find_device(p.device_id, None)
-        driver = self.engine.drivers.get(device.driver)
+        driver = self.drivers.get(device.driver)
         if not isinstance(driver, NetworkCommands):
             raise ApiError(400, "invalid_input", f"{device.display_name} is not on a network "
                            "lockbridge runs")
@@ -162,7 +170,7 @@ class Api:
     async def devices_list(self, call: Call, managed: bool = True) -> Body:
         """Devices, filtered."""
         p: m.DevicesList = call.params
-        devices = [d for d in self.engine.devices.values()
+        devices = [d for d in self.state.devices.values()
                    if d.is_managed == managed and self._device_wanted(d, p)]
         chosen, pagination = page(devices, p.limit, p.page_cursor, call.url)
         return {"devices": [self._device(d) for d in chosen], "pagination": pagination}
@@ -176,19 +184,9 @@ class Api:
         """`is_managed: false` takes the lock out (backups off); the pool can only go on."""
         p: m.DevicesUpdate = call.params
         device = self._find_device(p.device_id, None)
-        try:
-            if p.backup_access_code_pool_enabled is False and device.backup_pool_enabled:
-                raise EngineError(
-                    "invalid_input",
-                    "A backup access code pool stays on once enabled (seed 001); remove the "
-                    "device from lockbridge (is_managed: false) to take its backup codes off",
-                    "backup_access_code_pool_enabled")
-            if p.backup_access_code_pool_enabled:
-                await self.engine.enable_backup_pool(device.device_id)
-            if p.is_managed is False:
-                await self.engine.unmanage_device(device.device_id)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        if p.is_managed is not None or p.backup_access_code_pool_enabled is not None:
+            await self.app.update_device(device.device_id, is_managed=p.is_managed,
+                                         backup_pool_enabled=p.backup_access_code_pool_enabled)
         return {}
 
     async def unmanaged_devices_list(self, call: Call) -> Body:
@@ -205,10 +203,7 @@ class Api:
         p: m.UnmanagedDevicesUpdate = call.params
         device = self._find_device(p.device_id, None, managed=False)
         if p.is_managed:
-            try:
-                await self.engine.manage_device(device.device_id)
-            except EngineError as exc:
-                raise from_engine(exc) from exc
+            await self.app.update_device(device.device_id, is_managed=True)
         return {}
 
     # -- access codes -----------------------------------------------------------------------
@@ -218,29 +213,20 @@ class Api:
         p: m.AccessCodesCreate = call.params
         device = self._find_device(p.device_id, None)
         request = CodeRequest(
-            name=p.name, code=p.code,
-            type=AccessCodeType.TIME_BOUND if p.starts_at else AccessCodeType.ONGOING,
-            starts_at=p.starts_at, ends_at=p.ends_at,
+            name=p.name, code=p.code, starts_at=p.starts_at, ends_at=p.ends_at,
             preferred_code_length=p.preferred_code_length,
             allow_external_modification=_either(p.allow_external_modification,
                                                 p.is_external_modification_allowed),
             common_code_key=p.common_code_key,
             use_backup_access_code_pool=p.use_backup_access_code_pool,
         )
+        now = self.app.clock.now()
         placeholder = CodeRecord(access_code_id=_new_id(), device_id=device.device_id,
-                                 created_at=self.engine.clock.now())
-        attempt = self.attempts.started(ActionType.CREATE_ACCESS_CODE, placeholder,
-                                        self.engine.clock.now())
-
-        def keep_attempt(tx: Tx) -> None:
-            ActionAttempts.write(tx, attempt)
-
-        try:
-            code = await self.engine.create_code(device.device_id, request,
-                                                 access_code_id=placeholder.access_code_id,
-                                                 on_commit=keep_attempt)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+                                 created_at=now)
+        attempt = self.attempts.started(ActionType.CREATE_ACCESS_CODE, placeholder, now)
+        code = await self.app.create_code(device.device_id, request,
+                                          access_code_id=placeholder.access_code_id,
+                                          receipt=attempt.receipt())
         attempt = await self.attempts.adopt(attempt)
         return {"access_code": self._code(code), "action_attempt": self.attempts.to_json(attempt)}
 
@@ -249,10 +235,10 @@ class Api:
         p: m.AccessCodesList = call.params
         if p.device_id is not None:
             self._find_device(p.device_id, None)
-            pool: Iterable[CodeRecord] = self.engine.codes_of(str(p.device_id))
+            pool: Iterable[CodeRecord] = self.state.codes_of(str(p.device_id))
         else:
-            managed = {d.device_id for d in self.engine.devices.values() if d.is_managed}
-            pool = [c for c in self.engine.codes.values() if c.device_id in managed]
+            managed = {d.device_id for d in self.state.devices.values() if d.is_managed}
+            pool = [c for c in self.state.codes.values() if c.device_id in managed]
         wanted = {str(i) for i in p.access_code_ids} if p.access_code_ids is not None else None
         codes = [c for c in pool if _listed(c)
                  and (wanted is None or c.access_code_id in wanted)
@@ -268,51 +254,34 @@ class Api:
     async def codes_update(self, call: Call) -> Body:
         """Change a code; an UPDATE_ACCESS_CODE attempt tracks the change onto the lock."""
         p: m.AccessCodesUpdate = call.params
-        current = self._find_code(m.AccessCodesGet(access_code_id=p.access_code_id),
-                                  managed=True)
-        if p.device_id is not None and str(p.device_id) != current.device_id:
-            raise not_found("access_code_not_found", "No such access code on that device")
-        kind = AccessCodeType(p.type) if p.type else None
-        if kind is None and (p.starts_at or p.ends_at) \
-                and current.type is AccessCodeType.ONGOING:
-            # Giving times to an ongoing code makes it time-bound, as in Seam.
-            kind = AccessCodeType.TIME_BOUND
-        request = CodeRequest(
-            name=p.name, code=p.code, type=kind, starts_at=p.starts_at, ends_at=p.ends_at,
+        changes = CodeChanges(
+            name=p.name, code=p.code, type=AccessCodeType(p.type) if p.type else None,
+            starts_at=p.starts_at, ends_at=p.ends_at,
             allow_external_modification=_either(p.allow_external_modification,
                                                 p.is_external_modification_allowed),
             use_backup_access_code_pool=p.use_backup_access_code_pool,
         )
-        try:
-            updated = await self.engine.update_code(current.access_code_id, request)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        updated = await self.app.update_code(str(p.access_code_id), changes,
+                                             device_id=_id(p.device_id))
         attempt = self.attempts.started(ActionType.UPDATE_ACCESS_CODE, updated,
-                                        self.engine.clock.now())
+                                        self.app.clock.now())
         attempt = await self.attempts.adopt(attempt, persisted=False)
         return {"action_attempt": self.attempts.to_json(attempt)}
 
     async def codes_delete(self, call: Call) -> Body:
         """Take a code off its lock; repeating the call while it is being removed is harmless."""
         p: m.AccessCodesDelete = call.params
-        current = self._find_code(m.AccessCodesGet(access_code_id=p.access_code_id),
-                                  managed=True)
-        if p.device_id is not None and str(p.device_id) != current.device_id:
-            raise not_found("access_code_not_found", "No such access code on that device")
-        if current.deleted:
+        deletion = await self.app.delete_code(str(p.access_code_id), device_id=_id(p.device_id))
+        current = deletion.code
+        if deletion.repeated:
             # A retried DELETE: answer with the attempt already under way.
             for existing in reversed(self.attempts.all()):
                 if existing.access_code_id == current.access_code_id and \
                         existing.action_type is ActionType.DELETE_ACCESS_CODE:
                     existing = await self.attempts.refresh(existing)
                     return {"action_attempt": self.attempts.to_json(existing)}
-        else:
-            try:
-                await self.engine.delete_code(current.access_code_id)
-            except EngineError as exc:
-                raise from_engine(exc) from exc
         attempt = self.attempts.started(ActionType.DELETE_ACCESS_CODE, current,
-                                        self.engine.clock.now())
+                                        self.app.clock.now())
         attempt = await self.attempts.adopt(attempt, persisted=False)
         return {"action_attempt": self.attempts.to_json(attempt)}
 
@@ -320,26 +289,18 @@ class Api:
         """A PIN that fits the lock's rules and clashes with none of its codes."""
         p: m.GenerateCode = call.params
         device = self._find_device(p.device_id, None)
-        try:
-            pin = self.engine.generate_code(device.device_id)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        pin = self.app.generate_code(device.device_id)
         REDACTOR.remember(pin)
         # Seam answers with an access_code object; this one is a draft, stored nowhere.
         draft = CodeRecord(access_code_id=_new_id(), device_id=device.device_id,
-                           created_at=self.engine.clock.now(), code=pin,
+                           created_at=self.app.clock.now(), code=pin,
                            status=AccessCodeStatus.UNSET)
         return {"generated_code": self._code(draft)}
 
     async def pull_backup(self, call: Call) -> Body:
         """Hand out a backup for a time-bound code; asking again returns the same backup."""
         p: m.PullBackup = call.params
-        code = self._find_code(m.AccessCodesGet(access_code_id=p.access_code_id),
-                               managed=True)
-        try:
-            backup, original = await self.engine.pull_backup(code.access_code_id)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        backup, original = await self.app.pull_backup(str(p.access_code_id))
         return {"backup_access_code": self._code(backup), "access_code": self._code(original)}
 
     # -- unmanaged access codes -------------------------------------------------------------
@@ -348,7 +309,7 @@ class Api:
         """Codes found on a lock that the bridge did not put there."""
         p: m.UnmanagedList = call.params
         device = self._find_device(p.device_id, None)
-        codes = [c for c in self.engine.codes_of(device.device_id) if not c.is_managed
+        codes = [c for c in self.state.codes_of(device.device_id) if not c.is_managed
                  and _matches(p.search, c.name, c.access_code_id, c.code)]
         chosen, pagination = page(codes, p.limit, p.page_cursor, call.url)
         return {"access_codes": [self._unmanaged(c) for c in chosen],
@@ -362,27 +323,16 @@ class Api:
     async def unmanaged_convert(self, call: Call) -> Body:
         """Make an unmanaged code managed: the bridge keeps it on the lock from now on."""
         p: m.ConvertToManaged = call.params
-        code = self._find_code(m.AccessCodesGet(access_code_id=p.access_code_id),
-                               managed=False)
-        request = CodeRequest(allow_external_modification=_either(
-            p.allow_external_modification, p.is_external_modification_allowed))
-        try:
-            await self.engine.convert_unmanaged(code.access_code_id, request)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        await self.app.convert_unmanaged(str(p.access_code_id), allow_external_modification=(
+            _either(p.allow_external_modification, p.is_external_modification_allowed)))
         return {}
 
     async def unmanaged_delete(self, call: Call) -> Body:
         """Remove an unmanaged code from its lock (done before the answer)."""
         p: m.UnmanagedDelete = call.params
-        code = self._find_code(m.AccessCodesGet(access_code_id=p.access_code_id),
-                               managed=False)
-        try:
-            await self.engine.delete_unmanaged(code.access_code_id)
-        except EngineError as exc:
-            raise from_engine(exc) from exc
+        code = await self.app.delete_unmanaged(str(p.access_code_id))
         attempt = self.attempts.started(ActionType.DELETE_ACCESS_CODE, code,
-                                        self.engine.clock.now())
+                                        self.app.clock.now())
         attempt = await self.attempts.adopt(attempt, persisted=False)
         return {"action_attempt": self.attempts.to_json(attempt)}
 
@@ -457,11 +407,11 @@ class Api:
         return device_json(device, self.bridge_id)
 
     def _code(self, code: CodeRecord) -> Body:
-        return access_code_json(code, self.engine, self.bridge_id)
+        return access_code_json(code, self.state, self.bridge_id)
 
     def _event(self, event: Event) -> Body:
         body = event_json(event, self.bridge_id)
-        device = self.engine.devices.get(event.device_id or "")
+        device = self.state.devices.get(event.device_id or "")
         if device is not None:
             body.setdefault("connected_account_id",
                             connected_account_id(self.bridge_id, device.driver))
@@ -485,9 +435,9 @@ class Api:
     def _find_device(self, device_id: UUID | None, name: str | None,
                      managed: bool = True) -> DeviceRecord:
         if device_id is not None:
-            device = self.engine.devices.get(str(device_id))
+            device = self.state.devices.get(str(device_id))
         else:
-            device = next((d for d in self.engine.devices.values()
+            device = next((d for d in self.state.devices.values()
                            if d.display_name == name and d.is_managed == managed), None)
         if device is None or device.is_managed != managed:
             raise not_found("device_not_found", "Device not found")
@@ -495,15 +445,12 @@ class Api:
 
     def _find_code(self, p: m.AccessCodesGet, managed: bool) -> CodeRecord:
         if p.access_code_id is not None:
-            try:
-                code = self.engine.code(str(p.access_code_id), managed=managed)
-            except EngineError as exc:
-                raise from_engine(exc) from exc
+            code = self.state.code(str(p.access_code_id), managed=managed)
             if p.device_id is not None and code.device_id != str(p.device_id):
                 raise not_found("access_code_not_found", "Access code not found")
             return code
         device = self._find_device(p.device_id, None)
-        for code in self.engine.codes_of(device.device_id):
+        for code in self.state.codes_of(device.device_id):
             if code.is_managed == managed and code.code == p.code and (
                     not managed or _listed(code)):
                 return code
@@ -580,6 +527,10 @@ def _matches(search: str | None, *fields: str | None) -> bool:
         return True
     needle = search.lower()
     return any(f is not None and needle in f.lower() for f in fields)
+
+
+def _id(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _either(a: bool | None, b: bool | None) -> bool | None:

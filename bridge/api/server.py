@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,16 +15,16 @@ from pydantic import ValidationError
 
 from bridge.api import auth
 from bridge.api.attempts import ActionAttempts
-from bridge.api.errors import ApiError, from_validation, store_unavailable
+from bridge.api.errors import ApiError, errors_middleware, from_validation
 from bridge.api.health import health as bridge_health
 from bridge.api.models import Request, list_fields
 from bridge.api.openapi import openapi_document
 from bridge.api.routes import Api, Call, Route
 from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, status_summary
+from bridge.application import Application
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.serialize import access_code_json
-from bridge.store import StoreUnavailable
 from bridge.upstream.link import software_version
 
 if TYPE_CHECKING:
@@ -92,13 +91,13 @@ async def start_api(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Ta
 
 
 async def build_api(bridge: Bridge) -> Api:
-    """The handlers over a bridge's engine and store, with action attempts loaded."""
+    """The handlers over a bridge's application layer and store, with action attempts loaded."""
     bridge_id = bridge.loaded.config.bridge.id
-    engine = bridge.engine
-    attempts = ActionAttempts(engine, bridge.store,
-                              lambda code: access_code_json(code, engine, bridge_id))
+    app = Application(bridge.engine)
+    attempts = ActionAttempts(bridge.engine, bridge.store,
+                              lambda code: access_code_json(code, app.state, bridge_id))
     await attempts.load()
-    return Api(engine, bridge.store, bridge_id, attempts)
+    return Api(app, bridge.drivers, bridge.store, bridge_id, attempts)
 
 
 def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
@@ -106,7 +105,7 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
     """The aiohttp application: every route under Seam's path, with auth and error shapes;
     `keyless` are the paths served without a key."""
     app = web.Application(client_max_size=max_body_bytes,
-                          middlewares=[_errors_middleware(max_body_bytes), _auth_middleware])
+                          middlewares=[errors_middleware(max_body_bytes), _auth_middleware])
     app[_API_KEY] = api
     app[_KEYLESS] = keyless
     app[_THROTTLE] = auth.Throttle(bridge.clock)
@@ -218,33 +217,6 @@ async def parse(request: web.Request, model: type[Request]) -> Request:
         raise from_validation(exc) from None
 
 
-def _errors_middleware(max_body_bytes: int) -> Any:
-    @web.middleware
-    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = f"req_{uuid.uuid4().hex}"
-        try:
-            if (request.content_length or 0) > max_body_bytes:
-                raise ApiError(413, "payload_too_large",
-                               f"The body is larger than {max_body_bytes} bytes")
-            response = await handler(request)
-        except ApiError as exc:
-            response = web.json_response(exc.body(request_id), status=exc.status)
-        except web.HTTPException as exc:
-            response = _http_error(exc, request_id)
-        except StoreUnavailable as exc:
-            # The store logged the outage once; a request it refuses is no fault of the API.
-            error = store_unavailable(str(exc).removeprefix("the store cannot write: "))
-            response = web.json_response(error.body(request_id), status=503)
-        except Exception:
-            _LOG.exception("API %s %s failed", request.method, request.path)
-            error = ApiError(500, "internal_server_error", "Internal server error")
-            response = web.json_response(error.body(request_id), status=500)
-        response.headers["seam-request-id"] = request_id
-        return response
-
-    return errors
-
-
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in request.app[_KEYLESS]:
@@ -262,12 +234,3 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise ApiError(401, "unauthorized", "Unauthorized")
     throttle.succeeded(client)
     return await handler(request)
-
-
-def _http_error(exc: web.HTTPException, request_id: str) -> web.Response:
-    kinds = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-    error = ApiError(exc.status, kinds.get(exc.status, "invalid_input"), exc.reason)
-    response = web.json_response(error.body(request_id), status=exc.status)
-    if exc.status == 405 and "Allow" in exc.headers:
-        response.headers["Allow"] = exc.headers["Allow"]
-    return response

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.backup import available
 from bridge.model import AccessCodeStatus
 from bridge.serialize import iso
+from bridge.stateview import StateView
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -45,26 +46,26 @@ def static_file(name: str) -> bytes:
 def status_summary(bridge: Bridge, now: datetime, version: str) -> dict[str, Any]:
     """Locks, code counts, issues and the upstream link, for the page (no PINs, no names of
     codes)."""
-    engine = bridge.engine
-    devices = sorted((d for d in engine.devices.values() if d.is_managed and not d.removed),
+    state = StateView(bridge.engine)
+    devices = sorted((d for d in state.devices.values() if d.is_managed and not d.removed),
                      key=lambda d: (d.display_name.lower(), d.device_id))
     upstream = bridge.extras.get("upstream")
     return {
         "bridge_id": bridge.loaded.config.bridge.id,
         "version": version,
         "generated_at": iso(now),
-        "clock_synchronized": engine.clock_synchronized(),
-        "codes_pending": engine.outstanding(),
+        "clock_synchronized": state.clock_synchronized(),
+        "codes_pending": state.outstanding(),
         "upstream": None if upstream is None else {
             "connected": bool(getattr(upstream, "connected", False)),
             "outbox_depth": int(getattr(upstream, "outbox_depth", 0)),
         },
-        "locks": [_lock(bridge, d) for d in devices],
+        "locks": [_lock(state, d) for d in devices],
     }
 
 
-def _lock(bridge: Bridge, device: DeviceRecord) -> dict[str, Any]:
-    codes = bridge.engine.codes_of(device.device_id)
+def _lock(state: StateView, device: DeviceRecord) -> dict[str, Any]:
+    codes = state.codes_of(device.device_id)
     guest_codes = [c for c in codes if c.is_managed and not c.is_backup and not c.deleted]
     by_status = Counter(c.status.value for c in guest_codes)
     return {

@@ -20,11 +20,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.application import Application, CodeChanges, CommandReceipt
+from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeType
 from bridge.records import CodeRecord
 from bridge.serialize import access_code_json, device_json
-from bridge.store import Store, Tx
+from bridge.store import Store
 from bridge.upstream.protocol import (
     MUTATING_ACTIONS,
     Command,
@@ -55,14 +56,15 @@ def created_code_id(bridge_id: str, command_id: str) -> str:
 
 
 class CommandRunner:
-    """Runs upstream commands against the engine, exactly once per command id."""
+    """Runs upstream commands through the application layer, exactly once per command id."""
 
-    def __init__(self, store: Store, engine: Engine, bridge_id: str, *,
+    def __init__(self, store: Store, app: Application, bridge_id: str, *,
                  outbox_full: Callable[[], bool],
                  send_snapshot: Callable[[], Awaitable[None]],
                  keep_results: int = KEEP_RESULTS) -> None:
         self._store = store
-        self._engine = engine
+        self._app = app
+        self._state = app.state
         self._bridge_id = bridge_id
         self._outbox_full = outbox_full
         self._send_snapshot = send_snapshot
@@ -135,54 +137,51 @@ class CommandRunner:
             return _failed(cid, exc.kind, str(exc), exc.field_name)
 
     async def _apply(self, cid: str, body: CommandAction) -> dict[str, Any]:
-        engine = self._engine
+        app = self._app
         if isinstance(body, CreateAccessCode):
             code_id = created_code_id(self._bridge_id, cid)
-            code = engine.codes.get(code_id)
-            if code is None:
-                code = await engine.create_code(body.device_id, CodeRequest(
-                    name=body.name, code=body.code,
-                    type=AccessCodeType.TIME_BOUND if body.starts_at else None,
-                    starts_at=body.starts_at, ends_at=body.ends_at,
-                    preferred_code_length=body.preferred_code_length,
+            if code_id not in self._state.codes:
+                await app.create_code(body.device_id, CodeRequest(
+                    name=body.name, code=body.code, starts_at=body.starts_at,
+                    ends_at=body.ends_at, preferred_code_length=body.preferred_code_length,
                     allow_external_modification=body.allow_external_modification,
                     common_code_key=body.common_code_key,
                     use_backup_access_code_pool=body.use_backup_access_code_pool,
-                ), access_code_id=code_id, on_commit=_mark(cid, body.action, code_id))
+                ), access_code_id=code_id, receipt=_mark(cid, body.action, code_id))
             return {"access_code": self._code(code_id)}
         if isinstance(body, UpdateAccessCode):
-            code = await engine.update_code(body.access_code_id, CodeRequest(
+            code = await app.update_code(body.access_code_id, CodeChanges(
                 name=body.name, code=body.code,
                 type=AccessCodeType(body.type) if body.type else None,
                 starts_at=body.starts_at, ends_at=body.ends_at,
                 allow_external_modification=body.allow_external_modification,
                 use_backup_access_code_pool=body.use_backup_access_code_pool,
-            ), on_commit=_mark(cid, body.action, body.access_code_id))
+            ), receipt=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(code.access_code_id)}
         if isinstance(body, DeleteAccessCode):
-            await engine.delete_code(body.access_code_id,
-                                     on_commit=_mark(cid, body.action, body.access_code_id))
+            await app.delete_code(body.access_code_id,
+                                  receipt=_mark(cid, body.action, body.access_code_id))
             return {}
         if isinstance(body, PullBackupAccessCode):
-            backup, original = await engine.pull_backup(
-                body.access_code_id, on_commit=_mark(cid, body.action, body.access_code_id))
+            backup, original = await app.pull_backup(
+                body.access_code_id, receipt=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(original.access_code_id),
                     "backup_access_code": self._code(backup.access_code_id)}
         if isinstance(body, ConvertUnmanagedAccessCode):
-            code = await engine.convert_unmanaged(body.access_code_id, CodeRequest(
-                name=body.name, allow_external_modification=body.allow_external_modification),
-                on_commit=_mark(cid, body.action, body.access_code_id))
+            code = await app.convert_unmanaged(
+                body.access_code_id, name=body.name,
+                allow_external_modification=body.allow_external_modification,
+                receipt=_mark(cid, body.action, body.access_code_id))
             return {"access_code": self._code(code.access_code_id)}
         if isinstance(body, DeleteUnmanagedAccessCode):
-            await engine.delete_unmanaged(body.access_code_id,
-                                          on_commit=_mark(cid, body.action, body.access_code_id))
+            await app.delete_unmanaged(body.access_code_id,
+                                       receipt=_mark(cid, body.action, body.access_code_id))
             return {}
         if isinstance(body, UpdateDevice):
-            mark = _mark(cid, body.action, "", device_id=body.device_id)
-            if body.is_managed:
-                device = await engine.manage_device(body.device_id, on_commit=mark)
-            else:
-                device = await engine.unmanage_device(body.device_id, on_commit=mark)
+            device = await app.update_device(
+                body.device_id, is_managed=body.is_managed,
+                backup_pool_enabled=body.backup_access_code_pool_enabled,
+                receipt=_mark(cid, body.action, "", device_id=body.device_id))
             return {"device": device_json(device, self._bridge_id)}
         await self._send_snapshot()
         return {}
@@ -193,7 +192,7 @@ class CommandRunner:
         applied = json.loads(marker)
         action, code_id = str(applied["action"]), str(applied["access_code_id"])
         if action == "devices.update":
-            device = self._engine.devices.get(str(applied.get("device_id")))
+            device = self._state.devices.get(str(applied.get("device_id")))
             if device is None:
                 return _failed(cid, "device_not_found", "The command was applied, but the "
                                "device is gone since", "device_id")
@@ -213,22 +212,20 @@ class CommandRunner:
         return CommandResult(command_id=cid, ok=True, result=result)
 
     def _live(self, access_code_id: str) -> CodeRecord | None:
-        code = self._engine.codes.get(access_code_id)
+        code = self._state.codes.get(access_code_id)
         return code if code is not None and code.is_managed and not code.deleted else None
 
     def _code(self, access_code_id: str) -> dict[str, Any]:
-        return access_code_json(self._engine.codes[access_code_id], self._engine,
-                                self._bridge_id)
+        return access_code_json(self._state.codes[access_code_id], self._state, self._bridge_id)
 
 
 def _mark(command_id: str, action: str, access_code_id: str,
-          device_id: str | None = None) -> Callable[[Tx], None]:
-    """An engine `on_commit` that marks the command applied in the change's transaction."""
+          device_id: str | None = None) -> CommandReceipt:
+    """The receipt that marks the command applied in its change's transaction."""
     applied = {"action": action, "access_code_id": access_code_id}
     if device_id is not None:
         applied["device_id"] = device_id
-    marker = json.dumps(applied)
-    return lambda tx: tx.mark_command_applied(command_id, marker)
+    return CommandReceipt(command_id, json.dumps(applied))
 
 
 def _gone(command_id: str, access_code_id: str, field: str | None) -> CommandResult:

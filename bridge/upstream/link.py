@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from bridge.application import Application
 from bridge.clock import Clock
 from bridge.config import UpstreamConfig
 from bridge.engine import Engine
@@ -28,6 +29,7 @@ from bridge.model import Event
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
+from bridge.stateview import StateView
 from bridge.store import Store, StoreUnavailable
 from bridge.upstream.commands import CommandRunner
 from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
@@ -214,7 +216,8 @@ class UpstreamLink:
         self._bridge_id = bridge_id
         self.outbox = Outbox(store, bridge_id, keep_acked=config.keep_acked_events,
                              max_unacked=config.max_unacked_events)
-        self.commands = CommandRunner(store, engine, bridge_id,
+        self._state = StateView(engine)
+        self.commands = CommandRunner(store, Application(engine), bridge_id,
                                       outbox_full=lambda: self.outbox.full,
                                       send_snapshot=self._snapshot_now)
         self.supervisor = ReconnectSupervisor(
@@ -274,16 +277,16 @@ class UpstreamLink:
 
     def snapshot(self) -> dict[str, Any]:
         """Every device and code as the engine holds them now (synchronous, so consistent)."""
-        engine, bid = self._engine, self._bridge_id
+        state, bid = self._state, self._bridge_id
         managed, unmanaged = [], []
-        for code in engine.codes.values():
+        for code in state.codes.values():
             if not code.is_managed:
                 unmanaged.append(unmanaged_code_json(code, bid))
             elif not (code.deleted and not code.on_lock):
-                managed.append(access_code_json(code, engine, bid))
+                managed.append(access_code_json(code, state, bid))
         return {"type": "snapshot", "snapshot_id": str(uuid.uuid4()),
                 "upto_seq": self._reflected_seq,
-                "devices": [device_json(d, bid) for d in engine.devices.values()],
+                "devices": [device_json(d, bid) for d in state.devices.values()],
                 "access_codes": managed, "unmanaged_access_codes": unmanaged}
 
     async def _snapshot_now(self) -> None:

@@ -197,16 +197,24 @@ class CreateAccessCode(_Window):
     use_backup_access_code_pool: bool | None = None
 
 
-class UpdateAccessCode(_Window):
-    """`access_codes.update`."""
+class UpdateAccessCode(_Message):
+    """`access_codes.update`: `starts_at` or `ends_at` alone moves one end of the window."""
 
     action: Literal["access_codes.update"]
     access_code_id: Id
     name: Name | None = None
     code: Pin | None = None
     type: Literal["ongoing", "time_bound"] | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     allow_external_modification: bool | None = None
     use_backup_access_code_pool: bool | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UpdateAccessCode:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ProtocolField("ends_at", "ends_at must be after starts_at")
+        return self
 
 
 class DeleteAccessCode(_Message):
@@ -241,11 +249,20 @@ class DeleteUnmanagedAccessCode(_Message):
 
 class UpdateDevice(_Message):
     """`devices.update`: `is_managed: false` takes a lock out of lockbridge (its backup codes
-    come off), `true` brings an unmanaged one back."""
+    come off), `true` brings an unmanaged one back; `backup_access_code_pool_enabled: true`
+    switches its backup pool on (it cannot be switched off). At least one of the two."""
 
     action: Literal["devices.update"]
     device_id: Id
-    is_managed: bool
+    is_managed: bool | None = None
+    backup_access_code_pool_enabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateDevice:
+        if self.is_managed is None and self.backup_access_code_pool_enabled is None:
+            raise ProtocolField("is_managed", "give is_managed or "
+                                "backup_access_code_pool_enabled")
+        return self
 
 
 class RequestSnapshot(_Message):

@@ -1,0 +1,210 @@
+"""The application layer: what a request to change locks and codes means, once for every front.
+
+The HTTP API (bridge/api/routes.py) and the upstream commands (bridge/upstream/commands.py) are
+two front doors to the same requests. Each parses its own wire format, then calls this layer,
+which holds the domain rules a request carries before the engine runs it: an ongoing code given
+times becomes time-bound, a backup pool stays on once switched on, a code already being deleted
+is not deleted again, a lock asked to be what it already is stays as it is. A front then shapes
+the answer its clients expect (an action attempt, a command result) from what this layer returns.
+
+What a front must keep with a change, in the same transaction (the API's action attempt, the
+upstream's applied-command marker), it hands over as a `Receipt`; this layer writes it with the
+engine's change, so no front touches a store transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.model import AccessCodeType
+from bridge.records import CodeRecord, DeviceRecord
+from bridge.stateview import StateView
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bridge.clock import Clock
+    from bridge.store import Tx
+
+POOL_FIELD = "backup_access_code_pool_enabled"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReceipt:
+    """An action attempt (the API's handle on a change) kept with the change it tracks."""
+
+    action_attempt_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceipt:
+    """An upstream command marked applied with its change, so a crash before its result is
+    stored does not apply it twice (bridge/upstream/commands.py)."""
+
+    command_id: str
+    marker: str
+
+
+Receipt = AttemptReceipt | CommandReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class CodeChanges:
+    """What an update asks to change on a managed code; None leaves a field as it is."""
+
+    name: str | None = None
+    code: str | None = None
+    type: AccessCodeType | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    allow_external_modification: bool | None = None
+    use_backup_access_code_pool: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A managed code asked to come off its lock; `repeated` when its removal was already
+    under way (nothing new was asked of the engine)."""
+
+    code: CodeRecord
+    repeated: bool
+
+
+class Application:
+    """The requests both fronts make, with their rules, over the engine's public methods."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.state = StateView(engine)
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (requests are stamped with it)."""
+        return self._engine.clock
+
+    # -- managed codes ---------------------------------------------------------------------
+
+    async def create_code(self, device_id: str, request: CodeRequest, *,
+                          access_code_id: str | None = None,
+                          receipt: Receipt | None = None) -> CodeRecord:
+        """A new managed code: time-bound when it has times, ongoing otherwise."""
+        self.state.device(device_id)
+        kind = AccessCodeType.TIME_BOUND if request.starts_at or request.ends_at \
+            else request.type or AccessCodeType.ONGOING
+        request = replace(request, type=kind)
+        return await self._engine.create_code(device_id, request, access_code_id=access_code_id,
+                                              on_commit=_writer(receipt))
+
+    async def update_code(self, access_code_id: str, changes: CodeChanges, *,
+                          device_id: str | None = None,
+                          receipt: Receipt | None = None) -> CodeRecord:
+        """Change a managed code; an ongoing code given times becomes time-bound (as in Seam:
+        kept ongoing, its window would show everywhere and be enforced nowhere)."""
+        current = self._managed_code(access_code_id, device_id)
+        kind = changes.type
+        if kind is None and (changes.starts_at or changes.ends_at) \
+                and current.type is AccessCodeType.ONGOING:
+            kind = AccessCodeType.TIME_BOUND
+        request = CodeRequest(
+            name=changes.name, code=changes.code, type=kind, starts_at=changes.starts_at,
+            ends_at=changes.ends_at,
+            allow_external_modification=changes.allow_external_modification,
+            use_backup_access_code_pool=changes.use_backup_access_code_pool)
+        return await self._engine.update_code(current.access_code_id, request,
+                                              on_commit=_writer(receipt))
+
+    async def delete_code(self, access_code_id: str, *, device_id: str | None = None,
+                          receipt: Receipt | None = None) -> Deletion:
+        """Take a managed code off its lock; asking again while it comes off changes nothing
+        (no second `access_code.deleted`)."""
+        current = self._managed_code(access_code_id, device_id)
+        if current.deleted:
+            return Deletion(current, repeated=True)
+        await self._engine.delete_code(current.access_code_id, on_commit=_writer(receipt))
+        return Deletion(current, repeated=False)
+
+    async def pull_backup(self, access_code_id: str, *, receipt: Receipt | None = None,
+                          ) -> tuple[CodeRecord, CodeRecord]:
+        """A backup code for a time-bound code (the same one when asked again): (backup,
+        original)."""
+        self._managed_code(access_code_id, None)
+        return await self._engine.pull_backup(access_code_id, on_commit=_writer(receipt))
+
+    def generate_code(self, device_id: str) -> str:
+        """A PIN that fits the lock's rules and clashes with none of its codes (kept nowhere)."""
+        return self._engine.generate_code(self.state.device(device_id).device_id)
+
+    # -- unmanaged codes -------------------------------------------------------------------
+
+    async def convert_unmanaged(self, access_code_id: str, *, name: str | None = None,
+                                allow_external_modification: bool | None = None,
+                                receipt: Receipt | None = None) -> CodeRecord:
+        """Make a code found on a lock managed: lockbridge keeps it there from now on."""
+        self.state.code(access_code_id, managed=False)
+        request = CodeRequest(name=name, allow_external_modification=allow_external_modification)
+        return await self._engine.convert_unmanaged(access_code_id, request,
+                                                    on_commit=_writer(receipt))
+
+    async def delete_unmanaged(self, access_code_id: str, *,
+                               receipt: Receipt | None = None) -> CodeRecord:
+        """Remove a code lockbridge did not put on the lock (done when this returns); the code
+        as it was."""
+        code = self.state.code(access_code_id, managed=False)
+        await self._engine.delete_unmanaged(access_code_id, on_commit=_writer(receipt))
+        return code
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def update_device(self, device_id: str, *, is_managed: bool | None = None,
+                            backup_pool_enabled: bool | None = None,
+                            receipt: Receipt | None = None) -> DeviceRecord:
+        """Bring a lock under lockbridge or take it out, or switch its backup pool on.
+
+        A lock asked to be what it already is stays as it is. A backup pool stays on once
+        enabled: guests may hold its codes; taking the lock out of lockbridge
+        (`is_managed: false`) is what takes its backup codes off."""
+        device = self.state.any_device(device_id)
+        if is_managed is None and backup_pool_enabled is None:
+            raise EngineError("invalid_input", "Nothing to change: give is_managed or "
+                              f"{POOL_FIELD}", "is_managed")
+        if backup_pool_enabled is False and device.backup_pool_enabled:
+            raise EngineError(
+                "invalid_input", "A backup access code pool stays on once enabled; remove the "
+                "device from lockbridge (is_managed: false) to take its backup codes off",
+                POOL_FIELD)
+        if is_managed and not device.is_managed:
+            device = await self._engine.manage_device(device_id, on_commit=_writer(receipt))
+            receipt = None
+        if backup_pool_enabled and not device.backup_pool_enabled:
+            # Switching the pool on again changes nothing, so its command needs no receipt:
+            # run again after a crash, it finds the pool on.
+            device = await self._engine.enable_backup_pool(self.state.device(device_id)
+                                                           .device_id)
+        if is_managed is False and device.is_managed:
+            device = await self._engine.unmanage_device(device_id, on_commit=_writer(receipt))
+        return device
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _managed_code(self, access_code_id: str, device_id: str | None) -> CodeRecord:
+        """A managed code; on another device than the one named it is not found."""
+        code = self.state.code(access_code_id)
+        if device_id is not None and code.device_id != device_id:
+            raise EngineError("access_code_not_found", "No such access code on that device",
+                              "access_code_id")
+        return code
+
+
+def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
+    """The engine's `on_commit` that keeps a receipt in the change's transaction."""
+    if receipt is None:
+        return None
+    if isinstance(receipt, AttemptReceipt):
+        attempt = receipt
+        return lambda tx: tx.put_action_attempt(attempt.action_attempt_id, attempt.record)
+    command = receipt
+    return lambda tx: tx.mark_command_applied(command.command_id, command.marker)
