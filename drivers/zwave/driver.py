@@ -80,6 +80,10 @@ _SAME_SIGNAL_S = 2.0
 _CACHE_VERSION = 1
 
 
+class _NoReport(RetryLater):
+    """The lock sent no User Code Report for one slot (zwave-js gave up waiting for it)."""
+
+
 @dataclass(slots=True)
 class _Lock:
     """What the driver keeps about one lock node."""
@@ -186,21 +190,33 @@ class ZWaveDriver:
         return lock.availability if lock is not None else Availability.REMOVED
 
     async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """Read each slot fresh from the lock (User Code Get), never from zwave-js's cache."""
+        """Read each slot fresh from the lock (User Code Get), never from zwave-js's cache; a
+        slot the lock does not report is unreadable while the others are read (RetryLater when
+        none answers)."""
         lock, info = self._lock(external_id)
         node = self._node(lock)
         reads: list[SlotRead] = []
+        silent: list[int] = []
         async with lock.guard:
             for slot in slots:
                 if not isinstance(slot, int) or slot not in info.capabilities.slots():
                     reads.append(mapping.slot_read(slot, SlotValue()))
                     continue
-                value = await self._get_slot(lock, node, slot)
+                try:
+                    value = await self._get_slot(lock, node, slot)
+                except _NoReport:
+                    # Unknown, never empty; the other slots are still read.
+                    silent.append(slot)
+                    reads.append(SlotRead(slot=slot, state=SlotState.UNREADABLE,
+                                          reason="no answer"))
+                    continue
                 try:
                     reads.append(mapping.slot_read(slot, value))
                 except usercode.SlotMissing:
                     # No code can be there (`_get_slot` reserved it).
                     reads.append(SlotRead(slot=slot, state=SlotState.EMPTY))
+        if silent and len(silent) == len(reads):
+            raise RetryLater(f"no answer to reading slot {', '.join(map(str, silent))}")
         return reads
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
@@ -637,7 +653,7 @@ class ZWaveDriver:
             report = await self._call(node.async_invoke_cc_api(
                 CommandClass.USER_CODE, "get", usercode.user_id(slot), wait_for_result=True))
         if report is None:
-            raise RetryLater(f"no answer to reading slot {slot}")
+            raise _NoReport(f"no answer to reading slot {slot}")
         value = mapping.report_value(report)
         lock.known[slot] = value
         lock.fresh.add(slot)
