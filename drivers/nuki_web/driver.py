@@ -25,7 +25,6 @@ integers (their own value when they are integers, else a 62-bit hash of the id).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -63,6 +62,7 @@ from bridge.driver import (
 )
 from drivers.events import EventPump
 from drivers.nuki_web.config import Config
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 KEYPAD_CODE = 13
@@ -126,11 +126,8 @@ class NukiWebDriver:
 
     async def stop(self) -> None:
         """Stop polling and close the HTTP session; safe to call twice."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -54,6 +54,7 @@ from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSuperviso
 from drivers import zwave_usercode as usercode
 from drivers.events import EventPump
 from drivers.memory import save_memory
+from drivers.tasks import cancel_and_wait
 from drivers.zwave import mapping
 from drivers.zwave.config import Config
 from drivers.zwave.mapping import (
@@ -159,9 +160,7 @@ class ZWaveDriver:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in (synced, failed):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+                await cancel_and_wait(waiter)
         if not self._synced.is_set():
             _LOG.warning("zwave %s: zwave-js-server at %s is not ready yet; %d locks known from "
                          "the last run, reported as hub_disconnected until it is", self.name,
@@ -375,9 +374,7 @@ class ZWaveDriver:
             try:
                 await self._first_of(everyone, listen, self._config.start_timeout_s)
             finally:
-                everyone.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await everyone
+                await cancel_and_wait(everyone)
         await self._refresh_dirty()
         self._save_cache()
         self._synced.set()
@@ -876,9 +873,7 @@ class ZWaveDriver:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not future.done():
-                future.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await future
+                await cancel_and_wait(future)
 
     async def _close(self, client: Client, listen: asyncio.Task[None]) -> None:
         """Close the websocket (which ends `listen`), bounded; then make sure `listen` is over."""
