@@ -191,9 +191,12 @@ class DriverEvent:
     detail: dict[str, str] = field(default_factory=dict)
 
 
-# The engine's handler of a driver's events. It may wait on the engine, which may itself be
-# waiting on the driver's command: a driver never awaits it from a command or from a library
-# callback a command waits on, but delivers from its own task (drivers.events.EventPump).
+# The engine's handler of a driver's events. It may block: it waits on the engine (a commit,
+# a discovery, the lock's turn), and the engine may itself be waiting on the driver's command.
+# So a driver never awaits it from a command (read, list, write, clear, probe) or from a library
+# callback a command waits on; it queues events and delivers them from its own task, in order
+# (drivers.events.EventPump). The simulator alone awaits it directly (a test double whose
+# fault hooks must have taken effect when they return; drivers/simulator/driver.py).
 DriverEventSink = Callable[[DriverEvent], Awaitable[None]]
 
 
@@ -203,7 +206,11 @@ class LockDriver(Protocol):
     name: str
 
     async def start(self, sink: DriverEventSink) -> None:
-        """Connect, discover locks, and begin reporting events to `sink`."""
+        """Connect, discover locks, and begin reporting events to `sink`.
+
+        `sink` may block for as long as the engine is busy, including on this driver's own
+        command: events go to it from the driver's own task (drivers.events.EventPump), never
+        from inside a command, so no command waits on it."""
 
     async def stop(self) -> None:
         """Disconnect and release everything; safe to call twice."""

@@ -10,10 +10,10 @@ once: the periodic reconcile catches up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bridge.driver import Availability, DriverEvent, DriverEventKind, DriverEventSink
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,10 +57,7 @@ class EventPump:
     async def stop(self) -> None:
         """Stop delivering; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._sink = None
 
     async def _run(self) -> None:

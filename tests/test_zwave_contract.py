@@ -57,6 +57,9 @@ class TestZWave(DriverContract):
         async def silence() -> None:
             await shared_stack.control("offline", node=2, value=True)
 
+        async def mute(slot: int) -> None:
+            await shared_stack.control("mute_slot", node=2, slot=slot)
+
         await driver.start(sink)
         try:
             [info] = driver.devices()
@@ -67,6 +70,7 @@ class TestZWave(DriverContract):
                 await until(lambda: driver.availability(info.external_id)
                             is Availability.ONLINE, timeout=10.0, what="node 2 online")
             yield ContractSubject(driver, info.external_id, lambda: shared_stack.slots_sync(2),
-                                  silence, answer_bound_s=10.0, events=events)
+                                  silence, answer_bound_s=10.0, events=events,
+                                  mute_slot=mute)
         finally:
             await driver.stop()

@@ -1,10 +1,11 @@
-"""Broker settings shared by the MQTT drivers; the password never sits in the file."""
+"""Settings shared by the MQTT drivers: the broker (the password never sits in the file), the
+waits of their common base, and a lock's PIN length overrides."""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -87,3 +88,46 @@ class BrokerConfig(BaseModel):
 
 class PasswordUnavailable(Exception):
     """The password file cannot be read; retrying soon will not help."""
+
+
+class PinLengthSettings(BaseModel):
+    """A lock's PIN lengths where the configuration overrides what the lock reports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_length: Annotated[int, Field(ge=1, le=12)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=12)] | None = None
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        if self.min_length and self.max_length and self.min_length > self.max_length:
+            raise ValueError("min_length is larger than max_length")
+        return self
+
+
+class MqttDriverSettings(BaseModel):
+    """What every MQTT lock driver's settings have: the broker and the waits of their common
+    base (drivers/mqtt/lockdriver.py). Each driver gives its own answer timeout and
+    confirmation window, which differ with what stands between the broker and the lock."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    broker: BrokerConfig = BrokerConfig()
+    answer_timeout_s: float
+    startup_wait_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    confirmation_window_s: float
+    command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
+    # Keep what the gateway said of each lock in state_dir, so the locks stay known (as
+    # disconnected) when the daemon starts while the broker is down.
+    remember_locks: bool = True
+
+    def base_options(self, state_dir: Path, kind: str) -> dict[str, Any]:
+        """The options of the common base (`MqttOptions`), the remembered lock list under
+        `state_dir` named after the driver's kind and name."""
+        return {"answer_timeout_s": self.answer_timeout_s,
+                "startup_wait_s": self.startup_wait_s,
+                "confirmation_window_s": self.confirmation_window_s,
+                "command_spacing_s": self.command_spacing_s,
+                "memory_file": (state_dir / f"{kind}-{self.name}.json"
+                                if self.remember_locks else None)}

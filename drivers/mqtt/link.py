@@ -24,6 +24,7 @@ from bridge.clock import Clock
 from bridge.driver import RetryLater
 from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
 from drivers.mqtt.config import BrokerConfig, PasswordUnavailable
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 
@@ -114,10 +115,7 @@ class MqttLink:
     async def stop(self) -> None:
         """Disconnect and stop reconnecting; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     # -- use ------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from drivers.events import EventPump
 from drivers.memory import load_memory, save_memory
 from drivers.mqtt.common import LogOnce, PendingWrites, checked_pin, shows
 from drivers.mqtt.link import LinkDown, MqttLink
+from drivers.tasks import cancel_and_wait
 
 T = TypeVar("T")
 
@@ -180,9 +181,7 @@ class MqttLockDriver(Generic[LockT, OptionsT]):
         """Disconnect and release everything; safe to call twice."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self._link.stop()
         await self._pump.stop()
         self._abandon("driver stopped", maybe_sent=False)

@@ -25,7 +25,6 @@ integers (their own value when they are integers, else a 62-bit hash of the id).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -63,6 +62,7 @@ from bridge.driver import (
 )
 from drivers.events import EventPump
 from drivers.nuki_web.config import Config
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 KEYPAD_CODE = 13
@@ -126,11 +126,8 @@ class NukiWebDriver:
 
     async def stop(self) -> None:
         """Stop polling and close the HTTP session; safe to call twice."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -215,7 +212,7 @@ class NukiWebDriver:
         except DriverError:
             return False
         online = isinstance(answer, dict) and answer.get("serverState") == SERVER_STATE_OK
-        await self._note(lock, Availability.ONLINE if online else Availability.OFFLINE)
+        self._note(lock, Availability.ONLINE if online else Availability.OFFLINE)
         return online
 
     # -- internals ------------------------------------------------------------------------
@@ -308,10 +305,10 @@ class NukiWebDriver:
         try:
             answer = await self._call("GET", "/smartlock")
         except Reauthenticate:
-            await self._note_all(Availability.ACCOUNT_DISCONNECTED)
+            self._note_all(Availability.ACCOUNT_DISCONNECTED)
             raise
         except RetryLater:
-            await self._note_all(Availability.DISCONNECTED)
+            self._note_all(Availability.DISCONNECTED)
             raise
         if self._account_refused:
             _LOG.info("nuki %s: the API token is accepted again", self.name)
@@ -337,12 +334,12 @@ class NukiWebDriver:
                 added = True
                 continue
             lock.info = info
-            await self._note(lock, state)
+            self._note(lock, state)
         for external_id in set(self._locks) - seen:
-            await self._note(self._locks.pop(external_id), Availability.REMOVED)
+            self._note(self._locks.pop(external_id), Availability.REMOVED)
             added = True
         if added:
-            await self._emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, ""))
+            self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, ""))
 
     def _info(self, item: dict[str, Any], name: str | None, zone: str | None) -> DeviceInfo:
         return DeviceInfo(
@@ -364,21 +361,18 @@ class NukiWebDriver:
             time_zone=zone or self._config.time_zone,
         )
 
-    async def _note(self, lock: _Lock, state: Availability) -> None:
+    def _note(self, lock: _Lock, state: Availability) -> None:
+        """A lock's availability as last seen; a change is queued for the engine (this runs
+        inside commands too, which the engine may be waiting on: it never awaits the sink)."""
         if lock.availability is state:
             return
         lock.availability = state
         _LOG.info("nuki %s: lock %s is %s", self.name, lock.info.external_id, state.value)
-        await self._emit(DriverEvent(DriverEventKind.AVAILABILITY, lock.info.external_id,
-                                     availability=state))
+        self._events.availability(lock.info.external_id, state)
 
-    async def _note_all(self, state: Availability) -> None:
+    def _note_all(self, state: Availability) -> None:
         for lock in list(self._locks.values()):
-            await self._note(lock, state)
-
-    async def _emit(self, event: DriverEvent) -> None:
-        # Queued: this runs inside commands too, which the engine may be waiting on.
-        self._events.emit(event)
+            self._note(lock, state)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     missing_ok: bool = False) -> Any:

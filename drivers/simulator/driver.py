@@ -29,6 +29,7 @@ from bridge.driver import (
 )
 from drivers.simulator.control import POLL_S, ControlCommand, ControlFile
 from drivers.simulator.lock import SimLock, SimLockSpec, SimSlot
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -67,10 +68,7 @@ class SimulatorDriver:
     async def stop(self) -> None:
         """Stop following the control file."""
         task, self._control_task = self._control_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._sink = None
 
     def devices(self) -> Sequence[DeviceInfo]:

@@ -47,6 +47,7 @@ from bridge.driver import (
 from bridge.reconnect import Backoff, FailureKind, ReconnectSupervisor
 from drivers.events import EventPump
 from drivers.memory import load_memory, save_memory
+from drivers.tasks import cancel_and_wait
 from drivers.zigbee import doorlock
 from drivers.zigbee.config import Config, LockConfig
 from drivers.zigbee.doorlock import LockLimits, UserStatus, UserType
@@ -123,10 +124,7 @@ class ZigbeeDriver:
     async def stop(self) -> None:
         """Stop the radio and event delivery; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self._events.stop()
 
     def devices(self) -> Sequence[DeviceInfo]:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from bridge.driver import LockDriver
 from bridge.drivercontext import DriverContext
 from bridge.zones import TimeZoneName
-from drivers.mqtt.config import BrokerConfig
+from drivers.mqtt.config import MqttDriverSettings, PinLengthSettings
 from drivers.unavailable import UnavailableDriver
 
 
-class LockConfig(BaseModel):
+class LockConfig(PinLengthSettings):
     """One lock, by its Zigbee2MQTT friendly name; every other key overrides discovery."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,21 +27,13 @@ class LockConfig(BaseModel):
     slot_count: Annotated[int, Field(ge=1, le=1000)] | None = None
     reserved_slots: list[Annotated[int, Field(ge=0)]] = []
     expose_pin: bool | None = None
-    min_length: Annotated[int, Field(ge=1, le=12)] | None = None
-    max_length: Annotated[int, Field(ge=1, le=12)] | None = None
     time_zone: TimeZoneName | None = None
     # Write into a user that has given no answer since lockbridge started (its content
     # unknown); off, such a user is read first and never overwritten blind.
     write_unread_users: bool = False
 
-    @model_validator(mode="after")
-    def _lengths(self) -> LockConfig:
-        if self.min_length and self.max_length and self.min_length > self.max_length:
-            raise ValueError("min_length is larger than max_length")
-        return self
 
-
-class Config(BaseModel):
+class Config(MqttDriverSettings):
     """The Zigbee2MQTT driver's settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,18 +41,12 @@ class Config(BaseModel):
     kind: Literal["zigbee2mqtt"]
     name: str = "zigbee2mqtt"
     property: str | None = None
-    broker: BrokerConfig = BrokerConfig()
     base_topic: Annotated[str, Field(min_length=1, pattern=r"^[^#+]+$")] = "zigbee2mqtt"
     # Manage every device that exposes pin_code, not only those listed under locks.
     discover: bool = True
     locks: list[LockConfig] = []
     answer_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
-    startup_wait_s: Annotated[float, Field(ge=0, le=300)] = 10.0
     confirmation_window_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
-    command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
-    # Keep the locks found in Zigbee2MQTT's device list in state_dir, so they stay known (as
-    # disconnected) when the daemon starts while the broker is down.
-    remember_locks: bool = True
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -86,10 +72,6 @@ def build(config: Config, context: DriverContext) -> LockDriver:
             expose_pin=lock.expose_pin, min_length=lock.min_length, max_length=lock.max_length,
             time_zone=lock.time_zone, write_unread_users=lock.write_unread_users)
             for lock in config.locks),
-        answer_timeout_s=config.answer_timeout_s, startup_wait_s=config.startup_wait_s,
-        confirmation_window_s=config.confirmation_window_s,
-        command_spacing_s=config.command_spacing_s,
-        memory_file=(context.state_dir / f"zigbee2mqtt-{config.name}.json"
-                     if config.remember_locks else None))
+        **config.base_options(context.state_dir, "zigbee2mqtt"))
     link = MqttLink(config.name, config.broker, context.clock)
     return Zigbee2MqttDriver(config.name, options, context.clock, link)

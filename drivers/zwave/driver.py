@@ -54,6 +54,7 @@ from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSuperviso
 from drivers import zwave_usercode as usercode
 from drivers.events import EventPump
 from drivers.memory import save_memory
+from drivers.tasks import cancel_and_wait
 from drivers.zwave import mapping
 from drivers.zwave.config import Config
 from drivers.zwave.mapping import (
@@ -78,6 +79,10 @@ _EVENT_QUEUE = 1000
 # One announcement can arrive twice (as a Notification event and as legacy Alarm values).
 _SAME_SIGNAL_S = 2.0
 _CACHE_VERSION = 1
+
+
+class _NoReport(RetryLater):
+    """The lock sent no User Code Report for one slot (zwave-js gave up waiting for it)."""
 
 
 @dataclass(slots=True)
@@ -155,9 +160,7 @@ class ZWaveDriver:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in (synced, failed):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+                await cancel_and_wait(waiter)
         if not self._synced.is_set():
             _LOG.warning("zwave %s: zwave-js-server at %s is not ready yet; %d locks known from "
                          "the last run, reported as hub_disconnected until it is", self.name,
@@ -186,21 +189,33 @@ class ZWaveDriver:
         return lock.availability if lock is not None else Availability.REMOVED
 
     async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """Read each slot fresh from the lock (User Code Get), never from zwave-js's cache."""
+        """Read each slot fresh from the lock (User Code Get), never from zwave-js's cache; a
+        slot the lock does not report is unreadable while the others are read (RetryLater when
+        none answers)."""
         lock, info = self._lock(external_id)
         node = self._node(lock)
         reads: list[SlotRead] = []
+        silent: list[int] = []
         async with lock.guard:
             for slot in slots:
                 if not isinstance(slot, int) or slot not in info.capabilities.slots():
                     reads.append(mapping.slot_read(slot, SlotValue()))
                     continue
-                value = await self._get_slot(lock, node, slot)
+                try:
+                    value = await self._get_slot(lock, node, slot)
+                except _NoReport:
+                    # Unknown, never empty; the other slots are still read.
+                    silent.append(slot)
+                    reads.append(SlotRead(slot=slot, state=SlotState.UNREADABLE,
+                                          reason="no answer"))
+                    continue
                 try:
                     reads.append(mapping.slot_read(slot, value))
                 except usercode.SlotMissing:
                     # No code can be there (`_get_slot` reserved it).
                     reads.append(SlotRead(slot=slot, state=SlotState.EMPTY))
+        if silent and len(silent) == len(reads):
+            raise RetryLater(f"no answer to reading slot {', '.join(map(str, silent))}")
         return reads
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
@@ -359,9 +374,7 @@ class ZWaveDriver:
             try:
                 await self._first_of(everyone, listen, self._config.start_timeout_s)
             finally:
-                everyone.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await everyone
+                await cancel_and_wait(everyone)
         await self._refresh_dirty()
         self._save_cache()
         self._synced.set()
@@ -637,7 +650,7 @@ class ZWaveDriver:
             report = await self._call(node.async_invoke_cc_api(
                 CommandClass.USER_CODE, "get", usercode.user_id(slot), wait_for_result=True))
         if report is None:
-            raise RetryLater(f"no answer to reading slot {slot}")
+            raise _NoReport(f"no answer to reading slot {slot}")
         value = mapping.report_value(report)
         lock.known[slot] = value
         lock.fresh.add(slot)
@@ -860,9 +873,7 @@ class ZWaveDriver:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not future.done():
-                future.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await future
+                await cancel_and_wait(future)
 
     async def _close(self, client: Client, listen: asyncio.Task[None]) -> None:
         """Close the websocket (which ends `listen`), bounded; then make sure `listen` is over."""

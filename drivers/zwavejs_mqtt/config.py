@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from bridge.driver import LockDriver
 from bridge.drivercontext import DriverContext
 from bridge.zones import TimeZoneName
-from drivers.mqtt.config import BrokerConfig
+from drivers.mqtt.config import MqttDriverSettings, PinLengthSettings
 from drivers.unavailable import UnavailableDriver
 
 _TOPIC_PART = r"^[^#+]+$"
 
 
-class LockConfig(BaseModel):
+class LockConfig(PinLengthSettings):
     """One lock node; every key but `node_id` overrides what `getNodes` reports."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,18 +34,10 @@ class LockConfig(BaseModel):
     slot_count: Annotated[int, Field(ge=1, le=1000)] | None = None
     reserved_slots: list[Annotated[int, Field(ge=1)]] = []
     masks_pins: bool = False
-    min_length: Annotated[int, Field(ge=1, le=12)] | None = None
-    max_length: Annotated[int, Field(ge=1, le=12)] | None = None
     time_zone: TimeZoneName | None = None
 
-    @model_validator(mode="after")
-    def _lengths(self) -> LockConfig:
-        if self.min_length and self.max_length and self.min_length > self.max_length:
-            raise ValueError("min_length is larger than max_length")
-        return self
 
-
-class Config(BaseModel):
+class Config(MqttDriverSettings):
     """The Z-Wave JS UI MQTT driver's settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,7 +45,6 @@ class Config(BaseModel):
     kind: Literal["zwavejs_mqtt"]
     name: str = "zwavejs_mqtt"
     property: str | None = None
-    broker: BrokerConfig = BrokerConfig()
     # Z-Wave JS UI's MQTT settings: "Prefix" and "Name" (its client id is ZWAVE_GATEWAY-<name>).
     prefix: Annotated[str, Field(min_length=1, pattern=_TOPIC_PART)] = "zwave"
     gateway_name: Annotated[str, Field(min_length=1, pattern=r"^[^#+/]+$")] = "zwave-js-ui"
@@ -65,12 +56,7 @@ class Config(BaseModel):
     ignore_location: bool = False
     locks: list[LockConfig] = []
     answer_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
-    startup_wait_s: Annotated[float, Field(ge=0, le=300)] = 10.0
     confirmation_window_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
-    command_spacing_s: Annotated[float, Field(ge=0)] = 2.0
-    # Keep what getNodes said of each lock (slot count, PIN lengths) in state_dir, for starts
-    # while the broker is down.
-    remember_locks: bool = True
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -104,10 +90,6 @@ def build(config: Config, context: DriverContext) -> LockDriver:
             slot_count=lock.slot_count, reserved_slots=tuple(lock.reserved_slots),
             masks_pins=lock.masks_pins, min_length=lock.min_length, max_length=lock.max_length,
             time_zone=lock.time_zone) for lock in config.locks),
-        answer_timeout_s=config.answer_timeout_s, startup_wait_s=config.startup_wait_s,
-        confirmation_window_s=config.confirmation_window_s,
-        command_spacing_s=config.command_spacing_s,
-        memory_file=(context.state_dir / f"zwavejs_mqtt-{config.name}.json"
-                     if config.remember_locks else None))
+        **config.base_options(context.state_dir, "zwavejs_mqtt"))
     link = MqttLink(config.name, config.broker, context.clock)
     return ZwaveJsMqttDriver(config.name, options, context.clock, link)

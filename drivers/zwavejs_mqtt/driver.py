@@ -122,8 +122,9 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
     def _offline(self, lock: Lock) -> bool:
         return lock.status is Availability.OFFLINE
 
-    async def _read_now(self, lock: Lock, slot: int) -> SlotRead:
-        """User Code `get` for the slot, answered by the lock itself."""
+    async def _read_now(self, lock: Lock, slot: int) -> SlotRead | None:
+        """User Code `get` for the slot, answered by the lock itself; None when it went
+        unanswered (the base reads that slot as unreadable, the others as they answered)."""
         self._check_slot(lock, slot)
         async with lock.op_lock:
             lock.busy.add(slot)
@@ -132,8 +133,19 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
             except mapping.SlotMissing:
                 # Not available (254): no code can be there; the slot is reserved from now.
                 return SlotRead(slot=slot, state=SlotState.EMPTY)
+            except mapping.NoAnswer:
+                return None
             finally:
                 lock.busy.discard(slot)
+
+    async def _list_one(self, lock: Lock, slot: int) -> SlotRead | None:
+        """A slot that goes unanswered cuts the whole-lock walk short (it resumes there); the
+        slots end where getUsersCount says, never at a silent one."""
+        read = await self._read_now(lock, slot)
+        if read is None:
+            raise RetryLater(f"{lock.external_id} did not answer for slot {slot}; the read "
+                             "resumes there")
+        return read
 
     def _slots_to_list(self, lock: Lock) -> Iterable[int]:
         return [s for s in lock.info.capabilities.slots() if s not in lock.facts.missing_slots]
@@ -278,7 +290,7 @@ class ZwaveJsMqttDriver(MqttLockDriver[Lock, Options]):
             answer = await self._request(topic, mapping.api_request(args, request_id),
                                          lambda: call.answer)
         except TimeoutError:
-            raise RetryLater(f"Z-Wave JS UI did not answer {api} within "
+            raise mapping.NoAnswer(f"Z-Wave JS UI did not answer {api} within "
                              f"{self.options.answer_timeout_s:.0f} s") from None
         finally:
             with contextlib.suppress(ValueError):

@@ -327,11 +327,16 @@ def read_from_report(slot: int, status: object, code: object) -> SlotRead:
     return usercode.read_slot(slot, status, usercode.decode_code(code))
 
 
+class NoAnswer(RetryLater):
+    """One call went unanswered: the gateway within the answer timeout, or the lock (zwave-js
+    gave up waiting for its report and returned nothing)."""
+
+
 def read_from_get(slot: int, result: object) -> SlotRead:
-    """The result of `sendCommand` `get` for one slot; no answer from the lock is RetryLater,
+    """The result of `sendCommand` `get` for one slot; no answer from the lock is NoAnswer,
     status 254 is SlotMissing."""
     if result is None:
-        raise RetryLater("the lock did not report the slot (asleep or unreachable)")
+        raise NoAnswer("the lock did not report the slot (asleep or unreachable)")
     if not isinstance(result, dict):
         raise MalformedPayload("a User Code report is not an object")
     return read_from_report(slot, result.get("userIdStatus"), result.get("userCode"))

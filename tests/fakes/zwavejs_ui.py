@@ -75,7 +75,8 @@ Public helper API (what tests use):
   `unavailable_slots` (slots <= slot_count reporting status 254), `reachable` (False: no ACK),
   `ready`, `statuses`, `duplicate_params` (False: event 15 without parameters, as some Yale
   locks send it), `next_results` (forced Supervision outcomes: "success", "working", "fail",
-  "no_support", "noack").
+  "no_support", "noack"), `unanswered_slots` (users whose User Code Get gets no report: the
+  API answers success without a result after `report_timeout_s`).
 - `FakeZwaveJsUI(host, port, prefix="zwave", name="zwave-js-ui", nodes, *, ...)` with switches:
   `echo_origin` (True, as the gateway always does), `gateway_type` ("valueid" default, "named"),
   `node_names` (True, the UI default), `ignore_loc`, `payload_type` ("time_value" default,
@@ -174,6 +175,13 @@ class FakeNode:
     statuses: dict[int, int] = field(default_factory=dict)
     duplicate_params: bool = True
     next_results: deque[str] = field(default_factory=deque)
+    # Users whose User Code Get the lock never answers (its report is lost every time).
+    # zwave-js waits its report timeout (ZJS Driver: `timeouts.report`, 1000 ms by default)
+    # and then `sendCommand` returns nothing ("If the command expects no response **or** the
+    # response times out, nothing will be returned"), so UserCodeCCAPI.get returns undefined
+    # (`if (!response) return;`) and no value is touched.
+    unanswered_slots: set[int] = field(default_factory=set)
+    report_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.status == "Dead":
@@ -735,7 +743,8 @@ class FakeZwaveJsUI(MqttPeer):
         # ZJS ScheduledPoll: maxSendAttempts 1, errors ignored.
         with contextlib.suppress(_NoAck):
             await self._reach(node)
-            await self._persist_report(node, slot)
+            if slot not in node.unanswered_slots:
+                await self._persist_report(node, slot)
 
     async def _persist_report(self, node: FakeNode, slot: int) -> tuple[int, str]:
         """A User Code Report reaches the driver: ZJS persistUserCode. Status 254 removes both
@@ -805,6 +814,9 @@ class FakeZwaveJsUI(MqttPeer):
                 raise _Unhandled(f"Node #{node.node_id} does not support the command "
                                  "ExtendedUserCodeGet!")
             await self._reach(node)
+            if slot in node.unanswered_slots:
+                await asyncio.sleep(node.report_timeout_s)
+                return _UNDEF
             status, code = await self._persist_report(node, slot)
             # UserCodeCCAPI.get: pick(response, ["userIdStatus", "userCode"]).
             return {"userIdStatus": status, "userCode": code}

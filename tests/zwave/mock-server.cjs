@@ -158,6 +158,18 @@ function lockBehaviors(spec) {
       return undefined;
     },
   };
+  // Test control `mute_slot`: the lock acknowledges a User Code Get for these users but never
+  // sends the report (lost every time); zwave-js waits its report timeout and the API's `get`
+  // returns nothing.
+  const unansweredSlots = {
+    handleCC(controller, self, received) {
+      const muted = self.state.get("unanswered_slots") ?? [];
+      const asked = received instanceof cc.UserCodeCCGet
+        || received instanceof cc.UserCodeCCExtendedUserCodeGet;
+      if (asked && muted.includes(received.userId)) return { action: "stop" };
+      return undefined;
+    },
+  };
   // Test control `fail_sets`: the next User Code Sets are answered Fail; with `keep` the lock
   // stores them all the same (a Fail is not by itself a refusal).
   const failSets = {
@@ -220,7 +232,7 @@ function lockBehaviors(spec) {
       return { action: "sendCC", cc: report };
     },
   };
-  return [count, offline, failSets, refuseMissingSlots, rejectDuplicates, notificationStatus];
+  return [count, offline, unansweredSlots, failSets, refuseMissingSlots, rejectDuplicates, notificationStatus];
 }
 
 function notify(node, controller, event, params) {
@@ -347,6 +359,7 @@ async function control(mocks, req) {
         }
       }
       node.state.set("offline", false);
+      node.state.set("unanswered_slots", []);
       node.state.set("received", {});
       node.autoAckControllerFrames = true;
       return true;
@@ -356,6 +369,11 @@ async function control(mocks, req) {
       const counts = node.state.get("received") ?? {};
       node.state.set("received", {});
       return counts;
+    }
+    case "mute_slot": {
+      const muted = node.state.get("unanswered_slots") ?? [];
+      node.state.set("unanswered_slots", [...muted, req.slot]);
+      return true;
     }
     case "offline": {
       node.state.set("offline", !!req.value);
