@@ -93,6 +93,15 @@ class LockCapabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class LockState:
+    """What a lock reports of itself beside its codes; None where it does not say."""
+
+    locked: bool | None = None
+    door_open: bool | None = None
+    battery_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """A lock as a driver discovered it."""
 
@@ -105,6 +114,9 @@ class DeviceInfo:
     constraints: PinConstraints
     hub_id: str | None = None
     time_zone: str | None = None
+    # The lock's last reported state, shown in the device's properties. A driver that sees it
+    # change says DEVICES_CHANGED, and the engine keeps the new description.
+    state: LockState | None = None
 
 
 @dataclass(frozen=True, slots=True)

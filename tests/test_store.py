@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.driver import LocalWindow
+from bridge.driver import LocalWindow, LockState
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
 from bridge.store import MIGRATIONS, Store, StoreError
@@ -58,6 +59,24 @@ async def test_what_the_lock_holds_survives_a_restart(tmp_path: Path) -> None:
     [back] = await again.read(lambda r: r.codes())
     await again.close()
     assert back.on_lock_held == held and back == code
+
+
+async def test_a_lock_state_reported_by_its_driver_survives_a_restart(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    device = _device()
+    watched = dataclasses.replace(device, info=dataclasses.replace(
+        device.info, state=LockState(locked=False, door_open=True, battery_percent=41)))
+    store = Store(tmp_path / "db", PinCipher(key))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(watched))
+    other = dataclasses.replace(device, device_id="other", external_id="m")
+    await store.write(lambda tx: tx.put_device(other))
+    await store.close()
+    again = Store(tmp_path / "db", PinCipher(key))
+    await again.open()
+    back = await again.read(lambda r: r.devices())
+    await again.close()
+    assert back == [watched, other] and other.info.state is None
 
 
 async def test_database_and_key_files_are_private(tmp_path: Path) -> None:
