@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.backup import supports_pool
+from bridge.driver import LockState
 from bridge.model import AccessCodeStatus, Event, Issue
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
@@ -77,6 +78,7 @@ def device_json(device: DeviceRecord, bridge_id: str) -> dict[str, Any]:
             "supported_code_lengths": list(info.constraints.allowed_lengths()),
             "supports_accessory_keypad": False,
             "supports_offline_access_codes": caps.algorithmic_pins,
+            **_reported_state(info.state),
         },
     }
 
@@ -157,6 +159,36 @@ def event_json(event: Event, bridge_id: str) -> dict[str, Any]:
     for key, value in event.data.items():
         body.setdefault(key, value)
     return body
+
+
+def _reported_state(state: LockState | None) -> dict[str, Any]:
+    """What the lock last said of itself, in Seam's lock and battery properties; nothing it
+    did not say (a key is left out rather than guessed)."""
+    if state is None:
+        return {}
+    out: dict[str, Any] = {}
+    if state.locked is not None:
+        out["locked"] = state.locked
+    if state.door_open is not None:
+        out["door_open"] = state.door_open
+    if state.battery_percent is not None:
+        level = min(max(state.battery_percent, 0), 100) / 100
+        out["battery_level"] = level
+        out["battery"] = {"level": level, "status": _battery_status(level)}
+    return out
+
+
+def _battery_status(level: float) -> str:
+    """Seam's battery status words for a level; the thresholds are lockbridge's own (Seam
+    publishes none)."""
+    if level < _BATTERY_CRITICAL_BELOW:
+        return "critical"
+    if level < _BATTERY_LOW_BELOW:
+        return "low"
+    return "full" if level >= _BATTERY_FULL_FROM else "good"
+
+
+_BATTERY_CRITICAL_BELOW, _BATTERY_LOW_BELOW, _BATTERY_FULL_FROM = 0.10, 0.25, 0.95
 
 
 def _constraints(device: DeviceRecord) -> list[dict[str, Any]]:

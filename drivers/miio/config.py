@@ -9,11 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.drivercontext import DriverContext
 from bridge.zones import TimeZoneName
 from drivers.unavailable import UnavailableDriver
+
+# An Aqara sub-device id: "lumi." and 14 hex digits (python-miio#728, XiaomiGateway3#143).
+SUB_DEVICE_ID = r"^lumi\.[0-9a-f]{14}$"
+
+
+def _host_without_port(value: str) -> str:
+    if ":" in value or "/" in value:
+        raise ValueError("host is an IP address or name without a port (miIO always uses "
+                         "UDP port 54321)")
+    return value
 
 
 class LockConfig(BaseModel):
@@ -42,10 +52,36 @@ class LockConfig(BaseModel):
     @field_validator("host")
     @classmethod
     def _no_port(cls, value: str) -> str:
-        if ":" in value or "/" in value:
-            raise ValueError("host is an IP address or name without a port (miIO always uses "
-                             "UDP port 54321)")
+        return _host_without_port(value)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_sub_device_id(cls, value: str) -> str:
+        # A gateway's locks are known by their sub-device ids; a Wi-Fi lock may not take one.
+        if value.startswith("lumi."):
+            raise ValueError("ids starting with 'lumi.' are the ids of Aqara gateway locks")
         return value
+
+
+class GatewayConfig(BaseModel):
+    """An Aqara/Xiaomi Zigbee gateway: every Aqara lock paired with it is watched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    host: str
+    # The gateway's 32-hex-digit miIO token, first line of the file; never in the YAML.
+    token_file: Path
+    # The two models whose sub-devices python-miio can list over miIO.
+    model: Literal["lumi.gateway.v3", "lumi.gateway.mgl03"]
+    # Display names of its locks, by sub-device id.
+    names: dict[Annotated[str, Field(pattern=SUB_DEVICE_ID)], str] = {}
+    time_zone: TimeZoneName | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _no_port(cls, value: str) -> str:
+        return _host_without_port(value)
 
 
 class Config(BaseModel):
@@ -56,8 +92,9 @@ class Config(BaseModel):
     kind: Literal["miio"]
     name: str = "miio"
     property: str | None = None
-    locks: list[LockConfig]
-    # How often each lock's state and last event are read (python-miio has no push locally).
+    locks: list[LockConfig] = []
+    gateways: list[GatewayConfig] = []
+    # How often each lock (each gateway) is read (python-miio has no push locally).
     poll_interval_s: Annotated[float, Field(ge=1)] = 30.0
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
@@ -69,6 +106,20 @@ class Config(BaseModel):
             raise ValueError("lock ids must be unique")
         return value
 
+    @field_validator("gateways")
+    @classmethod
+    def _unique_gateways(cls, value: list[GatewayConfig]) -> list[GatewayConfig]:
+        ids = [gateway.id for gateway in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("gateway ids must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> Config:
+        if not self.locks and not self.gateways:
+            raise ValueError("name at least one lock or one gateway")
+        return self
+
 
 def build(config: Config, context: DriverContext) -> object:
     """Make the miIO driver; without the `miio` extra, a driver that reports the problem."""
@@ -76,4 +127,4 @@ def build(config: Config, context: DriverContext) -> object:
         from drivers.miio.driver import MiioDriver
     except ImportError:
         return UnavailableDriver(config.name, "miio", "python-miio", "miio")
-    return MiioDriver(config, context.clock)
+    return MiioDriver(config, context.clock, context.state_dir / f"miio-{config.name}.json")
