@@ -19,10 +19,12 @@ from bridge.driver import (
     CommandRejected,
     DriverEvent,
     DriverEventKind,
+    LockState,
     RejectReason,
 )
 from drivers.miio.config import Config
 from drivers.miio.driver import MiioDriver
+from tests.api_helpers import assert_valid
 from tests.contract import ContractSubject, DriverContract
 from tests.fakes.miio_lock import FakeMiioLock
 from tests.harness import until
@@ -153,6 +155,12 @@ async def test_through_the_api_codes_are_refused_up_front_and_unlocks_are_events
     [device] = body["devices"]
     assert device["can_program_online_access_codes"] is False
     assert device["capabilities_supported"] == ["lock"]
+    # What the lock publishes of itself is in Seam's properties (the fake: 87 % by default).
+    status, body = await post("/devices/get", {"device_id": device["device_id"]})
+    assert_valid("/devices/get", "post", body)
+    props = body["device"]["properties"]
+    assert (props["locked"], props["door_open"], props["battery_level"]) == (True, False, 0.87)
+    assert props["battery"] == {"level": 0.87, "status": "good"}
     status, body = await post("/access_codes/create", {"device_id": device["device_id"],
                                                        "name": "Guest", "code": "1234"})
     assert status == 400, body
@@ -170,3 +178,9 @@ async def test_through_the_api_codes_are_refused_up_front_and_unlocks_are_events
             break
         await asyncio.sleep(0.1)
     assert found and found[0]["method"] == "unknown"
+    engine = running.bridge.engine
+    await until(lambda: engine.devices[device["device_id"]].info.state
+                == LockState(locked=False, door_open=False, battery_percent=87),
+                timeout=30, what="the unlocked state kept")
+    _, body = await post("/devices/get", {"device_id": device["device_id"]})
+    assert body["device"]["properties"]["locked"] is False

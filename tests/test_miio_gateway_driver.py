@@ -297,3 +297,14 @@ async def test_through_the_api_a_gateway_lock_shows_its_battery_and_door(
     [unlocked] = events["events"]
     assert unlocked["device_id"] == listed["device_id"] and unlocked["method"] == "unknown"
     assert "access_code_id" not in unlocked
+
+
+def test_python_miios_warnings_about_unknown_sub_devices_are_said_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # python-miio warns at every discover_devices (every poll) about a sub-device it cannot
+    # name; the driver (imported above) lets each such warning through once.
+    library = logging.getLogger("miio.gateway.gateway")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            library.warning("Unknown subdevice discovered, could not match type_id '%i'", 999)
+    assert len([r for r in caplog.records if "999" in r.getMessage()]) == 1

@@ -41,6 +41,26 @@ _LOG = logging.getLogger(__name__)
 _V3 = "lumi.gateway.v3"
 
 
+class _OncePerMessage(logging.Filter):
+    """python-miio warns about every sub-device it cannot name (a sensor newer than it) at
+    each `discover_devices`, so at every poll: say each such thing once per run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self._seen:
+            return False
+        if len(self._seen) < 1000:
+            self._seen.add(text)
+        return True
+
+
+logging.getLogger("miio.gateway.gateway").addFilter(_OncePerMessage())
+
+
 @dataclass(eq=False)
 class SubLock:
     """One Aqara lock paired with the gateway, as last polled."""
