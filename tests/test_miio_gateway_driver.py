@@ -308,3 +308,21 @@ def test_python_miios_warnings_about_unknown_sub_devices_are_said_once(
         for _ in range(3):
             library.warning("Unknown subdevice discovered, could not match type_id '%i'", 999)
     assert len([r for r in caplog.records if "999" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize(("gateway", "why"), [
+    ({"model": "lumi.gateway.mieu01"}, "lumi.gateway.v3"),  # python-miio cannot list its locks
+    ({"host": "192.168.1.60:54321"}, "without a port"),
+    ({"names": {"front": "Front door"}}, "names"),  # not a sub-device id
+])
+def test_a_gateway_python_miio_cannot_list_or_a_bad_entry_is_refused(
+        tmp_path: Path, gateway: dict[str, Any], why: str) -> None:
+    entry = {"id": "hall", "host": "192.168.1.60", "model": "lumi.gateway.v3",
+             "token_file": str(tmp_path / "token"), **gateway}
+    with pytest.raises(ValueError, match=why):
+        Config.model_validate({"kind": "miio", "gateways": [entry]})
+
+
+def test_a_miio_driver_with_nothing_to_watch_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one lock or one gateway"):
+        Config.model_validate({"kind": "miio"})
