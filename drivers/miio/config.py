@@ -15,8 +15,9 @@ from bridge.drivercontext import DriverContext
 from bridge.zones import TimeZoneName
 from drivers.unavailable import UnavailableDriver
 
-# An Aqara sub-device id: "lumi." and 14 hex digits (python-miio#728, XiaomiGateway3#143).
-SUB_DEVICE_ID = r"^lumi\.[0-9a-f]{14}$"
+# An Aqara sub-device id: "lumi." and hex digits, 14 in every published one (python-miio#728,
+# XiaomiGateway3#143); a few more or fewer are let through.
+SUB_DEVICE_ID = r"^lumi\.[0-9a-f]{6,16}$"
 
 
 def _host_without_port(value: str) -> str:
