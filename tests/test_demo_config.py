@@ -73,11 +73,13 @@ def test_the_radio_demo_pairs_its_locks_and_programs_a_zigbee_one(tmp_path: Path
     config = tmp_path / "config" / "demo-radios.yaml"
     config.parent.mkdir()
     config.write_text(RADIOS.read_text().replace("port: 8789", "port: 0")
-                      .replace("host: 127.0.0.42", "host: 127.0.0.9"))
+                      .replace("host: 127.0.0.42", "host: 127.0.0.9")
+                      .replace("host: 127.0.0.43", "host: 127.0.0.19"))
     script = (ROOT / "scripts" / "demo_radios.py").read_text()
     assert '"127.0.0.42"' in script
     runner = tmp_path / "demo_radios.py"
     runner.write_text(script.replace('"127.0.0.42"', '"127.0.0.9"'))
+    # A running demo holds 127.0.0.42 and .43; the test's copy takes addresses of its own.
     state = tmp_path / "state" / "radios"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(runner), str(config)], cwd=ROOT, env=env,
