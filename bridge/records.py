@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridge.driver import Availability, DeviceInfo, LocalWindow, LockCapabilities, PinConstraints
+from bridge.driver import (
+    Availability,
+    DeviceInfo,
+    DeviceProblem,
+    LocalWindow,
+    LockCapabilities,
+    PinConstraints,
+)
 from bridge.model import AccessCodeStatus, AccessCodeType, Issue
 
 
@@ -150,6 +157,7 @@ def device_from_json(text: str) -> DeviceRecord:
     cons["forbidden_prefixes"] = tuple(cons["forbidden_prefixes"])
     info["capabilities"] = LockCapabilities(**caps)
     info["constraints"] = PinConstraints(**cons)
+    info["errors"] = tuple(DeviceProblem(**p) for p in info.get("errors", ()))
     raw["info"] = DeviceInfo(**info)
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
     raw["availability"] = Availability(raw["availability"])
