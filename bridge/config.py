@@ -352,7 +352,7 @@ def read_secret(value: str | None, file: Path | None, what: str) -> str | None:
 # -- internals ---------------------------------------------------------------------------------
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_KEYS = ("password", "token", "api_key", "secret")
+_SECRET_KEYS = ("password", "token", "api_key", "secret", "client_secret")
 
 
 def _read_text(path: Path) -> str:

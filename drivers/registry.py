@@ -17,6 +17,7 @@ _KINDS: dict[str, str] = {
     "nuki_web": "drivers.nuki_web.config",
     "zigbee": "drivers.zigbee.config",
     "miio": "drivers.miio.config",
+    "ttlock": "drivers.ttlock.config",
 }
 
 
