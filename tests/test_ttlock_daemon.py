@@ -20,7 +20,7 @@ from .fakes.ttlock import FakeTTLockThread, md5_hex
 pytestmark = pytest.mark.slow
 CLIENT_ID, SECRET, USER, PASSWORD = "lb-client", "client-secret-in-a-file", "host@x.example", \
     "app-password-in-a-file"
-FRONT, SHED, GATEWAY = 7252408, 7252410, 347
+FRONT, SHED, GARAGE, GATEWAY = 7252408, 7252410, 7252411, 347
 
 CONFIG = """\
 bridge: {{{{id: ttlock-test}}}}
@@ -47,6 +47,7 @@ def test_guest_codes_on_a_ttlock_lock_through_the_api(tmp_path: Path) -> None:
     fake.api.add_gateway(GATEWAY)  # before its loop runs: no race
     fake.api.add_lock(FRONT, "Apartment 3", gateways=[GATEWAY])
     fake.api.add_lock(SHED, "Shed")
+    fake.api.add_lock(GARAGE, "Garage", gateways=[GATEWAY])
     url = fake.start()
     (tmp_path / "client.secret").write_text(SECRET + "\n")
     (tmp_path / "ttlock.password").write_text(PASSWORD + "\n")
@@ -64,7 +65,7 @@ def test_guest_codes_on_a_ttlock_lock_through_the_api(tmp_path: Path) -> None:
 def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> list[str]:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
     devices = {d["display_name"]: d for d in api.get("/devices/list").json()["devices"]}
-    device, shed = devices["Apartment 3"], devices["Shed"]
+    device, shed, garage = devices["Apartment 3"], devices["Shed"], devices["Garage"]
     assert device["device_type"] == "ttlock_lock"
     assert device["properties"]["supported_code_lengths"] == [4, 5, 6, 7, 8, 9]
     lock = fake.api.locks[FRONT]
@@ -76,6 +77,14 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
     # A lock paired to no gateway: the cloud cannot reach it, and the device says why.
     wait_until(lambda: "ttlock_lock_not_paired_to_gateway" in device_errors(shed["device_id"]),
                what="the shed's gateway error")
+    # A code asked for meanwhile goes on once a gateway is paired, and the error goes.
+    staff = api.post("/access_codes/create", json={"device_id": shed["device_id"],
+                                                   "name": "Staff"}).json()["access_code"]
+    pins.add(staff["code"])
+    fake.call(fake.api.locks[SHED].gateway_rssi.__setitem__, GATEWAY, -70)
+    wait_until(lambda: staff["code"] in fake.call(lambda: set(fake.api.locks[SHED].codes)),
+               what="the shed's code on the lock once paired")
+    wait_until(lambda: device_errors(shed["device_id"]) == [], what="the shed's error gone")
 
     # A PIN TTLock can never take is refused when asked.
     refused = api.post("/access_codes/create", json={"device_id": device["device_id"],
@@ -133,6 +142,13 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
                what="lock offline")
     fake.call(setattr, fake.api.gateways[GATEWAY], "online", True)
     wait_until(lambda: device_errors(device["device_id"]) == [], what="lock back online")
+
+    # The account no longer lists a lock (transferred to another account): removed, with a
+    # clear error, not offline.
+    fake.call(fake.api.locks.pop, GARAGE)
+    wait_until(lambda: "device_removed" in device_errors(garage["device_id"]),
+               what="the garage removed")
+    assert "device_offline" not in device_errors(garage["device_id"])
 
     # The app password was changed: every lock of the account is disconnected.
     tokens = fake.call(lambda: [*fake.api.access_tokens, *fake.api.refresh_tokens])

@@ -128,6 +128,19 @@ async def test_describes_the_accounts_locks(rigs: Callable[..., Awaitable[Rig]])
     assert front.errors == () and shed.errors[0].code == "ttlock_lock_not_paired_to_gateway"
 
 
+async def test_probes_of_several_locks_share_one_listing(
+        rigs: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await rigs(settings_extra={"poll_interval_s": 3600})
+    listed = rig.requests("/v3/lock/list")
+    assert await asyncio.gather(rig.driver.probe(str(FRONT)), rig.driver.probe(str(BACK)),
+                                rig.driver.probe(str(SHED))) == [True, True, False]
+    assert rig.requests("/v3/lock/list") == listed + 1
+    # A probe asked after a listing began waits for a fresh one.
+    rig.fake.gateways[GATEWAY].online = False
+    assert not await rig.driver.probe(str(FRONT))
+    assert rig.requests("/v3/lock/list") == listed + 2
+
+
 async def test_passcodes_go_through_the_gateway_with_their_window_to_the_minute(
         rigs: Callable[..., Awaitable[Rig]]) -> None:
     rig = await rigs()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,7 @@ VIA_GATEWAY = 2
 # Page sizes within TTLock's maxima (lock list 1000, passcodes and gateways 200).
 _LOCK_PAGE, _PAGE = 1000, 200
 _MINUTE_MS = 60_000
+_PIN = re.compile(r"[0-9]{4,9}")
 # TTLock's clock and ours may differ by this much when a passcode's sendDate is compared with
 # the moment our create first went out.
 _CLOCK_SKEW = timedelta(minutes=2)
@@ -136,6 +138,9 @@ class TTLockDriver:
         self._queues: dict[str, asyncio.Lock] = {}
         self._events = EventPump(f"ttlock {config.name}")
         self._poller: asyncio.Task[None] | None = None
+        # One listing of the account at a time; probes of several locks at once share one.
+        self._listing = asyncio.Lock()
+        self._listings_done = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -194,7 +199,7 @@ class TTLockDriver:
         over."""
         lock = self._lock(external_id)
         pin = code.pin
-        if pin is None or not pin.isdigit() or not 4 <= len(pin) <= 9:
+        if pin is None or not _PIN.fullmatch(pin):
             raise CommandRejected(RejectReason.INVALID_PIN,
                                   "a TTLock custom passcode has 4 to 9 digits")
         listed = await self._passcodes(lock)
@@ -247,7 +252,7 @@ class TTLockDriver:
         """Ask TTLock about the lock and its gateways now."""
         lock = self._lock(external_id)
         try:
-            await self._refresh()
+            await self._refresh(asked_after=self._listings_done)
         except DriverError:
             return False
         return lock.availability is Availability.ONLINE
@@ -408,8 +413,19 @@ class TTLockDriver:
             except DriverError as exc:
                 _LOG.debug("ttlock %s: refresh failed: %s", self.name, exc)
 
-    async def _refresh(self) -> None:
-        """The account's locks, their gateways and whether TTLock can reach each."""
+    async def _refresh(self, asked_after: int | None = None) -> None:
+        """The account's locks, their gateways and whether TTLock can reach each. With
+        `asked_after` (the count of listings ended when the caller asked), a listing that
+        ended since then (one under way when the caller asked) answers the caller too."""
+        async with self._listing:
+            if asked_after is not None and self._listings_done > asked_after:
+                return
+            try:
+                await self._list_account()
+            finally:
+                self._listings_done += 1
+
+    async def _list_account(self) -> None:
         try:
             locks = await self._pages("/v3/lock/list", _LOCK_PAGE)
             gateways = await self._pages("/v3/gateway/list", _PAGE)
