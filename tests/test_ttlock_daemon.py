@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_helpers import start_daemon, wait_until
+from tests.api_helpers import assert_valid, start_daemon, wait_until
 
 from .fakes.ttlock import FakeTTLockThread, md5_hex
 
@@ -77,6 +77,9 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
     # A lock paired to no gateway: the cloud cannot reach it, and the device says why.
     wait_until(lambda: "ttlock_lock_not_paired_to_gateway" in device_errors(shed["device_id"]),
                what="the shed's gateway error")
+    # Shaped as Seam's device with that error.
+    assert_valid("/devices/get", "get", api.get("/devices/get", params={
+        "device_id": shed["device_id"]}).json())
     # A code asked for meanwhile goes on once a gateway is paired, and the error goes.
     staff = api.post("/access_codes/create", json={"device_id": shed["device_id"],
                                                    "name": "Staff"}).json()["access_code"]
