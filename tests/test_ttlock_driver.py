@@ -390,6 +390,22 @@ async def test_rate_limits_pause_the_account(rigs: Callable[..., Awaitable[Rig]]
     assert "monthly quota" in str(monthly.value)
 
 
+async def test_calls_keep_to_the_accounts_budget(rigs: Callable[..., Awaitable[Rig]]) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    rig = await rigs(clock, settings_extra={"poll_interval_s": 3600, "max_calls_per_s": 2})
+    await clock.advance(10)  # the budget refills: two calls at once, then one each 0.5 s
+    sent = rig.requests("listKeyboardPwd")
+    tasks = [asyncio.create_task(rig.driver.list_codes(str(FRONT))) for _ in range(4)]
+    await until(lambda: rig.requests("listKeyboardPwd") == sent + 2, what="two at once")
+    await asyncio.sleep(0.05)
+    assert rig.requests("listKeyboardPwd") == sent + 2
+    await clock.advance(0.5)
+    await until(lambda: rig.requests("listKeyboardPwd") == sent + 3, what="the third")
+    await clock.advance(0.5)
+    await until(lambda: rig.requests("listKeyboardPwd") == sent + 4, what="the fourth")
+    await asyncio.gather(*tasks)
+
+
 async def test_a_cloud_that_stops_answering_is_given_up_on_within_the_bound(
         rigs: Callable[..., Awaitable[Rig]]) -> None:
     rig = await rigs(settings_extra={"request_timeout_s": 0.3, "gateway_timeout_s": 0.5})

@@ -86,9 +86,11 @@ class Account:
         # Monotonic second after which the access token is refreshed (margin included).
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
-        # Pacing: the next call leaves no sooner than this; after a 30006 / 30007 not before
-        # `_paused_until`.
-        self._next_call_at = 0.0
+        # Pacing, a budget of calls: up to one second's worth at once, refilled at
+        # `max_calls_per_s` (below zero: calls already waiting their turn); after a 30006 /
+        # 30007 no call before `_paused_until`.
+        self._budget = float(self._burst())
+        self._budget_at = clock.monotonic()
         self._paused_until = 0.0
         self._rate_strikes = 0
         self.refused = False
@@ -266,9 +268,13 @@ class Account:
         self._rate_strikes = 0
         return answer_json
 
+    def _burst(self) -> int:
+        return max(1, int(self._config.max_calls_per_s))
+
     async def _pace(self) -> None:
-        """Leave at most `max_calls_per_s`; while paused by TTLock, wait when the pause ends
-        within a request's timeout, else fail at once (the engine retries later)."""
+        """Leave at most `max_calls_per_s` on average (a second's worth at once); while paused
+        by TTLock, wait when the pause ends within a request's timeout, else fail at once (the
+        engine retries later)."""
         now = self._clock.monotonic()
         if self._paused_until > now:
             wait = self._paused_until - now
@@ -276,10 +282,12 @@ class Account:
                 raise RetryLater(f"TTLock asked for fewer calls; calls resume in {wait:.0f} s")
             await self._clock.sleep(wait)
             now = self._clock.monotonic()
-        start = max(now, self._next_call_at)
-        self._next_call_at = start + 1.0 / self._config.max_calls_per_s
-        if start > now:
-            await self._clock.sleep(start - now)
+        rate = self._config.max_calls_per_s
+        self._budget = min(float(self._burst()), self._budget + (now - self._budget_at) * rate)
+        self._budget_at = now
+        self._budget -= 1.0
+        if self._budget < 0:
+            await self._clock.sleep(-self._budget / rate)
 
     def _pause(self, retry_after: str | None, errcode: int) -> float:
         """Stop calling for Retry-After seconds when given, else a doubling backoff."""

@@ -58,7 +58,8 @@ class Config(BaseModel):
     # A busy gateway (-3003) is asked again after this, doubling, this many times.
     busy_retry_s: Annotated[float, Field(gt=0)] = 2.0
     busy_retries: Annotated[int, Field(ge=0, le=10)] = 4
-    # Calls to the account leave at most this many a second (TTLock publishes no rate).
+    # Calls to the account leave at most this many a second on average, a second's worth at
+    # once (TTLock publishes no rate).
     max_calls_per_s: Annotated[float, Field(gt=0)] = 5.0
     # Refused for the rate (30006) with no Retry-After: wait this long, doubling to the cap.
     rate_limit_backoff_s: Annotated[float, Field(gt=0)] = 5.0
