@@ -235,6 +235,21 @@ async def test_a_create_whose_answer_was_lost_is_taken_once(
     assert [r.slot for r in await rig.driver.list_codes(str(FRONT))] == [again.slot]
 
 
+async def test_a_command_given_up_on_still_lands_and_is_taken_once(
+        rigs: Callable[..., Awaitable[Rig]]) -> None:
+    # The gateway takes longer than the driver waits: TTLock completes the command anyway.
+    rig = await rigs(gateway_latency_s=0.6, settings_extra={"gateway_timeout_s": 0.2})
+    first_sent = datetime.now(UTC)
+    with pytest.raises(RetryLater):
+        await rig.driver.write_code(str(FRONT), CodeWrite(slot=None, pin="55502", name="G"))
+    await until(lambda: "55502" in rig.fake.locks[FRONT].codes, what="the lock written")
+    again = await rig.driver.write_code(str(FRONT), CodeWrite(slot=None, pin="55502",
+                                                              name="G",
+                                                              first_sent_at=first_sent))
+    assert again.confirmed and rig.requests("keyboardPwd/add") == 1
+    assert [r.slot for r in await rig.driver.list_codes(str(FRONT))] == [again.slot]
+
+
 async def test_a_busy_gateway_is_asked_again_and_runs_one_command_at_a_time(
         rigs: Callable[..., Awaitable[Rig]]) -> None:
     rig = await rigs(gateway_latency_s=0.2)
