@@ -90,6 +90,13 @@ async def test_a_changed_stay_reaches_the_lock(rig: Rig) -> None:
     assert rig.status(cid) is AccessCodeStatus.UNSET and h.code(cid).is_scheduled_on_device
     changes = [p for path, p in rig.fake.calls if path == "/v3/keyboardPwd/change"]
     assert [c.get("changeType") for c in changes] == ["2"]
+    # A rename is TTLock's record only: a cloud call, no gateway command.
+    commands = rig.fake.gateways[GATEWAY].commands
+    await h.engine.update_code(cid, CodeRequest(name="Guest Smith"))
+    await h.until(lambda: rig.fake.passcodes[h.code(cid).slot or 0].name == "Guest Smith",
+                  what="renamed", advance=1.0)
+    await h.until(h.engine.settled, what="settled", advance=1.0)
+    assert rig.fake.gateways[GATEWAY].commands == commands
 
 
 async def test_two_locks_on_one_gateway_and_a_lock_without_one(rig: Rig) -> None:

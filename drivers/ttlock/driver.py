@@ -543,7 +543,7 @@ class TTLockDriver:
                 can_read=True, masks_pins_on_read=False, native_schedules=True,
                 confirmation_window_s=self._config.confirmation_window_s,
                 name_max_length=NAME_MAX, can_delete_unmanaged=True,
-                min_command_spacing_s=self._config.command_spacing_s, keeps_names=False,
+                min_command_spacing_s=self._config.command_spacing_s, keeps_names=True,
                 command_timeout_s=2 * self._config.gateway_timeout_s + busy_wait
                 + 3 * self._config.request_timeout_s),
             constraints=CONSTRAINTS,
