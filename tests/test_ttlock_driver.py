@@ -304,12 +304,14 @@ async def test_a_lock_paired_to_no_gateway(rigs: Callable[..., Awaitable[Rig]]) 
 
 async def test_an_offline_gateway_makes_its_locks_offline(
         rigs: Callable[..., Awaitable[Rig]]) -> None:
-    rig = await rigs()
+    rig = await rigs(settings_extra={"poll_interval_s": 3600})
     gateway = rig.fake.gateways[GATEWAY]
     gateway.online = False
-    await until(lambda: rig.driver.availability(str(FRONT)) is Availability.OFFLINE
-                and rig.driver.availability(str(BACK)) is Availability.OFFLINE)
+    # One listing (a probe's) tells every lock of the gateway.
     assert not await rig.driver.probe(str(FRONT))
+    assert rig.driver.availability(str(BACK)) is Availability.OFFLINE
+    await until(lambda: (DriverEventKind.AVAILABILITY, str(BACK), Availability.OFFLINE) in [
+        (e.kind, e.external_id, e.availability) for e in rig.events], what="the event")
     gateway.online = True
     assert await rig.driver.probe(str(FRONT))
     # Unplugged, but TTLock lists it online for minutes: the command's -3002 is believed.
@@ -318,8 +320,9 @@ async def test_an_offline_gateway_makes_its_locks_offline(
         await rig.driver.write_code(str(FRONT), CodeWrite(slot=None, pin="1357", name="x"))
     assert "-3002" in str(offline.value)
     assert rig.driver.availability(str(FRONT)) is Availability.OFFLINE
-    await asyncio.sleep(0.3)  # a few listings that still show the gateway online
-    assert rig.driver.availability(str(FRONT)) is Availability.OFFLINE
+    # Listings that still show the gateway online do not bring the lock back.
+    assert not await rig.driver.probe(str(FRONT))
+    assert not await rig.driver.probe(str(BACK))
     assert all(d.errors == () for d in rig.driver.devices() if d.external_id != str(SHED))
 
 
