@@ -352,7 +352,7 @@ def read_secret(value: str | None, file: Path | None, what: str) -> str | None:
 # -- internals ---------------------------------------------------------------------------------
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_KEYS = ("password", "token", "api_key", "secret")
+_SECRET_KEYS = ("password", "token", "api_key", "secret", "client_secret")
 
 
 def _read_text(path: Path) -> str:
@@ -474,6 +474,7 @@ def _scalar(node: yaml.Node) -> Any:
 # Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
+                                   "client_secret_file",
                                    "cert_file", "key_file", "tls_cert_file", "tls_key_file",
                                    "backup_path"})
 

@@ -102,6 +102,15 @@ class LockState:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceProblem:
+    """A condition of a lock only its driver can name (a vendor's device error, e.g. a TTLock
+    lock paired to no gateway): `code` as the source documents spell it, and a message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """A lock as a driver discovered it."""
 
@@ -117,6 +126,9 @@ class DeviceInfo:
     # The lock's last reported state, shown in the device's properties. A driver that sees it
     # change says DEVICES_CHANGED, and the engine keeps the new description.
     state: LockState | None = None
+    # Shown in the device's `errors` for as long as the driver describes the lock with them (it
+    # says DEVICES_CHANGED when they change), beside the errors the engine derives itself.
+    errors: tuple[DeviceProblem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

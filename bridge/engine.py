@@ -299,7 +299,8 @@ class Engine:
             if device.info == info:
                 return
             before = device.info.capabilities.slots()
-            await self._commit(devices=[replace(device, info=info)])
+            await self._commit(devices=[replace(device, info=info, errors=_driver_errors(
+                device.errors, device.info, info, self.clock.now()))])
         _LOG.info("lock %s: the driver describes it anew (%d slots)", device_id,
                   info.capabilities.slot_count)
         worker = self._workers[device_id]
@@ -1790,7 +1791,9 @@ class Engine:
             created_at=existing.created_at if existing else self.clock.now(),
             availability=existing.availability if existing else Availability.ONLINE,
             display_name=override.get("display_name") or info.display_name,
-            time_zone=zone, errors=existing.errors if existing else (),
+            time_zone=zone, errors=_driver_errors(existing.errors if existing else (),
+                                                  existing.info if existing else None, info,
+                                                  self.clock.now()),
             warnings=existing.warnings if existing else (),
             backup_pool_enabled=existing.backup_pool_enabled if existing else False,
             command_spacing_s=spacing,
@@ -2089,6 +2092,17 @@ def _with_pin_overrides(info: DeviceInfo, override: dict[str, Any]) -> DeviceInf
                     forbidden_prefixes=tuple(dict.fromkeys((*rules.forbidden_prefixes,
                                                             *prefixes))))
     return replace(info, constraints=rules)
+
+
+def _driver_errors(errors: tuple[Issue, ...], before: DeviceInfo | None, info: DeviceInfo,
+                   now: datetime) -> tuple[Issue, ...]:
+    """A device's errors with those its driver names (`DeviceInfo.errors`) brought up to date:
+    one the driver no longer names is gone, one it still names keeps when it began."""
+    named = {p.code for p in info.errors}
+    errors = _drop_codes(errors, {p.code for p in before.errors} - named if before else ())
+    for problem in info.errors:
+        errors = _with_issue(errors, problem.code, problem.message, now)
+    return errors
 
 
 def _drop_codes(issues: tuple[Issue, ...], codes: Iterable[str]) -> tuple[Issue, ...]:

@@ -65,6 +65,7 @@ class DeviceErrorCode(enum.StrEnum):
     ACCOUNT_DISCONNECTED = "account_disconnected"
     DEVICE_REMOVED = "device_removed"
     EMPTY_BACKUP_ACCESS_CODE_POOL = "empty_backup_access_code_pool"
+    TTLOCK_LOCK_NOT_PAIRED_TO_GATEWAY = "ttlock_lock_not_paired_to_gateway"
 
 
 class DeviceWarningCode(enum.StrEnum):

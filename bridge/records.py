@@ -11,6 +11,7 @@ from typing import Any
 from bridge.driver import (
     Availability,
     DeviceInfo,
+    DeviceProblem,
     LocalWindow,
     LockCapabilities,
     LockState,
@@ -159,6 +160,7 @@ def device_from_json(text: str) -> DeviceRecord:
     info["constraints"] = PinConstraints(**cons)
     if info.get("state") is not None:
         info["state"] = LockState(**info["state"])
+    info["errors"] = tuple(DeviceProblem(**p) for p in info.get("errors", ()))
     raw["info"] = DeviceInfo(**info)
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
     raw["availability"] = Availability(raw["availability"])

@@ -18,6 +18,7 @@ _KINDS: dict[str, str] = {
     "zigbee": "drivers.zigbee.config",
     "miio": "drivers.miio.config",
     "hubitat": "drivers.hubitat.config",
+    "ttlock": "drivers.ttlock.config",
 }
 
 

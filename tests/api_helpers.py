@@ -58,6 +58,8 @@ DOCUMENTED_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("warning_code", "system_clock_unsynchronized"),
     ("warning_code", "lock_worker_fault"),
     ("warning_code", "write_only_lock"),
+    # Device error codes of the seeds that Seam's newer schema dropped.
+    ("error_code", "ttlock_lock_not_paired_to_gateway"),
     # Event types of the seeds that Seam's newer schema dropped.
     ("event_type", "access_code.duplicate_code_on_device"),
     ("event_type", "access_code.duplicate_code_attempt_prevented"),

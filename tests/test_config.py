@@ -65,6 +65,10 @@ def test_good_file_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         # a secret written inline
         (GOOD.replace("    name: sim", "    name: sim\n    password: hunter2"), 7,
          "drivers.0.password", "secrets may not be written in the file"),
+        # a TTLock client secret written inline
+        (GOOD + "  - kind: ttlock\n    client_id: c\n    username: u\n"
+         "    password_file: p\n    client_secret: hunter2\n", 14,
+         "drivers.1.client_secret", "secrets may not be written in the file"),
         # a missing environment variable
         (GOOD.replace("id: test-bridge", "id: ${LOCKBRIDGE_TEST_UNSET_VAR}"), 2, "bridge.id",
          "environment variable LOCKBRIDGE_TEST_UNSET_VAR is not set"),

@@ -1,0 +1,1 @@
+"""TTLock locks with a gateway, through the TTLock Open Platform (a vendor cloud, over HTTPS)."""
