@@ -1,6 +1,5 @@
 """The TTLock driver against the fake of TTLock's published Open API (tests/fakes/ttlock.py):
-the driver-level checks of the contract for an id-addressed lock (the contract in
-tests/contract.py is slot-addressed), and each of TTLock's conditions at the place it happens:
+each of TTLock's conditions (the driver contract runs in tests/test_ttlock_contract.py) at the place it happens:
 custom passcodes through the gateway with their window to the minute, a busy gateway and one
 queue per gateway, a lock paired to no gateway, an offline gateway, a refused account, a lock the
 account no longer lists, token refresh, rate limits, timeouts, and no secret in the logs."""
