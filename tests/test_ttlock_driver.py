@@ -1,8 +1,9 @@
-"""The TTLock driver against the fake of TTLock's published Open API (tests/fakes/ttlock.py):
-each of TTLock's conditions (the driver contract runs in tests/test_ttlock_contract.py) at the place it happens:
-custom passcodes through the gateway with their window to the minute, a busy gateway and one
-queue per gateway, a lock paired to no gateway, an offline gateway, a refused account, a lock the
-account no longer lists, token refresh, rate limits, timeouts, and no secret in the logs."""
+"""The TTLock driver against the fake of TTLock's published Open API (tests/fakes/ttlock.py),
+each of TTLock's conditions at the place it happens (the driver contract runs in
+tests/test_ttlock_contract.py): custom passcodes through the gateway with their window to the
+minute, a busy gateway and one queue per gateway, a lock paired to no gateway, an offline
+gateway, a refused account, a lock the account no longer lists, token refresh, rate limits,
+timeouts, and no secret in the logs."""
 
 from __future__ import annotations
 
