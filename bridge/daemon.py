@@ -30,7 +30,7 @@ from bridge.secrets import PinCipher, key_path, load_or_create_key
 from bridge.startup import StartupError
 from bridge.statecheck import StateWitness, check_after_open, check_before_open, witness
 from bridge.store import Store, StoreUnavailable, Tx
-from bridge.timesync import ClockGuard
+from bridge.timesync import ClockGuard, ScheduleClock, newest_event_time
 from bridge.upstreamrestore import restore_if_pending
 from drivers import registry
 
@@ -166,7 +166,9 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
     guard = ClockGuard(clock, None)
     sync_required = config.schedule.require_synchronized_clock
     engine = Engine(
-        store, clock, policy_from(loaded), drivers,
+        # With the clock distrusted, schedules go by a time that never steps back.
+        store, ScheduleClock(clock, guard) if sync_required else clock, policy_from(loaded),
+        drivers,
         device_overrides=overrides,
         default_time_zone=zone_for,
         clock_synchronized=(guard.synchronized if sync_required else lambda: True),
@@ -237,6 +239,8 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
     async with bridge.store:
         assert bridge.seen is not None
         await check_after_open(bridge.store, bridge.seen, loaded.path, accept_fresh_state)
+        # A box that boots well before the last time it recorded has a stale clock.
+        bridge.clock_guard.remember(await bridge.store.read(newest_event_time))
         if loaded.config.upstream is not None:
             from bridge.upstream.link import check_before_start
 

@@ -7,6 +7,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # The status page is checked in a real browser: Debian's Chromium, run headless.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The soak steps the daemon's wall clock with Debian's libfaketime (LD_PRELOAD).
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

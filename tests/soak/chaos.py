@@ -72,6 +72,13 @@ class Soak:
     changes: Counter[str] = field(default_factory=Counter)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     short_windows_until: float = float("inf")
+    # When the chaos ends (monotonic): a clock fast by X must be caught up with before then.
+    chaos_ends: float = float("inf")
+    # Edits at a lock itself (keypad, reset), which move its codes whatever the clock says.
+    touched: Counter[str] = field(default_factory=Counter)
+    # Clock jumps by kind, and whether one is under way (they do not overlap).
+    clock_jumps: Counter[str] = field(default_factory=Counter)
+    clock_wrong: bool = False
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
 
     # -- running steps ----------------------------------------------------------------------
@@ -354,6 +361,7 @@ class Soak:
         pin = self.model.new_pin(rng, m.pin_length(lock) or 6)
         clear = rng.random() < 0.4
         self.changes[lock] += 1
+        self.touched[lock] += 1
         if lock == Z2M_LOCK:
             await (self.gateways.z2m.keypad_clear(Z2M_LOCK, slot) if clear
                    else self.gateways.z2m.keypad_set(Z2M_LOCK, slot, pin))
@@ -406,9 +414,15 @@ class Soak:
         kind, duration = step.kind, step.duration
         lock = rng.choice(m.reconcilable_locks() if kind == "lock_reset"
                           else [*SIM_LOCKS, *MQTT_LOCKS])
+        if (kind.startswith("lock_") and lock in SIM_LOCKS) or kind == "clock_jump":
+            # The simulated locks live inside the daemon, and a clock jump is the daemon's: such
+            # a fault waits (bounded) for a daemon another fault killed, so every kind strikes.
+            deadline = time.monotonic() + 20.0
+            while not self.daemon.running or self.daemon.starting:
+                if time.monotonic() > deadline:
+                    raise Refused("daemon down")
+                await asyncio.sleep(0.2)
         incarnation = self.daemon.incarnation
-        if kind.startswith("lock_") and lock in SIM_LOCKS and not self.daemon.running:
-            raise Refused("daemon down: the simulated locks are inside it")
         self.counts[f"fault:{kind}"] += 1
         await getattr(faults, kind)(self, lock, duration, rng, incarnation)
 

@@ -9,15 +9,19 @@ import re
 import sqlite3
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.secrets import PinCipher
 from bridge.store import Store
 from drivers.simulator.driver import load_write_counts
 from tests.soak import model as m
 from tests.soak.world import BRIDGE, MQTT_LOCKS, SIM_LOCKS, Gateways, Sample
+
+if TYPE_CHECKING:
+    from tests.soak.chaos import Soak
 
 # A window's edge this close to the check is not judged (the daemon acts on it within a step).
 EDGE = timedelta(seconds=8)
@@ -125,6 +129,53 @@ def _describe(want: m.Want | None) -> str:
     kind = ("ongoing" if want.starts_at is None
             else f"{m.iso(want.starts_at)}..{m.iso(want.ends_at)}")
     return f"a code ({kind})"
+
+
+@dataclass(frozen=True)
+class ClockView:
+    """The locks and the soak's codes at one true moment, around a clock fault."""
+
+    at: datetime
+    contents: dict[str, dict[int, str]]
+    # Settled codes: name, lock, state, PINs.
+    codes: dict[str, tuple[str, str, m.Want, frozenset[str]]]
+    touched: dict[str, int]
+
+    @classmethod
+    def take(cls, soak: Soak) -> ClockView:
+        """What the locks hold and what the soak asked for, now (true time)."""
+        return cls(datetime.now(UTC), lock_contents(soak.state, soak.gateways),
+                   {c.code_id: (c.name, c.lock, c.want, frozenset(c.pins))
+                    for c in soak.model.codes.values() if c.settled and not c.pool},
+                   dict(soak.touched))
+
+    def judge(self, before: ClockView, while_: str, *, held: bool,
+              early_ends: bool = False) -> list[str]:
+        """Time-bound codes nobody changed since `before`, judged by true time: none whose stay
+        had ended went back on its lock; none whose stay went on throughout came off it (unless
+        `early_ends`: a clock ahead ends stays early, as any clock would); with `held` (a clock
+        far off), none came or went at all."""
+        problems = []
+        for code_id, (name, lock, want, pins) in before.codes.items():
+            after = self.codes.get(code_id)
+            if want.starts_at is None or want.ends_at is None or after is None \
+                    or after[2] != want:
+                continue
+            if self.touched.get(lock, 0) != before.touched.get(lock, 0):
+                continue  # a keypad edit or a reset moved codes on this lock
+            pins = pins | after[3]
+            was = bool(pins & set(before.contents.get(lock, {}).values()))
+            now = bool(pins & set(self.contents.get(lock, {}).values()))
+            during_stay = want.starts_at <= before.at - EDGE and want.ends_at > self.at + EDGE
+            if now and not was and want.ends_at <= before.at:
+                problems.append(f"{name}: put back on {lock} after its stay ended, while "
+                                f"{while_}")
+            elif was and not now and during_stay and not early_ends:
+                problems.append(f"{name}: taken off {lock} during its stay, while {while_}")
+            elif held and was != now:
+                problems.append(f"{name}: {'put on' if now else 'taken off'} {lock} while "
+                                f"{while_} (time-bound codes must wait for a trusted clock)")
+        return problems
 
 
 def check_writes(writes: dict[str, int], model_changes: Counter[str],

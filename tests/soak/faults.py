@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bridge.timesync import RELEASE_FLOOR
+from tests.soak import checks
 from tests.soak import model as m
-from tests.soak.world import MQTT_LOCKS, SIM_LOCKS, Z2M_LOCK, ZUI_LOCK, ZUI_NODE
+from tests.soak.world import (
+    FAKETIME,
+    FAKETIME_REREAD_S,
+    MQTT_LOCKS,
+    SIM_LOCKS,
+    Z2M_LOCK,
+    ZUI_LOCK,
+    ZUI_NODE,
+)
 
 if TYPE_CHECKING:
     from tests.soak.chaos import Soak
@@ -83,6 +95,7 @@ async def lock_reset(soak: Soak, lock: str, duration: float, rng: random.Random,
     """The lock forgets every code (factory reset); reconciliation must put them back."""
     soak.write_allowance[lock] += m.MAX_PER_LOCK_WITH_BACKUPS
     soak.changes[lock] += 1
+    soak.touched[lock] += 1
     if lock == Z2M_LOCK:
         soak.gateways.z2m.lock(Z2M_LOCK).table.clear()
     elif lock == ZUI_LOCK:
@@ -150,6 +163,78 @@ async def disk_full(soak: Soak, lock: str, duration: float, rng: random.Random,
         soak.daemon.limit_file_size(None)
 
 
+# NTP steps a clock that is off by more than its slew limit; these are the steps the soak makes
+# while the daemon runs (lockbridge tolerates 5 minutes back before it holds schedules).
+CLOCK_STEP_S = (20.0, 90.0)
+# An RTC-less box boots at the time it last saved (fake-hwclock) or before the release (no save).
+STALE_BEHIND_S = (3600.0, 5 * 86400.0)
+
+
+async def clock_jump(soak: Soak, lock: str, duration: float, rng: random.Random,
+                     incarnation: int) -> None:
+    """The daemon's wall clock wrong for a while, then stepped right as NTP does: a power cut
+    and a boot at a stale time (hours to days behind, or before the release), or a step of
+    20-90 s back or forward while it runs. Monotonic time is never faked."""
+    if FAKETIME is None:
+        soak.counts["clock_jump_not_injected_without_libfaketime"] += 1
+        return
+    if soak.clock_wrong or not soak.daemon.running:
+        soak.counts["clock_jump_not_injected_while_another_runs"] += 1
+        return
+    kind = rng.choice(["stale_boot", "step_back", "step_back", "step_forward"])
+    soak.clock_wrong = True
+    try:
+        if kind == "stale_boot":
+            await _stale_boot(soak, duration, rng)
+        else:
+            await _step(soak, kind, duration, rng)
+    finally:
+        soak.daemon.set_clock(0)
+        soak.clock_wrong = False
+
+
+async def _stale_boot(soak: Soak, duration: float, rng: random.Random) -> None:
+    """Power cut, boot at a stale time, NTP steps it right `duration` s later. The clock is
+    then far from any time the daemon saw: it must hold every time-bound code as it is."""
+    for each in [*SIM_LOCKS, *MQTT_LOCKS]:
+        soak.write_allowance[each] += 1  # an interrupted write is verified or replayed
+    await soak.daemon.kill()
+    if rng.random() < 0.3:
+        stale = RELEASE_FLOOR - timedelta(days=rng.uniform(1, 400))
+        soak.clock_jumps["stale_boot_before_release"] += 1
+        offset = (stale - datetime.now(UTC)).total_seconds()
+    else:
+        soak.clock_jumps["stale_boot_behind"] += 1
+        offset = -rng.uniform(*STALE_BEHIND_S)
+    soak.daemon.set_clock(offset)
+    before = checks.ClockView.take(soak)
+    await soak.daemon.start()
+    await asyncio.sleep(duration)
+    soak.violations += checks.ClockView.take(soak).judge(before, "its clock was stale",
+                                                         held=True)
+
+
+async def _step(soak: Soak, kind: str, duration: float, rng: random.Random) -> None:
+    """NTP steps the running daemon's clock back or forward, and right again `duration` s
+    later. A step forward is caught up with before the chaos ends (the checks judge the end
+    by true time)."""
+    size = rng.uniform(*CLOCK_STEP_S)
+    if kind == "step_forward":
+        room = soak.chaos_ends - time.monotonic() - duration - 2 * FAKETIME_REREAD_S - 5
+        size = min(size, room)
+        if size < 5:
+            soak.counts["clock_step_forward_not_injected_near_the_end"] += 1
+            return
+    soak.clock_jumps[kind] += 1
+    before = checks.ClockView.take(soak)
+    soak.daemon.set_clock(size if kind == "step_forward" else -size)
+    await asyncio.sleep(duration + FAKETIME_REREAD_S)
+    soak.violations += checks.ClockView.take(soak).judge(before, f"its clock stepped "
+                                                         f"{kind.removeprefix('step_')} "
+                                                         f"{size:.0f} s", held=False,
+                                                         early_ends=kind == "step_forward")
+
+
 async def heal(soak: Soak) -> None:
     """End every fault: locks answer, the broker, upstream and daemon run, the disk has room."""
     if soak.tasks:
@@ -166,6 +251,10 @@ async def heal(soak: Soak) -> None:
         soak.daemon.check_alive()
         await soak.daemon.start()
     soak.daemon.limit_file_size(None)
+    if soak.daemon.clock_offset:
+        soak.daemon.set_clock(0)
+    # The daemon's clock is right from here on (libfaketime reads the offset again by then).
+    await asyncio.sleep(FAKETIME_REREAD_S + 0.2)
     for lock in SIM_LOCKS:
         soak.sim(lock, "online")
         soak.sim(lock, "latency", seconds=0.0)

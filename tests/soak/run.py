@@ -127,6 +127,7 @@ async def _wait_for(check: Any, timeout: float, what: str) -> None:
 async def _carry_out(run: Soak, steps: list[Any], seconds: float) -> None:
     started = time.monotonic()
     run.short_windows_until = started + seconds - SHORT_WINDOWS_STOP_S
+    run.chaos_ends = started + seconds
     monitor = asyncio.create_task(_monitor(run), name="soak-monitor")
     try:
         for step in steps:
@@ -247,6 +248,7 @@ async def _settle_and_check(run: Soak, report: Report, settle_s: float,
     report.violations += run.daemon.unexpected_exits
     report.violations += run.violations
     report.counts = dict(sorted(Counter(run.counts).items()))
+    report.figures["clock_jumps"] = dict(sorted(run.clock_jumps.items()))
     report.figures["daemon_kills"] = run.daemon.kills
     report.figures["daemon_runs"] = run.daemon.incarnation
     report.figures["codes_known"] = len(run.model.codes)

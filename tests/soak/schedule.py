@@ -25,6 +25,7 @@ FAULTS: dict[str, tuple[float, float]] = {
     "upstream_half_open": (6.0, 14.0),
     "daemon_kill": (0.2, 2.0),
     "disk_full": (1.0, 6.0),
+    "clock_jump": (4.0, 12.0),
 }
 OPERATION_GAP_S = 0.4
 FAULT_GAP_S = 5.0

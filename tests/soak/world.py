@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ ZUI_PREFIX = "soakzui"
 ZUI_GATEWAY = "soak"
 ZUI_NODE = 5
 COMMAND_TIMEOUT_S = 3.0
+# Debian's libfaketime (scripts/peers.sh installs it): the daemon runs under it so the soak can
+# step its wall clock from outside, as NTP or a stale RTC-less boot would; None when missing.
+FAKETIME = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                             "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                             "/usr/lib/faketime/libfaketime.so.1") if os.path.exists(p)), None)
+# libfaketime reads the offset file again after this many seconds.
+FAKETIME_REREAD_S = 1
 RECONCILE_S = 10.0
 BACKUP_POOL_SIZE = 2
 
@@ -58,7 +66,7 @@ engine: {{default_command_spacing_s: 0, retry_base_s: 0.3, retry_cap_s: 3, probe
           command_timeout_s: {timeout}, reconcile_interval_s: {reconcile}, max_attempts: 1000,
           delay_warning_after_s: 600}}
 properties: [{{id: home, time_zone: Europe/Lisbon}}]
-schedule: {{require_synchronized_clock: false, bridge_lead_time_minutes: 0}}
+schedule: {{require_synchronized_clock: true, bridge_lead_time_minutes: 0}}
 backup_pool: {{size: {pool}, reserve_slots: 2}}
 upstream:
   url: ws://127.0.0.1:{upstream_port}/ws
@@ -145,6 +153,37 @@ class Daemon:
     samples: list[Sample] = field(default_factory=list)
     up_since: float = 0.0
     starting: bool = False
+    # Seconds the daemon's wall clock is off true time (monotonic time is never faked).
+    clock_offset: float = 0.0
+
+    @property
+    def clock_file(self) -> Path:
+        """The offset libfaketime applies to the daemon's wall clock."""
+        return self.state.parent / "faketime.offset"
+
+    def set_clock(self, offset: float) -> None:
+        """Step the daemon's wall clock to `offset` seconds off true time (running or not); it
+        sees the step within FAKETIME_REREAD_S."""
+        staging = self.clock_file.with_suffix(".new")
+        staging.write_text(f"{offset:+.0f}\n")
+        staging.replace(self.clock_file)  # atomic: libfaketime never reads half a line
+        self.clock_offset = offset
+
+    def clock_now(self) -> datetime:
+        """What the daemon's wall clock reads now."""
+        return datetime.fromtimestamp(time.time() + self.clock_offset, UTC)
+
+    def _environment(self) -> dict[str, str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if FAKETIME is not None:
+            if not self.clock_file.exists():
+                self.set_clock(self.clock_offset)
+            # Only the wall clock moves: the loop's timers keep real monotonic time, as on a box
+            # whose clock NTP steps.
+            env.update(LD_PRELOAD=FAKETIME, FAKETIME_DONT_FAKE_MONOTONIC="1",
+                       FAKETIME_TIMESTAMP_FILE=str(self.clock_file),
+                       FAKETIME_CACHE_DURATION=str(FAKETIME_REREAD_S))
+        return env
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until its API answers."""
@@ -153,8 +192,7 @@ class Daemon:
         with self.log.open("ab") as sink:
             self.proc = await asyncio.create_subprocess_exec(
                 *lockbridge("run", "-c", str(self.config)), cwd=ROOT,
-                stdout=asyncio.subprocess.DEVNULL, stderr=sink,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdout=asyncio.subprocess.DEVNULL, stderr=sink, env=self._environment())
         self.expected_exit = False
         self.incarnation += 1
         self.starting = True
