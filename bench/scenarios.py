@@ -33,6 +33,8 @@ from bridge.store import Intent, Store, Tx
 from drivers.simulator import SimulatorDriver
 
 ROOT = Path(__file__).resolve().parents[1]
+# Create requests a client keeps in flight during cold converge (a property system's sync).
+CREATES_IN_FLIGHT = 64
 
 
 def _pins(count: int) -> list[str]:
@@ -44,9 +46,11 @@ def _pins(count: int) -> list[str]:
 
 
 async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | None = None,
-                        idle_s: float = 0.0) -> dict[str, Any]:
-    """Create codes until all are set and verified, against a plain loop of the same SQLite
-    transactions and simulator calls; then, if `idle_s`, the converged bridge's steady state.
+                        idle_s: float = 0.0, in_flight: int = CREATES_IN_FLIGHT
+                        ) -> dict[str, Any]:
+    """Create codes, `in_flight` at a time, until all are set and verified, against a plain
+    loop of the same SQLite transactions and simulator calls; then, if `idle_s`, the converged
+    bridge's steady state.
 
     The baseline's cost per code does not depend on the lock count (it is one sequential loop),
     so it runs on `baseline_locks` locks and the ratio compares cost per code.
@@ -55,13 +59,22 @@ async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | N
     pins = _pins(codes_per_lock)
     steady: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
+        fsyncs_per_s = _fsync_rate(Path(tmp))
         engine, store, _ = await make_engine(Path(tmp), locks)
         runner = asyncio.create_task(engine.run())
+        devices = list(engine.devices)
+        # Lock by lock, as a property's first sync sends them, `in_flight` requests at a time.
+        requests = iter([(device_id, pin) for pin in pins for device_id in devices])
+
+        async def client() -> None:
+            for device_id, pin in requests:
+                await engine.create_code(device_id, CodeRequest(code=pin))
+
+        groups0, writes0 = store.groups, store.grouped_writes
         with measure() as lb:
-            for device_id in list(engine.devices):
-                for pin in pins:
-                    await engine.create_code(device_id, CodeRequest(code=pin))
+            await asyncio.gather(*(client() for _ in range(in_flight)))
             await wait_settled(engine)
+        groups, writes = store.groups - groups0, store.grouped_writes - writes0
         assert engine.outstanding() == 0
         converged_rss = peak_rss_mb()
         if idle_s > 0:
@@ -89,11 +102,32 @@ async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | N
         "baseline_wall_s": round(base.wall, 3), "baseline_cpu_s": round(base.cpu, 3),
         "ratio": round(base_per_code / per_code, 3),
         "overhead_ms_per_code": round((per_code - base_per_code) * 1000, 3),
+        "creates_in_flight": in_flight,
+        "writes": writes, "writes_per_fsync": round(writes / groups, 1) if groups else None,
+        "disk_fsyncs_per_s": round(fsyncs_per_s),
     }
     result["peak_rss_mb"] = round(converged_rss, 1)
     if steady is not None:
         result["steady_state"] = steady
     return result
+
+
+def _fsync_rate(folder: Path, seconds: float = 1.0) -> float:
+    """How many small append+fsync rounds this disk does per second (what bounds a naive
+    loop of durable transactions)."""
+    path = folder / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    rounds = 0
+    try:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            os.write(fd, b"x" * 128)
+            os.fsync(fd)
+            rounds += 1
+        return rounds / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 async def _idle_baseline(seconds: float) -> dict[str, Any]:
@@ -113,8 +147,8 @@ async def _idle_baseline(seconds: float) -> dict[str, Any]:
 
 async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
     """The unavoidable work: per code, the create, intent and result transactions and one
-    simulator write and read, in a plain loop."""
-    store = Store(folder / "bare.db", PinCipher(os.urandom(32)))
+    simulator write and read, in a plain loop (each transaction its own fsync)."""
+    store = Store(folder / "bare.db", PinCipher(os.urandom(32)), group_commit=False)
     await store.open()
     clock = SystemClock()
     driver = SimulatorDriver("sim", lock_specs(locks), clock)
