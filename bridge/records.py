@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -122,12 +123,16 @@ def code_to_row(record: CodeRecord) -> tuple[dict[str, Any], dict[str, str | Non
 
 def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> CodeRecord:
     """Rebuild a code from what `code_to_row` produced."""
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(CodeRecord):
-        if f.name in _SECRET_FIELDS:
-            kwargs[f.name] = secrets.get(f.name)
-        elif f.name in public:
-            kwargs[f.name] = _decode_code_field(f.name, public[f.name])
+    kwargs: dict[str, Any] = {name: _decode_code_field(name, public[name])
+                              for name in _CODE_PUBLIC_FIELDS if name in public}
+    # One object where the values are equal, not a copy per code: a lock's id repeats on each
+    # of its codes, and a converged code's PIN is also the requested and the on-lock PIN.
+    kwargs["device_id"] = sys.intern(kwargs["device_id"])
+    pin = secrets.get("code")
+    kwargs["code"] = pin
+    for name in ("requested_code", "on_lock_pin"):
+        value = secrets.get(name)
+        kwargs[name] = pin if value == pin else value
     return CodeRecord(**kwargs)
 
 

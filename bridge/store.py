@@ -633,13 +633,13 @@ class Reader:
         """Every code, or one device's."""
         if device_id is None:
             rows = self._conn.execute(
-                "SELECT access_code_id, record, secrets FROM access_codes ORDER BY rowid"
-            ).fetchall()
+                "SELECT access_code_id, record, secrets FROM access_codes ORDER BY rowid")
         else:
             rows = self._conn.execute(
                 "SELECT access_code_id, record, secrets FROM access_codes WHERE device_id = ? "
-                "ORDER BY rowid", (device_id,),
-            ).fetchall()
+                "ORDER BY rowid", (device_id,))
+        # Row by row, not fetchall(): the raw JSON of every code at once was a startup peak
+        # larger than the decoded codes themselves.
         return [self._code(r) for r in rows]
 
     def intents(self) -> list[Intent]:
