@@ -123,8 +123,14 @@ def code_to_row(record: CodeRecord) -> tuple[dict[str, Any], dict[str, str | Non
 
 def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> CodeRecord:
     """Rebuild a code from what `code_to_row` produced."""
-    kwargs: dict[str, Any] = {name: _decode_code_field(name, public[name])
-                              for name in _CODE_PUBLIC_FIELDS if name in public}
+    kwargs: dict[str, Any] = {name: public[name] for name in _CODE_PUBLIC_FIELDS
+                              if name in public}
+    # Only the fields JSON cannot hold as they are (every field of every code at startup was
+    # most of its time).
+    for name in _DECODED_FIELDS:
+        value = kwargs.get(name)
+        if value is not None:
+            kwargs[name] = _decode_code_field(name, value)
     # One object where the values are equal, not a copy per code: a lock's id repeats on each
     # of its codes, and a converged code's PIN is also the requested and the on-lock PIN.
     kwargs["device_id"] = sys.intern(kwargs["device_id"])
@@ -191,6 +197,9 @@ def _issues(raw: list[dict[str, Any]]) -> tuple[Issue, ...]:
 
 _TIME_FIELDS = {"created_at", "starts_at", "ends_at", "last_write_at", "pending_since",
                 "next_attempt_at", "backup_pulled_at"}
+
+
+_DECODED_FIELDS = (*_TIME_FIELDS, "errors", "warnings", "type", "status", "on_lock_held")
 
 
 def _decode_code_field(name: str, value: Any) -> Any:
