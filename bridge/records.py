@@ -185,7 +185,7 @@ def _encode(value: Any) -> Any:
     return value
 
 
-# Stored as they are (exact types: a StrEnum is encoded by json.dumps, a bool is no int here).
+# Stored as they are; exact types, so a subclass (a StrEnum) still takes the checks of _encode.
 _PLAIN = frozenset({str, int, bool, float})
 
 
