@@ -33,6 +33,10 @@ from bridge.store import Intent, Store, Tx
 from drivers.simulator import SimulatorDriver
 
 ROOT = Path(__file__).resolve().parents[1]
+# Create requests a client keeps in flight during cold converge (a property system's sync).
+CREATES_IN_FLIGHT = 64
+# How long after READY the daemon's memory is read (its first reconcile is over by then).
+SETTLE_S = 10.0
 
 
 def _pins(count: int) -> list[str]:
@@ -44,9 +48,11 @@ def _pins(count: int) -> list[str]:
 
 
 async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | None = None,
-                        idle_s: float = 0.0) -> dict[str, Any]:
-    """Create codes until all are set and verified, against a plain loop of the same SQLite
-    transactions and simulator calls; then, if `idle_s`, the converged bridge's steady state.
+                        idle_s: float = 0.0, in_flight: int = CREATES_IN_FLIGHT
+                        ) -> dict[str, Any]:
+    """Create codes, `in_flight` at a time, until all are set and verified, against a plain
+    loop of the same SQLite transactions and simulator calls; then, if `idle_s`, the converged
+    bridge's steady state.
 
     The baseline's cost per code does not depend on the lock count (it is one sequential loop),
     so it runs on `baseline_locks` locks and the ratio compares cost per code.
@@ -55,13 +61,22 @@ async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | N
     pins = _pins(codes_per_lock)
     steady: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
+        fsyncs_per_s = _fsync_rate(Path(tmp))
         engine, store, _ = await make_engine(Path(tmp), locks)
         runner = asyncio.create_task(engine.run())
+        devices = list(engine.devices)
+        # Lock by lock, as a property's first sync sends them, `in_flight` requests at a time.
+        requests = iter([(device_id, pin) for pin in pins for device_id in devices])
+
+        async def client() -> None:
+            for device_id, pin in requests:
+                await engine.create_code(device_id, CodeRequest(code=pin))
+
+        groups0, writes0 = store.groups, store.grouped_writes
         with measure() as lb:
-            for device_id in list(engine.devices):
-                for pin in pins:
-                    await engine.create_code(device_id, CodeRequest(code=pin))
+            await asyncio.gather(*(client() for _ in range(in_flight)))
             await wait_settled(engine)
+        groups, writes = store.groups - groups0, store.grouped_writes - writes0
         assert engine.outstanding() == 0
         converged_rss = peak_rss_mb()
         if idle_s > 0:
@@ -89,11 +104,32 @@ async def cold_converge(locks: int, codes_per_lock: int, baseline_locks: int | N
         "baseline_wall_s": round(base.wall, 3), "baseline_cpu_s": round(base.cpu, 3),
         "ratio": round(base_per_code / per_code, 3),
         "overhead_ms_per_code": round((per_code - base_per_code) * 1000, 3),
+        "creates_in_flight": in_flight,
+        "writes": writes, "writes_per_fsync": round(writes / groups, 1) if groups else None,
+        "disk_fsyncs_per_s": round(fsyncs_per_s),
     }
     result["peak_rss_mb"] = round(converged_rss, 1)
     if steady is not None:
         result["steady_state"] = steady
     return result
+
+
+def _fsync_rate(folder: Path, seconds: float = 1.0) -> float:
+    """How many small append+fsync rounds this disk does per second (what bounds a naive
+    loop of durable transactions)."""
+    path = folder / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    rounds = 0
+    try:
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            os.write(fd, b"x" * 128)
+            os.fsync(fd)
+            rounds += 1
+        return rounds / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 async def _idle_baseline(seconds: float) -> dict[str, Any]:
@@ -113,8 +149,8 @@ async def _idle_baseline(seconds: float) -> dict[str, Any]:
 
 async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
     """The unavoidable work: per code, the create, intent and result transactions and one
-    simulator write and read, in a plain loop."""
-    store = Store(folder / "bare.db", PinCipher(os.urandom(32)))
+    simulator write and read, in a plain loop (each transaction its own fsync)."""
+    store = Store(folder / "bare.db", PinCipher(os.urandom(32)), group_commit=False)
     await store.open()
     clock = SystemClock()
     driver = SimulatorDriver("sim", lock_specs(locks), clock)
@@ -230,21 +266,50 @@ def startup(locks: int, codes_per_lock: int) -> dict[str, Any]:
         (folder / "pin.key").write_bytes(key)
         (folder / "pin.key").chmod(0o600)  # the daemon refuses a key others can read
         asyncio.run(_fill_store(folder, key, locks, codes_per_lock))
+        _fill_locks(folder / "sim.json", locks, codes_per_lock)
         config = folder / "config.yaml"
         config.write_text(yaml.safe_dump({
             "state_dir": str(folder), "api": {"port": 0},
             "schedule": {"require_synchronized_clock": False},
-            "drivers": [{"kind": "simulator", "name": "sim", "locks": [
+            "drivers": [{"kind": "simulator", "name": "sim", "state_file": "sim.json",
+                         "locks": [
                 {"id": spec.lock_id, "name": spec.name, "slot_count": spec.slot_count}
                 for spec in lock_specs(locks)]}]}))
-        lb = min(_time_to_ready(config, folder) for _ in range(3))
+        runs = [_time_to_ready(config, folder) for _ in range(3)]
         bare = _best_of(3, [sys.executable, "-c", "import bridge.cli, bridge.daemon"])
-    return {"locks": locks, "codes": locks * codes_per_lock, "wall_s": round(lb, 3),
-            "baseline_wall_s": round(bare, 3)}
+        bare_rss = _imports_rss_mb()
+    ready = min(runs, key=lambda run: run[0])
+    return {"locks": locks, "codes": locks * codes_per_lock, "wall_s": round(ready[0], 3),
+            "baseline_wall_s": round(bare, 3),
+            # The daemon's memory once settled over this store (the last of the runs).
+            "rss_mb": runs[-1][1], "peak_rss_mb": runs[-1][2],
+            "baseline_rss_mb": bare_rss}
 
 
-def _time_to_ready(config: Path, folder: Path) -> float:
-    """Start the real daemon with a notify socket; seconds until it says READY=1."""
+def _imports_rss_mb() -> float:
+    """RSS of an interpreter that imported the daemon and nothing else."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import bridge.cli, bridge.daemon;"
+         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS:')][0])"],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    return round(int(out.stdout) / 1024, 1)
+
+
+def _daemon_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, peak RSS) of a process, in MiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) / 1024
+    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+
+
+def _time_to_ready(config: Path, folder: Path,
+                   settle_s: float = SETTLE_S) -> tuple[float, float, float]:
+    """Start the real daemon with a notify socket: seconds until it says READY=1, and its RSS
+    and peak RSS `settle_s` later (its first reconcile of every lock done by then)."""
     address = str(folder / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(address)
@@ -257,11 +322,13 @@ def _time_to_ready(config: Path, folder: Path) -> float:
             while b"READY=1" not in sock.recv(4096):
                 pass
             ready = time.perf_counter() - started
+            time.sleep(settle_s)
+            rss, peak = _daemon_memory_mb(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
         os.unlink(address)
-    return ready
+    return ready, rss, peak
 
 
 def _best_of(runs: int, argv: list[str]) -> float:
@@ -271,6 +338,15 @@ def _best_of(runs: int, argv: list[str]) -> float:
         subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def _fill_locks(path: Path, locks: int, codes_per_lock: int) -> None:
+    """The simulated locks' memory as after the store's codes were set on them, so the daemon
+    over that store is in steady state, not converging again."""
+    slots = {str(slot): {"pin": pin, "name": None, "key": None, "window": None}
+             for slot, pin in enumerate(_pins(codes_per_lock), start=1)}
+    path.write_text(json.dumps({spec.lock_id: {"slots": slots, "writes": {}}
+                                for spec in lock_specs(locks)}))
 
 
 async def _fill_store(folder: Path, key: bytes, locks: int, codes_per_lock: int) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from bridge.driver import LocalWindow, LockState
+from bridge.model import Event, EventType
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
-from bridge.store import MIGRATIONS, Store, StoreError
+from bridge.store import MIGRATIONS, Store, StoreError, StoreUnavailable
 from drivers.simulator.lock import SimLock, SimLockSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,3 +174,73 @@ def test_sigkill_while_writing_loses_nothing_committed(tmp_path: Path) -> None:
             assert n in event_ns
         assert len(code_ids) == n_events, "a code without its event, or the reverse"
         start = max(event_ns) + 1
+
+
+def _code_write(n: int):  # type: ignore[no-untyped-def]
+    def write(tx):  # type: ignore[no-untyped-def]
+        tx.put_code(CodeRecord(f"c{n}", "dev", datetime.now(UTC), code=f"{1000 + n}"))
+        tx.add_event(Event(f"e{n}", EventType.ACCESS_CODE_CREATED, datetime.now(UTC), "dev",
+                           f"c{n}"))
+        return n
+
+    return write
+
+
+async def test_writes_waiting_together_share_one_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+    before = store.groups
+    answers = await asyncio.gather(*(store.write(_code_write(n)) for n in range(40)))
+    assert [result for result, _ in answers] == list(range(40))
+    sequences = [events[0].sequence for _, events in answers]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 40
+    assert 1 <= store.groups - before < 40
+    await store.close()
+
+
+async def test_a_failing_write_in_a_group_undoes_only_its_own_change(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    store = Store(tmp_path / "db", PinCipher(key))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+
+    def half(tx):  # type: ignore[no-untyped-def]
+        _code_write(99)(tx)
+        raise RuntimeError("boom")
+
+    writes = [store.write(_code_write(n)) for n in range(10)]
+    writes.insert(5, store.write(half))
+    answers = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(answers[5], RuntimeError)
+    assert all(not isinstance(a, BaseException) for i, a in enumerate(answers) if i != 5)
+    await store.close()
+    reopened = Store(tmp_path / "db", PinCipher(key))
+    await reopened.open()
+    stored = {c.access_code_id for c in await reopened.read(lambda r: r.codes())}
+    events = {e.event_id for e in await reopened.read(lambda r: r.events())}
+    assert stored == {f"c{n}" for n in range(10)}
+    assert events == {f"e{n}" for n in range(10)}
+    await reopened.close()
+
+
+async def test_a_disk_error_in_a_group_fails_only_its_own_write(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+
+    def full(tx):  # type: ignore[no-untyped-def]
+        _code_write(99)(tx)
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+        raise error
+
+    writes = [store.write(_code_write(n)) for n in range(6)]
+    writes.insert(3, store.write(full))
+    answers = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(answers[3], StoreUnavailable)
+    assert all(not isinstance(a, BaseException) for i, a in enumerate(answers) if i != 3)
+    stored = {c.access_code_id for c in await store.read(lambda r: r.codes())}
+    assert stored == {f"c{n}" for n in range(6)}
+    assert store.health.writable
+    await store.close()
