@@ -5,10 +5,10 @@ in-memory view changes; a command's intent is recorded before it is sent. The pa
 owns what, are described in docs/architecture.md.
 """
 
-from bridge.engine.errors import EngineError
+from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.facade import Engine
 from bridge.engine.requests import CodeRequest
 from bridge.engine.state import EventListener
 from bridge.engine.worker import STORE_RETRY_S
 
-__all__ = ["STORE_RETRY_S", "CodeRequest", "Engine", "EngineError", "EventListener"]
+__all__ = ["STORE_RETRY_S", "CodeRequest", "Engine", "EngineError", "ErrorKind", "EventListener"]

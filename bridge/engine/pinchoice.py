@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bridge.engine.errors import EngineError
+from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.issues import with_issue
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeType, AccessCodeWarningCode
@@ -27,24 +27,24 @@ def validate_and_choose_pin(device: DeviceRecord, code: CodeRecord, request: Cod
 
     `others` are the lock's other codes."""
     if not device.info.capabilities.programs_codes:
-        raise EngineError("invalid_input", f"{device.display_name} cannot be given PIN "
+        raise EngineError(ErrorKind.INVALID_INPUT, f"{device.display_name} cannot be given PIN "
                           "codes by lockbridge: this lock's maker issues its passwords only "
                           "through its own app or cloud", "device_id")
     _check_window(code, now)
     if device.info.capabilities.algorithmic_pins:
         if request.code is not None:
-            raise EngineError("invalid_input", "This lock generates its own PINs; leave "
+            raise EngineError(ErrorKind.INVALID_INPUT, "This lock generates its own PINs; leave "
                               "code out and read it from the access_code.set_on_device "
                               "event", "code")
         return replace(code, code=None, requested_code=request.preferred_code)
     if request.code is not None:
         problem = permanent_problem(request.code, None, device)
         if problem:
-            raise EngineError("invalid_input", f"The lock can never take this code: "
+            raise EngineError(ErrorKind.INVALID_INPUT, f"The lock can never take this code: "
                               f"{problem}", "code")
         other = pin_conflict(request.code, code, device, others)
         if other is not None:
-            raise EngineError("duplicate_access_code", "Another code on this lock uses "
+            raise EngineError(ErrorKind.DUPLICATE_ACCESS_CODE, "Another code on this lock uses "
                               "this PIN (or one it would prefix) at the same time", "code")
         REDACTOR.remember(request.code)
         return replace(code, code=request.code, requested_code=request.code)
@@ -72,15 +72,15 @@ def _check_window(code: CodeRecord, now: datetime) -> None:
     if code.type is not AccessCodeType.TIME_BOUND:
         return
     if code.starts_at is None or code.ends_at is None:
-        raise EngineError("invalid_input", "A time_bound code needs starts_at and "
+        raise EngineError(ErrorKind.INVALID_INPUT, "A time_bound code needs starts_at and "
                           "ends_at", "starts_at")
     if code.starts_at.tzinfo is None or code.ends_at.tzinfo is None:
-        raise EngineError("invalid_input", "Times must carry a time zone (UTC)",
+        raise EngineError(ErrorKind.INVALID_INPUT, "Times must carry a time zone (UTC)",
                           "starts_at")
     if code.ends_at <= code.starts_at:
-        raise EngineError("invalid_input", "ends_at must be after starts_at", "ends_at")
+        raise EngineError(ErrorKind.INVALID_INPUT, "ends_at must be after starts_at", "ends_at")
     if code.ends_at <= now:
-        raise EngineError("invalid_input", "ends_at is in the past", "ends_at")
+        raise EngineError(ErrorKind.INVALID_INPUT, "ends_at is in the past", "ends_at")
 
 
 def _generated(device: DeviceRecord, code: CodeRecord, others: list[CodeRecord],
@@ -89,7 +89,7 @@ def _generated(device: DeviceRecord, code: CodeRecord, others: list[CodeRecord],
     length = code.preferred_code_length
     lengths = device.info.constraints.allowed_lengths()
     if length is not None and length not in lengths:
-        raise EngineError("invalid_input", f"preferred_code_length must be within "
+        raise EngineError(ErrorKind.INVALID_INPUT, f"preferred_code_length must be within "
                           f"{lengths.start}..{lengths.stop - 1} on this lock",
                           "preferred_code_length")
     taken = [c.code for c in others if c.code and not c.deleted]

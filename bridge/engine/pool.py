@@ -12,7 +12,7 @@ from datetime import datetime
 
 from bridge import backup
 from bridge.backup import PoolSettings
-from bridge.engine.errors import EngineError
+from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.issues import drop_codes, with_issue
 from bridge.engine.state import EngineState
 from bridge.logs import REDACTOR
@@ -41,8 +41,9 @@ def pool_switched_on(device: DeviceRecord, field: str) -> DeviceRecord | None:
     if device.backup_pool_enabled:
         return None
     if not backup.supports_pool(device):
-        raise EngineError("invalid_input", "This device does not support a backup access code "
-                          "pool (properties.supports_backup_access_code_pool is false)", field)
+        raise EngineError(ErrorKind.INVALID_INPUT, "This device does not support a backup "
+                          "access code pool (properties.supports_backup_access_code_pool is "
+                          "false)", field)
     return replace(device, backup_pool_enabled=True)
 
 
@@ -86,7 +87,7 @@ class BackupPool:
                 return state.codes[already], original
             ready = backup.available(state.codes_of(device.device_id))
             if not ready:
-                raise EngineError("no_backup_access_code_available",
+                raise EngineError(ErrorKind.NO_BACKUP_ACCESS_CODE_AVAILABLE,
                                   "The backup access code pool is empty; it refills when the "
                                   "lock can take new codes")
             now = state.clock.now()
@@ -170,11 +171,11 @@ class BackupPool:
 def _check_pullable(original: CodeRecord, device: DeviceRecord) -> None:
     """EngineError unless a backup can be pulled for `original`."""
     if original.is_backup:
-        raise EngineError("invalid_input", "This is a backup code itself", "access_code_id")
+        raise EngineError(ErrorKind.INVALID_INPUT, "This is a backup code itself", "access_code_id")
     if original.type is not AccessCodeType.TIME_BOUND:
-        raise EngineError("invalid_input", "Backup codes can only be pulled for "
+        raise EngineError(ErrorKind.INVALID_INPUT, "Backup codes can only be pulled for "
                           "time_bound access codes", "access_code_id")
     if not device.backup_pool_enabled:
-        raise EngineError("backup_access_code_pool_not_enabled",
+        raise EngineError(ErrorKind.BACKUP_ACCESS_CODE_POOL_NOT_ENABLED,
                           "The backup access code pool is not enabled on this device: "
                           "create a code with use_backup_access_code_pool first")

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.driver import DriverError
-from bridge.engine.errors import EngineError
+from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.gateway import DriverGateway
 from bridge.engine.issues import RETRYABLE_ERRORS, drop_codes, with_issue
 from bridge.engine.outcomes import FIRST_SENT_AT, without_extra
@@ -112,7 +112,7 @@ class Requests:
         async with state.lock_for(current.device_id):
             current = state.code(access_code_id)
             if current.deleted:
-                raise EngineError("access_code_not_found", "Access code is being deleted")
+                raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND, "Access code is being deleted")
             device = state.device(current.device_id)
             now = state.clock.now()
             changes = _changes(current, request)
@@ -130,7 +130,7 @@ class Requests:
                         CodeRequest(code=current.code if not device.info.capabilities
                                     .algorithmic_pins else None), now)
                 except EngineError as exc:
-                    if exc.kind == "duplicate_access_code":
+                    if exc.kind is ErrorKind.DUPLICATE_ACCESS_CODE:
                         await self._prevented_duplicate(current, now)
                     raise
             updated = _pending_after_update(current, updated, device, "name" in changes, now)
@@ -174,7 +174,7 @@ class Requests:
             device = state.device(current.device_id)
             if current.is_backup and not device.online:
                 raise EngineError(
-                    "device_disconnected",
+                    ErrorKind.DEVICE_DISCONNECTED,
                     "Backup codes can only be deleted while their lock is connected; the lock "
                     f"is {device.availability.value}. Reconnect the lock, then delete the "
                     "backup code again")
@@ -215,7 +215,7 @@ class Requests:
                     EventType.ACCESS_CODE_UNMANAGED_FAILED_TO_CONVERT_TO_MANAGED,
                     current.device_id, access_code_id,
                     {"reason": "the lock does not reveal this code's PIN"})])
-                raise EngineError("cannot_convert", "The lock hides this code's PIN, so it "
+                raise EngineError(ErrorKind.CANNOT_CONVERT, "The lock hides this code's PIN, so it "
                                   "cannot be managed; delete it and create a managed code")
             converted = replace(
                 current, is_managed=True, on_lock_pin=current.code, verified=True,
@@ -236,15 +236,16 @@ class Requests:
         current = state.code(access_code_id, managed=False)
         device = state.device(current.device_id)
         if not device.info.capabilities.can_delete_unmanaged or current.slot is None:
-            raise EngineError("not_supported", "This lock's driver cannot delete unmanaged codes")
+            raise EngineError(ErrorKind.NOT_SUPPORTED,
+                              "This lock's driver cannot delete unmanaged codes")
         driver = self._gateway.driver_of(device)
         async with state.lock_for(current.device_id):
             try:
                 async with asyncio.timeout(self._gateway.command_timeout(device)):
                     await driver.clear_code(device.external_id, current.slot)
             except (DriverError, TimeoutError) as exc:
-                raise EngineError("device_error", f"The lock did not remove the code: {exc}") \
-                    from exc
+                raise EngineError(ErrorKind.DEVICE_ERROR,
+                                  f"The lock did not remove the code: {exc}") from exc
             await state.commit(drop=[access_code_id], events=[state.event(
                 EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})],
                 extra=on_commit)
@@ -309,7 +310,8 @@ class Requests:
         """Ask a lock's worker to re-read some slots, or the whole lock, and fix what differs."""
         worker = self._state.workers.get(device_id)
         if worker is None:
-            raise EngineError("device_not_found", f"Device {device_id} not found", "device_id")
+            raise EngineError(ErrorKind.DEVICE_NOT_FOUND, f"Device {device_id} not found",
+                              "device_id")
         worker.pending_reads.update(slots)
         worker.full_read = worker.full_read or full
         worker.wake.set()
@@ -371,13 +373,13 @@ def _check_unmanageable(device: DeviceRecord, codes: list[CodeRecord],
               and (c.on_lock or c.ends_at is None or c.ends_at > now)]
     if guests:
         raise EngineError(
-            "device_has_access_codes",
+            ErrorKind.DEVICE_HAS_ACCESS_CODES,
             f"lockbridge still manages {len(guests)} access code(s) on this device; "
             "delete them first, so that no code stays on the lock with nobody to take "
             "it off", "device_id")
     if any(c.on_lock for c in backups) and not device.online:
         raise EngineError(
-            "device_disconnected",
+            ErrorKind.DEVICE_DISCONNECTED,
             "The lock's backup codes must come off when it leaves lockbridge, and "
             f"backup codes can only be deleted while the lock is connected; it is "
             f"{device.availability.value}. Reconnect the lock, then remove it again")

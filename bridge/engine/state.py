@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.clock import Clock
-from bridge.engine.errors import EngineError
+from bridge.engine.errors import EngineError, ErrorKind
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, Event, EventType
 from bridge.planner import Policy, with_status
@@ -68,7 +68,7 @@ class EngineState:
         """A managed (or, if asked, unmanaged) device, or EngineError device_not_found."""
         device = self.devices.get(device_id)
         if device is None or device.is_managed != managed:
-            raise EngineError("device_not_found", f"Device {device_id} not found",
+            raise EngineError(ErrorKind.DEVICE_NOT_FOUND, f"Device {device_id} not found",
                               "device_id")
         return device
 
@@ -77,8 +77,8 @@ class EngineState:
         code = self.codes.get(access_code_id)
         if code is None or code.is_managed != managed or (code.deleted and not code.on_lock
                                                           and managed):
-            raise EngineError("access_code_not_found", f"Access code {access_code_id} not found",
-                              "access_code_id")
+            raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND,
+                              f"Access code {access_code_id} not found", "access_code_id")
         return code
 
     def codes_of(self, device_id: str) -> list[CodeRecord]:
