@@ -48,6 +48,30 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeSync:
+    """Where a code's last change to its lock stands, beyond what `status` says. Each mark
+    is independent of the others (a create whose answer was lost has both `outcome_unknown` and
+    `first_sent_at`), so they are fields, not one phase."""
+
+    # A write went out for the code and no answer came back: it may or may not be on the lock.
+    outcome_unknown: bool = False
+    # The lock's cloud lists the code but its last change never reached the lock (which keeps
+    # what it had, if anything): written again, and deleted from the list when it goes.
+    not_applied: bool = False
+    # Removed or changed at the lock while external changes are allowed: it stays off until
+    # the code is updated.
+    external_hold: bool = False
+    # The lock refused it for a reason sending it again cannot change (a RejectReason value):
+    # only a change to the code or a delete helps, not a reconnect.
+    refused_for_good: str | None = None
+    # On a lock that numbers codes itself: when the first create went out, which later proves
+    # that a code found with its PIN is ours.
+    first_sent_at: datetime | None = None
+    # Restored from the upstream: not written before a full read of its lock looked for it.
+    awaiting_adoption: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An access code, managed or unmanaged, with what the bridge knows of it on the lock."""
 
@@ -91,7 +115,7 @@ class CodeRecord:
     revision: int = 0
     gave_up: bool = False
     ever_set: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    sync: CodeSync = field(default_factory=CodeSync)
 
     @property
     def on_lock(self) -> bool:
@@ -131,7 +155,20 @@ def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> Cod
             kwargs[f.name] = secrets.get(f.name)
         elif f.name in public:
             kwargs[f.name] = _decode_code_field(f.name, public[f.name])
+    if "sync" not in public and public.get("extra"):
+        kwargs["sync"] = _sync_from_extra(public["extra"])
     return CodeRecord(**kwargs)
+
+
+def _sync_from_extra(extra: dict[str, Any]) -> CodeSync:
+    """The sync marks of a row written before they were typed (kept in a dict `extra`)."""
+    first_sent = extra.get("first_sent_at")
+    return CodeSync(outcome_unknown=bool(extra.get("outcome_unknown")),
+                    not_applied=bool(extra.get("not_applied")),
+                    external_hold=bool(extra.get("external_hold")),
+                    refused_for_good=extra.get("refused_for_good"),
+                    first_sent_at=datetime.fromisoformat(first_sent) if first_sent else None,
+                    awaiting_adoption=bool(extra.get("awaiting_adoption")))
 
 
 def device_to_json(record: DeviceRecord) -> str:
@@ -196,6 +233,10 @@ def _decode_code_field(name: str, value: Any) -> Any:
         return AccessCodeType(value)
     if name == "status":
         return AccessCodeStatus(value)
+    if name == "sync":
+        first_sent = value.get("first_sent_at")
+        return CodeSync(**{**value, "first_sent_at": datetime.fromisoformat(first_sent)
+                           if first_sent else None})
     if name == "on_lock_held":
         window = value.get("window")
         return Held(window=LocalWindow(datetime.fromisoformat(window["starts_at"]),

@@ -85,7 +85,7 @@ class AvailabilityTracker:
         for code in self._state.codes_of(device_id):
             code = latest.get(code.access_code_id, code)
             if code.is_managed and (code.gave_up or code.attempts) \
-                    and "refused_for_good" not in code.extra:
+                    and code.sync.refused_for_good is None:
                 latest[code.access_code_id] = replace(
                     code, gave_up=False, attempts=0, next_attempt_at=None,
                     errors=drop_codes(code.errors, RETRYABLE_ERRORS))

@@ -23,7 +23,7 @@ from bridge.driver import (
 from bridge.engine import outcomes
 from bridge.engine.availability import AvailabilityTracker
 from bridge.engine.gateway import DriverGateway
-from bridge.engine.outcomes import BLOCKED_RETRY, FIRST_SENT_AT, REFUSED_FOR_GOOD
+from bridge.engine.outcomes import BLOCKED_RETRY, REFUSED_FOR_GOOD, without_first_sent
 from bridge.engine.state import EngineState
 from bridge.engine.worker import LockWorker
 from bridge.logs import REDACTOR
@@ -40,7 +40,7 @@ from bridge.planner import (
     wanted_name,
 )
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import Intent
+from bridge.store import Intent, IntentOp
 
 _LOG = logging.getLogger("bridge.engine")
 
@@ -107,19 +107,17 @@ class CommandSender:
             if pin is not None and not await self._pin_can_go_on(code, pin, device, codes):
                 return None
             name = wanted_name(code, device)
-            first_sent = code.extra.get(FIRST_SENT_AT) if slot is None else None
+            first_sent = code.sync.first_sent_at if slot is None else None
             request = CodeWrite(slot=slot, pin=pin, name=name, key=code.access_code_id,
-                                window=local_window(code, device),
-                                first_sent_at=datetime.fromisoformat(first_sent)
-                                if first_sent else None)
+                                window=local_window(code, device), first_sent_at=first_sent)
             intent_slot = slot if slot is not None else -1
-            intent = Intent(device_id, intent_slot, "write", code.access_code_id, pin)
+            intent = Intent(device_id, intent_slot, IntentOp.WRITE, code.access_code_id, pin)
             before_call = replace(code, slot=slot, appearance_name=name)
             if slot is None and not first_sent:
                 # A lock that numbers codes itself answers a create with no id: when this create
                 # first went out is what later proves a code with its PIN is ours.
-                before_call = replace(before_call, extra={
-                    **code.extra, FIRST_SENT_AT: state.clock.now().isoformat()})
+                before_call = replace(before_call, sync=replace(
+                    code.sync, first_sent_at=state.clock.now()))
             await state.commit(intents=[intent], codes=[before_call])
             worker.intents[intent_slot] = intent
         return code, request, intent_slot
@@ -137,7 +135,7 @@ class CommandSender:
                 blocker.ends_at or now + BLOCKED_RETRY, now + BLOCKED_RETRY))])
             return False
         ours_maybe = (blocker is not None and code.slot is None
-                      and FIRST_SENT_AT in code.extra)
+                      and code.sync.first_sent_at is not None)
         if blocker is not None and not ours_maybe:
             # (A code listed since our create went out, its answer lost, may be that
             # create: the driver decides with its proof, never by the PIN alone.)
@@ -192,8 +190,7 @@ class CommandSender:
             if code is None:
                 return
             # A refused create made nothing on the lock: no later code can be its result.
-            code = replace(code, extra={k: v for k, v in code.extra.items()
-                                        if k != FIRST_SENT_AT})
+            code = without_first_sent(code)
             await self.code_problem(code, error, f"The lock refused the code: {exc}",
                                     give_up=True, event=event, drop_intent=slot,
                                     free_slot=True,
@@ -250,7 +247,7 @@ class CommandSender:
             code = state.codes.get(command.access_code_id)
             if code is None or not code.on_lock:
                 return
-            intent = Intent(device_id, slot, "clear", code.access_code_id, None)
+            intent = Intent(device_id, slot, IntentOp.CLEAR, code.access_code_id, None)
             await state.commit(intents=[intent])
             worker.intents[slot] = intent
         worker.last_command_at = state.clock.monotonic()

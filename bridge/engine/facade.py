@@ -25,7 +25,7 @@ from bridge.engine.worker import LockWorker, WorkerLoop
 from bridge.model import AccessCodeStatus
 from bridge.planner import Policy, next_command, outcome_unknown
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import Store, Tx
+from bridge.store import IntentOp, Store, Tx
 
 
 class Engine:
@@ -187,7 +187,7 @@ class Engine:
                 worker.intents[intent.slot] = intent
                 worker.pending_reads.add(intent.slot)
                 unsure_code = self.codes.get(intent.access_code_id or "")
-                if intent.op == "write" and unsure_code is not None:
+                if intent.op is IntentOp.WRITE and unsure_code is not None:
                     # Until the slot is read, nobody knows whether that write landed.
                     unsure.append(state.refresh(outcome_unknown(unsure_code),
                                                 self.devices[intent.device_id],

@@ -17,14 +17,12 @@ from bridge.model import (
     Event,
     EventType,
 )
-from bridge.planner import NOT_APPLIED, holds_wanted, outcome_known, uses_native_schedule
+from bridge.planner import holds_wanted, outcome_known, uses_native_schedule
 from bridge.records import CodeRecord, DeviceRecord, Held
 
 # Makes one event: (kind, device_id, access_code_id, data).
 EventMaker = Callable[[EventType, str | None, str | None, dict[str, Any]], Event]
 
-# Key in `CodeRecord.extra`: when the first create of a code on an id-addressed lock went out.
-FIRST_SENT_AT = "first_sent_at"
 # How soon a code waiting for the same PIN to leave the lock looks again.
 BLOCKED_RETRY = timedelta(minutes=1)
 # Refusals that sending the same code again cannot change: say so and stop retrying.
@@ -46,11 +44,11 @@ def rejection(reason: RejectReason) -> tuple[AccessCodeErrorCode, EventType]:
     return _REJECTIONS.get(reason, _REJECTED_OTHERWISE)
 
 
-def without_extra(code: CodeRecord, *keys: str) -> CodeRecord:
-    """The code without some keys of its `extra` (the same record when none is there)."""
-    if not any(k in code.extra for k in keys):
+def without_first_sent(code: CodeRecord) -> CodeRecord:
+    """The code with no record of an earlier create (the same record when it has none)."""
+    if code.sync.first_sent_at is None:
         return code
-    return replace(code, extra={k: v for k, v in code.extra.items() if k not in keys})
+    return replace(code, sync=replace(code.sync, first_sent_at=None))
 
 
 def confirmed(code: CodeRecord, device: DeviceRecord, now: datetime,
@@ -96,12 +94,12 @@ def written(code: CodeRecord, request: CodeWrite, result: WriteResult,
                                    last_write_at=now, verified=verified,
                                    # Sent again after a change that never reached the lock:
                                    # it counts until the lock has it.
-                                   attempts=code.attempts if code.extra.get(NOT_APPLIED)
+                                   attempts=code.attempts if code.sync.not_applied
                                    and not verified else 0,
                                    next_attempt_at=None,
                                    errors=drop_codes(code.errors, RETRYABLE_ERRORS),
-                                   extra={k: v for k, v in code.extra.items()
-                                          if k not in (FIRST_SENT_AT, NOT_APPLIED)})
+                                   sync=replace(code.sync, first_sent_at=None,
+                                                not_applied=False))
     if caps.algorithmic_pins and result.pin != code.code:
         changed["code"] = result.pin
         changed["warnings"] = with_issue(
@@ -129,7 +127,7 @@ def with_problem(code: CodeRecord, error: AccessCodeErrorCode, message: str, now
     if refused_for_good is not None:
         # Sending the same code again cannot help: only a change to it (or a delete) does,
         # not a reconnect of the lock.
-        code = replace(code, extra={**code.extra, "refused_for_good": refused_for_good})
+        code = replace(code, sync=replace(code.sync, refused_for_good=refused_for_good))
     return replace(
         code, errors=with_issue(code.errors, error, message, now), gave_up=give_up,
         attempts=code.attempts if attempts is None else attempts,

@@ -25,7 +25,6 @@ from bridge.model import (
     EventType,
 )
 from bridge.planner import (
-    NOT_APPLIED,
     ReadVerdict,
     backoff_delay,
     held_after_read,
@@ -33,11 +32,10 @@ from bridge.planner import (
     outcome_known,
 )
 from bridge.records import CodeRecord, DeviceRecord
+from bridge.store import IntentOp
 
 _LOG = logging.getLogger("bridge.engine")
 
-# CodeRecord.extra key of a code restored from the upstream (bridge/upstreamrestore.py).
-AWAITING_ADOPTION = "awaiting_adoption"
 # Slot reads that all showed nothing, with none showing a PIN or an empty slot, before a lock
 # counts as write-only.
 UNREADABLE_READS_FOR_WRITE_ONLY = 5
@@ -131,7 +129,7 @@ class ReadApplier:
         intent = batch.worker.intents.get(slot)
         if code is None or intent is None:
             return code
-        if intent.op == "write" and intent.access_code_id == code.access_code_id:
+        if intent.op is IntentOp.WRITE and intent.access_code_id == code.access_code_id:
             landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
                 read.state is SlotState.UNREADABLE
             if landed:
@@ -139,7 +137,7 @@ class ReadApplier:
                                on_lock_held=held_after_read(
                                    replace(code, on_lock_held=None), read))
             batch.settled_intents.append(slot)
-        elif intent.op == "clear":
+        elif intent.op is IntentOp.CLEAR:
             if read.state is SlotState.EMPTY:
                 code = replace(code, on_lock_pin=None)
             batch.settled_intents.append(slot)
@@ -155,7 +153,7 @@ class ReadApplier:
         if read.failed and read.pin == code.code:
             # Listed but never on the lock: written again, deleted when it goes.
             batch.changed.append(replace(code, on_lock_pin=read.pin, verified=False,
-                                         extra={**code.extra, NOT_APPLIED: True}))
+                                         sync=replace(code.sync, not_applied=True)))
             return True
         if read.state is SlotState.KNOWN and read.pin == code.code:
             # Our code is there though we did not know it (a replayed intent), or
@@ -220,19 +218,19 @@ class ReadApplier:
         if pin is None:
             return None
         for code in self._state.codes_of(device_id):
-            if code.is_managed and code.extra.get(AWAITING_ADOPTION) and code.code == pin \
+            if code.is_managed and code.sync.awaiting_adoption and code.code == pin \
                     and code.access_code_id not in taken:
-                extra = {k: v for k, v in code.extra.items() if k != AWAITING_ADOPTION}
-                found = replace(code, extra=extra, on_lock_pin=pin, last_write_at=None)
+                found = replace(code, sync=replace(code.sync, awaiting_adoption=False),
+                                on_lock_pin=pin, last_write_at=None)
                 return outcomes.confirmed(found, device, now, self._state.event)
         return None
 
     def end_adoption(self, device_id: str, changed: Sequence[CodeRecord]) -> list[CodeRecord]:
         """After a full read, restored codes not found on the lock are written as usual."""
         done = {c.access_code_id for c in changed}
-        return [replace(c, extra={k: v for k, v in c.extra.items() if k != AWAITING_ADOPTION})
+        return [replace(c, sync=replace(c.sync, awaiting_adoption=False))
                 for c in self._state.codes_of(device_id)
-                if c.extra.get(AWAITING_ADOPTION) and c.access_code_id not in done]
+                if c.sync.awaiting_adoption and c.access_code_id not in done]
 
     # -- one managed code ---------------------------------------------------------------------
 
@@ -276,7 +274,7 @@ class ReadApplier:
         policy = self._state.policy
         attempts = code.attempts + 1
         failed = replace(code, verified=False, attempts=attempts,
-                         extra={**code.extra, NOT_APPLIED: True},
+                         sync=replace(code.sync, not_applied=True),
                          next_attempt_at=now + timedelta(seconds=backoff_delay(
                              attempts, policy.retry_base_s, policy.retry_cap_s, self._rng)))
         if attempts < policy.max_attempts:
@@ -308,7 +306,7 @@ class ReadApplier:
                 return replace(code, code=read.pin, on_lock_pin=read.pin, verified=True,
                                warnings=warnings), events
             return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
-                           extra={**code.extra, "external_hold": True}), events
+                           sync=replace(code.sync, external_hold=True)), events
         # Put it back: the slot is ours, the next write overwrites whatever is there.
         return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
                        pending_since=now), events

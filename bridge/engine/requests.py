@@ -18,7 +18,7 @@ from bridge.driver import DriverError
 from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.gateway import DriverGateway
 from bridge.engine.issues import RETRYABLE_ERRORS, drop_codes, with_issue
-from bridge.engine.outcomes import FIRST_SENT_AT, without_extra
+from bridge.engine.outcomes import without_first_sent
 from bridge.engine.pinchoice import validate_and_choose_pin
 from bridge.engine.pool import POOL_ISSUES, pool_switched_on
 from bridge.engine.state import EngineState
@@ -119,8 +119,8 @@ class Requests:
             updated = replace(current, **changes, revision=current.revision + 1, gave_up=False,
                               attempts=0, next_attempt_at=None,
                               errors=drop_codes(current.errors, RETRYABLE_ERRORS),
-                              extra={k: v for k, v in current.extra.items()
-                                     if k not in ("external_hold", "refused_for_good")})
+                              sync=replace(current.sync, external_hold=False,
+                                           refused_for_good=None))
             pin_request = request.code is not None or request.preferred_code is not None
             if pin_request or changes.get("type") or "starts_at" in changes \
                     or "ends_at" in changes:
@@ -350,7 +350,7 @@ def _pending_after_update(current: CodeRecord, updated: CodeRecord, device: Devi
         updated.errors, {AccessCodeErrorCode.DUPLICATE_CODE_ATTEMPT_PREVENTED}))
     if updated.code != current.code:
         # An earlier create was for the old PIN: it proves nothing about the new one.
-        updated = without_extra(updated, FIRST_SENT_AT)
+        updated = without_first_sent(updated)
     if holds_wanted(current, device) and not holds_wanted(updated, device):
         # What the lock stores (PIN, window, name) must change: setting until it has.
         updated = replace(updated, pending_since=now)
