@@ -6,13 +6,13 @@ rules are tested with tables of cases.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bridge.backoff import Backoff
 from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
@@ -36,6 +36,16 @@ class Policy:
     # A time-bound code that ended and is off the lock is forgotten this long after its end,
     # so the records of years of stays do not pile up in memory and on disk.
     forget_ended_after: timedelta = timedelta(days=30)
+
+    @property
+    def retry_backoff(self) -> Backoff:
+        """The pause between attempts of a failing command or read."""
+        return Backoff(self.retry_base_s, self.retry_cap_s)
+
+    @property
+    def probe_backoff(self) -> Backoff:
+        """The pause between probes of a lock that is not online."""
+        return Backoff(self.probe_base_s, self.probe_cap_s)
 
 
 def uses_native_schedule(device: DeviceRecord) -> bool:
@@ -317,12 +327,6 @@ def foresee_problem(
     if code.code is not None and pin_conflict(code.code, code, device, codes) is not None:
         return "another code on the lock will hold a clashing PIN when this code is due"
     return None
-
-
-def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with full jitter in [delay/2, delay]."""
-    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return delay * (0.5 + rng.random() / 2)
 
 
 def choose_slot(device: DeviceRecord, codes: Sequence[CodeRecord],

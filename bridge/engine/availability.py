@@ -78,8 +78,8 @@ class AvailabilityTracker:
         device_id = device.device_id
         worker = self._state.workers[device_id]
         worker.full_read = True
-        worker.probe_attempts = 0
-        worker.read_failures = 0
+        worker.probes.reset()
+        worker.read_failures.reset()
         worker.reads_resume_at = 0.0
         latest = {c.access_code_id: c for c in codes}
         for code in self._state.codes_of(device_id):

@@ -30,7 +30,6 @@ from bridge.logs import REDACTOR
 from bridge.model import AccessCodeErrorCode, Event, EventType
 from bridge.planner import (
     Command,
-    backoff_delay,
     choose_slot,
     local_window,
     outcome_known,
@@ -229,7 +228,7 @@ class CommandSender:
                     give_up=True, event=EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE,
                     drop_intent=slot, attempts=attempts)
                 return
-            delay = backoff_delay(attempts, policy.retry_base_s, policy.retry_cap_s, self._rng)
+            delay = policy.retry_backoff.delay(attempts, self._rng)
             updated = replace(code, attempts=attempts,
                               next_attempt_at=state.clock.now() + timedelta(seconds=delay))
             await state.commit(codes=[updated], drop_intents=[(device_id, slot)])
@@ -309,7 +308,7 @@ class CommandSender:
                     attempts=attempts, next_attempt_at=state.clock.now() + timedelta(
                         seconds=policy.retry_cap_s))
                 return
-            delay = backoff_delay(attempts, policy.retry_base_s, policy.retry_cap_s, self._rng)
+            delay = policy.retry_backoff.delay(attempts, self._rng)
             await state.commit(codes=[replace(
                 code, attempts=attempts,
                 next_attempt_at=state.clock.now() + timedelta(seconds=delay))],

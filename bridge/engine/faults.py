@@ -16,10 +16,7 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger("bridge.engine")
 
-# A worker that hit an unexpected exception starts again after 1 s, doubling up to 5 minutes;
-# its warning stays until it has worked for 10 minutes without one.
-FAULT_RESTART_BASE_S = 1.0
-FAULT_RESTART_CAP_S = 300.0
+# A worker's fault warning stays until it has worked for 10 minutes without a fault.
 FAULT_WARNING_HOLD_S = 600.0
 
 
@@ -43,15 +40,15 @@ class Faults:
         if worker is None:
             _LOG.error("lock %s: unexpected error in %s", device_id, where, exc_info=exc)
             return
-        worker.faults += 1
+        worker.faults.failures += 1
         worker.last_fault_at = self._state.clock.monotonic()
         what = f"{type(exc).__name__} in {where}"
-        if worker.faults == 1:
+        if worker.faults.failures == 1:
             _LOG.error("lock %s: unexpected error (%s); its work restarts after a pause, other "
                        "locks carry on", device_id, what, exc_info=exc)
         else:
             _LOG.warning("lock %s: unexpected error again (%s, %d in a row): %s", device_id,
-                         what, worker.faults, exc)
+                         what, worker.faults.failures, exc)
         message = (f"lockbridge hit an unexpected error working on this lock ({what}) and "
                    f"retries after a pause; other locks are not affected. The log has the "
                    f"details")
@@ -75,7 +72,7 @@ class Faults:
     async def cleared(self, device_id: str) -> None:
         """The lock's work has gone well for a while since its last fault: drop the warning."""
         state = self._state
-        state.workers[device_id].faults = 0
+        state.workers[device_id].faults.reset()
         async with state.lock_for(device_id):
             device = state.devices[device_id]
             if any(w.code == DeviceWarningCode.LOCK_WORKER_FAULT for w in device.warnings):

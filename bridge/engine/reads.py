@@ -26,7 +26,6 @@ from bridge.model import (
 )
 from bridge.planner import (
     ReadVerdict,
-    backoff_delay,
     held_after_read,
     judge_read,
     outcome_known,
@@ -39,10 +38,6 @@ _LOG = logging.getLogger("bridge.engine")
 # Slot reads that all showed nothing, with none showing a PIN or an empty slot, before a lock
 # counts as write-only.
 UNREADABLE_READS_FOR_WRITE_ONLY = 5
-# How soon a change a cloud still has on its way to the lock is looked for again, once its
-# confirmation window is over: from half a second, doubling, up to 30 s.
-PENDING_REREAD_BASE_S = 0.5
-PENDING_REREAD_CAP_S = 30.0
 
 
 @dataclass(slots=True)
@@ -239,7 +234,7 @@ class ReadApplier:
         verdict = judge_read(code, read, now, window)
         worker = self._state.workers[code.device_id]
         if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
-            worker.pending_polls = 0
+            worker.pending_polls.reset()
             code = replace(code, on_lock_held=held_after_read(code, read))
             if code.on_lock_pin == code.code:
                 return outcomes.confirmed(code, device, now, self._state.event)
@@ -251,14 +246,11 @@ class ReadApplier:
                 # Listed but not yet on the lock past the confirmation window (a lock the
                 # cloud cannot reach now): look again after a growing pause, not at every
                 # step. The code stays `setting`, so the delay warning comes once it is late.
-                worker.pending_polls += 1
                 worker.reads_resume_at = max(
                     worker.reads_resume_at,
-                    self._state.clock.monotonic() + backoff_delay(
-                        worker.pending_polls, PENDING_REREAD_BASE_S, PENDING_REREAD_CAP_S,
-                        self._rng))
+                    self._state.clock.monotonic() + worker.pending_polls.failed(self._rng))
             return code, []
-        worker.pending_polls = 0
+        worker.pending_polls.reset()
         if verdict is ReadVerdict.NOT_APPLIED:
             return self._not_applied(code, now)
         if not code.verified and not code.ever_set:
@@ -275,8 +267,8 @@ class ReadApplier:
         attempts = code.attempts + 1
         failed = replace(code, verified=False, attempts=attempts,
                          sync=replace(code.sync, not_applied=True),
-                         next_attempt_at=now + timedelta(seconds=backoff_delay(
-                             attempts, policy.retry_base_s, policy.retry_cap_s, self._rng)))
+                         next_attempt_at=now + timedelta(
+                             seconds=policy.retry_backoff.delay(attempts, self._rng)))
         if attempts < policy.max_attempts:
             return failed, []
         error = AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE

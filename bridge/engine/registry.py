@@ -75,7 +75,7 @@ class LockRegistry:
             is_managed=existing.is_managed if existing else True,
         )
         state.by_external[(driver_name, info.external_id)] = device_id
-        state.workers[device_id] = LockWorker(device_id)
+        state.workers[device_id] = LockWorker.for_lock(device_id, state.policy)
         await state.commit(devices=[record])
         if availability is not record.availability:
             await self._availability.set(device_id, availability)

@@ -10,10 +10,11 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bridge.backoff import Backoff, Throttle
 from bridge.clock import Clock
 from bridge.driver import Availability, DriverError, LockDriver
-from bridge.engine.faults import FAULT_RESTART_BASE_S, FAULT_RESTART_CAP_S, FAULT_WARNING_HOLD_S
-from bridge.planner import CommandKind, backoff_delay, next_command, next_wakeup
+from bridge.engine.faults import FAULT_WARNING_HOLD_S
+from bridge.planner import CommandKind, Policy, next_command, next_wakeup
 from bridge.records import DeviceRecord
 from bridge.store import Intent, StoreUnavailable
 
@@ -34,6 +35,11 @@ STORE_RETRY_S = 5.0
 # and Zigbee locks reached over MQTT, measured at 1.2 to 1.9 s per slot).
 FULL_READ_S_PER_SLOT = 2.0
 READ_FAILURES_WORTH_A_WARNING = 3
+# A worker that hit an unexpected exception starts again after 1 s, doubling up to 5 minutes.
+FAULT_RESTART = Backoff(1.0, 300.0)
+# How soon a change a cloud still has on its way to the lock is looked for again, once its
+# confirmation window is over: from half a second, doubling, up to 30 s.
+PENDING_REREAD = Backoff(0.5, 30.0)
 
 
 @dataclass(slots=True)
@@ -41,28 +47,36 @@ class LockWorker:
     """What one lock's work has in hand."""
 
     device_id: str
+    # Probes of the lock while it is not online.
+    probes: Throttle
+    # Reads that fail while the lock still reports itself online (a marginal mesh, a lock that
+    # cannot answer reads) back off instead of being retried at every step.
+    read_failures: Throttle
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pending_reads: set[int] = field(default_factory=set)
     full_read: bool = True
-    probe_attempts: int = 0
     next_probe_at: float = 0.0
     last_command_at: float | None = None
     intents: dict[int, Intent] = field(default_factory=dict)
-    # Reads that fail while the lock still reports itself online (a marginal mesh, a lock that
-    # cannot answer reads) back off here instead of being retried at every step.
-    read_failures: int = 0
+    # When reads may go on (failing reads and changes still on their way push it out).
     reads_resume_at: float = 0.0
     # Reads in a row that found a change still on its way to the lock (see ReadApplier).
-    pending_polls: int = 0
+    pending_polls: Throttle = field(default_factory=lambda: Throttle(PENDING_REREAD))
     busy: bool = False
     waiting: bool = False
     # Unexpected exceptions in a row on this lock (see WorkerLoop.run), and when the last was.
-    faults: int = 0
+    faults: Throttle = field(default_factory=lambda: Throttle(FAULT_RESTART))
     last_fault_at: float = 0.0
     # Slot reads that showed something (a PIN, or empty) and that showed nothing at all: a lock
     # whose every read is unreadable cannot be read back (see ReadApplier.note_readability).
     readable_reads: int = 0
     unreadable_reads: int = 0
+
+    @classmethod
+    def for_lock(cls, device_id: str, policy: Policy) -> LockWorker:
+        """A new lock's worker, backing off as `policy` says."""
+        return cls(device_id, probes=Throttle(policy.probe_backoff),
+                   read_failures=Throttle(policy.retry_backoff))
 
     async def wait(self, clock: Clock, seconds: float) -> bool:
         """Sleep on the clock until `seconds` pass or the worker is woken; True if woken."""
@@ -127,11 +141,11 @@ class WorkerLoop:
                 await worker.wait(clock, STORE_RETRY_S)
             except Exception as exc:  # the boundary itself
                 await self._faults.note(device_id, exc, "the lock's worker")
-                await clock.sleep(backoff_delay(worker.faults, FAULT_RESTART_BASE_S,
-                                                FAULT_RESTART_CAP_S, self._rng))
+                await clock.sleep(worker.faults.backoff.delay(worker.faults.failures,
+                                                              self._rng))
                 self._faults.resume_after(worker)
             else:
-                if worker.faults and clock.monotonic() - worker.last_fault_at \
+                if worker.faults.failures and clock.monotonic() - worker.last_fault_at \
                         >= FAULT_WARNING_HOLD_S:
                     await self._faults.cleared(device_id)
 
@@ -216,7 +230,7 @@ class WorkerLoop:
         finally:
             worker.busy = False
         worker.full_read = False
-        worker.read_failures = 0
+        worker.read_failures.reset()
         await self._reads.apply(device.device_id, reads, full=True)
 
     async def _read_some(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver,
@@ -229,7 +243,7 @@ class WorkerLoop:
             worker.pending_reads.update(slots)
             await self._read_failed(worker, device.device_id, exc)
             return
-        worker.read_failures = 0
+        worker.read_failures.reset()
         await self._reads.apply(device.device_id, reads, full=False)
         for slot in slots:
             worker.intents.pop(slot, None)
@@ -237,14 +251,12 @@ class WorkerLoop:
     async def _read_failed(self, worker: LockWorker, device_id: str, exc: DriverError) -> None:
         """A read failed: mark the lock if it is unreachable, and back off further reads."""
         await self._availability.command_failed(device_id, exc)
-        worker.read_failures += 1
-        policy = self._state.policy
-        delay = backoff_delay(worker.read_failures, policy.retry_base_s, policy.retry_cap_s,
-                              self._rng)
+        delay = worker.read_failures.failed(self._rng)
         worker.reads_resume_at = self._state.clock.monotonic() + delay
-        if worker.read_failures == READ_FAILURES_WORTH_A_WARNING:
+        if worker.read_failures.failures == READ_FAILURES_WORTH_A_WARNING:
             _LOG.warning("lock %s: %d reads in a row failed (%s); reading it less often, "
-                         "codes are still written", device_id, worker.read_failures, exc)
+                         "codes are still written", device_id, worker.read_failures.failures,
+                         exc)
 
     async def _pace(self, worker: LockWorker, device: DeviceRecord) -> None:
         spacing = device.command_spacing_s
@@ -257,9 +269,9 @@ class WorkerLoop:
         """One probe per backoff step for a lock that is not online; never a flood."""
         state = self._state
         clock, policy = state.clock, state.policy
+        probes = worker.probes
         if worker.next_probe_at <= clock.monotonic():
-            delay = backoff_delay(worker.probe_attempts + 1, policy.probe_base_s,
-                                  policy.probe_cap_s, self._rng)
+            delay = probes.backoff.delay(probes.failures + 1, self._rng)
             worker.next_probe_at = clock.monotonic() + delay
         # Requests wake the worker but do not bring the probe forward: an offline lock waits.
         remaining = worker.next_probe_at - clock.monotonic()
@@ -271,7 +283,7 @@ class WorkerLoop:
             await worker.wait(clock, remaining)
         if state.devices[device.device_id].online or worker.next_probe_at > clock.monotonic():
             return
-        worker.probe_attempts += 1
+        probes.failures += 1
         try:
             async with asyncio.timeout(self._gateway.timeout):
                 ok = await driver.probe(device.external_id)
