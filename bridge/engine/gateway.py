@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bridge.clock import stopwatch
 from bridge.driver import Availability, DriverError, LockDriver, RetryLater
 from bridge.engine.faults import Faults
 from bridge.engine.state import EngineState
@@ -63,7 +63,7 @@ class DriverGateway:
         async with self._budgets[device.driver]:
             # Measured from when the driver gets the call, so queueing for a budget is not
             # counted as the lock's latency.
-            started = time.perf_counter()
+            elapsed = stopwatch()
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that arrives as the operation completes, leaving a task that will not stop.
@@ -82,4 +82,4 @@ class DriverGateway:
                     from exc
             finally:
                 if self.command_observer is not None:
-                    self.command_observer(device.driver, time.perf_counter() - started, ok)
+                    self.command_observer(device.driver, elapsed(), ok)
