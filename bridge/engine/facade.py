@@ -89,11 +89,6 @@ class Engine:
         return self._state.codes
 
     @property
-    def pool(self) -> PoolSettings:
-        """The bridge's backup pool settings (a device may override them)."""
-        return self._pool.defaults
-
-    @property
     def fault_counts(self) -> dict[str, int]:
         """device_id -> unexpected exceptions seen on that lock since start (for /metrics)."""
         return self._faults.counts
@@ -129,10 +124,6 @@ class Engine:
     def clock_synchronized(self) -> bool:
         """False while schedules are held because the system clock is not synchronised."""
         return self._state.clock_synchronized()
-
-    def pool_settings(self, device: DeviceRecord) -> PoolSettings:
-        """The pool settings of one device (its override, or the bridge's)."""
-        return self._pool.settings(device)
 
     def backup_available(self, code: CodeRecord) -> bool | None:
         """`is_backup_access_code_available` for a code; None where it does not apply."""

@@ -54,12 +54,12 @@ class BackupPool:
                  overrides: dict[str, PoolSettings]) -> None:
         self._state = state
         self._rng = rng
-        self.defaults = settings
+        self._defaults = settings
         self._overrides = overrides
 
     def settings(self, device: DeviceRecord) -> PoolSettings:
         """The pool settings of one device (its override, or the bridge's)."""
-        return self._overrides.get(device.external_id, self.defaults)
+        return self._overrides.get(device.external_id, self._defaults)
 
     def backup_available(self, code: CodeRecord) -> bool | None:
         """`is_backup_access_code_available` for a code; None where it does not apply."""
