@@ -50,7 +50,7 @@ async def _remove_then_restart(h: Harness, tmp_path: Path, locks: Path) -> None:
 
     await h.engine.delete_code(code.access_code_id)
     await h.settle()
-    # The lock drops off the network: its backups cannot be taken off now (seed 000).
+    # The lock drops off the network: its backups cannot be taken off now (docs/seam-model.md).
     await h.driver.set_availability("front", Availability.OFFLINE)
     await h.settle()
     with pytest.raises(EngineError) as offline:

@@ -25,7 +25,8 @@ EventMaker = Callable[[EventType, str | None, str | None, dict[str, Any]], Event
 
 # How soon a code waiting for the same PIN to leave the lock looks again.
 BLOCKED_RETRY = timedelta(minutes=1)
-# Refusals that sending the same code again cannot change: say so and stop retrying.
+# Refusals that sending the same code again cannot change: say so and stop retrying
+# (docs/seam-model.md).
 REFUSED_FOR_GOOD = frozenset({RejectReason.INVALID_PIN, RejectReason.SLOT_OUT_OF_RANGE,
                               RejectReason.UNSUPPORTED})
 # A lock's refusal of a write, as the code's error and the event that reports it.

@@ -36,8 +36,8 @@ POOL_ISSUES = frozenset({DeviceErrorCode.EMPTY_BACKUP_ACCESS_CODE_POOL,
 
 
 def pool_switched_on(device: DeviceRecord, field: str) -> DeviceRecord | None:
-    """The device with its backup pool on (once on, for good: seed 001), None if it already
-    was; EngineError naming `field` where the lock cannot hold a pool."""
+    """The device with its backup pool on (once on, a pool stays on: docs/seam-model.md), None
+    if it already was; EngineError naming `field` where the lock cannot hold a pool."""
     if device.backup_pool_enabled:
         return None
     if not backup.supports_pool(device):

@@ -181,7 +181,7 @@ class Requests:
             now = state.clock.now()
             events = [state.event(EventType.ACCESS_CODE_DELETED, current.device_id,
                                   access_code_id, {})]
-            # A backup pulled for this code ends with it (seed 001: same schedule as the stay).
+            # A backup pulled for this code ends with it: it follows the stay it covers.
             followers = self._backup_follows(replace(current, ends_at=now), device, now)
             if current.on_lock:
                 updated = state.refresh(_leaving(current, now), device, now)
@@ -257,8 +257,8 @@ class Requests:
         """Take a lock out of lockbridge: its backup codes come off and its pool is off.
 
         Refused while lockbridge still manages other codes on it (nobody would take a guest's
-        code off afterwards) and, when backups are on it, while it is not connected (seed 000:
-        backup codes are only deleted from a connected lock)."""
+        code off afterwards) and, when backups are on it, while it is not connected (backup
+        codes are only deleted from a connected lock: docs/seam-model.md)."""
         state = self._state
         async with state.lock_for(device_id):
             device = state.device(device_id)
