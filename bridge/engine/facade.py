@@ -144,7 +144,13 @@ class Engine:
         now = self.clock.now()
         for device_id, device in self.devices.items():
             worker = state.workers.get(device_id)
-            if worker is None or not device.online:
+            if worker is None:
+                continue
+            if worker.busy:
+                # A command in flight, even to a lock that just went offline: its answer (or
+                # its absence) is still to be recorded.
+                return False
+            if not device.online:
                 continue
             reading = (worker.pending_reads or worker.full_read) and \
                 self.clock.monotonic() >= worker.reads_resume_at
