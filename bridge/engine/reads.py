@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from bridge.driver import SlotRead, SlotState
 from bridge.engine import outcomes
 from bridge.engine.issues import drop_codes, with_issue
+from bridge.engine.outcomes import EventMaker
 from bridge.engine.state import EngineState
 from bridge.engine.worker import LockWorker
 from bridge.logs import REDACTOR
@@ -25,13 +26,14 @@ from bridge.model import (
     EventType,
 )
 from bridge.planner import (
+    Policy,
     ReadVerdict,
     held_after_read,
     judge_read,
     outcome_known,
 )
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import IntentOp
+from bridge.store import Intent, IntentOp
 
 _LOG = logging.getLogger("bridge.engine")
 
@@ -124,17 +126,8 @@ class ReadApplier:
         intent = batch.worker.intents.get(slot)
         if code is None or intent is None:
             return code
-        if intent.op is IntentOp.WRITE and intent.access_code_id == code.access_code_id:
-            landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
-                read.state is SlotState.UNREADABLE
-            if landed:
-                code = replace(code, on_lock_pin=intent.pin, last_write_at=None,
-                               on_lock_held=held_after_read(
-                                   replace(code, on_lock_held=None), read))
-            batch.settled_intents.append(slot)
-        elif intent.op is IntentOp.CLEAR:
-            if read.state is SlotState.EMPTY:
-                code = replace(code, on_lock_pin=None)
+        code, settled = settle_intent(code, intent, read)
+        if settled:
             batch.settled_intents.append(slot)
         return code
 
@@ -252,56 +245,12 @@ class ReadApplier:
             return code, []
         worker.pending_polls.reset()
         if verdict is ReadVerdict.NOT_APPLIED:
-            return self._not_applied(code, now)
+            return not_applied(code, now, self._state.policy, self._rng,
+                               self._state.event)
         if not code.verified and not code.ever_set:
             # Never confirmed: the write did not take; try again.
             return replace(code, on_lock_pin=None, verified=False), []
-        return self._changed_externally(code, read, verdict, now)
-
-    def _not_applied(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
-        """The change never reached the lock (the lock keeps what it had): send it again
-        after a backoff, and give up as for any write that keeps failing."""
-        if code.deleted:
-            return code, []
-        policy = self._state.policy
-        attempts = code.attempts + 1
-        failed = replace(code, verified=False, attempts=attempts,
-                         sync=replace(code.sync, not_applied=True),
-                         next_attempt_at=now + timedelta(
-                             seconds=policy.retry_backoff.delay(attempts, self._rng)))
-        if attempts < policy.max_attempts:
-            return failed, []
-        error = AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE
-        message = (f"Failed to set code on device after {attempts} attempts: the change "
-                   "never reached the lock")
-        events = [] if code.has_error(error) else [self._state.event(
-            EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE, code.device_id,
-            code.access_code_id, {"error_code": error.value, "message": message})]
-        return replace(failed, gave_up=True, errors=with_issue(code.errors, error, message,
-                                                               now)), events
-
-    def _changed_externally(self, code: CodeRecord, read: SlotRead, verdict: ReadVerdict,
-                            now: datetime) -> tuple[CodeRecord, list[Event]]:
-        """Changed or removed behind our back."""
-        message = ("Code was modified or removed externally after lockbridge successfully set "
-                   "it on the device")
-        events = [self._state.event(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM,
-                                    code.device_id, code.access_code_id,
-                                    {"slot": read.slot,
-                                     "removed": verdict is ReadVerdict.MISSING})]
-        warnings = with_issue(code.warnings, AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM,
-                              message, now)
-        if code.deleted:
-            return replace(code, on_lock_pin=None, verified=False, warnings=warnings), events
-        if code.allow_external_modification:
-            if verdict is ReadVerdict.CHANGED and read.pin is not None:
-                return replace(code, code=read.pin, on_lock_pin=read.pin, verified=True,
-                               warnings=warnings), events
-            return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
-                           sync=replace(code.sync, external_hold=True)), events
-        # Put it back: the slot is ours, the next write overwrites whatever is there.
-        return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
-                       pending_since=now), events
+        return changed_externally(code, read, verdict, now, self._state.event)
 
     # -- readability --------------------------------------------------------------------------
 
@@ -335,3 +284,70 @@ class ReadApplier:
         else:
             warnings = drop_codes(device.warnings, {DeviceWarningCode.WRITE_ONLY_LOCK})
         await state.commit(devices=[replace(device, warnings=warnings)])
+
+
+# -- pure judgements of one read ----------------------------------------------------------------
+
+
+def settle_intent(code: CodeRecord, intent: Intent, read: SlotRead) -> tuple[CodeRecord, bool]:
+    """What a read of the slot says of a command in flight for it when the process stopped:
+    (the code, whether the read settles that command)."""
+    if intent.op is IntentOp.WRITE and intent.access_code_id == code.access_code_id:
+        landed = (read.state is SlotState.KNOWN and read.pin == intent.pin) or \
+            read.state is SlotState.UNREADABLE
+        if landed:
+            code = replace(code, on_lock_pin=intent.pin, last_write_at=None,
+                           on_lock_held=held_after_read(replace(code, on_lock_held=None), read))
+        return code, True
+    if intent.op is IntentOp.CLEAR:
+        if read.state is SlotState.EMPTY:
+            code = replace(code, on_lock_pin=None)
+        return code, True
+    return code, False
+
+
+def not_applied(code: CodeRecord, now: datetime, policy: Policy, rng: random.Random,
+                event: EventMaker) -> tuple[CodeRecord, list[Event]]:
+    """The change never reached the lock (the lock keeps what it had): send it again
+    after a backoff, and give up as for any write that keeps failing."""
+    if code.deleted:
+        return code, []
+    attempts = code.attempts + 1
+    failed = replace(code, verified=False, attempts=attempts,
+                     sync=replace(code.sync, not_applied=True),
+                     next_attempt_at=now + timedelta(
+                         seconds=policy.retry_backoff.delay(attempts, rng)))
+    if attempts < policy.max_attempts:
+        return failed, []
+    error = AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE
+    message = (f"Failed to set code on device after {attempts} attempts: the change "
+               "never reached the lock")
+    events = [] if code.has_error(error) else [event(
+        EventType.ACCESS_CODE_FAILED_TO_SET_ON_DEVICE, code.device_id,
+        code.access_code_id, {"error_code": error.value, "message": message})]
+    return replace(failed, gave_up=True, errors=with_issue(code.errors, error, message,
+                                                           now)), events
+
+
+def changed_externally(code: CodeRecord, read: SlotRead, verdict: ReadVerdict, now: datetime,
+                       event: EventMaker) -> tuple[CodeRecord, list[Event]]:
+    """A code lockbridge had set, changed or removed behind its back: kept as the lock has it
+    where external changes are allowed, else put back."""
+    message = ("Code was modified or removed externally after lockbridge successfully set "
+               "it on the device")
+    events = [event(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM, code.device_id,
+                    code.access_code_id, {"slot": read.slot,
+                                          "removed": verdict is ReadVerdict.MISSING})]
+    warnings = with_issue(code.warnings, AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM,
+                          message, now)
+    if code.deleted:
+        return replace(code, on_lock_pin=None, verified=False, warnings=warnings), events
+    if code.allow_external_modification:
+        if verdict is ReadVerdict.CHANGED and read.pin is not None:
+            return replace(code, code=read.pin, on_lock_pin=read.pin, verified=True,
+                           warnings=warnings), events
+        return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
+                       sync=replace(code.sync, external_hold=True)), events
+    # Put it back: the slot is ours, the next write overwrites whatever is there.
+    return replace(code, on_lock_pin=None, verified=False, warnings=warnings,
+                   pending_since=now), events
