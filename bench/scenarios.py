@@ -29,7 +29,7 @@ from bridge.model import AccessCodeStatus, AccessCodeType, Event, EventType
 from bridge.planner import Policy, next_command, should_be_on_lock
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher
-from bridge.store import Intent, Store, Tx
+from bridge.store import Intent, IntentOp, Store, Tx
 from drivers.simulator import SimulatorDriver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ async def _bare_converge(folder: Path, locks: int, pins: list[str]) -> Any:
                     tx.add_event(e)
 
                 await store.write(created)
-                intent = Intent(device.device_id, slot, "write", code.access_code_id, pin)
+                intent = Intent(device.device_id, slot, IntentOp.WRITE, code.access_code_id, pin)
                 await store.write(partial(Tx.put_intent, intent=intent))
                 await driver.write_code(device.external_id, CodeWrite(slot, pin, "x"))
                 await driver.read_slots(device.external_id, [slot])

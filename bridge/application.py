@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bridge.engine import CodeRequest, Engine, EngineError
+from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
 from bridge.model import AccessCodeType
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
@@ -169,12 +169,13 @@ class Application:
         (`is_managed: false`) is what takes its backup codes off."""
         device = self.state.any_device(device_id)
         if is_managed is None and backup_pool_enabled is None:
-            raise EngineError("invalid_input", "Nothing to change: give is_managed or "
+            raise EngineError(ErrorKind.INVALID_INPUT, "Nothing to change: give is_managed or "
                               f"{POOL_FIELD}", "is_managed")
         if backup_pool_enabled is False and device.backup_pool_enabled:
             raise EngineError(
-                "invalid_input", "A backup access code pool stays on once enabled; remove the "
-                "device from lockbridge (is_managed: false) to take its backup codes off",
+                ErrorKind.INVALID_INPUT, "A backup access code pool stays on once enabled; "
+                "remove the device from lockbridge (is_managed: false) to take its backup codes "
+                "off",
                 POOL_FIELD)
         if is_managed and not device.is_managed:
             device = await self._engine.manage_device(device_id, on_commit=_writer(receipt))
@@ -194,8 +195,8 @@ class Application:
         """A managed code; on another device than the one named it is not found."""
         code = self.state.code(access_code_id)
         if device_id is not None and code.device_id != device_id:
-            raise EngineError("access_code_not_found", "No such access code on that device",
-                              "access_code_id")
+            raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND,
+                              "No such access code on that device", "access_code_id")
         return code
 
 

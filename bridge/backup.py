@@ -17,7 +17,7 @@ from bridge.model import (
 from bridge.planner import Policy, goes_on_at
 from bridge.records import CodeRecord, DeviceRecord
 
-# Seed 003: every lock with access codes supports the pool, except these brands.
+# Every lock with access codes supports the pool, except these brands (docs/seam-model.md).
 UNSUPPORTED_MANUFACTURERS = frozenset({"lockly", "salto"})
 MIN_SLOTS = 10
 

@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -21,6 +22,14 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Suspend the caller for `seconds` of this clock's time."""
+
+
+def stopwatch() -> Callable[[], float]:
+    """Real seconds since the call, each time the result is called: for measuring how long
+    something took (metrics), never for deciding when something happens (a FakeClock does not
+    move it)."""
+    started = time.perf_counter()
+    return lambda: time.perf_counter() - started
 
 
 class SystemClock:

@@ -96,7 +96,7 @@ class EngineConfig(_Strict):
 
 
 class BackupPoolConfig(_Strict):
-    """Backup access code pools (seeds 001 and 003)."""
+    """Backup access code pools (as Seam's pools behave: docs/seam-model.md)."""
 
     size: Annotated[int, Field(ge=1, le=20)] = 5
     reserve_slots: Annotated[int, Field(ge=0)] = 2

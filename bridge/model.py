@@ -50,7 +50,7 @@ class AccessCodeWarningCode(enum.StrEnum):
     DELAY_IN_SETTING_ON_DEVICE = "delay_in_setting_on_device"
     DELAY_IN_REMOVING_FROM_DEVICE = "delay_in_removing_from_device"
     THIRD_PARTY_INTEGRATION_DETECTED = "third_party_integration_detected"
-    # lockbridge's own, where the seeds describe a condition but name no code (docs/api.md).
+    # lockbridge's own, where Seam's documents describe a condition but name no code (docs/api.md).
     CODE_DIFFERS_FROM_REQUESTED = "code_differs_from_requested"
     SCHEDULE_ENFORCED_BY_BRIDGE = "schedule_enforced_by_bridge"
     WILL_NOT_FIT_ON_DEVICE = "will_not_fit_on_device"
@@ -69,7 +69,7 @@ class DeviceErrorCode(enum.StrEnum):
 
 
 class DeviceWarningCode(enum.StrEnum):
-    """Device warnings: the seeds' names, plus lockbridge's own where the seeds name none."""
+    """Device warnings: Seam's names, plus lockbridge's own where Seam's documents name none."""
 
     MANY_ACTIVE_BACKUP_CODES = "many_active_backup_codes"
     PARTIAL_BACKUP_ACCESS_CODE_POOL = "partial_backup_access_code_pool"

@@ -6,13 +6,13 @@ rules are tested with tables of cases.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bridge.backoff import Backoff
 from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
@@ -36,6 +36,16 @@ class Policy:
     # A time-bound code that ended and is off the lock is forgotten this long after its end,
     # so the records of years of stays do not pile up in memory and on disk.
     forget_ended_after: timedelta = timedelta(days=30)
+
+    @property
+    def retry_backoff(self) -> Backoff:
+        """The pause between attempts of a failing command or read."""
+        return Backoff(self.retry_base_s, self.retry_cap_s)
+
+    @property
+    def probe_backoff(self) -> Backoff:
+        """The pause between probes of a lock that is not online."""
+        return Backoff(self.probe_base_s, self.probe_cap_s)
 
 
 def uses_native_schedule(device: DeviceRecord) -> bool:
@@ -114,7 +124,7 @@ def same_window(held: LocalWindow | None, wanted: LocalWindow | None,
 def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
     """True when the lock holds the code as wanted: its PIN and, as far as known, the window and
     name the lock stores for it. A difference in any of them needs a write."""
-    if not code.code or code.on_lock_pin != code.code or code.extra.get(NOT_APPLIED):
+    if not code.code or code.on_lock_pin != code.code or code.sync.not_applied:
         return False
     held = code.on_lock_held
     if held is None:
@@ -148,26 +158,18 @@ WINDOW_RESOLUTION = timedelta(minutes=1)
 # The span of time a lock's own schedule can hold, in every lock family lockbridge drives.
 LOCK_WINDOW_FLOOR = datetime(2000, 1, 2, tzinfo=UTC)
 LOCK_WINDOW_CEILING = datetime(2099, 12, 30, tzinfo=UTC)
-# Key in `CodeRecord.extra`: a write was sent for the code and its outcome was never heard.
-OUTCOME_UNKNOWN = "outcome_unknown"
-# Key in `CodeRecord.extra`: the lock's cloud lists the code but its last change never reached
-# the lock (which keeps what it had, if anything): the code is on the lock's list, to be
-# written again, and deleted from it when it goes.
-NOT_APPLIED = "not_applied"
-
-
 def outcome_known(code: CodeRecord) -> CodeRecord:
     """The code without the unknown-outcome mark (a read or an answer settled it)."""
-    if OUTCOME_UNKNOWN not in code.extra:
+    if not code.sync.outcome_unknown:
         return code
-    return replace(code, extra={k: v for k, v in code.extra.items() if k != OUTCOME_UNKNOWN})
+    return replace(code, sync=replace(code.sync, outcome_unknown=False))
 
 
 def outcome_unknown(code: CodeRecord) -> CodeRecord:
     """The code marked: a write for it went out and no answer came back."""
-    if code.extra.get(OUTCOME_UNKNOWN):
+    if code.sync.outcome_unknown:
         return code
-    return replace(code, extra={**code.extra, OUTCOME_UNKNOWN: True})
+    return replace(code, sync=replace(code.sync, outcome_unknown=True))
 
 
 def forgettable(code: CodeRecord, now: datetime, policy: Policy) -> bool:
@@ -191,11 +193,11 @@ def derive_status(
             if future and uses_native_schedule(device):
                 return AccessCodeStatus.UNSET, True
             return AccessCodeStatus.SET, False
-        if code.extra.get("external_hold"):
+        if code.sync.external_hold:
             # Removed at the lock with external changes allowed: it stays off, nothing is
             # being set (an update of the code puts it back).
             return AccessCodeStatus.UNSET, False
-        if code.extra.get(OUTCOME_UNKNOWN) and not device.online:
+        if code.sync.outcome_unknown and not device.online:
             # A write went out, no answer came back, and the lock cannot be asked: the code
             # may or may not be on it (Seam's `unknown`: an indeterminate state).
             return AccessCodeStatus.UNKNOWN, False
@@ -258,7 +260,7 @@ def next_command(
         elif wanted and not holds_wanted(code, device):
             # awaiting_adoption: restored from the upstream, maybe on the lock already; the
             # first full read of the lock looks before anything is written.
-            if code.extra.get("external_hold") or code.extra.get("awaiting_adoption"):
+            if code.sync.external_hold or code.sync.awaiting_adoption:
                 continue
             writes.append((code.starts_at or code.created_at, code))
     if clears:
@@ -325,12 +327,6 @@ def foresee_problem(
     if code.code is not None and pin_conflict(code.code, code, device, codes) is not None:
         return "another code on the lock will hold a clashing PIN when this code is due"
     return None
-
-
-def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with full jitter in [delay/2, delay]."""
-    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return delay * (0.5 + rng.random() / 2)
 
 
 def choose_slot(device: DeviceRecord, codes: Sequence[CodeRecord],

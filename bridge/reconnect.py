@@ -25,8 +25,8 @@ import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
+from bridge.backoff import Backoff as Backoff  # re-exported: the links name it from here
 from bridge.clock import Clock
 
 _LOG = logging.getLogger(__name__)
@@ -49,19 +49,6 @@ class FailureKind(enum.StrEnum):
     REFUSED = "refused"
     # Retrying cannot help and running on would do harm (lost state): the error ends `run`.
     FATAL = "fatal"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter: attempt n waits within [d/2, d], d = base*2^(n-1)."""
-
-    base_s: float = 1.0
-    cap_s: float = 300.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before attempt `attempt` + 1 (attempt counts from 1)."""
-        ceiling = min(self.cap_s, self.base_s * 2.0 ** max(0, attempt - 1))
-        return ceiling * (0.5 + rng.random() / 2)
 
 
 Session = Callable[[Callable[[], None]], Awaitable[None]]

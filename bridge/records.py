@@ -57,6 +57,30 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeSync:
+    """Where a code's last change to its lock stands, beyond what `status` says. Each mark
+    is independent of the others (a create whose answer was lost has both `outcome_unknown` and
+    `first_sent_at`), so they are fields, not one phase."""
+
+    # A write went out for the code and no answer came back: it may or may not be on the lock.
+    outcome_unknown: bool = False
+    # The lock's cloud lists the code but its last change never reached the lock (which keeps
+    # what it had, if anything): written again, and deleted from the list when it goes.
+    not_applied: bool = False
+    # Removed or changed at the lock while external changes are allowed: it stays off until
+    # the code is updated.
+    external_hold: bool = False
+    # The lock refused it for a reason sending it again cannot change (a RejectReason value):
+    # only a change to the code or a delete helps, not a reconnect.
+    refused_for_good: str | None = None
+    # On a lock that numbers codes itself: when the first create went out, which later proves
+    # that a code found with its PIN is ours.
+    first_sent_at: datetime | None = None
+    # Restored from the upstream: not written before a full read of its lock looked for it.
+    awaiting_adoption: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An access code, managed or unmanaged, with what the bridge knows of it on the lock."""
 
@@ -100,7 +124,7 @@ class CodeRecord:
     revision: int = 0
     gave_up: bool = False
     ever_set: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    sync: CodeSync = field(default_factory=CodeSync)
 
     @property
     def on_lock(self) -> bool:
@@ -147,7 +171,20 @@ def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> Cod
     for name in ("requested_code", "on_lock_pin"):
         value = secrets.get(name)
         kwargs[name] = pin if value == pin else value
+    if "sync" not in public and public.get("extra"):
+        kwargs["sync"] = _sync_from_extra(public["extra"])
     return CodeRecord(**kwargs)
+
+
+def _sync_from_extra(extra: dict[str, Any]) -> CodeSync:
+    """The sync marks of a row written before they were typed (kept in a dict `extra`)."""
+    first_sent = extra.get("first_sent_at")
+    return CodeSync(outcome_unknown=bool(extra.get("outcome_unknown")),
+                    not_applied=bool(extra.get("not_applied")),
+                    external_hold=bool(extra.get("external_hold")),
+                    refused_for_good=extra.get("refused_for_good"),
+                    first_sent_at=datetime.fromisoformat(first_sent) if first_sent else None,
+                    awaiting_adoption=bool(extra.get("awaiting_adoption")))
 
 
 def device_to_json(record: DeviceRecord) -> str:
@@ -210,7 +247,7 @@ _TIME_FIELDS = {"created_at", "starts_at", "ends_at", "last_write_at", "pending_
                 "next_attempt_at", "backup_pulled_at"}
 
 
-_DECODED_FIELDS = (*_TIME_FIELDS, "errors", "warnings", "type", "status", "on_lock_held")
+_DECODED_FIELDS = (*_TIME_FIELDS, "errors", "warnings", "type", "status", "on_lock_held", "sync")
 
 
 def _decode_code_field(name: str, value: Any) -> Any:
@@ -224,6 +261,10 @@ def _decode_code_field(name: str, value: Any) -> Any:
         return AccessCodeType(value)
     if name == "status":
         return AccessCodeStatus(value)
+    if name == "sync":
+        first_sent = value.get("first_sent_at")
+        return CodeSync(**{**value, "first_sent_at": datetime.fromisoformat(first_sent)
+                           if first_sent else None})
     if name == "on_lock_held":
         window = value.get("window")
         return Held(window=LocalWindow(datetime.fromisoformat(window["starts_at"]),

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from bridge.engine import EngineError
+from bridge.engine import EngineError, ErrorKind
 
 if TYPE_CHECKING:
     from bridge.engine import Engine
@@ -48,7 +48,8 @@ class StateView:
         """A device, managed or not, or EngineError device_not_found."""
         device = self._engine.devices.get(device_id)
         if device is None:
-            raise EngineError("device_not_found", f"Device {device_id} not found", "device_id")
+            raise EngineError(ErrorKind.DEVICE_NOT_FOUND, f"Device {device_id} not found",
+                              "device_id")
         return device
 
     def code(self, access_code_id: str, managed: bool = True) -> CodeRecord:

@@ -4,6 +4,7 @@ that commits the writes waiting together in one transaction (group commit)."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import json
 import logging
@@ -126,13 +127,20 @@ _RESTORE_FIX = ("stop lockbridge, move it aside and restore the database and pin
                 "same backup (docs/install.md, Backup and restore)")
 
 
+class IntentOp(enum.StrEnum):
+    """What an intent's command does to its slot."""
+
+    WRITE = "write"
+    CLEAR = "clear"
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     """A command about to go to a lock, recorded so a restart can verify or replay it."""
 
     device_id: str
     slot: int
-    op: str
+    op: IntentOp
     access_code_id: str | None
     pin: str | None
 
@@ -650,7 +658,7 @@ class Reader:
         out = []
         for device_id, slot, op, code_id, sealed in rows:
             pin = json.loads(self._cipher.open(sealed, f"{device_id}:{slot}"))["pin"]
-            out.append(Intent(device_id, slot, op, code_id, pin))
+            out.append(Intent(device_id, slot, IntentOp(op), code_id, pin))
         return out
 
     def events(

@@ -3,8 +3,9 @@ upstream and adopts them where they already are on the locks, without writing th
 
 `lockbridge restore --from-upstream` prepares an empty store with RESTORE_PENDING; the daemon,
 once its drivers have registered the locks, asks the upstream (`hello.restore_wanted`), commits
-the codes marked AWAITING_ADOPTION, and the engine's first full read of each lock claims the slot
-that holds each code's PIN; a code not found on its lock is then written as usual.
+the codes marked awaiting adoption (`CodeSync.awaiting_adoption`), and the engine's first full
+read of each lock claims the slot that holds each code's PIN; a code not found on its lock is
+then written as usual.
 docs/reliability.md, "Lost state".
 """
 
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.records import CodeRecord
+from bridge.records import CodeRecord, CodeSync
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, RESTORED_FROM, StateLost
 from bridge.store import Tx
 
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 # kv keys: a restore from the upstream is still to be fetched; the store came from one.
 RESTORE_PENDING = "store.restore_pending"
-# CodeRecord.extra key: not written to its lock before a full read looked for it there.
-AWAITING_ADOPTION = "awaiting_adoption"
 
 
 def code_from_upstream(obj: dict[str, Any], now: datetime) -> CodeRecord | None:
@@ -45,7 +44,7 @@ def code_from_upstream(obj: dict[str, Any], now: datetime) -> CodeRecord | None:
         status=AccessCodeStatus.REMOVING if removing else AccessCodeStatus.SETTING,
         deleted=removing, common_code_key=obj.get("common_code_key"),
         allow_external_modification=bool(obj.get("is_external_modification_allowed")),
-        extra={AWAITING_ADOPTION: True},
+        sync=CodeSync(awaiting_adoption=True),
     )
 
 

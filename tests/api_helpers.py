@@ -50,7 +50,7 @@ DOCUMENTED_DIFFERENCES: tuple[tuple[str, str], ...] = (
     # PIN rules Seam has no constraint_type for.
     ("constraint_type", "no_zeros_at_start"),
     ("constraint_type", "cannot_specify_pin_code_prefix"),
-    # lockbridge's own warning codes where the seeds name none.
+    # lockbridge's own warning codes where Seam's documents name none.
     ("warning_code", "code_differs_from_requested"),
     ("warning_code", "schedule_enforced_by_bridge"),
     ("warning_code", "will_not_fit_on_device"),
@@ -58,9 +58,9 @@ DOCUMENTED_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("warning_code", "system_clock_unsynchronized"),
     ("warning_code", "lock_worker_fault"),
     ("warning_code", "write_only_lock"),
-    # Device error codes of the seeds that Seam's newer schema dropped.
+    # Device error codes of Seam's documents that Seam's newer schema dropped.
     ("error_code", "ttlock_lock_not_paired_to_gateway"),
-    # Event types of the seeds that Seam's newer schema dropped.
+    # Event types of Seam's documents that Seam's newer schema dropped.
     ("event_type", "access_code.duplicate_code_on_device"),
     ("event_type", "access_code.duplicate_code_attempt_prevented"),
     ("event_type", "access_code.no_space_for_access_code_on_device"),

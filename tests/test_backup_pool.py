@@ -1,4 +1,5 @@
-"""Backup access code pools end to end through the engine and the simulator (seeds 001, 003)."""
+"""Backup access code pools end to end through the engine and the simulator (as Seam's pools
+behave: docs/seam-model.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Taking a lock out of lockbridge (Seam: unmanaging a device) takes its backup codes off it
-(seeds 001 and 003), and it can be brought back."""
+(as Seam's pools behave: docs/seam-model.md), and it can be brought back."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ async def _remove_then_restart(h: Harness, tmp_path: Path, locks: Path) -> None:
 
     await h.engine.delete_code(code.access_code_id)
     await h.settle()
-    # The lock drops off the network: its backups cannot be taken off now (seed 000).
+    # The lock drops off the network: its backups cannot be taken off now (docs/seam-model.md).
     await h.driver.set_availability("front", Availability.OFFLINE)
     await h.settle()
     with pytest.raises(EngineError) as offline:

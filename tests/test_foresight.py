@@ -1,5 +1,5 @@
-"""Problems are known early (seed 002): a code due within 3 days that will not fit, or whose
-lock cannot be reached, carries `will_not_fit_on_device` until the cause is gone."""
+"""Problems are known early (docs/seam-model.md): a code due within 3 days that will not fit,
+or whose lock cannot be reached, carries `will_not_fit_on_device` until the cause is gone."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Hubitat Maker API driver against the independent fake of the Maker API on loopback: the
 driver contract, codes confirmed through the events the hub posts and by polling when none come,
-an encrypted lockCodes, the two Hubitat errors of seed 004 at their causes, a refused token, an
-unreachable hub, and events anyone on the LAN can post."""
+an encrypted lockCodes, the two Hubitat errors of Seam's error list at their causes, a refused
+token, an unreachable hub, and events anyone on the LAN can post."""
 
 from __future__ import annotations
 

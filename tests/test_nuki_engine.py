@@ -259,7 +259,7 @@ async def test_a_create_whose_answer_was_lost_is_taken_back_with_its_proof(
     made = await h.engine.create_code(rig.device_id, CodeRequest(name="Staff", code="456781"))
     cid = made.access_code_id
     await h.until(lambda: h.code(cid).attempts == 1, advance=0.5, what="create given up on")
-    assert "first_sent_at" in h.code(cid).extra
+    assert h.code(cid).sync.first_sent_at is not None
     # A full read meanwhile finds the entry as a code nobody manages ...
     h.engine.reconcile(rig.device_id, full=True)
     await h.until(lambda: any(not c.is_managed for c in h.engine.codes_of(rig.device_id)),

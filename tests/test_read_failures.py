@@ -30,8 +30,9 @@ async def test_failing_reads_back_off_and_never_block_writes(harness_factory) ->
     await h.advance(3600, step=30)
     # The code went onto the lock although every read failed...
     assert "86420" in h.slots("front").values()
-    # ...and an hour of failing reads cost a handful of frames, not one per step (the field
-    # notes' dead lock got 19,694). Backoff 5 s doubling to 30 min: about 10 in the first hour.
+    # ...and an hour of failing reads cost a handful of frames, not one per step (a dead lock
+    # retried at every step was once sent 19,694). Backoff 5 s doubling to 30 min: about 10 in
+    # the first hour.
     assert 3 <= len(calls) <= 12, len(calls)
     assert h.engine.devices[dev].online
 

@@ -41,7 +41,7 @@ async def test_a_write_that_gets_no_answer_from_a_lock_that_went_away(harness_fa
     await h.settle()
     assert status(h, c.access_code_id) == "set"
     assert sorted(h.slots("front").values()) == ["13579", "24680"]
-    assert "outcome_unknown" not in h.engine.codes[c.access_code_id].extra
+    assert not h.engine.codes[c.access_code_id].sync.outcome_unknown
 
 
 async def test_a_restart_mid_write_with_the_lock_unreachable(tmp_path: Path) -> None:

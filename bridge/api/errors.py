@@ -18,21 +18,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The HTTP status of each error type the engine raises; unknown kinds are a client conflict
 # rather than a server fault, because the engine only raises for requests it refuses.
-_ENGINE_STATUS: dict[str, int] = {
-    "invalid_input": 400,
-    "device_not_found": 404,
-    "access_code_not_found": 404,
-    "duplicate_access_code": 409,
-    "backup_access_code_pool_not_enabled": 400,
-    "no_backup_access_code_available": 409,
-    "cannot_convert": 400,
-    "not_supported": 400,
-    "device_disconnected": 409,
-    # The lock itself did not answer: the SDK retries DELETE on 5xx, which is what we want.
-    "device_error": 502,
-}
-
-
 class ApiError(Exception):
     """An error answer: Seam's error `type`, a message and an HTTP status."""
 
@@ -69,14 +54,11 @@ def not_found(error_type: str, message: str) -> ApiError:
 
 
 def from_engine(exc: EngineError) -> ApiError:
-    """The API error for a request the engine refused: the status its kind carries, if it
-    carries one, else the status of its kind in the table above."""
-    carried = getattr(exc, "status", None)
-    status = carried if isinstance(carried, int) else _ENGINE_STATUS.get(str(exc.kind), 409)
+    """The API error for a request the engine refused, with the status its kind carries."""
     validation = None
     if exc.kind == "invalid_input" and exc.field_name:
         validation = {"_errors": [], exc.field_name: {"_errors": [str(exc)]}}
-    return ApiError(status, exc.kind, str(exc), validation)
+    return ApiError(exc.status, exc.kind, str(exc), validation)
 
 
 def from_validation(exc: ValidationError) -> ApiError:

@@ -1,0 +1,173 @@
+"""Time-driven upkeep of a lock's records: statuses brought up to date, ended codes forgotten,
+delay warnings, foresight (a code that will not fit), device warnings (time zone, clock), the
+backup pool refilled and backups pulled automatically; and the watch on the system clock."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from bridge import backup
+from bridge.engine.errors import EngineError
+from bridge.engine.issues import drop_codes, expire_external_warning, with_issue
+from bridge.engine.pool import BackupPool
+from bridge.engine.state import EngineState
+from bridge.model import (
+    AccessCodeStatus,
+    AccessCodeType,
+    AccessCodeWarningCode,
+    DeviceWarningCode,
+    Event,
+    EventType,
+)
+from bridge.planner import foresee_problem, forgettable, uses_native_schedule
+from bridge.records import CodeRecord, DeviceRecord
+
+_LOG = logging.getLogger("bridge.engine")
+
+
+class Housekeeping:
+    """Brings one lock's records up to date with the time; commits only what changed."""
+
+    def __init__(self, state: EngineState, pool: BackupPool) -> None:
+        self._state = state
+        self._pool = pool
+        self._clock_was_synced = True
+
+    async def run(self, device_id: str) -> None:
+        """Bring statuses and time-driven warnings up to date; commit only what changed."""
+        state = self._state
+        async with state.lock_for(device_id):
+            device = state.devices[device_id]
+            now = state.clock.now()
+            changed: list[CodeRecord] = []
+            events: list[Event] = []
+            codes = state.codes_of(device_id)
+            ended = [c for c in codes if forgettable(c, now, state.policy)]
+            for code in ended:
+                events.append(state.event(EventType.ACCESS_CODE_DELETED, device_id,
+                                          code.access_code_id, {"reason": "ended"}))
+            forgotten = {c.access_code_id for c in ended}
+            for code in codes:
+                if not code.is_managed or code.access_code_id in forgotten:
+                    continue
+                updated = state.refresh(code, device, now)
+                updated, more = self._delay_warnings(updated, now)
+                updated = self._foresight(updated, device, codes, now)
+                updated = expire_external_warning(updated, now)
+                events.extend(more)
+                if updated != code:
+                    changed.append(updated)
+            if device.backup_pool_enabled:
+                changed.extend(self._pool.refill(device, codes, now))
+            device_updated = self._device_warnings(device, now)
+            device_updated = self._pool.issues(device_updated, [*codes, *changed], now)
+            if changed or events or device_updated is not device:
+                await state.commit(codes=changed, events=events, drop=sorted(forgotten),
+                                   devices=[device_updated] if device_updated is not device
+                                   else [])
+        await self._auto_pull(device)
+
+    async def _auto_pull(self, device: DeviceRecord) -> None:
+        """Pull a backup for every code that is due one, where the pool does that by itself."""
+        state = self._state
+        settings = self._pool.settings(device)
+        if not (device.backup_pool_enabled and settings.auto_pull):
+            return
+        for code in state.codes_of(device.device_id):
+            if backup.due_for_auto_pull(code, state.devices[device.device_id],
+                                        state.clock.now(), state.policy,
+                                        self._pool.settings(device)):
+                with contextlib.suppress(EngineError):
+                    await self._pool.pull(code.access_code_id, automatic=True)
+
+    def _foresight(self, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord],
+                   now: datetime) -> CodeRecord:
+        policy = self._state.policy
+        problem = foresee_problem(code, device, codes, now, policy)
+        warning = AccessCodeWarningCode.WILL_NOT_FIT_ON_DEVICE
+        if problem and not code.has_warning(warning):
+            code = replace(code, warnings=with_issue(code.warnings, warning,
+                                                     f"Checked ahead: {problem}", now))
+        elif not problem and code.has_warning(warning):
+            code = replace(code, warnings=drop_codes(code.warnings, {warning}))
+        # An operator must know when a guest's window depends on this box being up.
+        enforced = AccessCodeWarningCode.SCHEDULE_ENFORCED_BY_BRIDGE
+        by_bridge = (code.type is AccessCodeType.TIME_BOUND and not code.deleted
+                     and not uses_native_schedule(device))
+        if by_bridge and not code.has_warning(enforced):
+            lead = policy.bridge_lead.total_seconds() / 60
+            code = replace(code, warnings=with_issue(
+                code.warnings, enforced,
+                "This lock cannot switch codes on and off by itself: lockbridge puts the code "
+                f"on {lead:.0f} min before starts_at and takes it off at ends_at, so the "
+                "bridge must be running at those times", now))
+        elif not by_bridge and code.has_warning(enforced):
+            code = replace(code, warnings=drop_codes(code.warnings, {enforced}))
+        return code
+
+    def _delay_warnings(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
+        events: list[Event] = []
+        late = (code.pending_since is not None
+                and now - code.pending_since >= self._state.policy.delay_warning_after)
+        setting = code.status is AccessCodeStatus.SETTING and late
+        removing = code.status is AccessCodeStatus.REMOVING and late
+        warnings = code.warnings
+        for active, warning, event in (
+            (setting, AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
+             EventType.ACCESS_CODE_DELAY_IN_SETTING_ON_DEVICE),
+            (removing, AccessCodeWarningCode.DELAY_IN_REMOVING_FROM_DEVICE,
+             EventType.ACCESS_CODE_DELAY_IN_REMOVING_FROM_DEVICE),
+        ):
+            has = any(w.code == warning for w in warnings)
+            if active and not has:
+                warnings = with_issue(warnings, warning, "Delay in " + (
+                    "setting code on device" if warning.endswith("setting_on_device")
+                    else "removing code from device"), now)
+                events.append(self._state.event(event, code.device_id, code.access_code_id,
+                                                {}))
+            elif not active and has:
+                warnings = drop_codes(warnings, {warning})
+        if warnings is not code.warnings:
+            code = replace(code, warnings=warnings)
+        return code, events
+
+    def _device_warnings(self, device: DeviceRecord, now: datetime) -> DeviceRecord:
+        warnings = device.warnings
+        needs_zone = device.info.capabilities.native_schedules and device.time_zone is None
+        has_zone_warning = any(w.code == DeviceWarningCode.UNKNOWN_TIME_ZONE for w in warnings)
+        if needs_zone and not has_zone_warning:
+            warnings = with_issue(warnings, DeviceWarningCode.UNKNOWN_TIME_ZONE,
+                                  "The lock's time zone is unknown, so lockbridge enforces "
+                                  "start and end times itself; set time_zone in the config",
+                                  now)
+        elif not needs_zone and has_zone_warning:
+            warnings = drop_codes(warnings, {DeviceWarningCode.UNKNOWN_TIME_ZONE})
+        synced = self._state.clock_synchronized()
+        has_sync = any(w.code == DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED for w in warnings)
+        if not synced and not has_sync:
+            warnings = with_issue(warnings, DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED,
+                                  "The system clock is not synchronised; time-bound codes wait "
+                                  "until it is", now)
+        elif synced and has_sync:
+            warnings = drop_codes(warnings, {DeviceWarningCode.SYSTEM_CLOCK_UNSYNCHRONIZED})
+        return device if warnings is device.warnings else replace(device, warnings=warnings)
+
+    async def watch_clock(self) -> None:
+        """Wake every lock when the system clock becomes synchronised (or stops being)."""
+        state = self._state
+        while True:
+            try:
+                synced = state.clock_synchronized()
+            except Exception:  # an unreadable clock state must not stop the locks
+                _LOG.exception("cannot tell whether the system clock is synchronised")
+                synced = False
+            if synced != self._clock_was_synced:
+                self._clock_was_synced = synced
+                for device_id in state.workers:
+                    state.wake(device_id)
+            # Right after boot the clock jumps when NTP answers: look often until it is trusted.
+            await state.clock.sleep(60.0 if synced else 5.0)

@@ -1,0 +1,181 @@
+"""The engine's in-memory view of devices and codes, its indexes, and the one committer.
+
+Every change goes through `EngineState.commit`: the records and the events they cause are
+written in one store transaction, then memory follows, then listeners hear of the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.clock import Clock
+from bridge.engine.errors import EngineError, ErrorKind
+from bridge.logs import REDACTOR
+from bridge.model import AccessCodeStatus, Event, EventType
+from bridge.planner import Policy, with_status
+from bridge.records import CodeRecord, DeviceRecord
+from bridge.store import Intent, Store, Tx
+
+if TYPE_CHECKING:
+    from bridge.engine.worker import LockWorker
+
+EventListener = Callable[[list[Event]], Awaitable[None] | None]
+
+
+class EngineState:
+    """Devices and codes as committed, indexed by device and by driver id, with one
+    `asyncio.Lock` per device that every read-modify-commit of that device's records holds."""
+
+    def __init__(self, store: Store, clock: Clock, policy: Policy,
+                 clock_synchronized: Callable[[], bool]) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.clock_synchronized = clock_synchronized
+        self.devices: dict[str, DeviceRecord] = {}
+        self.codes: dict[str, CodeRecord] = {}
+        # device_id -> its codes, kept in step with `codes` so per-lock work is not O(all codes).
+        self._by_device: dict[str, dict[str, CodeRecord]] = {}
+        # (driver name, the driver's id of the lock) -> device_id
+        self.by_external: dict[tuple[str, str], str] = {}
+        # One worker per registered lock; every part wakes a lock through it.
+        self.workers: dict[str, LockWorker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._listeners: list[EventListener] = []
+
+    def load(self, devices: Iterable[DeviceRecord], codes: Iterable[CodeRecord]) -> None:
+        """Replace memory with what the store holds."""
+        devices, codes = list(devices), list(codes)
+        self.devices = {d.device_id: d for d in devices}
+        self.codes = {c.access_code_id: c for c in codes}
+        self._by_device = {}
+        for code in codes:
+            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
+        for code in codes:
+            REDACTOR.remember(code.code)
+            REDACTOR.remember(code.on_lock_pin)
+        for device in devices:
+            self.by_external[(device.driver, device.external_id)] = device.device_id
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def device(self, device_id: str, managed: bool = True) -> DeviceRecord:
+        """A managed (or, if asked, unmanaged) device, or EngineError device_not_found."""
+        device = self.devices.get(device_id)
+        if device is None or device.is_managed != managed:
+            raise EngineError(ErrorKind.DEVICE_NOT_FOUND, f"Device {device_id} not found",
+                              "device_id")
+        return device
+
+    def code(self, access_code_id: str, managed: bool = True) -> CodeRecord:
+        """A code, or EngineError access_code_not_found."""
+        code = self.codes.get(access_code_id)
+        if code is None or code.is_managed != managed or (code.deleted and not code.on_lock
+                                                          and managed):
+            raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND,
+                              f"Access code {access_code_id} not found", "access_code_id")
+        return code
+
+    def codes_of(self, device_id: str) -> list[CodeRecord]:
+        """Every code of one device, managed and unmanaged, oldest first."""
+        return list(self._by_device.get(device_id, {}).values())
+
+    def code_in_slot(self, device_id: str, slot: int | None) -> CodeRecord | None:
+        """The code the bridge has in one slot of a lock, if any."""
+        for code in self.codes_of(device_id):
+            if slot is not None and code.slot == slot:
+                return code
+        return None
+
+    # -- per-device serialisation and wake-ups ---------------------------------------------
+
+    def lock_for(self, device_id: str) -> asyncio.Lock:
+        """The lock every change to one device's records is made under."""
+        lock = self._locks.get(device_id)
+        if lock is None:
+            lock = self._locks[device_id] = asyncio.Lock()
+        return lock
+
+    def wake(self, device_id: str) -> None:
+        """Tell a lock's worker that something changed."""
+        worker = self.workers.get(device_id)
+        if worker is not None:
+            worker.wake.set()
+
+    # -- building changes -------------------------------------------------------------------
+
+    def event(self, kind: EventType, device_id: str | None, access_code_id: str | None,
+              data: dict[str, Any]) -> Event:
+        """A new event, stamped now."""
+        return Event(event_id=str(uuid.uuid4()), event_type=kind, occurred_at=self.clock.now(),
+                     device_id=device_id, access_code_id=access_code_id, data=data)
+
+    def refresh(self, code: CodeRecord, device: DeviceRecord, now: datetime) -> CodeRecord:
+        """The code with its status derived again, `pending_since` following it."""
+        updated = with_status(code, device, now, self.policy)
+        if updated.status in (AccessCodeStatus.SETTING, AccessCodeStatus.REMOVING):
+            if updated.pending_since is None:
+                updated = replace(updated, pending_since=now)
+        elif updated.pending_since is not None:
+            updated = replace(updated, pending_since=None)
+        return updated
+
+    # -- the committer ----------------------------------------------------------------------
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Call `listener` with every batch of committed events."""
+        self._listeners.append(listener)
+
+    async def commit(
+        self, *, codes: Iterable[CodeRecord] = (), devices: Iterable[DeviceRecord] = (),
+        events: Iterable[Event] = (), drop: Iterable[str] = (),
+        intents: Iterable[Intent] = (), drop_intents: Iterable[tuple[str, int]] = (),
+        extra: Callable[[Tx], None] | None = None,
+    ) -> list[Event]:
+        """Persist changes and their events in one transaction, then update memory."""
+        codes, devices, events = list(codes), list(devices), list(events)
+        drop, intents, drop_intents = list(drop), list(intents), list(drop_intents)
+        if not (codes or devices or events or drop or intents or drop_intents or extra):
+            return []
+
+        def apply(tx: Tx) -> None:
+            for device in devices:
+                tx.put_device(device)
+            for code in codes:
+                tx.put_code(code)
+            for code_id in drop:
+                tx.drop_code(code_id)
+            for event in events:
+                tx.add_event(event)
+            for intent in intents:
+                tx.put_intent(intent)
+            for device_id, slot in drop_intents:
+                tx.drop_intent(device_id, slot)
+            if extra is not None:
+                extra(tx)
+
+        _, appended = await self.store.write(apply)
+        self._remember(codes, devices, drop)
+        if appended:
+            for listener in self._listeners:
+                result = listener(appended)
+                if result is not None:
+                    await result
+        return appended
+
+    def _remember(self, codes: list[CodeRecord], devices: list[DeviceRecord],
+                  drop: list[str]) -> None:
+        for device in devices:
+            self.devices[device.device_id] = device
+        for code in codes:
+            self.codes[code.access_code_id] = code
+            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
+        for code_id in drop:
+            gone = self.codes.pop(code_id, None)
+            if gone is not None:
+                self._by_device.get(gone.device_id, {}).pop(code_id, None)

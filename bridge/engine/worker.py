@@ -1,0 +1,296 @@
+"""One `LockWorker` per lock: what that lock's work has in hand (reads due, commands in flight,
+backoffs), and the loop that steps it: probe an unreachable lock, else read or send one command,
+paced, then wait for the next thing due or a wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bridge.backoff import Backoff, Throttle
+from bridge.clock import Clock
+from bridge.driver import Availability, DriverError, LockDriver
+from bridge.engine.faults import FAULT_WARNING_HOLD_S
+from bridge.planner import CommandKind, Policy, next_command, next_wakeup
+from bridge.records import DeviceRecord
+from bridge.store import Intent, StoreUnavailable
+
+if TYPE_CHECKING:
+    from bridge.engine.availability import AvailabilityTracker
+    from bridge.engine.commands import CommandSender
+    from bridge.engine.faults import Faults
+    from bridge.engine.gateway import DriverGateway
+    from bridge.engine.housekeeping import Housekeeping
+    from bridge.engine.reads import ReadApplier
+    from bridge.engine.state import EngineState
+
+_LOG = logging.getLogger("bridge.engine")
+
+# How long a lock's worker waits before retrying a step the store could not record.
+STORE_RETRY_S = 5.0
+# Time allowed per slot when a lock's every slot is read (one radio round trip each on Z-Wave
+# and Zigbee locks reached over MQTT, measured at 1.2 to 1.9 s per slot).
+FULL_READ_S_PER_SLOT = 2.0
+READ_FAILURES_WORTH_A_WARNING = 3
+# A worker that hit an unexpected exception starts again after 1 s, doubling up to 5 minutes.
+FAULT_RESTART = Backoff(1.0, 300.0)
+# How soon a change a cloud still has on its way to the lock is looked for again, once its
+# confirmation window is over: from half a second, doubling, up to 30 s.
+PENDING_REREAD = Backoff(0.5, 30.0)
+
+
+@dataclass(slots=True)
+class LockWorker:
+    """What one lock's work has in hand."""
+
+    device_id: str
+    # Probes of the lock while it is not online.
+    probes: Throttle
+    # Reads that fail while the lock still reports itself online (a marginal mesh, a lock that
+    # cannot answer reads) back off instead of being retried at every step.
+    read_failures: Throttle
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pending_reads: set[int] = field(default_factory=set)
+    full_read: bool = True
+    next_probe_at: float = 0.0
+    last_command_at: float | None = None
+    intents: dict[int, Intent] = field(default_factory=dict)
+    # When reads may go on (failing reads and changes still on their way push it out).
+    reads_resume_at: float = 0.0
+    # Reads in a row that found a change still on its way to the lock (see ReadApplier).
+    pending_polls: Throttle = field(default_factory=lambda: Throttle(PENDING_REREAD))
+    busy: bool = False
+    waiting: bool = False
+    # Unexpected exceptions in a row on this lock (see WorkerLoop.run), and when the last was.
+    faults: Throttle = field(default_factory=lambda: Throttle(FAULT_RESTART))
+    last_fault_at: float = 0.0
+    # Slot reads that showed something (a PIN, or empty) and that showed nothing at all: a lock
+    # whose every read is unreadable cannot be read back (see ReadApplier.note_readability).
+    readable_reads: int = 0
+    unreadable_reads: int = 0
+
+    @classmethod
+    def for_lock(cls, device_id: str, policy: Policy) -> LockWorker:
+        """A new lock's worker, backing off as `policy` says."""
+        return cls(device_id, probes=Throttle(policy.probe_backoff),
+                   read_failures=Throttle(policy.retry_backoff))
+
+    async def wait(self, clock: Clock, seconds: float) -> bool:
+        """Sleep on the clock until `seconds` pass or the worker is woken; True if woken."""
+        if self.wake.is_set():
+            self.wake.clear()
+            return True
+        self.waiting = True
+        waker = asyncio.ensure_future(self.wake.wait())
+        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        try:
+            done, _ = await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Cancelled, not awaited: awaiting here could swallow our own cancellation.
+            for task in (waker, sleeper):
+                task.cancel()
+            self.waiting = False
+        woken = waker in done
+        self.wake.clear()
+        return woken
+
+    async def pace(self, clock: Clock, spacing: float) -> None:
+        """One command at a time per lock, at least `spacing` seconds apart."""
+        if self.last_command_at is not None:
+            remaining = self.last_command_at + spacing - clock.monotonic()
+            if remaining > 0:
+                await clock.sleep(remaining)
+        self.last_command_at = clock.monotonic()
+
+
+class WorkerLoop:
+    """Runs a lock's worker under one fault boundary."""
+
+    def __init__(self, state: EngineState, gateway: DriverGateway, faults: Faults,
+                 availability: AvailabilityTracker, housekeeping: Housekeeping,
+                 commands: CommandSender, reads: ReadApplier, rng: random.Random, *,
+                 default_spacing_s: float, reconcile_interval_s: float) -> None:
+        self._state = state
+        self._gateway = gateway
+        self._faults = faults
+        self._availability = availability
+        self._housekeeping = housekeeping
+        self._commands = commands
+        self._reads = reads
+        self._rng = rng
+        self._default_spacing = default_spacing_s
+        self._reconcile_interval = reconcile_interval_s
+
+    async def run(self, device_id: str) -> None:
+        """One lock's worker under one fault boundary: whatever our code or the driver raises
+        stays with this lock. It is logged, counted and shown on the lock, and the worker starts
+        again after a capped, jittered pause; other locks, the API and the upstream carry on."""
+        clock = self._state.clock
+        worker = self._state.workers[device_id]
+        while True:
+            try:
+                await self._work_once(worker)
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailable:
+                # The store logs the outage once; nothing was committed, so the step is simply
+                # planned again once the store can write.
+                await worker.wait(clock, STORE_RETRY_S)
+            except Exception as exc:  # the boundary itself
+                await self._faults.note(device_id, exc, "the lock's worker")
+                await clock.sleep(worker.faults.backoff.delay(worker.faults.failures,
+                                                              self._rng))
+                self._faults.resume_after(worker)
+            else:
+                if worker.faults.failures and clock.monotonic() - worker.last_fault_at \
+                        >= FAULT_WARNING_HOLD_S:
+                    await self._faults.cleared(device_id)
+
+    async def _work_once(self, worker: LockWorker) -> None:
+        """One pass: probe an unreachable lock, or take one step and wait for the next."""
+        state = self._state
+        device_id = worker.device_id
+        device = state.devices[device_id]
+        driver = self._gateway.driver_of(device)
+        if not device.online:
+            await self._housekeeping.run(device_id)
+            await self._probe_step(worker, device, driver)
+            return
+        if await self._step(worker, device, driver):
+            return
+        now = state.clock.now()
+        wake_at = next_wakeup(device, state.codes_of(device_id), now, state.policy)
+        timeout = self._reconcile_interval
+        if wake_at is not None:
+            timeout = min(timeout, max(0.0, (wake_at - now).total_seconds()))
+        if worker.full_read or worker.pending_reads:
+            timeout = min(timeout, max(0.0, worker.reads_resume_at - state.clock.monotonic()))
+        if not await worker.wait(state.clock, timeout) and timeout >= self._reconcile_interval:
+            # The slow period: re-read the slots we manage, never the whole lock.
+            worker.pending_reads.update(
+                c.slot for c in state.codes_of(device_id)
+                if c.is_managed and c.slot is not None and c.on_lock)
+
+    async def _step(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver) -> bool:
+        """Read the whole lock when due, else send the planner's next command; True if
+        something was done."""
+        state = self._state
+        device_id = device.device_id
+        await self._housekeeping.run(device_id)
+        can_read = device.info.capabilities.can_read
+        reads_allowed = can_read and state.clock.monotonic() >= worker.reads_resume_at
+        if worker.full_read and reads_allowed:
+            await self._read_all(worker, device, driver)
+            return True
+        if not can_read:
+            if worker.full_read:
+                # Nothing to look for restored codes with: they are written.
+                await state.commit(codes=self._reads.end_adoption(device_id, ()))
+            worker.full_read = False
+        # While reads back off, writes and clears go on: a pending read never blocks them.
+        command = next_command(device, state.codes_of(device_id), state.clock.now(),
+                               state.policy, state.clock_synchronized(),
+                               worker.pending_reads if reads_allowed else ())
+        if command is None:
+            if worker.pending_reads and not device.info.capabilities.can_read:
+                # On a lock that cannot be read, an interrupted write is replayed (it is
+                # idempotent).
+                worker.pending_reads.clear()
+                worker.intents.clear()
+            return False
+        await self._pace(worker, device)
+        worker.busy = True
+        try:
+            if command.kind is CommandKind.READ:
+                await self._read_some(worker, device, driver, command.slots)
+            elif command.kind is CommandKind.WRITE:
+                await self._commands.write(worker, device, driver, command)
+            else:
+                await self._commands.clear(worker, device, driver, command)
+        finally:
+            worker.busy = False
+        return True
+
+    async def _read_all(self, worker: LockWorker, device: DeviceRecord,
+                        driver: LockDriver) -> None:
+        await self._pace(worker, device)
+        worker.busy = True
+        try:
+            # A walk of every slot takes one radio round trip per slot on some locks.
+            reads = await self._gateway.call(
+                device, driver.list_codes(device.external_id),
+                timeout=self._gateway.command_timeout(device)
+                + FULL_READ_S_PER_SLOT * device.info.capabilities.slot_count)
+        except DriverError as exc:
+            await self._read_failed(worker, device.device_id, exc)
+            return
+        finally:
+            worker.busy = False
+        worker.full_read = False
+        worker.read_failures.reset()
+        await self._reads.apply(device.device_id, reads, full=True)
+
+    async def _read_some(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver,
+                         slots: tuple[int, ...]) -> None:
+        worker.pending_reads.difference_update(slots)
+        try:
+            reads = await self._gateway.call(device, driver.read_slots(device.external_id,
+                                                                       list(slots)))
+        except DriverError as exc:
+            worker.pending_reads.update(slots)
+            await self._read_failed(worker, device.device_id, exc)
+            return
+        worker.read_failures.reset()
+        await self._reads.apply(device.device_id, reads, full=False)
+        for slot in slots:
+            worker.intents.pop(slot, None)
+
+    async def _read_failed(self, worker: LockWorker, device_id: str, exc: DriverError) -> None:
+        """A read failed: mark the lock if it is unreachable, and back off further reads."""
+        await self._availability.command_failed(device_id, exc)
+        delay = worker.read_failures.failed(self._rng)
+        worker.reads_resume_at = self._state.clock.monotonic() + delay
+        if worker.read_failures.failures == READ_FAILURES_WORTH_A_WARNING:
+            _LOG.warning("lock %s: %d reads in a row failed (%s); reading it less often, "
+                         "codes are still written", device_id, worker.read_failures.failures,
+                         exc)
+
+    async def _pace(self, worker: LockWorker, device: DeviceRecord) -> None:
+        spacing = device.command_spacing_s
+        if spacing is None:
+            spacing = max(self._default_spacing, device.info.capabilities.min_command_spacing_s)
+        await worker.pace(self._state.clock, spacing)
+
+    async def _probe_step(self, worker: LockWorker, device: DeviceRecord,
+                          driver: LockDriver) -> None:
+        """One probe per backoff step for a lock that is not online; never a flood."""
+        state = self._state
+        clock, policy = state.clock, state.policy
+        probes = worker.probes
+        if worker.next_probe_at <= clock.monotonic():
+            delay = probes.backoff.delay(probes.failures + 1, self._rng)
+            worker.next_probe_at = clock.monotonic() + delay
+        # Requests wake the worker but do not bring the probe forward: an offline lock waits.
+        remaining = worker.next_probe_at - clock.monotonic()
+        now = clock.now()
+        wake_at = next_wakeup(device, state.codes_of(device.device_id), now, policy)
+        if wake_at is not None:
+            remaining = min(remaining, (wake_at - now).total_seconds())
+        if remaining > 0:
+            await worker.wait(clock, remaining)
+        if state.devices[device.device_id].online or worker.next_probe_at > clock.monotonic():
+            return
+        probes.failures += 1
+        try:
+            async with asyncio.timeout(self._gateway.timeout):
+                ok = await driver.probe(device.external_id)
+        except (DriverError, TimeoutError):
+            ok = False
+        except Exception as exc:  # a driver's bug is a failed probe
+            await self._faults.note(device.device_id, exc, "the driver's probe")
+            ok = False
+        if ok:
+            await self._availability.set(device.device_id, Availability.ONLINE)
