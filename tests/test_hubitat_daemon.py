@@ -102,6 +102,11 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
     assert truth() == {}
     fake.call(setattr, lock, "online", True)
     api.delete("/access_codes/delete", params={"access_code_id": late["access_code_id"]})
+    # The late code is gone (its removal done) before anyone types at the keypad.
+    wait_until(lambda: api.get("/access_codes/get", params={
+        "access_code_id": late["access_code_id"]}).status_code == 404,
+               what="the late code deleted")
+    fake.call(fake.hub.settle)  # and the hub has applied every command it took
 
     # Every position taken at the lock while no event told the bridge: Hubitat's no free
     # position, found by the driver before it sends anything.
