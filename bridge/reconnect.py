@@ -140,6 +140,10 @@ class ReconnectSupervisor:
                 if self._classify(exc) is FailureKind.FATAL:
                     raise
                 error = exc
+            if cancel_requested():
+                # The session swallowed our cancellation (Python 3.11's asyncio.wait_for can,
+                # inside aiomqtt's disconnect): it still stands, so stop rather than reconnect.
+                raise asyncio.CancelledError
             await self._after_session(connected, error)
 
     # -- internals ------------------------------------------------------------------------
@@ -224,3 +228,10 @@ class ReconnectSupervisor:
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def cancel_requested() -> bool:
+    """Whether the running task was asked to cancel, even if a callee swallowed the
+    CancelledError (a loop that goes round again would then never end)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiomqtt
 
+from bridge.reconnect import cancel_requested
+
 _LOG = logging.getLogger("tests.fakes")
 
 
@@ -95,5 +97,7 @@ class MqttPeer:
             finally:
                 self._client = None
                 self.connected.clear()
+            if cancel_requested():
+                raise asyncio.CancelledError  # swallowed on the way out of aiomqtt: it stands
             # A real service retries too; the broker is local, so retry quickly.
             await asyncio.sleep(0.05)
