@@ -45,7 +45,8 @@ class MqttPeer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def publish(self, topic: str, payload: Any, *, retain: bool = False) -> None:
+    async def publish(self, topic: str, payload: Any, *, retain: bool = False,
+                      timeout: float = 0.3) -> None:
         """Publish JSON (or raw bytes/str); dropped while the broker is away."""
         client = self._client
         if client is None:
@@ -56,7 +57,7 @@ class MqttPeer:
             data = json.dumps(payload)
         with contextlib.suppress(aiomqtt.MqttError):
             # Short: a dead broker must not hold the fake's message loop for long.
-            await client.publish(topic, data, qos=1, retain=retain, timeout=0.3)
+            await client.publish(topic, data, qos=1, retain=retain, timeout=timeout)
 
     async def on_connected(self) -> None:
         """Publish retained state and subscribe; called on every (re)connect."""

@@ -446,6 +446,9 @@ class FakeZigbee2MQTT(MqttPeer):
 
     async def stop(self) -> None:
         """Zigbee2MQTT stops: it publishes bridge/state offline (Z2M lib/mqtt.ts disconnect)."""
+        # Take no command from here on: one arriving while the last word goes out would start a
+        # worker nobody stops.
+        self.bridge_online = False
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -453,7 +456,9 @@ class FakeZigbee2MQTT(MqttPeer):
                 await task
         self._workers.clear()
         self._queues.clear()
-        await self.publish(f"{self.base}/bridge/state", self._avail_payload(False), retain=True)
+        # Not in the message loop: the last word may take its time to be acknowledged.
+        await self.publish(f"{self.base}/bridge/state", self._avail_payload(False), retain=True,
+                           timeout=3.0)
         await super().stop()
 
     # -- MQTT -----------------------------------------------------------------------------
