@@ -1,6 +1,6 @@
 """The chaos soak for 60 s on a fixed seed: every fault at once against the real daemon, then
 every invariant (tests/soak/, docs/reliability.md). A failure prints the report; the seed
-replays the same plan with `bash scripts/soak.sh --minutes 1 --seed 17`."""
+replays the same plan with `bash scripts/soak.sh --minutes 1 --seed 6`."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ import pytest
 
 from bridge.engine import CodeRequest
 from bridge.model import EventType
+from bridge.store import StoreUnavailable
 from bridge.upstream.commands import created_code_id
 from bridge.upstream.devserver import DevUpstream
 from bridge.upstream.protocol import CommandResult
@@ -279,3 +280,85 @@ async def test_convert_and_delete_unmanaged_are_applied_once(bridge: Bridge) -> 
     assert b.h.slots("front") == {3: "5555"}
     assert b.h.engine.codes[by_slot[3]].is_managed
     assert await b.events(EventType.ACCESS_CODE_UNMANAGED_REMOVED, by_slot[4]) == 1
+
+
+# -- a full disk between the change's commit and its stored result -----------------------------
+
+DISK_FULL = "the store cannot write: database or disk is full"
+
+
+async def fills_the_disk(result: CommandResult) -> None:
+    """The result's transaction on a disk that filled after the change committed."""
+    raise StoreUnavailable(DISK_FULL)
+
+
+@pytest.mark.parametrize("action", ["create", "update", "delete"])
+async def test_disk_full_after_the_commit_still_answers_what_was_applied(
+        bridge: Bridge, action: str) -> None:
+    """The soak's disk-full fault (seed 5): changes applied but answered `store_unavailable`,
+    so the upstream believed codes were not created or not deleted."""
+    b = bridge
+    code_id = created_code_id(BRIDGE_ID, "create-1")
+    if action == "create":
+        command = {"action": "access_codes.create", "device_id": b.device, "name": "Guest",
+                   "code": "2468"}
+        command_id = "create-1"
+    else:
+        await create(b, "create-0", code="1357")
+        code_id = created_code_id(BRIDGE_ID, "create-0")
+        command_id = f"{action}-1"
+        command = ({"action": "access_codes.update", "access_code_id": code_id, "code": "8642"}
+                   if action == "update" else
+                   {"action": "access_codes.delete", "access_code_id": code_id})
+    commands = b.running.link.commands
+    executed = commands.executed
+    commands._store_result = fills_the_disk  # type: ignore[method-assign]
+    answer = await b.send(command, command_id)
+    assert answer["ok"], f"an applied {action} was answered {answer['error']}"
+    if action == "delete":
+        assert answer["result"] == {}
+    else:
+        assert answer["result"]["access_code"]["access_code_id"] == code_id
+        assert answer["result"]["access_code"]["code"] == ("2468" if action == "create"
+                                                           else "8642")
+    stored, marker = await b.h.store.read(
+        lambda r: (r.command_result(command_id), r.command_marker(command_id)))
+    assert stored is None and marker is not None
+
+    # Room again: a redelivery is answered from the marker, not applied a second time.
+    del commands._store_result
+    again = await b.send(command, command_id, resend=True)
+    assert again["ok"], again
+    assert (commands.executed, commands.rebuilt) == (executed + 1, 1)
+    stored, marker = await b.h.store.read(
+        lambda r: (r.command_result(command_id), r.command_marker(command_id)))
+    assert stored is not None and marker is None
+    await b.h.settle()
+    expected = {"create": ["2468"], "update": ["8642"], "delete": []}[action]
+    assert sorted(b.h.slots("front").values()) == expected
+    assert await b.events(EventType.ACCESS_CODE_CREATED, code_id) == 1
+    assert await b.events(EventType.ACCESS_CODE_DELETED, code_id) == (action == "delete")
+
+
+async def test_disk_full_in_a_write_after_the_commit_still_answers_the_delete(
+        bridge: Bridge) -> None:
+    """A write that follows the change's commit (an API action attempt judged final, say)
+    fails on the full disk: the delete was applied, so it is answered ok."""
+    b = bridge
+    code_id = await create(b, "create-0", code="1357")
+    failed: list[str] = []
+
+    def attempts_cannot_write(events: list[Any]) -> None:
+        if any(e.access_code_id == code_id for e in events) and not failed:
+            failed.append(code_id)
+            raise StoreUnavailable(DISK_FULL)
+
+    b.h.engine.subscribe(attempts_cannot_write)
+    answer = await b.send({"action": "access_codes.delete", "access_code_id": code_id},
+                          "delete-1")
+    assert failed, "the write after the commit did not fail"
+    assert answer["ok"] and answer["result"] == {}, answer
+    assert await b.events(EventType.ACCESS_CODE_DELETED, code_id) == 1
+    b.h.engine.reconcile(b.device)  # the failed write cut the engine's wake-up short
+    await b.h.settle()
+    assert b.h.slots("front") == {}

@@ -7,7 +7,10 @@ sends the same command id again.
 Exactly once across a crash: the engine's change and an *applied marker* for the command id
 commit in one SQLite transaction; the result is stored (clearing the marker) in the next one.
 A command id redelivered with a marker but no result was applied before the process died: it
-is not applied again, its result is rebuilt from the current state and stored.
+is not applied again, its result is rebuilt from the current state and stored. A disk that fills
+after the change's commit is the same window without the crash: the command's true result is
+answered though it cannot be stored, never `store_unavailable`, and the marker answers a
+redelivery.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeType
 from bridge.records import CodeRecord
 from bridge.serialize import access_code_json, device_json
-from bridge.store import Store
+from bridge.store import Store, StoreUnavailable
 from bridge.upstream.protocol import (
     MUTATING_ACTIONS,
     Command,
@@ -104,8 +107,23 @@ class CommandRunner:
         if stored is not None:
             # A copy that finished between result_for's read and this task's start.
             return CommandResult.model_validate_json(stored)
-        result = await self._execute(command, marker)
-        await self._store_result(result)
+        try:
+            result = await self._execute(command, marker)
+        except StoreUnavailable:
+            # The disk may have filled after the change committed with its marker (a write
+            # that follows the commit, such as an action attempt's, failed): then the command
+            # was applied, and saying otherwise would make the upstream believe it was not.
+            applied = await self._store.read(lambda r: r.command_marker(cid))
+            if applied is None:
+                raise  # nothing was applied: the upstream may send it again
+            result = self._rebuild(cid, applied)
+        try:
+            await self._store_result(result)
+        except StoreUnavailable as exc:
+            # Applied (its marker is committed) or refused, the result is what happened: it is
+            # answered unstored, and a redelivery is answered from the marker (as after a crash).
+            _LOG.warning("upstream command %s: its result cannot be stored (%s); answered "
+                         "anyway", cid, exc)
         return result
 
     async def _store_result(self, result: CommandResult) -> None:

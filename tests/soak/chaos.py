@@ -244,6 +244,7 @@ class Soak:
             raise Refused("upstream down")
         self.sent_commands.add(command_id)
         self.pending[command_id] = (kind, target, want)
+        _LOG.info("command %s: %s %s", command_id, kind, target)
         try:
             result = await self.upstream.post(self.session, command_id, command)
         except aiohttp.ClientConnectorError as exc:
@@ -257,7 +258,11 @@ class Soak:
         if result is None:
             self.counts[f"upstream_queued:{kind}"] += 1
             return None
-        self.pending.pop(command_id, None)
+        _LOG.info("command %s (%s %s) answered: %s", command_id, kind, target, _outcome(result))
+        if self.pending.pop(command_id, None) is None:
+            # The monitor applied it from the upstream's database while the answer was on its
+            # way; applying it again could undo a later change to the same code.
+            return result
         self.apply_result(kind, target, want, result)
         return result
 
@@ -446,7 +451,10 @@ class Soak:
             if text is None:
                 continue
             kind, target, want = self.pending.pop(command_id)
-            self.apply_result(kind, target, want, json.loads(text))
+            result = json.loads(text)
+            _LOG.info("command %s (%s %s) stored result: %s", command_id, kind, target,
+                      _outcome(result))
+            self.apply_result(kind, target, want, result)
         return len(self.pending)
 
     def forget_unsent(self, db: Path) -> None:
@@ -459,6 +467,8 @@ class Soak:
             if command_id in stored:
                 continue
             kind, target, want = self.pending.pop(command_id)
+            _LOG.info("command %s (%s %s) never stored upstream: forgotten", command_id, kind,
+                      target)
             self.sent_commands.discard(command_id)
             if kind == "upstream_create":
                 self.model.unknown_creates.pop(target, None)
@@ -511,3 +521,11 @@ class Soak:
             for device in answer["devices"]:
                 self.devices[device["display_name"]] = device["device_id"]
         return set(self.devices) >= {*SIM_LOCKS, *MQTT_LOCKS}
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """A command result in a log line (no PIN)."""
+    if result.get("ok"):
+        return "ok"
+    error = result.get("error") or {}
+    return f"{error.get('type')}: {error.get('message')}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.secrets import PinCipher
-from bridge.store import Store
+from bridge.store import UPSTREAM_APPLIED, Store
 from drivers.simulator.driver import load_write_counts
 from tests.soak import model as m
 from tests.soak.world import BRIDGE, MQTT_LOCKS, SIM_LOCKS, Gateways, Sample
@@ -262,6 +262,34 @@ def check_upstream(rows: dict[str, Any], outbox: list[tuple[int, str]],
     unmanaged_snap = {c["access_code_id"] for c in snapshot["unmanaged_access_codes"]}
     if unmanaged_store != unmanaged_snap:
         problems.append("the upstream's last snapshot differs from the store in unmanaged codes")
+    return problems
+
+
+def applied_markers(state: Path) -> dict[str, str]:
+    """Upstream commands the stopped daemon applied without storing their result: command id
+    to what was applied (the marker committed with the change; no PIN in it)."""
+    with contextlib.closing(sqlite3.connect(f"file:{state / 'lockbridge.db'}?mode=ro",
+                                            uri=True, timeout=5)) as conn:
+        rows = conn.execute("SELECT key, value FROM kv WHERE key LIKE ?",
+                            (UPSTREAM_APPLIED + "%",)).fetchall()
+    return {str(key).removeprefix(UPSTREAM_APPLIED): str(value) for key, value in rows}
+
+
+def check_applied_answers(markers: dict[str, str], rows: dict[str, Any]) -> list[str]:
+    """No command the daemon applied was answered as a failure: the upstream would believe
+    nothing changed (only "applied, but the code is gone since" may say ok: false)."""
+    results = dict(rows["commands"])
+    problems = []
+    for command_id, applied in sorted(markers.items()):
+        text = results.get(command_id)
+        if text is None:
+            continue  # unanswered: reported by check_upstream
+        body = json.loads(text)
+        error = body.get("error") or {}
+        if not body.get("ok") and "was applied" not in str(error.get("message")):
+            problems.append(f"command {command_id} was applied "
+                            f"({json.loads(applied).get('action')}) but answered "
+                            f"{error.get('type')}")
     return problems
 
 

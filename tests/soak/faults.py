@@ -53,8 +53,10 @@ async def lock_refusing(soak: Soak, lock: str, duration: float, rng: random.Rand
             ["Command 0x1 closuresDoorLock.setPinCode failed (Delivery failed: MAC_NO_ACK)"]
             * count)
     elif lock == ZUI_LOCK:
-        soak.gateways.zui.node(ZUI_NODE).refuse.extend(
-            ["Unable to write value: Timeout (no ack)"] * count)
+        # Not acknowledged (zwave-js marks the node Dead), as the other locks' transient
+        # failures: any other entry is a Supervision Fail, a refusal for good that lockbridge
+        # rightly gives the code up for (the soak then saw it "in 0 slots").
+        soak.gateways.zui.node(ZUI_NODE).refuse.extend(["noack"] * count)
     else:
         soak.sim(lock, "refuse", count=count)
 

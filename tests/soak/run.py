@@ -228,6 +228,9 @@ async def _settle_and_check(run: Soak, report: Report, settle_s: float,
     held_back = [e for e in outbox if e[0] > newest_before_stop]
     report.violations += checks.check_upstream(rows, outbox[:len(outbox) - len(held_back)],
                                                codes, run.sent_commands)
+    markers = checks.applied_markers(run.state)
+    report.violations += checks.check_applied_answers(markers, rows)
+    report.figures["commands_applied_with_result_unstored"] = len(markers)
     report.figures["events_committed_while_stopping"] = len(held_back)
     report.figures["events"] = len(outbox)
     report.figures["upstream_commands"] = len(rows["commands"])

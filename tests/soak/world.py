@@ -273,6 +273,8 @@ class Daemon:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1])
             fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+            if rss == 0:
+                return  # exiting (a zombie has no memory and no descriptors): not a sample
             self.samples.append(Sample(time.monotonic(), self.incarnation, rss, fds))
 
 
