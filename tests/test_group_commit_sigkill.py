@@ -114,8 +114,16 @@ async def _until_all_set(daemon: Daemon, wanted: set[str]) -> None:
     async with aiohttp.ClientSession(daemon.url, headers=headers) as http:
         deadline = time.monotonic() + 120
         while True:
-            async with http.post("/access_codes/list", json={}) as answer:
-                codes = (await answer.json())["access_codes"]
+            codes: list[dict[str, Any]] = []
+            cursor: str | None = None
+            while True:  # every page: more than one page of creates may have been answered
+                body = {"page_cursor": cursor} if cursor else {}
+                async with http.post("/access_codes/list", json=body) as answer:
+                    listed = await answer.json()
+                codes += listed["access_codes"]
+                cursor = listed["pagination"]["next_page_cursor"]
+                if cursor is None:
+                    break
             not_set = wanted - {c["access_code_id"] for c in codes if c["status"] == "set"}
             if not not_set:
                 return
