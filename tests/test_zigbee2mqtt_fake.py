@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
-import pytest
 
+from drivers.tasks import cancel_and_wait
 from tests.fakes.zigbee2mqtt import (
     DUPLICATE_CODE,
     GENERAL_FAILURE,
@@ -34,8 +34,6 @@ pytest_plugins = ["tests.mosquitto"]
 # its teardown hangs until pytest's timeout. The drivers' tests that use the same fake
 # (test_mqtt_zigbee2mqtt.py, the contract in test_contract.py) are not affected. Skipped until
 # the cause is found (docs/reliability.md, "Known flaky").
-pytestmark = pytest.mark.skip(reason="the fake's self-checks hang one run in two on a shared "
-                              "broker; cause not found (docs/reliability.md, Known flaky)")
 
 _ids = itertools.count(1)
 
@@ -108,9 +106,7 @@ async def z2m(broker: Mosquitto, locks: list[FakeZigbeeLock], **kwargs: Any
             yield fake, observer
         finally:
             await fake.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
 
 def users(observer: Observer, name: str = "front") -> list[dict[str, Any]]:

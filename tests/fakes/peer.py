@@ -13,6 +13,7 @@ from typing import Any
 import aiomqtt
 
 from bridge.reconnect import cancel_requested
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger("tests.fakes")
 
@@ -40,10 +41,7 @@ class MqttPeer:
     async def stop(self) -> None:
         """Disconnect for good."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def publish(self, topic: str, payload: Any, *, retain: bool = False,
                       timeout: float = 0.3) -> None:

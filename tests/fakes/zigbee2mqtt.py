@@ -104,6 +104,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.simulator.lock import SEEN_PINS
+from drivers.tasks import cancel_and_wait
 from tests.fakes.peer import MqttPeer
 
 _LOG = logging.getLogger("tests.fakes")
@@ -450,10 +451,7 @@ class FakeZigbee2MQTT(MqttPeer):
         # worker nobody stops.
         self.bridge_online = False
         for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._workers.clear()
         self._queues.clear()
         # Not in the message loop: the last word may take its time to be acknowledged.

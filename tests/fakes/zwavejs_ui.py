@@ -107,6 +107,7 @@ from typing import Any, TypeGuard
 import aiomqtt
 
 from drivers.simulator.lock import SEEN_PINS
+from drivers.tasks import cancel_and_wait
 from tests.fakes.peer import MqttPeer
 
 # ZUI settings (src/stores/base.js, `mqtt`): name 'zwave-js-ui', prefix 'zwave', qos 1,
@@ -284,10 +285,7 @@ class FakeZwaveJsUI(MqttPeer):
     async def stop(self) -> None:
         """Disconnect for good, dropping pending verification reads."""
         for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await super().stop()
 
     async def keypad_set(self, node_id: int, slot: int, pin: str) -> None:
