@@ -17,7 +17,6 @@ bound. Its handshake alone waits 5 s for a device that does not answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from drivers.miio.config import Config, LockConfig
 from drivers.miio.gateway import GatewayWatch
 from drivers.miio.models import MODELS, LockModel
 from drivers.miio.token import describe_error, read_token, wrong_token
+from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 _REFUSAL = ("Xiaomi and Aqara locks take passwords only from their maker's app or cloud; "
@@ -111,10 +111,7 @@ class MiioDriver:
         """Stop polling; safe to call twice."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self._events.stop()
 
     def devices(self) -> Sequence[DeviceInfo]:

@@ -170,10 +170,8 @@ class ZWaveDriver:
         """Disconnect and cancel everything; safe to call twice."""
         tasks, self._tasks = self._tasks, []
         for task in reversed(tasks):
-            task.cancel()
-        for task in reversed(tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         if self._http is not None:
             await self._http.close()
             self._http = None
