@@ -35,7 +35,7 @@ def test_defaults_and_stay_rules() -> None:
     ({"url": None}, "exactly one of url or url_file"),
     ({"url_file": "/etc/feed.url"}, "exactly one of url or url_file"),
     ({"url": "ftp://example.com/feed.ics"}, "http(s)://"),
-    ({"url": "webcal://www.airbnb.com/calendar/ical/1.ics?s=x"}, "http(s)://"),
+    ({"url": "mailto:host@example.com"}, "http(s)://"),
     ({"time_zone": "Mars/Olympus"}, "unknown time zone"),
     ({"interval_s": 10}, "greater than or equal to 60"),
     ({"interval_s": 3600, "grace_period_s": 600}, "shorter than interval_s"),
@@ -50,6 +50,11 @@ def test_invalid_configs(values: dict[str, Any], message: str) -> None:
     assert message in messages
     # The messages (what check-config prints) never carry the secret URL.
     assert "0a1b2c3d4e5f" not in messages
+
+
+def test_a_webcal_link_is_read_over_https() -> None:
+    feed = config(url=SECRET_URL.replace("https://", "webcal://"))
+    assert feed.resolved_url() == SECRET_URL
 
 
 def test_no_grace_is_allowed() -> None:

@@ -9,8 +9,8 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from bridge.clock import FakeClock
-from bridge.ical import FeedBooking, FeedPoller, FeedWarningCode, IcalFeedConfig, SkipReason
-from tests.fakes.ical_server import FIXTURES, FakeIcalServer
+from bridge.ical import FeedPoller, FeedWarningCode, IcalFeedConfig, SkipReason
+from tests.fakes.ical_server import FIXTURES, FakeIcalServer, RecordingSink, wait_until
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 900.0
@@ -27,25 +27,6 @@ GRACE = 7200.0
 GRACE_TD = timedelta(seconds=GRACE)
 AIRBNB_FIRST = "1418fb94e984-5f1d2c3b4a5968778695a4b3c2d1e0f1@airbnb.com"
 AIRBNB_SECOND = "1418fb94e984-99aa88bb77cc66dd55ee44ff33001122@airbnb.com"
-
-
-@dataclass
-class RecordingSink:
-    """A FeedSink that remembers every set it was handed (and can be made to fail)."""
-
-    calls: list[tuple[str, str, tuple[FeedBooking, ...]]] = field(default_factory=list)
-    failing: bool = False
-
-    async def replace_feed_reservations(self, feed_key: str, space_key: str,
-                                        bookings: Sequence[FeedBooking]) -> object:
-        if self.failing:
-            raise RuntimeError("reservations store unavailable")
-        self.calls.append((feed_key, space_key, tuple(bookings)))
-        return None
-
-    @property
-    def last_uids(self) -> list[str]:
-        return [b.uid for b in self.calls[-1][2]]
 
 
 @dataclass
@@ -89,16 +70,6 @@ def without(body: bytes, uid: str) -> bytes:
 
 
 AIRBNB = (FIXTURES / "airbnb.ics").read_bytes()
-
-
-async def wait_until(condition: Callable[[], bool], what: str, bound_s: float = 20.0) -> None:
-    """Real waiting for real I/O, bounded (generous: the machine is shared)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_first_fetch_hands_on_the_stays_not_the_blocks(server: FakeIcalServer) -> None:
@@ -330,3 +301,29 @@ def test_free_port_is_refused() -> None:
         port = s.getsockname()[1]
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):
         s.connect(("127.0.0.1", port))
+
+
+async def test_an_unexpected_failure_is_contained_by_the_loop(
+        server: FakeIcalServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    server.serve("listing", AIRBNB)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    async with rig(server) as r:
+        monkeypatch.setattr("bridge.ical.poller.fetch_feed", broken)
+        task = asyncio.create_task(r.poller.run(), name="ical-poller")
+        try:
+            await wait_until(lambda: r.clock.pending_sleepers() == 1, "the failed poll")
+            warning = r.poller.status.warning(FeedWarningCode.UNREACHABLE)
+            assert warning is not None and warning.message == "the poll failed (RuntimeError)"
+            monkeypatch.undo()
+            await r.clock.advance(INTERVAL)
+            await wait_until(lambda: len(r.sink.calls) == 1, "the next poll")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert r.poller.status.warnings == ()
+    assert "the poll failed" in caplog.text

@@ -2,10 +2,12 @@
 
 Pure parts: `parse_feed` (bytes to bookings), `classify` (a summary's kind), `track` (the
 grace period for vanished bookings). The I/O shell: `FeedPoller`, which hands each feed's full
-current set to a `FeedSink`. Nothing here knows how a stay becomes codes.
+current set to a `FeedSink`, and `IcalFeeds`, which runs every configured feed. Nothing here
+knows how a stay becomes codes.
 """
 
 from bridge.ical.config import FeedUrlError, IcalFeedConfig, url_host
+from bridge.ical.feeds import IcalFeeds
 from bridge.ical.fetch import FeedUnreachable
 from bridge.ical.model import BookingKind, FeedBooking, ParsedFeed, SkipReason, StayRules
 from bridge.ical.parse import FeedFormatError, parse_feed
@@ -26,6 +28,7 @@ __all__ = [
     "FeedWarning",
     "FeedWarningCode",
     "IcalFeedConfig",
+    "IcalFeeds",
     "ParsedFeed",
     "SkipReason",
     "StayRules",

@@ -48,12 +48,15 @@ class IcalFeedConfig(BaseModel):
     def _checked(self) -> IcalFeedConfig:
         if (self.url is None) == (self.url_file is None):
             raise ValueError("give exactly one of url or url_file")
-        if self.url is not None:
-            _checked_url(self.url)
         if self.grace_period_s and self.grace_period_s < self.interval_s:
             # Shorter than one poll, the grace could never see a booking come back.
             raise ValueError("grace_period_s is shorter than interval_s (use 0 for none)")
         return self
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_url(value)
 
     @field_validator("time_zone")
     @classmethod
@@ -113,6 +116,10 @@ def url_host(url: str) -> str:
 
 
 def _checked_url(url: str) -> str:
+    """`url` if it is http(s) with a host; a webcal:// link (what "subscribe" buttons give)
+    as the https:// URL it stands for."""
+    if url[:9].lower() == "webcal://":
+        url = "https://" + url[9:]
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the feed URL must be an http(s):// URL with a host")

@@ -73,9 +73,16 @@ class FeedPoller:
         return self._status
 
     async def run(self) -> None:
-        """Poll now and then every `interval_s` of the clock, until cancelled."""
+        """Poll now and then every `interval_s` of the clock, until cancelled; a poll's
+        unexpected failure is contained (logged, shown as a warning) and retried next time."""
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception as exc:  # a bug must not end the feed, nor its siblings' TaskGroup
+                log.exception("iCal feed %s of space %s: the poll failed", self._config.key,
+                              self._status.space_key)
+                self._failed(FeedWarningCode.UNREACHABLE, f"the poll failed "
+                             f"({type(exc).__name__})")
             await self._clock.sleep(self._config.interval_s)
 
     async def poll_once(self) -> None:

@@ -12,18 +12,24 @@ Public helpers: `FakeIcalServer(secret)`; `await start()` -> base URL; `await st
 `url(name)`; `serve(name, body)` / `serve_fixture(name, file)` (a new version: new ETag and
 Last-Modified); `feed(name)` -> the `FakeFeed` whose fault switches tests set;
 `await set_reachable(False/True)`; `requests`, every request as a `SeenRequest`.
+
+Also here for the feed tests: `RecordingSink`, a FeedSink that remembers what it was handed
+(the reservations side is another package), and `wait_until`, a bounded wait on real I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 from aiohttp import web
+
+from bridge.ical import FeedBooking
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ical"
 # Last-Modified dates of the versions: the first at this instant, each next one a minute on.
@@ -177,3 +183,32 @@ def _not_modified(request: web.Request, feed: FakeFeed) -> bool:
     except (TypeError, ValueError):
         return False
     return feed.last_modified <= since
+
+
+@dataclass
+class RecordingSink:
+    """A FeedSink that remembers every set it was handed (and can be made to fail)."""
+
+    calls: list[tuple[str, str, tuple[FeedBooking, ...]]] = field(default_factory=list)
+    failing: bool = False
+
+    async def replace_feed_reservations(self, feed_key: str, space_key: str,
+                                        bookings: Sequence[FeedBooking]) -> object:
+        if self.failing:
+            raise RuntimeError("reservations store unavailable")
+        self.calls.append((feed_key, space_key, tuple(bookings)))
+        return None
+
+    @property
+    def last_uids(self) -> list[str]:
+        return [b.uid for b in self.calls[-1][2]]
+
+
+async def wait_until(condition: Callable[[], bool], what: str, bound_s: float = 20.0) -> None:
+    """Real waiting for real I/O, bounded (generous: the machine is shared)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
