@@ -151,3 +151,13 @@ def test_an_empty_calendar_has_no_bookings() -> None:
     body = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n"
     parsed = parse_feed(body, rules("UTC"))
     assert parsed.bookings == () and parsed.skipped == {}
+
+
+def test_the_error_quotes_nothing_of_the_feed() -> None:
+    """The message goes to logs and warnings; a feed's text may hold guests' names."""
+    body = (FIXTURES / "truncated.ics").read_bytes().replace(b"Reserved", b"Reserved - Ana Lopes")
+    with pytest.raises(FeedFormatError) as caught:
+        parse_feed(body, rules("UTC"))
+    assert "Ana" not in str(caught.value) and "VEVENT" not in str(caught.value)
+    with pytest.raises(FeedFormatError, match="HTML page"):
+        parse_feed((FIXTURES / "not_a_calendar.html").read_bytes(), rules("UTC"))

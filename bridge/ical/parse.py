@@ -63,11 +63,13 @@ def _calendar(body: bytes) -> icalendar.Calendar:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FeedFormatError(f"the feed is not UTF-8 (byte {exc.start})") from None
+    if text.lstrip().startswith("<"):
+        raise FeedFormatError("an HTML page, not a calendar (a login or error page?)")
     try:
         component = icalendar.Calendar.from_ical(text)
-    except ValueError as exc:
-        # icalendar's message quotes the offending line; a line is no secret, but keep it short.
-        raise FeedFormatError(f"not an iCalendar feed: {str(exc)[:120]}") from None
+    except ValueError:
+        # icalendar's message quotes the feed's text, which may hold guests' names: not passed on.
+        raise FeedFormatError("not an iCalendar feed (cut off, or not a VCALENDAR)") from None
     if not isinstance(component, icalendar.Calendar) or component.name != "VCALENDAR":
         raise FeedFormatError("the feed has no VCALENDAR")
     return component
