@@ -60,6 +60,7 @@ async def test_two_spaces_two_intervals_one_outage(server: FakeIcalServer) -> No
     assert villa.failures_in_a_row == 3 and flat.warnings == ()
     assert flat.last_success_at == START.replace(hour=9, minute=30)
     assert len(sink.calls) == 2
+    assert [s.feed_key for s in feeds.statuses("flat-2")] == ["vrbo"]
 
 
 def test_feed_keys_are_unique_per_space() -> None:

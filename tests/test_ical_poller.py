@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -250,6 +251,11 @@ async def test_a_first_poll_that_fails_hands_nothing_on(server: FakeIcalServer) 
     assert r.sink.calls == []
     warning = r.poller.status.warning(FeedWarningCode.UNREACHABLE)
     assert warning is not None and warning.message == "HTTP 500"
+    shown = r.poller.status.as_json()
+    assert shown["warnings"] == [{"warning_code": "ical_feed_unreachable",
+                                  "message": "HTTP 500", "created_at": "2026-03-01T12:00:00Z"}]
+    assert (shown["host"], shown["last_success_at"], shown["bookings"]) == ("127.0.0.1", None, 0)
+    json.dumps(shown)
 
 
 async def test_skipped_events_are_counted(server: FakeIcalServer,
@@ -259,6 +265,7 @@ async def test_skipped_events_are_counted(server: FakeIcalServer,
         await r.poller.poll_once()
     assert r.poller.status.skipped[SkipReason.DUPLICATE_UID] == 1
     assert sum(r.poller.status.skipped.values()) == 9
+    assert r.poller.status.as_json()["skipped_events"]["ends_before_start"] == 2
     assert len(r.sink.calls[0][2]) == 5
     assert "events skipped" in caplog.text
 

@@ -49,6 +49,7 @@ class IcalFeeds:
             for (space_key, feed_key), poller in self._pollers.items():
                 group.create_task(poller.run(), name=f"ical:{space_key}:{feed_key}")
 
-    def statuses(self) -> list[FeedStatus]:
-        """Each feed's status, by space then feed."""
-        return [self._pollers[k].status for k in sorted(self._pollers)]
+    def statuses(self, space_key: str | None = None) -> list[FeedStatus]:
+        """Each feed's status (of one space, when given), by space then feed."""
+        return [self._pollers[k].status for k in sorted(self._pollers)
+                if space_key is None or k[0] == space_key]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from bridge.ical.model import SkipReason
 
@@ -45,6 +46,22 @@ class FeedStatus:
     bookings_in_grace: int = 0
     skipped: dict[SkipReason, int] = field(default_factory=dict)
 
+    def as_json(self) -> dict[str, Any]:
+        """The status as JSON values (ISO 8601 times), warnings in Seam's shape."""
+        return {
+            "feed_key": self.feed_key,
+            "space_key": self.space_key,
+            "host": self.host,
+            "warnings": [{"warning_code": w.warning_code.value, "message": w.message,
+                          "created_at": _iso(w.created_at)} for w in self.warnings],
+            "last_attempt_at": _iso(self.last_attempt_at),
+            "last_success_at": _iso(self.last_success_at),
+            "failures_in_a_row": self.failures_in_a_row,
+            "bookings": self.bookings,
+            "bookings_in_grace": self.bookings_in_grace,
+            "skipped_events": {r.value: n for r, n in sorted(self.skipped.items())},
+        }
+
     def warning(self, code: FeedWarningCode) -> FeedWarning | None:
         """The active warning with this code, if any."""
         return next((w for w in self.warnings if w.warning_code is code), None)
@@ -60,3 +77,7 @@ class FeedStatus:
         """This status with `codes` cleared."""
         return replace(self, warnings=tuple(w for w in self.warnings
                                             if w.warning_code not in codes))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat().replace("+00:00", "Z")
