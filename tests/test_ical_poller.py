@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -190,7 +189,7 @@ async def _break(server: FakeIcalServer, fault: str) -> FeedWarningCode:
     elif fault == "http-404-bad-token":
         server.secret = "rotated-token"
     elif fault == "timeout":
-        feed.delay_s = 1.5
+        feed.delay_s = 2.0
     elif fault == "connection-refused":
         await server.set_reachable(False)
     elif fault == "not-a-calendar":
@@ -215,7 +214,9 @@ async def test_a_failing_feed_keeps_the_last_good_state(server: FakeIcalServer, 
     secret = server.secret
     server.serve("listing", AIRBNB)
     grace = 2 * INTERVAL
-    async with rig(server, timeout_s=0.5, grace_period_s=grace) as r:
+    # Generous for the good polls on a loaded machine; short only where it is the fault.
+    timeout_s = 1.0 if fault == "timeout" else 10.0
+    async with rig(server, timeout_s=timeout_s, grace_period_s=grace) as r:
         await r.poller.poll_once()
         code = await _break(server, fault)
         # Fail for longer than the grace: an outage never revokes.
@@ -240,7 +241,7 @@ async def test_a_failing_feed_keeps_the_last_good_state(server: FakeIcalServer, 
     # The secret token and the URL's path are in no log line; the host is.
     assert secret not in caplog.text and "/calendar/ical" not in caplog.text
     assert "127.0.0.1" in caplog.text
-    assert fault != "timeout" or warning.message == "no answer within 0.5 s"
+    assert fault != "timeout" or warning.message == "no answer within 1 s"
 
 
 async def test_a_first_poll_that_fails_hands_nothing_on(server: FakeIcalServer) -> None:
@@ -299,15 +300,6 @@ async def test_the_url_from_a_file(server: FakeIcalServer, tmp_path: Path,
     assert r.poller.status.warnings == () and r.poller.status.host == "127.0.0.1"
     assert r.sink.last_uids == [AIRBNB_FIRST, AIRBNB_SECOND]
     assert server.secret not in caplog.text
-
-
-def test_free_port_is_refused() -> None:
-    """The connection-refused fault relies on a closed port refusing at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
-        s.connect(("127.0.0.1", port))
 
 
 async def test_an_unexpected_failure_is_contained_by_the_loop(

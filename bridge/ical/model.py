@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -53,7 +53,7 @@ class FeedBooking:
     starts_at: datetime
     ends_at: datetime
     # The event's SUMMARY as the platform wrote it (a guest's name on some platforms).
-    summary: str = field(default="", compare=True)
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import icalendar
@@ -140,7 +140,7 @@ def _window(start: Any, end: Any, duration: Any,
     return _local(start, rules.check_in, rules), _local(last_day, rules.check_out, rules)
 
 
-def _local(day: date, at: Any, rules: StayRules) -> datetime:
+def _local(day: date, at: time, rules: StayRules) -> datetime:
     # A time that does not exist on a spring-forward day (02:30) reads with the offset before
     # the change (fold=0), i.e. one hour later on the wall clock: still on the right day.
     return datetime.combine(day, at, tzinfo=rules.time_zone).astimezone(UTC)
