@@ -32,8 +32,9 @@ def test_defaults_and_stay_rules() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"url": None}, "exactly one of url or url_file"),
-    ({"url_file": "/etc/feed.url"}, "exactly one of url or url_file"),
+    ({"url": None}, "exactly one of url, url_file or ics_file"),
+    ({"url_file": "/etc/feed.url"}, "exactly one of url, url_file or ics_file"),
+    ({"url": None, "url_file": "/a", "ics_file": "/b"}, "exactly one of url, url_file or ics_file"),
     ({"url": "ftp://example.com/feed.ics"}, "http(s)://"),
     ({"url": "mailto:host@example.com"}, "http(s)://"),
     ({"time_zone": "Mars/Olympus"}, "unknown time zone"),
@@ -66,6 +67,13 @@ def test_the_url_is_never_in_a_repr() -> None:
     assert "0a1b2c3d4e5f" not in repr(feed) and "0a1b2c3d4e5f" not in str(feed)
     assert url_host(SECRET_URL) == "www.airbnb.com"
     assert url_host("not a url") == "(no host)"
+
+
+def test_a_local_file_has_no_url(tmp_path: Path) -> None:
+    feed = config(url=None, ics_file=tmp_path / "sample.ics")
+    assert feed.source_name() == "file sample.ics"
+    with pytest.raises(FeedUrlError, match="local file"):
+        feed.resolved_url()
 
 
 def test_url_file(tmp_path: Path) -> None:

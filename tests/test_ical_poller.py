@@ -326,3 +326,29 @@ async def test_an_unexpected_failure_is_contained_by_the_loop(
                 await task
     assert r.poller.status.warnings == ()
     assert "the poll failed" in caplog.text
+
+
+async def test_a_local_ics_file(tmp_path: Path) -> None:
+    """A feed kept in a file (the demo's sample feed): read when it changes, kept when it goes."""
+    ics = tmp_path / "sample.ics"
+    ics.write_bytes(without(AIRBNB, AIRBNB_SECOND))
+    clock = FakeClock(START)
+    sink = RecordingSink()
+    config = feed_config(ics_file=ics, grace_period_s=0)
+    async with FeedPoller("villa-1", config, sink, clock) as poller:
+        assert poller.status.host == "file sample.ics"
+        await poller.poll_once()
+        assert sink.last_uids == [AIRBNB_FIRST]
+        await clock.advance(INTERVAL)
+        await poller.poll_once()
+        assert len(sink.calls) == 1 and poller.status.last_success_at == clock.now()
+        ics.write_bytes(AIRBNB)
+        await clock.advance(INTERVAL)
+        await poller.poll_once()
+        assert sink.last_uids == [AIRBNB_FIRST, AIRBNB_SECOND]
+        ics.unlink()
+        await clock.advance(INTERVAL)
+        await poller.poll_once()
+    warning = poller.status.warning(FeedWarningCode.UNREACHABLE)
+    assert warning is not None and warning.message.startswith("cannot read sample.ics")
+    assert len(sink.calls) == 2

@@ -33,6 +33,8 @@ class IcalFeedConfig(BaseModel):
     key: Annotated[str, Field(pattern=_KEY)]
     url: str | None = Field(default=None, repr=False)
     url_file: Path | None = None
+    # A local .ics file instead of a URL: a sample feed (the demo), or one another tool fetches.
+    ics_file: Path | None = None
     # Platforms refresh their exports every few minutes at best; polling faster only costs.
     interval_s: Annotated[float, Field(ge=60)] = 900.0
     # How long a booking that vanished from the feed keeps its access (see tracker.py).
@@ -46,8 +48,8 @@ class IcalFeedConfig(BaseModel):
 
     @model_validator(mode="after")
     def _checked(self) -> IcalFeedConfig:
-        if (self.url is None) == (self.url_file is None):
-            raise ValueError("give exactly one of url or url_file")
+        if [self.url, self.url_file, self.ics_file].count(None) != 2:
+            raise ValueError("give exactly one of url, url_file or ics_file")
         if self.grace_period_s and self.grace_period_s < self.interval_s:
             # Shorter than one poll, the grace could never see a booking come back.
             raise ValueError("grace_period_s is shorter than interval_s (use 0 for none)")
@@ -79,7 +81,8 @@ class IcalFeedConfig(BaseModel):
         """The export URL, read from `url_file` (first line) when given that way."""
         if self.url is not None:
             return self.url
-        assert self.url_file is not None
+        if self.url_file is None:
+            raise FeedUrlError("the feed is a local file (ics_file), not a URL")
         try:
             text = self.url_file.read_text().strip()
         except OSError as exc:
@@ -90,6 +93,14 @@ class IcalFeedConfig(BaseModel):
             return _checked_url(url)
         except ValueError as exc:
             raise FeedUrlError(f"url_file {self.url_file}: {exc}") from None
+
+    def source_name(self) -> str:
+        """What logs may call the feed's source before it is read: a host, never a URL."""
+        if self.url is not None:
+            return url_host(self.url)
+        if self.ics_file is not None:
+            return f"file {self.ics_file.name}"
+        return "(url_file)"
 
     def stay_rules(self) -> StayRules:
         """The property's zone and check-in/check-out times for all-day events."""

@@ -6,7 +6,9 @@ each failure is named here from its type and status only.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -76,6 +78,27 @@ async def fetch_feed(session: aiohttp.ClientSession, url: str, validators: Valid
         raise FeedUnreachable("the answer was cut short") from None
     except aiohttp.ClientError as exc:
         raise FeedUnreachable(f"request failed ({type(exc).__name__})") from None
+    except ValueError as exc:
+        # yarl's and aiohttp's URL errors quote the URL.
+        raise FeedUnreachable(f"the URL cannot be used ({type(exc).__name__})") from None
+
+
+async def read_file_feed(path: Path, validators: Validators) -> Fetched | NotModified:
+    """Read a local feed file, or say it has not changed (same modification time and size)."""
+    return await asyncio.to_thread(_read_file, path, validators)
+
+
+def _read_file(path: Path, validators: Validators) -> Fetched | NotModified:
+    try:
+        stat = path.stat()
+        version = f"{stat.st_mtime_ns}-{stat.st_size}"
+        if validators.etag == version:
+            return NotModified()
+        if stat.st_size > MAX_FEED_BYTES:
+            raise FeedUnreachable(f"{path.name} is larger than {MAX_FEED_BYTES} bytes")
+        return Fetched(path.read_bytes(), Validators(etag=version))
+    except OSError as exc:
+        raise FeedUnreachable(f"cannot read {path.name} ({exc.strerror or exc})") from None
 
 
 async def _body(response: aiohttp.ClientResponse) -> bytes:

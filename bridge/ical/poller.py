@@ -18,7 +18,14 @@ import aiohttp
 
 from bridge.clock import Clock
 from bridge.ical.config import FeedUrlError, IcalFeedConfig, url_host
-from bridge.ical.fetch import FeedUnreachable, Fetched, Validators, fetch_feed
+from bridge.ical.fetch import (
+    FeedUnreachable,
+    Fetched,
+    NotModified,
+    Validators,
+    fetch_feed,
+    read_file_feed,
+)
 from bridge.ical.model import FeedBooking, ParsedFeed
 from bridge.ical.parse import FeedFormatError, parse_feed
 from bridge.ical.status import FeedStatus, FeedWarningCode
@@ -51,8 +58,7 @@ class FeedPoller:
         self._parsed: ParsedFeed | None = None
         self._tracked = TrackedFeed.empty()
         self._handed: tuple[FeedBooking, ...] | None = None
-        host = url_host(config.url) if config.url is not None else "(url_file)"
-        self._status = FeedStatus(config.key, space_key, host)
+        self._status = FeedStatus(config.key, space_key, config.source_name())
 
     async def __aenter__(self) -> FeedPoller:
         """Open the poller's own HTTP session unless one was given."""
@@ -103,12 +109,8 @@ class FeedPoller:
 
     async def _read(self) -> tuple[FeedBooking, ...] | None:
         """The feed's stays that give access, or None after a failure (already reported)."""
-        assert self._session is not None, "use the poller as an async context manager"
         try:
-            url = self._config.resolved_url()
-            self._status = replace(self._status, host=url_host(url))
-            result = await fetch_feed(self._session, url, self._validators,
-                                      self._config.timeout_s)
+            result = await self._fetch()
         except (FeedUrlError, FeedUnreachable) as exc:
             self._failed(FeedWarningCode.UNREACHABLE, _reason(exc))
             return None
@@ -125,6 +127,14 @@ class FeedPoller:
             self._failed(FeedWarningCode.UNREACHABLE, "HTTP 304 with no feed held")
             return None
         return self._parsed.giving_access()
+
+    async def _fetch(self) -> Fetched | NotModified:
+        if self._config.ics_file is not None:
+            return await read_file_feed(self._config.ics_file, self._validators)
+        assert self._session is not None, "use the poller as an async context manager"
+        url = self._config.resolved_url()
+        self._status = replace(self._status, host=url_host(url))
+        return await fetch_feed(self._session, url, self._validators, self._config.timeout_s)
 
     def _parse(self, body: bytes) -> ParsedFeed | None:
         try:
