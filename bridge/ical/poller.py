@@ -37,7 +37,14 @@ USER_AGENT = "lockbridge-ical/1"
 
 
 class FeedSink(Protocol):
-    """Where a feed's bookings go: the reservations side, which owns access."""
+    """Where a feed's bookings go: the reservations side, which owns access.
+
+    `bookings` is the feed's whole current set, never a delta: each a stay that gives access
+    (kind RESERVATION), keyed by its `uid` within `feed_key`, with aware UTC `starts_at` and
+    `ends_at`. A UID missing from the set is revoked; an empty set revokes all of the feed's
+    stays. `summary` may hold a guest's name (Vrbo): keep it out of logs and the status page.
+    Raising makes the poller offer the same set again at its next poll.
+    """
 
     async def replace_feed_reservations(self, feed_key: str, space_key: str,
                                         bookings: Sequence[FeedBooking]) -> object:
