@@ -352,3 +352,26 @@ async def test_a_local_ics_file(tmp_path: Path) -> None:
     warning = poller.status.warning(FeedWarningCode.UNREACHABLE)
     assert warning is not None and warning.message.startswith("cannot read sample.ics")
     assert len(sink.calls) == 2
+
+
+async def test_retry_after_is_honoured(server: FakeIcalServer) -> None:
+    """A platform that rate-limits (429 with Retry-After) is left alone for as long as it asks,
+    and the interval applies again after."""
+    server.serve("listing", AIRBNB)
+    feed = server.feed("listing")
+    feed.status, feed.retry_after = 429, "3600"
+    async with rig(server) as r:
+        task = asyncio.create_task(r.poller.run(), name="ical-poller")
+        try:
+            await wait_until(lambda: r.clock.pending_sleepers() == 1, "the refused poll")
+            assert r.clock.next_wakeup() == 3600
+            feed.status = None
+            await r.clock.advance(3600)
+            await wait_until(lambda: len(r.sink.calls) == 1 and r.clock.pending_sleepers() == 1,
+                             "the next poll")
+            assert r.clock.next_wakeup() == INTERVAL
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert [q.status for q in server.requests_for("listing")] == [429, 200]

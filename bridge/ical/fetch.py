@@ -16,12 +16,18 @@ import aiohttp
 MAX_FEED_BYTES = 8 * 1024 * 1024
 
 
-class FeedUnreachable(Exception):
-    """The feed could not be read this time; `reason` is safe to log and show."""
+# The longest Retry-After honoured: a platform asking for days is not asking for silence.
+MAX_RETRY_AFTER_S = 6 * 3600.0
 
-    def __init__(self, reason: str) -> None:
+
+class FeedUnreachable(Exception):
+    """The feed could not be read this time; `reason` is safe to log and show, and
+    `retry_after_s` what the server asked us to wait (429/503 Retry-After), if anything."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,8 @@ async def fetch_feed(session: aiohttp.ClientSession, url: str, validators: Valid
             if response.status == 304:
                 return NotModified()
             if response.status != 200:
-                raise FeedUnreachable(f"HTTP {response.status}")
+                wait = _retry_after(response.headers.get("Retry-After"))
+                raise FeedUnreachable(f"HTTP {response.status}", wait)
             body = await _body(response)
             return Fetched(body, Validators(response.headers.get("ETag"),
                                             response.headers.get("Last-Modified")))
@@ -81,6 +88,14 @@ async def fetch_feed(session: aiohttp.ClientSession, url: str, validators: Valid
     except ValueError as exc:
         # yarl's and aiohttp's URL errors quote the URL.
         raise FeedUnreachable(f"the URL cannot be used ({type(exc).__name__})") from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (RFC 9110 10.2.3; only the delay form: an HTTP date needs the
+    wall clock, and the next poll is soon enough then)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER_S)
 
 
 async def read_file_feed(path: Path, validators: Validators) -> Fetched | NotModified:

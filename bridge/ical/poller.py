@@ -65,6 +65,8 @@ class FeedPoller:
         self._parsed: ParsedFeed | None = None
         self._tracked = TrackedFeed.empty()
         self._handed: tuple[FeedBooking, ...] | None = None
+        # What the server last asked us to wait (Retry-After), honoured by `run` once.
+        self._retry_after_s: float | None = None
         self._status = FeedStatus(config.key, space_key, config.source_name())
 
     async def __aenter__(self) -> FeedPoller:
@@ -96,7 +98,12 @@ class FeedPoller:
                               self._status.space_key)
                 self._failed(FeedWarningCode.UNREACHABLE, f"the poll failed "
                              f"({type(exc).__name__})")
-            await self._clock.sleep(self._config.interval_s)
+            await self._clock.sleep(self.next_delay_s())
+
+    def next_delay_s(self) -> float:
+        """Seconds until the next poll: the interval, or longer when the server asked."""
+        asked, self._retry_after_s = self._retry_after_s, None
+        return max(self._config.interval_s, asked or 0.0)
 
     async def poll_once(self) -> None:
         """One read of the feed and, when it was good, the sink told of any change."""
@@ -119,6 +126,8 @@ class FeedPoller:
         try:
             result = await self._fetch()
         except (FeedUrlError, FeedUnreachable) as exc:
+            if isinstance(exc, FeedUnreachable):
+                self._retry_after_s = exc.retry_after_s
             self._failed(FeedWarningCode.UNREACHABLE, _reason(exc))
             return None
         if isinstance(result, Fetched):

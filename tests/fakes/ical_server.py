@@ -4,9 +4,10 @@ It serves feeds at Airbnb's URL shape, /calendar/ical/<name>.ics?s=<secret>, and
 way an HTTP server that supports conditional requests does (RFC 9110 / 9111): a strong ETag
 and a Last-Modified with each body; 304 when If-None-Match names the current ETag, or, when no
 If-None-Match was sent, when If-Modified-Since is not older than Last-Modified. A wrong or
-missing secret is a 404 (Airbnb does not tell a bad token from a missing listing). Faults
-per feed: an HTTP status instead of the body, a delay before answering, a body that is not a
-calendar, validators switched off, the port closed (connection refused).
+missing secret is answered like a missing feed, 404 (what a platform answers then is
+unpublished; any error status takes the same path in the poller). Faults per feed: an HTTP
+status instead of the body (with a Retry-After, if set), a delay before answering, a body
+that is not a calendar, validators switched off, the port closed (connection refused).
 
 Public helpers: `FakeIcalServer(secret)`; `await start()` -> base URL; `await stop()`;
 `url(name)`; `serve(name, body)` / `serve_fixture(name, file)` (a new version: new ETag and
@@ -44,6 +45,8 @@ class FakeFeed:
     version: int = 0
     # Answer this status (with a short text body) instead of the feed.
     status: int | None = None
+    # Sent as Retry-After with `status` (a 429 or 503 that asks for a pause).
+    retry_after: str | None = None
     # Seconds to wait before answering (real time: it is the network).
     delay_s: float = 0.0
     # Send no ETag / no Last-Modified (and so never answer 304 on that validator).
@@ -159,7 +162,8 @@ class FakeIcalServer:
         if feed.delay_s:
             await asyncio.sleep(feed.delay_s)
         if feed.status is not None:
-            return web.Response(status=feed.status, text="Service Unavailable")
+            extra = {"Retry-After": feed.retry_after} if feed.retry_after is not None else {}
+            return web.Response(status=feed.status, text="Service Unavailable", headers=extra)
         headers = {"Content-Type": "text/calendar; charset=utf-8"}
         if feed.etag_enabled:
             headers["ETag"] = feed.etag
