@@ -603,6 +603,9 @@ async def test_fail_next_answers_the_status_once(client: Client, api: FakeIglooh
     api.fail_next(429, retry_after=7)
     status, _, response = await client.call("GET", "/devices")
     assert status == 429 and response.headers["Retry-After"] == "7"
+    api.fail_next("TooManyPendingJobs", path="/jobs/bridges/")
+    assert await client.create_pin("1234") == (409, error("TooManyPendingJobs"))
+    assert api.jobs == {}
     with pytest.raises(ValueError):
         api.fail_next(418)
 

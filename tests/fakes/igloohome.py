@@ -65,15 +65,16 @@ Public helpers (tests use these):
   base URL (serves `/oauth2/token` and `/igloohome/...`); `await stop()`; `requests`
   (every "METHOD /path"); `bodies` (the JSON of each POST to the API).
 * `add_bridge(bridge_id, name=..., online=True)` -> `FakeBridge`; `add_lock(device_id, name,
-  *, bridge=None, battery=90)` -> `FakeIglooLock`; `locks`, `bridges` {deviceId: ...};
+  *, bridge=None, battery=90)` -> `FakeIglooLock`; `link(device_id, bridge_id)`,
+  `unlink(device_id)`; `locks`, `bridges` {deviceId: ...};
   `remove_lock(device_id)` (the lock left the account: not listed, its calls 404);
   `connected_elsewhere` (True: logins work, the device list is empty, device calls 404).
 * `expected_algopin(device_id, kind, start, end, variance)`: the PIN the lock would compute.
 * `run_jobs()`: run every bridge job that is due now; `jobs` {jobId: FakeJob}.
 * Tokens: `issue_token(scopes=None)`; `expire_tokens()` (every access token answers 401);
   `revoke_client()` (the secret is rotated: tokens 401 and the token endpoint refuses).
-* `fail_next(status, *, path=None, times=1, retry_after=None)`: the next matching API call(s)
-  answer `status` with the body of `ERRORS`.
+* `fail_next(error, *, path=None, times=1, retry_after=None)`: the next matching request(s)
+  answer `error` (a code of `ERRORS` such as "TooManyPendingJobs", or a status) with its body.
 * `FakeIglooLock`: `opens(pin, at)`, `enter(pin, at)` (a keypad entry: activates or uses up an
   algoPIN), `custom` {PIN: CustomCode}, `algopins` {pinId: AlgoPin}, `add_keypad_code(...)`
   (a PIN set over Bluetooth), `unreachable` (out of its bridge's range: jobs fail),
@@ -91,6 +92,7 @@ Switches (constructor keywords, also plain attributes to change while running):
 * `job_delay_s` (2.0): how long a bridge takes over one job (unpublished; clients poll every
   2.5 s for up to 45 s [cl-bridge]).
 * `token_ttl_s` (3600): `expires_in` of new tokens (unpublished; Cognito's default).
+* `granted_scopes` (`ALL_SCOPES`): the scopes the iglooaccess client was granted.
 * `rate_limit` (None) calls per `rate_limit_window_s` (1.0) per client, `rate_limited` (False),
   `rate_limit_retry_after` (None): see `_rate_limit_check`.
 * `custom_pin_lengths` ((4, 6)), `algopin_digits` (9), `devices_page_size` (None).
@@ -356,6 +358,7 @@ class FakeIgloohome:
         self.algopin_digits = algopin_digits
         self.devices_page_size = devices_page_size
         self.connected_elsewhere = False
+        # Unpublished: the form of homeId and of every id below; the fake makes its own.
         self.home_id = "home-" + hashlib.sha1(client_id.encode()).hexdigest()[:12]
         self.locks: dict[str, FakeIglooLock] = {}
         self.bridges: dict[str, FakeBridge] = {}
@@ -440,13 +443,15 @@ class FakeIgloohome:
         self.client_secret = secrets.token_hex(16)
         self.tokens.clear()
 
-    def fail_next(self, status: int, *, path: str | None = None, times: int = 1,
+    def fail_next(self, error: int | str, *, path: str | None = None, times: int = 1,
                   retry_after: int | None = None) -> None:
-        """The next `times` calls whose path matches `path` (a regex; None: all) answer
-        `status` with its body from `ERRORS`; nothing else happens."""
-        code = next((c for c, (s, _) in ERRORS.items() if s == status), None)
+        """The next `times` requests whose path matches `path` (a regex; None: all) answer
+        `error` (a code of `ERRORS`, or a status: its first code) with its body; nothing
+        else happens."""
+        code = error if isinstance(error, str) and error in ERRORS else next(
+            (c for c, (status, _) in ERRORS.items() if status == error), None)
         if code is None:
-            raise ValueError(f"no error with status {status} in ERRORS")
+            raise ValueError(f"{error!r} is not in ERRORS")
         self._injected.append({"code": code, "path": path, "times": times,
                                "retry_after": retry_after})
 
