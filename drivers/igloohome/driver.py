@@ -100,7 +100,7 @@ class IgloohomeDriver(AccountDriver[_Lock]):
         self._jobs = BridgeJobs(config, clock, self._account)
 
     async def _open(self) -> None:
-        self._book.load()
+        self._book.prepare()
         await self._account.open()
 
     async def _close(self) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bridge.secrets import PinCipher, load_or_create_key
+from bridge.startup import StartupError
 
 CUSTOM = "custom"
 
@@ -54,19 +55,29 @@ class CodeBook:
         self._next_slot = 1
         self._loaded = False
 
+    def prepare(self) -> None:
+        """Read the file and the key (made on first start); StartupError when unusable."""
+        self.load()
+        self._key()
+
     def load(self) -> None:
         """Read the file (nothing yet when it is missing)."""
         if self._loaded:
             return
-        self._loaded = True
         try:
             data = json.loads(self._path.read_text())
+            self._next_slot = int(data.get("next_slot", 1))
+            for lock_id, records in data.get("locks", {}).items():
+                self._locks[lock_id] = {int(slot): CodeRecord(**record)
+                                        for slot, record in records.items()}
         except FileNotFoundError:
-            return
-        self._next_slot = int(data.get("next_slot", 1))
-        for lock_id, records in data.get("locks", {}).items():
-            self._locks[lock_id] = {int(slot): CodeRecord(**record)
-                                    for slot, record in records.items()}
+            pass
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise StartupError(f"cannot read the Igloohome driver's records {self._path} "
+                               f"({type(exc).__name__})", "restore it from the backup made "
+                               "with the database (without it, custom PINs cannot be "
+                               "deleted through the bridge)") from None
+        self._loaded = True
 
     def of(self, lock_id: str) -> dict[int, CodeRecord]:
         """The lock's records by slot (a live view: change it through `put` and `drop`)."""
