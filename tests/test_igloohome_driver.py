@@ -292,3 +292,87 @@ async def test_a_silent_cloud_times_out(rigs: Callable[..., Awaitable[Rig]]) -> 
             PADLOCK, CodeWrite(None, None, "Guest", key="a")), 3)
     await eventually(lambda: rig.driver.availability(PADLOCK) is Availability.DISCONNECTED,
                      "the account unreachable")
+
+
+async def test_custom_pins_survive_a_restart_sealed(rigs: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await rigs()
+    made = await rig.driver.write_code(DOOR, CodeWrite(None, "864209", "Guest", key="a"))
+    await rig.driver.stop()
+    records = rig.tmp / "igloohome-igloo.json"
+    # The records hold no PIN in clear, and only the service user reads them.
+    assert "864209" not in records.read_text()
+    assert records.stat().st_mode & 0o077 == 0
+    assert (rig.tmp / "igloohome-igloo.key").stat().st_mode & 0o077 == 0
+    # A new driver (the daemon restarted) can still take the PIN off through the bridge.
+    again = IgloohomeDriver(rig.driver._config, SystemClock(), records)
+
+    async def sink(event: DriverEvent) -> None:
+        pass
+
+    await again.start(sink)
+    try:
+        await again.clear_code(DOOR, made.slot)
+        assert "864209" not in rig.fake.locks[DOOR].custom
+    finally:
+        await again.stop()
+
+
+async def test_a_job_the_command_gave_up_on_is_resumed_not_sent_twice(
+        rigs: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await rigs(settings_extra={"job_timeout_s": 0.3})
+    bridge = rig.fake.bridges[BRIDGE]
+    bridge.hold_jobs = True  # the bridge is slow to reach the lock
+    code = CodeWrite(None, "2468", "Guest", key="a")
+    with pytest.raises(RetryLater):
+        await rig.driver.write_code(DOOR, code)
+    bridge.hold_jobs = False
+    again = await rig.driver.write_code(DOOR, CodeWrite(None, "2468", "Guest", key="a",
+                                                        first_sent_at=datetime.now(UTC)))
+    assert "2468" in rig.fake.locks[DOOR].custom
+    assert rig.requests("/jobs/bridges/") == 1 and bridge.jobs_run == 1
+    assert again.pin == "2468"
+
+
+async def test_a_client_without_the_algopin_scope_is_refused_clearly(
+        rigs: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await rigs()
+    rig.fake.granted_scopes = frozenset({"igloohomeapi/get-devices"})
+    rig.fake.expire_tokens()
+    with pytest.raises(CommandRejected) as raised:
+        await rig.driver.write_code(PADLOCK, CodeWrite(None, None, "Guest", key="a"))
+    assert raised.value.reason is RejectReason.UNSUPPORTED and "scope" in str(raised.value)
+
+
+def test_the_settings_keep_secrets_out_of_the_file(tmp_path: Path) -> None:
+    base = {"kind": "igloohome", "client_id": "c"}
+    with pytest.raises(ValueError, match="client_secret"):
+        Config.model_validate(base)
+    with pytest.raises(ValueError, match="https"):
+        Config.model_validate({**base, "client_secret_file": str(tmp_path / "s"),
+                               "url": "http://api.example.com"})
+    Config.model_validate({**base, "client_secret_file": str(tmp_path / "s")})
+
+
+async def test_a_custom_pins_new_window_goes_on_under_the_same_id(
+        rigs: Callable[..., Awaitable[Rig]]) -> None:
+    rig = await rigs()
+    first = await rig.driver.write_code(DOOR, CodeWrite(
+        None, "2468", "Guest", berlin(2026, 7, 1, 15, 0, 2026, 7, 4, 11, 0), key="a"))
+    later = await rig.driver.write_code(DOOR, CodeWrite(
+        first.slot, "2468", "Guest", berlin(2026, 7, 1, 15, 0, 2026, 7, 6, 11, 0), key="a"))
+    assert later.slot == first.slot
+    assert rig.fake.locks[DOOR].custom["2468"].end == datetime(2026, 7, 6, 9, 0, tzinfo=UTC)
+    # A longer stay on an algoPIN lock: a new PIN for the new window, under the same id (the
+    # old PIN ends inside the new window).
+    algo = await rig.driver.write_code(PADLOCK, CodeWrite(
+        None, None, "Guest", berlin(2026, 7, 1, 15, 0, 2026, 7, 4, 11, 0), key="b"))
+    longer = await rig.driver.write_code(PADLOCK, CodeWrite(
+        algo.slot, None, "Guest", berlin(2026, 7, 1, 15, 0, 2026, 7, 6, 11, 0), key="b"))
+    assert longer.slot == algo.slot and longer.pin != algo.pin
+    padlock = rig.fake.locks[PADLOCK]
+    assert padlock.enter(longer.pin, datetime(2026, 7, 1, 14, 0, tzinfo=UTC))  # first use
+    assert padlock.opens(longer.pin, datetime(2026, 7, 5, 9, 0, tzinfo=UTC))
+    # A shorter one cannot be had: the PIN given keeps working to its end.
+    with pytest.raises(CommandRejected, match="cannot be changed"):
+        await rig.driver.write_code(PADLOCK, CodeWrite(
+            algo.slot, None, "Guest", berlin(2026, 7, 1, 15, 0, 2026, 7, 2, 11, 0), key="b"))

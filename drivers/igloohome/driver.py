@@ -172,10 +172,13 @@ class IgloohomeDriver(AccountDriver[_Lock]):
         if mine is not None:
             if (mine.kind, mine.start, mine.end) == plan.key():
                 return self._algopin_result(lock, mine, plan)
-            raise CommandRejected(
-                RejectReason.UNSUPPORTED,
-                "an Igloohome algoPIN cannot be changed (its window is the lock's own "
-                "computation): delete the code and create a new one for the new window")
+            if not _covers(plan, mine):
+                raise CommandRejected(
+                    RejectReason.UNSUPPORTED,
+                    "an Igloohome algoPIN cannot be changed, and its PIN keeps working to its "
+                    "end: a window that is shorter or moved would leave it working outside the "
+                    "new one (delete the code once it has ended and create a new one)")
+            # A longer stay: a new PIN for the new window; the old one ends inside it.
         used = {r.variance for r in records.values() if (r.kind, r.start, r.end) == plan.key()}
         variance = next((v for v in range(1, MAX_VARIANCE + 1) if v not in used), None)
         if variance is None:
@@ -196,7 +199,8 @@ class IgloohomeDriver(AccountDriver[_Lock]):
         if not isinstance(pin, str) or not pin.isdigit():
             raise RetryLater("Igloohome's algoPIN answer has no PIN")
         kind, start, end = plan.key()
-        record = CodeRecord(slot=self._book.new_slot(), kind=kind, start=start, end=end,
+        slot = mine.slot if mine is not None else self._book.new_slot()
+        record = CodeRecord(slot=slot, kind=kind, start=start, end=end,
                             sealed_pin=self._book.seal(pin, lock.device_id), key=code.key,
                             variance=variance, pin_id=str(answer.get("pinId") or ""),
                             made_at=self._clock.now().isoformat())
@@ -234,13 +238,17 @@ class IgloohomeDriver(AccountDriver[_Lock]):
             else:
                 raise CommandRejected(RejectReason.DUPLICATE_PIN,
                                       "another code lockbridge made on the lock has this PIN")
-        if mine is not None and not mine.pending and self._book.pin(mine, lock.device_id) \
-                == pin and (mine.start, mine.end) == (start, end):
+        if mine is not None and mine.pending:
+            # An earlier attempt's job: see it through first (a command that gave up on it).
+            await self._bridge_job(lock, self._jobs.create(lock, mine, code.name, self._book))
+            mine = self._book.of(lock.device_id).get(mine.slot)
+        if mine is not None and self._book.pin(mine, lock.device_id) == pin and \
+                (mine.start, mine.end) == (start, end):
             return WriteResult(mine.slot, pin)
-        if mine is not None and not mine.pending:
+        if mine is not None:
             # A change: the lock takes a PIN's window only with the PIN, so off and on again.
             await self._bridge_job(lock, self._jobs.delete(lock, mine, self._book))
-        record = mine if mine is not None and mine.pending else CodeRecord(
+        record = CodeRecord(
             slot=mine.slot if mine is not None else self._book.new_slot(), kind=CUSTOM,
             start=start, end=end, sealed_pin=self._book.seal(pin, lock.device_id),
             key=code.key, made_at=self._clock.now().isoformat())
@@ -400,6 +408,16 @@ def _unreadable(record: CodeRecord) -> SlotRead:
 
 def _access_name(name: str) -> str:
     return (name.strip() or "lockbridge")[:NAME_MAX]
+
+
+def _covers(plan: windows.AlgoPinPlan, record: CodeRecord) -> bool:
+    """Whether the plan's window holds all of the record's (the old PIN ends inside it)."""
+    if plan.start > datetime.fromisoformat(record.start):
+        return False
+    old_end = record.ends_at()
+    if plan.end is None:
+        return True
+    return old_end is not None and plan.end >= old_end
 
 
 def _made_since(record: CodeRecord, first_sent_at: datetime) -> bool:
