@@ -190,6 +190,10 @@ class WriteResult:
     slot: int
     pin: str
     confirmed: bool = True
+    # What the maker says of the code just set (Igloohome: an algoPIN must be used within 24
+    # hours of its start): `code` a value of `bridge.model.VENDOR_WRITE_WARNINGS`. Shown in the
+    # code's warnings until a later write names other ones.
+    warnings: tuple[DeviceProblem, ...] = ()
 
 
 class DriverEventKind(enum.StrEnum):

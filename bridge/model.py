@@ -36,11 +36,15 @@ class AccessCodeErrorCode(enum.StrEnum):
     # A maker's own names for a refused write (a driver's `CommandRejected.error_code`).
     HUBITAT_DEVICE_PROGRAMMING_DELAY = "hubitat_device_programming_delay"
     HUBITAT_NO_FREE_POSITIONS_AVAILABLE = "hubitat_no_free_positions_available"
+    IGLOOHOME_BRIDGE_OFFLINE = "igloohome_bridge_offline"
+    IGLOOHOME_BRIDGE_TOO_MANY_PENDING_JOBS = "igloohome_bridge_too_many_pending_jobs"
 
 
 # The makers' own write errors: like the generic ones, a later successful write clears them.
 VENDOR_SET_ERRORS = frozenset({AccessCodeErrorCode.HUBITAT_DEVICE_PROGRAMMING_DELAY,
-                               AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE})
+                               AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE,
+                               AccessCodeErrorCode.IGLOOHOME_BRIDGE_OFFLINE,
+                               AccessCodeErrorCode.IGLOOHOME_BRIDGE_TOO_MANY_PENDING_JOBS})
 
 
 class AccessCodeWarningCode(enum.StrEnum):
@@ -54,6 +58,13 @@ class AccessCodeWarningCode(enum.StrEnum):
     CODE_DIFFERS_FROM_REQUESTED = "code_differs_from_requested"
     SCHEDULE_ENFORCED_BY_BRIDGE = "schedule_enforced_by_bridge"
     WILL_NOT_FIT_ON_DEVICE = "will_not_fit_on_device"
+    # A maker's own warnings about the code a write set (a driver's `WriteResult.warnings`).
+    IGLOO_ALGOPIN_MUST_BE_USED_WITHIN_24_HOURS = "igloo_algopin_must_be_used_within_24_hours"
+
+
+# The warnings a driver names on a write: each write replaces them with the ones it names.
+VENDOR_WRITE_WARNINGS = frozenset({
+    AccessCodeWarningCode.IGLOO_ALGOPIN_MUST_BE_USED_WITHIN_24_HOURS})
 
 
 class DeviceErrorCode(enum.StrEnum):

@@ -11,11 +11,13 @@ from typing import Any
 from bridge.driver import CodeWrite, LockCapabilities, RejectReason, WriteResult
 from bridge.engine.issues import RETRYABLE_ERRORS, SET_ERRORS, drop_codes, with_issue
 from bridge.model import (
+    VENDOR_WRITE_WARNINGS,
     AccessCodeErrorCode,
     AccessCodeType,
     AccessCodeWarningCode,
     Event,
     EventType,
+    Issue,
 )
 from bridge.planner import holds_wanted, outcome_known, uses_native_schedule
 from bridge.records import CodeRecord, DeviceRecord, Held
@@ -107,7 +109,18 @@ def written(code: CodeRecord, request: CodeWrite, result: WriteResult,
             code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
             "This lock generates its own PINs; the code set is the lock's",
             now) if code.requested_code else code.warnings
+    changed["warnings"] = _vendor_warnings(changed.get("warnings", code.warnings), result, now)
     return outcome_known(replace(code, **changed)), verified
+
+
+def _vendor_warnings(warnings: tuple[Issue, ...], result: WriteResult,
+                     now: datetime) -> tuple[Issue, ...]:
+    """The maker's warnings the write named, in place of those an earlier write named."""
+    named = {str(p.code) for p in result.warnings}
+    warnings = drop_codes(warnings, {str(c) for c in VENDOR_WRITE_WARNINGS} - named)
+    for problem in result.warnings:
+        warnings = with_issue(warnings, problem.code, problem.message, now)
+    return warnings
 
 
 def cleared(code: CodeRecord, slot: int, keep_slot: bool, now: datetime) -> CodeRecord:

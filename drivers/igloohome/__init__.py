@@ -1,0 +1,1 @@
+"""Igloohome locks through the iglooaccess cloud API (algoPINs and bridge jobs)."""
