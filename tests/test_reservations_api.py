@@ -45,6 +45,7 @@ drivers:
       - {{id: side, name: Side door}}
       - {{id: gate, name: Gate}}
       - {{id: vault, name: Vault}}
+      - {{id: keypad, name: Offline keypad, preset: algorithmic}}
 """
 
 
@@ -231,14 +232,28 @@ def test_a_window_off_the_slots_fails_to_issue(seam: Seam, api: httpx.Client,
     assert seam.access_codes.list(device_id=locks["Vault"]) == []
 
 
+def test_an_offline_lock_gets_its_own_pin(daemon: Daemon, seam: Seam, api: httpx.Client,
+                                          locks: dict[str, str]) -> None:
+    starts, ends = _stay(-0.2, 6)
+    grant = seam.access_grants.create(
+        requested_access_methods=[{"mode": "code", "code": "591734"}],
+        device_ids=[locks["Offline keypad"]], starts_at=starts, ends_at=ends)
+    method = wait_until(lambda: next(
+        (m for m in seam.access_methods.list(access_grant_id=grant.access_grant_id)
+         if m.is_issued), None), what="offline lock's method issued")
+    daemon.pins.add(method.code)
+    assert method.code and method.code != "591734"
+    assert method.code in daemon.slots("keypad").values()
+    run = api.get("/automation_runs/list",
+                  params={"trigger": "access_grants/create"}).json()["automation_runs"]
+    assert any("generated_only" in s for r in run for s in r["pin_substitutions"])
+
+
 def test_runs_cli(daemon: Daemon, seam: Seam) -> None:
     starts, ends = _stay(1, 3)
     seam.customers.push_data(customer_key="pm-cli", reservations=[
         {"reservation_key": "res-cli", "starts_at": starts, "ends_at": ends,
          "space_keys": ["nowhere"]}])
-    runs = json.loads(daemon.cli("runs", "--json").stdout)
-    mine = [r for r in runs if r["customer_key"] == "pm-cli"]
-    assert mine and any("no space with key 'nowhere'" in e for e in mine[-1]["errors"])
-    text = daemon.cli("runs").stdout
-    assert "push_data" in text and "nowhere" in text
+    text = daemon.cli("runs", "--limit", "3").stdout
+    assert "push_data  pm-cli" in text and "error: res-cli: no space with key 'nowhere'" in text
     assert all(p not in text for p in daemon.pins)

@@ -11,7 +11,7 @@ from bridge.api import automation_models as am
 from bridge.api.errors import not_found
 from bridge.api.paging import page
 from bridge.api.routes import Body, Call, Route
-from bridge.reservations.apply import is_issued, method_codes
+from bridge.reservations.apply import method_codes, shown_issued
 from bridge.reservations.records import (
     AccessGrant,
     AccessMethod,
@@ -279,12 +279,12 @@ class AutomationRoutes:
                 "created_access_method_ids": method_ids}],
             "errors": [], "warnings": [], "pending_mutations": [],
             "display_status": "issued" if methods and all(
-                is_issued(m, self.service.app.state.codes) for m in methods) else "pending",
+                shown_issued(m, self.service.app.state.codes) for m in methods) else "pending",
         }
 
     def _method(self, method: AccessMethod) -> Body:
         codes = method_codes(method, self.service.app.state.codes)
-        issued = is_issued(method, self.service.app.state.codes)
+        issued = shown_issued(method, self.service.app.state.codes)
         pin = next((c.code for c in codes.values() if c is not None and c.code), None)
         errors = [{"error_code": "failed_to_issue", "message": f"{device_id}: {why}",
                    "created_at": iso(method.created_at)}

@@ -162,7 +162,11 @@ class GrantApplier:
                 # The method names the code before it exists: a crash between the two
                 # leaves a method whose code is missing, which the next push re-issues.
                 method = replace(method, codes={**method.codes, device_id: code_id})
-                await self._create(grant, device_id, plan, code_id)
+                made = await self._create(grant, method, plan, code_id)
+                if plan.pin is not None and made.code not in (None, plan.pin):
+                    # The engine saw a clash the plan did not (the issued code is the truth).
+                    log.substitutions.append(f"{device_id}: in_use: the lock's codes left "
+                                             "another PIN to use")
                 log.add(grant, device_id, "created" if code is None else "reissued")
                 return method
             return await self._update(grant, method, plan, code, log)
@@ -171,16 +175,19 @@ class GrantApplier:
             log.add(grant, device_id, "failed", str(exc))
             return method
 
-    async def _create(self, grant: AccessGrant, device_id: str, plan: LockPlan,
-                      code_id: str) -> None:
+    async def _create(self, grant: AccessGrant, method: AccessMethod, plan: LockPlan,
+                      code_id: str) -> CodeRecord:
+        device = self._app.state.device(plan.device_id)
         request = CodeRequest(
             name=grant.name or grant.reservation_key or "Access grant",
             preferred_code=plan.pin, starts_at=plan.starts_at, ends_at=plan.ends_at,
             # A code removed at the keypad stays off until the grant is pushed again (seed
             # 000: re-push is the fix), rather than being fought over with staff.
             allow_external_modification=True,
-            common_code_key=f"access_grant:{grant.access_grant_id}" if plan.pin else None)
-        await self._app.create_code(device_id, request, access_code_id=code_id)
+            # The locks of one method share its PIN (Seam's common code key).
+            common_code_key=f"access_method:{method.access_method_id}" if plan.pin else None,
+            use_backup_access_code_pool=device.backup_pool_enabled or None)
+        return await self._app.create_code(plan.device_id, request, access_code_id=code_id)
 
     async def _update(self, grant: AccessGrant, method: AccessMethod, plan: LockPlan,
                       code: CodeRecord, log: RunLog) -> AccessMethod:
@@ -227,6 +234,13 @@ def is_issued(method: AccessMethod, codes: Mapping[str, CodeRecord]) -> bool:
     """True when every lock of the method holds its PIN (and it has at least one)."""
     held = method_codes(method, codes)
     return bool(held) and not method.refused and all(issued_now(c) for c in held.values())
+
+
+def shown_issued(method: AccessMethod, codes: Mapping[str, CodeRecord]) -> bool:
+    """`is_issued` as the API shows it: issued now, and told so (access_method.issued or
+    reissued already emitted), so a client never sees it before the event."""
+    return method.issued_at is not None and not method.reissue_pending \
+        and is_issued(method, codes)
 
 
 def when(value: datetime | None) -> str | None:
