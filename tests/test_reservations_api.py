@@ -174,6 +174,22 @@ def test_push_repush_and_delete(daemon: Daemon, seam: Seam, api: httpx.Client,
     codes = seam.access_codes.list(device_id=locks["Front door"])
     assert any(c.code == "735193" and c.ends_at.startswith(later_ends[:16]) for c in codes)
 
+    # A code deleted outright comes back with the PIN the guest holds.
+    back_method = by_code[back_pin]
+    back_code = next(c for c in seam.access_codes.list(device_id=locks["Back door"])
+                     if c.code == back_pin)
+    seam.access_codes.delete(access_code_id=back_code.access_code_id)
+    wait_until(lambda: back_pin not in daemon.slots("back").values(), what="back code gone")
+    seam.customers.push_data(customer_key="pm-1", reservations=[
+        {"reservation_key": "res-1", "user_identity_key": "guest-ana", "starts_at": starts,
+         "ends_at": later_ends, "space_keys": ["house"], "preferred_code": "735193"}])
+    wait_until(lambda: back_pin in daemon.slots("back").values(), what="back code re-issued")
+    wait_until(lambda: any(e["access_method_id"] == back_method.access_method_id
+                           for e in _events(api, "access_method.reissued")),
+               what="the back door's access_method.reissued")
+    assert seam.access_methods.get(access_method_id=back_method.access_method_id).code == \
+        back_pin
+
     # delete_data revokes at once: the codes are on their way off before the answer.
     seam.customers.delete_data(reservation_keys=["res-1"])
     assert seam.access_grants.list(reservation_key="res-1") == []

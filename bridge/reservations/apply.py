@@ -77,7 +77,7 @@ class GrantApplier:
         devices = [d for d in grant.device_ids if d in self._app.state.devices]
         for missing in set(grant.device_ids) - set(devices):
             log.add(grant, missing, "skipped", "no such lock")
-        views = [self._view(device_id, current.get(device_id, (None, None))[1])
+        views = [self._view(device_id, *current.get(device_id, (None, None)))
                  for device_id in devices]
         plans = plan_locks(grant.requested_code, views, grant.starts_at, grant.ends_at,
                            self._rng, self._rules.preferred_allowed(grant.customer_key))
@@ -115,15 +115,21 @@ class GrantApplier:
 
     # -- one lock ------------------------------------------------------------------------
 
-    def _view(self, device_id: str, code: CodeRecord | None) -> LockView:
+    def _view(self, device_id: str, method: AccessMethod | None,
+              code: CodeRecord | None) -> LockView:
         device = self._app.state.devices[device_id]
         mine = code.access_code_id if code is not None else None
+        current = code.code if code is not None and not code.deleted else None
+        if current is None and method is not None:
+            # The code is gone (deleted, or lost with the lock's memory): the guest still
+            # holds the PIN that was issued, so it goes back on where it fits.
+            current = method.issued_code
         taken = tuple(c.code for c in self._app.state.codes_of(device_id)
                       if c.code and not c.deleted and c.access_code_id != mine)
         return LockView(device_id, device.info.constraints,
                         generates_pins=device.info.capabilities.algorithmic_pins,
                         taken=taken,
-                        current_pin=code.code if code is not None and not code.deleted else None,
+                        current_pin=current,
                         slot_rule=self._rules.slot_rules.get(device.external_id),
                         time_zone=device.time_zone)
 
