@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -62,10 +62,13 @@ def issued_now(code: CodeRecord | None) -> bool:
 class GrantApplier:
     """Creates, moves, re-issues and removes the managed codes of access grants."""
 
-    def __init__(self, app: Application, rules: Rules, rng: random.Random) -> None:
+    def __init__(self, app: Application, rules: Rules, rng: random.Random,
+                 persist: Callable[[AccessGrant, AccessMethod], Awaitable[None]]) -> None:
         self._app = app
         self._rules = rules
         self._rng = rng
+        # Stores a grant and a method before a code of it is created (see _apply_lock).
+        self._persist = persist
 
     async def apply(self, grant: AccessGrant, methods: list[AccessMethod],
                     log: RunLog) -> list[AccessMethod]:
@@ -166,9 +169,15 @@ class GrantApplier:
                 if device_id in method.codes and method.issued_at is not None:
                     method = replace(method, reissue_pending=True)
                 # The method names the code before it exists: a crash between the two
-                # leaves a method whose code is missing, which the next push re-issues.
+                # leaves a method whose code is missing, which the next push re-issues,
+                # never a code no method knows of.
                 method = replace(method, codes={**method.codes, device_id: code_id})
-                made = await self._create(grant, method, plan, code_id)
+                await self._persist(grant, method)
+                try:
+                    made = await self._create(grant, method, plan, code_id)
+                except EngineError:
+                    method = replace(method, codes=_without(method.codes, device_id))
+                    raise
                 if plan.pin is not None and made.code not in (None, plan.pin):
                     # The engine saw a clash the plan did not (the issued code is the truth).
                     log.substitutions.append(f"{device_id}: in_use: the lock's codes left "

@@ -106,7 +106,8 @@ class ReservationService:
                  rng: random.Random | None = None) -> None:
         self.app = app
         self.state = AutomationState()
-        self._applier = GrantApplier(app, rules or Rules(), rng or random.Random())
+        self._applier = GrantApplier(app, rules or Rules(), rng or random.Random(),
+                                     self._persist)
         self._lock = asyncio.Lock()
         self.issuance = Issuance(app, self.state, self._lock)
 
@@ -145,6 +146,10 @@ class ReservationService:
             self._check_devices(device_ids)
         async with self._lock:
             current = self.space(space.space_id)
+            other = self.state.space_by_key(space_key) if space_key is not None else None
+            if other is not None and other.space_id != current.space_id:
+                raise EngineError(ErrorKind.INVALID_INPUT, f"space_key {space_key!r} is taken",
+                                  "space_key")
             updated = replace(current, name=name if name is not None else current.name,
                               space_key=space_key if space_key is not None
                               else current.space_key,
@@ -415,6 +420,9 @@ class ReservationService:
                             tuple(log.ignored))
         await self.state.commit(self.app, Change(run=run))
         return run
+
+    async def _persist(self, grant: AccessGrant, method: AccessMethod) -> None:
+        await self.state.commit(self.app, Change(put=[grant, method]))
 
     def _identity_id(self, key: str) -> str:
         known = self.state.identities.get(key)
