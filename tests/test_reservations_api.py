@@ -246,6 +246,8 @@ def test_a_window_off_the_slots_fails_to_issue(seam: Seam, api: httpx.Client,
                   params={"trigger": "access_grants/create"}).json()["automation_runs"][-1]
     assert any("time_slots" in e for e in run["errors"])
     assert seam.access_codes.list(device_id=locks["Vault"]) == []
+    assert any(e["access_method_id"] == method.access_method_id
+               for e in _events(api, "access_method.failed_to_issue"))
 
 
 def test_an_offline_lock_gets_its_own_pin(daemon: Daemon, seam: Seam, api: httpx.Client,

@@ -379,6 +379,10 @@ class ReservationService:
                 **grant_data, "starts_at": grant.starts_at.isoformat(),
                 "ends_at": grant.ends_at.isoformat()}))
         keep = [m for m in applied if m.codes or m.refused]
+        before_refused = {m.access_method_id: m.refused for m in methods}
+        events += [new_event(self.app, EventType.ACCESS_METHOD_FAILED_TO_ISSUE, {
+            **method_event_data(m, grant), "message": "; ".join(m.refused.values())})
+            for m in keep if set(m.refused) - set(before_refused.get(m.access_method_id, {}))]
         empty = [m for m in applied if not (m.codes or m.refused)
                  and m.access_method_id in self.state.methods]
         events += [new_event(self.app, EventType.ACCESS_METHOD_DELETED,
