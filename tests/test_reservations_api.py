@@ -209,6 +209,8 @@ def test_access_grants_directly(daemon: Daemon, seam: Seam, api: httpx.Client,
         device_ids=[locks["Side door"]], space_keys=["loft"], starts_at=starts, ends_at=ends,
         name="Plumber", access_grant_key="job-7")
     assert grant.access_grant_key == "job-7" and len(grant.access_method_ids) == 1
+    assert any(e["access_grant_id"] == grant.access_grant_id and
+               e["access_grant_key"] == "job-7" for e in _events(api, "access_grant.created"))
     assert seam.access_grants.get(access_grant_key="job-7").access_grant_id == \
         grant.access_grant_id
     method = wait_until(lambda: next(

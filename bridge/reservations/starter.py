@@ -14,6 +14,7 @@ from bridge.reservations.apply import Rules
 from bridge.reservations.decide import SlotRule
 from bridge.reservations.records import SOURCE_CONFIG
 from bridge.reservations.service import NotFound, ReservationInput, ReservationService
+from bridge.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -43,14 +44,18 @@ async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup
     await service.load(bridge.store)
     bridge.engine.subscribe(service.issuance.on_events)
     bridge.extras[EXTRA_KEY] = service
-    for space in config.spaces:
-        try:
-            await declare_space(service, space)
-        except (EngineError, NotFound) as exc:
-            _LOG.error("space %s from the configuration refused: %s", space.key, exc)
-    # Codes may have been set while the daemon was down: tell of methods issued meanwhile.
-    async with asyncio.timeout(30):
+    try:
+        for space in config.spaces:
+            try:
+                await declare_space(service, space)
+            except (EngineError, NotFound) as exc:
+                _LOG.error("space %s from the configuration refused: %s", space.key, exc)
+        # Codes may have been set while the daemon was down: tell of methods issued meanwhile.
         await service.issuance.check_all()
+    except StoreUnavailable:
+        # The store logged its outage; declared spaces are applied at the next start, and
+        # methods are checked again as their codes change.
+        _LOG.warning("reservation automations: the store cannot write; declared spaces wait")
     return [group.create_task(service.issuance.run(), name="reservations")]
 
 
