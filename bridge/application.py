@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
-from bridge.model import AccessCodeType
+from bridge.model import AccessCodeType, Event
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
 
@@ -188,6 +188,13 @@ class Application:
         if is_managed is False and device.is_managed:
             device = await self._engine.unmanage_device(device_id, on_commit=_writer(receipt))
         return device
+
+    # -- automations -------------------------------------------------------------------------
+
+    async def record(self, events: list[Event], writer: Callable[[Tx], None] | None) -> None:
+        """Commit an automation's own rows (`writer`) with its events in one transaction; the
+        upstream and every listener hear of the events (bridge/reservations/)."""
+        await self._engine.record_events(events, on_commit=writer)
 
     # -- helpers ---------------------------------------------------------------------------
 

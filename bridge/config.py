@@ -149,6 +149,50 @@ class DeclaredCode(_Strict):
         return value
 
 
+class DeclaredReservation(_Strict):
+    """A reservation the configuration pushes once (the demo's guest stay)."""
+
+    key: Annotated[str, Field(min_length=1, max_length=200)]
+    guest: str | None = None
+    starts_at: str
+    ends_at: str
+    code: Annotated[str, Field(pattern=r"^[0-9]{3,12}$")] | None = None
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _time_or_offset(cls, value: str) -> str:
+        # Only the form is checked here; the daemon resolves offsets against its clock.
+        parse_time_or_offset(value, SystemClock().now())
+        return value
+
+
+class DeclaredSpace(_Strict):
+    """A space (a flat, a room) and its locks, by the locks' ids in their drivers."""
+
+    key: Annotated[str, Field(min_length=1, max_length=200)]
+    name: str
+    devices: list[str] = []
+    reservations: list[DeclaredReservation] = []
+
+
+class TimeSlotRule(_Strict):
+    """A lock that only takes windows on fixed slots from local midnight (Dormakaba-style)."""
+
+    minutes: Annotated[int, Field(ge=1, le=1440)]
+    # Widen a window to the slots around it; false: such a window fails to issue.
+    widen: bool = True
+
+
+class AutomationsConfig(_Strict):
+    """Reservation automations' rules (docs/automations.md)."""
+
+    # Where PINs come from: the reservation's or grant's preferred code, else generated.
+    pin_source: Literal["preferred", "generated"] = "preferred"
+    pin_source_by_customer: dict[str, Literal["preferred", "generated"]] = {}
+    # Lock id (as under `devices:`) -> its time slots.
+    time_slots: dict[str, TimeSlotRule] = {}
+
+
 class UpstreamConfig(_Strict):
     """The websocket to the operator's cloud (docs/upstream-protocol.md)."""
 
@@ -204,6 +248,8 @@ class Config(_Strict):
     drivers: list[dict[str, Any]] = []
     devices: dict[str, DeviceOverride] = {}
     codes: list[DeclaredCode] = []
+    spaces: list[DeclaredSpace] = []
+    automations: AutomationsConfig = AutomationsConfig()
     upstream: UpstreamConfig | None = None
 
 
@@ -316,6 +362,7 @@ def load_config(path: Path, text: str | None = None) -> LoadedConfig:
             problems.append(ConfigProblem(_line(lines, key), ".".join(key),
                                           f"no property {override.property!r} is defined"))
     problems.extend(_api_problems(config.api, lines))
+    problems.extend(_space_problems(config.spaces, lines))
     if problems:
         raise ConfigError(path, problems)
     return LoadedConfig(path=path, config=config, drivers=tuple(driver_configs))
@@ -515,6 +562,25 @@ def _api_problems(api: ApiConfig, lines: dict[tuple[str, ...], int]) -> Iterator
                                      "HTTPS with api.tls_cert_file and api.tls_key_file, or set "
                                      "api.allow_plain_http: true to accept plain HTTP on this "
                                      "network (or keep host 127.0.0.1)")
+
+
+def _space_problems(spaces: list[DeclaredSpace],
+                    lines: dict[tuple[str, ...], int]) -> Iterator[ConfigProblem]:
+    """Space keys and reservation keys used twice."""
+    seen: set[str] = set()
+    booked: set[str] = set()
+    for index, space in enumerate(spaces):
+        if space.key in seen:
+            where: tuple[str, ...] = ("spaces", str(index), "key")
+            yield ConfigProblem(_line(lines, where), ".".join(where),
+                                f"space key {space.key!r} is used twice")
+        seen.add(space.key)
+        for number, stay in enumerate(space.reservations):
+            if stay.key in booked:
+                where = ("spaces", str(index), "reservations", str(number), "key")
+                yield ConfigProblem(_line(lines, where), ".".join(where),
+                                    f"reservation key {stay.key!r} is used twice")
+            booked.add(stay.key)
 
 
 def _line(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:

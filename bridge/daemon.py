@@ -304,6 +304,8 @@ async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asynci
 StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[None]]]]
 # "module:function" of each component's starter; a module not present in this build is skipped.
 STARTERS: tuple[str, ...] = (
+    # Before the API, whose automation routes use it.
+    "bridge.reservations.starter:start_reservations",
     "bridge.api.server:start_api",
     "bridge.upstream.link:start_upstream",
     "bridge.statebackup:start_state_backup",

@@ -119,6 +119,14 @@ class EventType(enum.StrEnum):
     DEVICE_CONVERTED_TO_UNMANAGED = "device.converted_to_unmanaged"
     DEVICE_UNMANAGED_CONVERTED_TO_MANAGED = "device.unmanaged.converted_to_managed"
     LOCK_UNLOCKED = "lock.unlocked"
+    # Reservation automations (bridge/reservations/).
+    ACCESS_GRANT_CREATED = "access_grant.created"
+    ACCESS_GRANT_DELETED = "access_grant.deleted"
+    ACCESS_GRANT_ACCESS_TIMES_CHANGED = "access_grant.access_times_changed"
+    ACCESS_METHOD_ISSUED = "access_method.issued"
+    ACCESS_METHOD_REISSUED = "access_method.reissued"
+    ACCESS_METHOD_DELETED = "access_method.deleted"
+    ACCESS_METHOD_FAILED_TO_ISSUE = "access_method.failed_to_issue"
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,25 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at TEXT NOT NULL
     );
     """,
+    # v3: reservation automations (bridge/reservations/): one JSON document per row, its PINs
+    # (a grant's requested code) sealed apart; automation runs in the order they happened.
+    """
+    CREATE TABLE spaces (id TEXT PRIMARY KEY, record TEXT NOT NULL, secrets BLOB);
+    CREATE TABLE user_identities (id TEXT PRIMARY KEY, record TEXT NOT NULL, secrets BLOB);
+    CREATE TABLE reservations (id TEXT PRIMARY KEY, record TEXT NOT NULL, secrets BLOB);
+    CREATE TABLE access_grants (id TEXT PRIMARY KEY, record TEXT NOT NULL, secrets BLOB);
+    CREATE TABLE access_methods (id TEXT PRIMARY KEY, record TEXT NOT NULL, secrets BLOB);
+    CREATE TABLE automation_runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL,
+        secrets BLOB
+    );
+    """,
 )
+# Tables that hold one JSON document per id (Tx.put_document, Reader.documents).
+DOCUMENT_TABLES = frozenset({"spaces", "user_identities", "reservations", "access_grants",
+                             "access_methods", "automation_runs"})
 # kv keys of the upstream link.
 UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
 UPSTREAM_LAST_COMMAND = "upstream.last_command_id"
@@ -292,6 +310,20 @@ class Tx:
         self._conn.execute(
             "DELETE FROM upstream_commands WHERE rowid <= "
             "(SELECT max(rowid) FROM upstream_commands) - ?", (keep,))
+
+    def put_document(self, table: str, doc_id: str, record: dict[str, Any],
+                     secrets: dict[str, Any] | None = None) -> None:
+        """Insert or replace one document of a DOCUMENT_TABLES table; `secrets` are sealed."""
+        sealed = self._cipher.seal(json.dumps(secrets), f"{table}:{doc_id}") if secrets \
+            else None
+        self._conn.execute(
+            f"INSERT INTO {_document_table(table)} (id, record, secrets) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET record = excluded.record, "
+            "secrets = excluded.secrets", (doc_id, json.dumps(record), sealed))
+
+    def drop_document(self, table: str, doc_id: str) -> None:
+        """Forget one document of a DOCUMENT_TABLES table."""
+        self._conn.execute(f"DELETE FROM {_document_table(table)} WHERE id = ?", (doc_id,))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Raw SQL for the few callers that need it (outbox trimming, tests)."""
@@ -724,6 +756,13 @@ class Reader:
         oldest = self._conn.execute("SELECT min(seq) FROM events").fetchone()[0]
         return (int(oldest) if oldest is not None else newest + 1), newest
 
+    def documents(self, table: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every document of a DOCUMENT_TABLES table, oldest first: (record, secrets)."""
+        rows = self._conn.execute(
+            f"SELECT id, record, secrets FROM {_document_table(table)} ORDER BY rowid")
+        return [(json.loads(record), json.loads(self._cipher.open(sealed, f"{table}:{doc_id}"))
+                 if sealed is not None else {}) for doc_id, record, sealed in rows]
+
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single integer from a query."""
         return int(self._conn.execute(sql, params).fetchone()[0])
@@ -739,6 +778,13 @@ class Reader:
     def _code(self, row: tuple[str, str, bytes]) -> CodeRecord:
         code_id, public, sealed = row
         return code_from_row(json.loads(public), json.loads(self._cipher.open(sealed, code_id)))
+
+
+def _document_table(table: str) -> str:
+    """`table` when it is a document table (never SQL from elsewhere), else ValueError."""
+    if table not in DOCUMENT_TABLES:
+        raise ValueError(f"{table!r} is not a document table")
+    return table
 
 
 def _statements(script: str) -> list[str]:

@@ -16,10 +16,15 @@ _OBJECT_KEYS = {
     "generated_code": "generated_code", "events": "event", "event": "event",
     "action_attempt": "action_attempt", "action_attempts": "action_attempt",
     "pagination": "pagination",
+    # Reservation automations (bridge/api/automations.py).
+    "space": "space", "spaces": "space", "access_grant": "access_grant",
+    "access_grants": "access_grant", "access_method": "access_method",
+    "access_methods": "access_method", "automation_runs": "automation_run",
 }
 # Answer keys that are plain values, not objects (lockbridge's own routes).
 _SCALAR_KEYS: dict[str, dict[str, Any]] = {
     "driver": {"type": "string"}, "open_for_s": {"type": "integer"},
+    "automation_run_id": {"type": "string"},
 }
 
 
@@ -135,6 +140,10 @@ def _component_schemas() -> dict[str, Any]:
         "generated_code": {**loose, "required": ["device_id", "code"]},
         "event": {**loose, "required": ["event_id", "event_type", "occurred_at"]},
         "action_attempt": {**loose, "required": ["action_attempt_id", "action_type", "status"]},
+        "space": {**loose, "required": ["space_id", "name"]},
+        "access_grant": {**loose, "required": ["access_grant_id", "starts_at", "ends_at"]},
+        "access_method": {**loose, "required": ["access_method_id", "mode", "is_issued"]},
+        "automation_run": {**loose, "required": ["automation_run_id", "trigger"]},
         "pagination": {**loose, "required": ["has_next_page", "next_page_cursor",
                                              "next_page_url"]},
         "error_response": {

@@ -77,9 +77,14 @@ class Api:
         self.store = store
         self.bridge_id = bridge_id
         self.attempts = attempts
+        # Route groups kept in their own modules (the automations' bridge/api/automations.py).
+        self.extensions: list[Callable[[], list[Route]]] = []
 
     def routes(self) -> list[Route]:
         """Every endpoint with the method Seam's SDK uses and POST, which other clients use."""
+        return [*self._core_routes(), *(r for more in self.extensions for r in more())]
+
+    def _core_routes(self) -> list[Route]:
         get, patch, delete = ("GET", "POST"), ("PATCH", "POST", "PUT"), ("DELETE", "POST")
         return [
             Route("/devices/list", get, m.DevicesList, self.devices_list,

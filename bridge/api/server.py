@@ -97,7 +97,13 @@ async def build_api(bridge: Bridge) -> Api:
     attempts = ActionAttempts(bridge.engine, bridge.store,
                               lambda code: access_code_json(code, app.state, bridge_id))
     await attempts.load()
-    return Api(app, bridge.drivers, bridge.store, bridge_id, attempts)
+    api = Api(app, bridge.drivers, bridge.store, bridge_id, attempts)
+    automations = bridge.extras.get("reservations")
+    if automations is not None:
+        from bridge.api.automations import AutomationRoutes
+
+        api.extensions.append(AutomationRoutes(automations, bridge_id).routes)
+    return api
 
 
 def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,

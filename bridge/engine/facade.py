@@ -22,7 +22,7 @@ from bridge.engine.registry import LockRegistry
 from bridge.engine.requests import CodeRequest, Requests
 from bridge.engine.state import EngineState, EventListener
 from bridge.engine.worker import LockWorker, WorkerLoop
-from bridge.model import AccessCodeStatus
+from bridge.model import AccessCodeStatus, Event
 from bridge.planner import Policy, next_command, outcome_unknown
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.store import IntentOp, Store, Tx
@@ -261,6 +261,12 @@ class Engine:
                           ) -> tuple[CodeRecord, CodeRecord]:
         """Hand out a backup for a time-bound code: (backup, original). Repeats return the same."""
         return await self._pool.pull(access_code_id, automatic, on_commit)
+
+    async def record_events(self, events: Sequence[Event],
+                            on_commit: Callable[[Tx], None] | None = None) -> None:
+        """Commit events no code change carries (an automation's access_method.issued), with
+        `on_commit`'s rows in the same transaction; every listener hears of them."""
+        await self._state.commit(events=events, extra=on_commit)
 
     async def restore_codes(self, codes: Sequence[CodeRecord],
                             on_commit: Callable[[Tx], None]) -> None:
