@@ -142,8 +142,10 @@ def test_sigkill_while_writing_loses_nothing_committed(tmp_path: Path) -> None:
     start = 0
     for round_no in range(12):
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "store_writer.py"), str(db), key.hex(),
-             str(start)], stdout=subprocess.PIPE, text=True, env=env)
+            # As a module from the checkout: run as a file, its folder would come first on
+            # sys.path and tests/drivers/ would hide the real drivers package.
+            [sys.executable, "-m", "tests.store_writer", str(db), key.hex(), str(start)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         reported: list[int] = []
         deadline = time.monotonic() + 30
