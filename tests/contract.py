@@ -2,7 +2,7 @@
 
 To run it on a driver, subclass the variant for how its locks keep codes and give it a
 `subject` fixture that yields a started driver with one lock, and the means to look inside that
-lock (see tests/test_contract.py for the simulator and the MQTT drivers):
+lock (see tests/drivers/test_contract.py for the simulator and the MQTT drivers):
 
     class TestMyDriver(DriverContract):          # IdDriverContract for a lock that numbers
         @pytest.fixture                          # codes itself (Addressing.ID)
