@@ -1,6 +1,6 @@
 """Pure decisions of reservation automations: which PIN each lock of an access grant gets (and
 which rule replaced a preferred one), and the window a lock with fixed time slots can take.
-No I/O: values in, values out (tests/test_reservations_decide.py)."""
+No I/O: values in, values out (tests/reservations/test_reservations_decide.py)."""
 
 from __future__ import annotations
 

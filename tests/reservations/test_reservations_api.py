@@ -15,7 +15,7 @@ import pytest
 from seam import Seam
 from seam.exceptions import SeamHttpApiError
 
-from .api_helpers import Daemon, assert_valid, start_daemon, wait_until
+from tests.api_helpers import Daemon, assert_valid, start_daemon, wait_until
 
 pytestmark = pytest.mark.slow
 

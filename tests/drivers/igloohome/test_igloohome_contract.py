@@ -1,7 +1,7 @@
 """The driver contract's id-addressed variant (tests/contract.py) run on the Igloohome driver
 against the independent fake of the iglooaccess API (tests/fakes/igloohome.py), on a lock linked
 to a bridge (custom PINs; an algoPIN lock picks its own PINs, which the contract's creates
-cannot take: tests/test_igloohome_driver.py covers those)."""
+cannot take: tests/drivers/igloohome/test_igloohome_driver.py covers those)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from bridge.clock import SystemClock
 from bridge.driver import DriverEvent
 from drivers.igloohome.driver import IgloohomeDriver
 from tests.contract import ContractSubject, IdDriverContract
+from tests.drivers.igloohome.test_igloohome_driver import BRIDGE, CLIENT_ID, DOOR, SECRET, settings
 from tests.fakes.igloohome import FakeIgloohome
-from tests.test_igloohome_driver import BRIDGE, CLIENT_ID, DOOR, SECRET, settings
 
 
 class TestIgloohome(IdDriverContract):

@@ -1,9 +1,9 @@
 """The Igloohome driver against the independent fake of the iglooaccess API
 (tests/fakes/igloohome.py), each condition at the place it happens (the driver contract runs in
-tests/test_igloohome_contract.py): algoPINs per window with the lock's own PIN, the 24-hour
-activation warning, no early delete, custom PINs through a bridge job queue, a bridge offline
-or with too many pending jobs, a refused client, an account connected elsewhere, token renewal,
-rate limits, timeouts, and no secret in the logs."""
+tests/drivers/igloohome/test_igloohome_contract.py): algoPINs per window with the lock's own
+PIN, the 24-hour activation warning, no early delete, custom PINs through a bridge job queue, a
+bridge offline or with too many pending jobs, a refused client, an account connected elsewhere,
+token renewal, rate limits, timeouts, and no secret in the logs."""
 
 from __future__ import annotations
 

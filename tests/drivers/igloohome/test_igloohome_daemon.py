@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.api_helpers import assert_valid, start_daemon, wait_until
-
-from .fakes.igloohome import FakeIgloohomeThread
+from tests.fakes.igloohome import FakeIgloohomeThread
 
 pytestmark = pytest.mark.slow
 CLIENT_ID, SECRET = "iglooaccess-client", "igloo-secret-in-a-file"
