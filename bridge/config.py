@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from bridge.clock import SystemClock
+from bridge.ical.config import IcalFeedConfig
 from bridge.instants import in_utc
 from bridge.listener import OPENABLE, beyond_loopback
 from bridge.zones import TimeZoneName
@@ -173,6 +174,8 @@ class DeclaredSpace(_Strict):
     name: str
     devices: list[str] = []
     reservations: list[DeclaredReservation] = []
+    # Booking platforms' export calendars whose stays become this space's reservations.
+    ical_feeds: list[IcalFeedConfig] = []
 
 
 class TimeSlotRule(_Strict):
@@ -523,7 +526,7 @@ def _scalar(node: yaml.Node) -> Any:
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
                                    "client_secret_file",
                                    "cert_file", "key_file", "tls_cert_file", "tls_key_file",
-                                   "backup_path"})
+                                   "backup_path", "url_file", "ics_file"})
 
 
 def _resolve_relative(data: Any, base: Path) -> None:

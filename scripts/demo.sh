@@ -8,6 +8,8 @@ bash scripts/setup.sh
 state=state/demo
 mkdir -p "$state"
 chmod 700 "$state"
+# The beach house's sample booking feed (config/demo.yaml, docs/ical.md), dated from today.
+.venv/bin/python scripts/demo_feed.py "$state/beach-house.ics"
 token="$state/upstream.token"
 if [ ! -s "$token" ]; then
   (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$token")
@@ -19,6 +21,7 @@ trap 'kill "$upstream" 2>/dev/null || true; wait "$upstream" 2>/dev/null || true
 cat >&2 <<MSG
 lockbridge demo; open http://127.0.0.1:8787/status in a browser, or in another terminal:
   .venv/bin/lockbridge status -c config/demo.yaml              # locks and codes (PINs masked)
+  .venv/bin/lockbridge runs -c config/demo.yaml                # reservations becoming codes
   .venv/bin/lockbridge upstream-send --bridge demo-bridge --token-file $token \\
       '{"action": "snapshot"}'                                  # a command from "the cloud"
 MSG

@@ -12,6 +12,7 @@ from bridge.config import AutomationsConfig, DeclaredSpace, parse_time_or_offset
 from bridge.engine import EngineError
 from bridge.reservations.apply import Rules
 from bridge.reservations.decide import SlotRule
+from bridge.reservations.feeds import run_feeds
 from bridge.reservations.records import SOURCE_CONFIG
 from bridge.reservations.service import NotFound, ReservationInput, ReservationService
 from bridge.store import StoreUnavailable
@@ -56,7 +57,12 @@ async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup
         # The store logged its outage; declared spaces are applied at the next start, and
         # methods are checked again as their codes change.
         _LOG.warning("reservation automations: the store cannot write; declared spaces wait")
-    return [group.create_task(service.issuance.run(), name="reservations")]
+    tasks = [group.create_task(service.issuance.run(), name="reservations")]
+    feeds = [(space.key, feed) for space in config.spaces for feed in space.ical_feeds]
+    if feeds:
+        tasks.append(group.create_task(run_feeds(feeds, service, bridge.clock, bridge.extras),
+                                       name="ical-feeds"))
+    return tasks
 
 
 async def declare_space(service: ReservationService, declared: DeclaredSpace) -> None:

@@ -5,7 +5,9 @@ on the lock that takes 4 digits. Run in this process (the demo's paths and port 
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,16 @@ async def test_the_demo_reservation_becomes_codes(tmp_path: Path) -> None:
     text = DEMO.read_text().replace("state_dir: ../state/demo", f"state_dir: {state}")
     text = text.replace("port: 8787", "port: 0")
     text = re.sub(r"\nupstream:\n(  .*\n)+", "\n", text)
+    # The sample booking feed, written as scripts/demo.sh writes it.
+    feed = state / "beach-house.ics"
+    spec = importlib.util.spec_from_file_location("demo_feed", ROOT / "scripts" / "demo_feed.py")
+    assert spec is not None and spec.loader is not None
+    demo_feed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_feed)
+    state.mkdir(parents=True, exist_ok=True)
+    feed.write_text(demo_feed.sample_feed(date.today()))
+    text = text.replace("ics_file: ../state/demo/beach-house.ics", f"ics_file: {feed}")
+    assert "../state/demo" not in text
     config = tmp_path / "demo.yaml"
     config.write_text(text)
 
@@ -49,6 +61,10 @@ async def test_the_demo_reservation_becomes_codes(tmp_path: Path) -> None:
         assert {p for p in pins if p != "735193"} <= on_lock("back-door")
         [run] = [r for r in service.state.runs if r.trigger == "config"]
         assert any("length" in s for s in run.pin_substitutions)
+        # The sample feed's stay is a reservation of the space too; the host's block is not.
+        await until(lambda: service.state.grant_of("feed:airbnb-sample:demo-stay-1@airbnb.com")
+                    is not None, timeout=60, what="the sample feed's stay")
+        assert service.state.grant_of("feed:airbnb-sample:demo-block-1@airbnb.com") is None
         # Both methods told they were issued.
         await until(lambda: all(service.state.methods[m.access_method_id].issued_at
                                 for m in methods), timeout=30, what="issued events")
