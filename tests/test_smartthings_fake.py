@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 
 from bridge.clock import FakeClock
-from tests.fakes.smartthings import FakeLock, FakeSmartThings
+from tests.fakes.smartthings import FakeLock, FakeSmartThings, FakeSmartThingsThread
 
 CLIENT_ID = "c1ient-id"
 SECRET = "s3cret"
@@ -396,3 +397,64 @@ async def test_latency_delays_every_answer(client: Client, cloud: FakeSmartThing
     await clock.advance(5.0)
     status, _, _ = await asyncio.wait_for(call, 5.0)
     assert status == 200
+
+
+async def test_the_other_lock_codes_commands(client: Client, door: FakeLock,
+                                            clock: FakeClock) -> None:
+    door.keypad_set(2, "2468")
+    await client.send(door.device_id, "requestCode", 2)
+    await client.send(door.device_id, "requestCode", 4)
+    await client.send(door.device_id, "updateCodes", {"code3": "1357", "code2": ""})
+    await client.send(door.device_id, "setCodeLength", 6)
+    await client.send(door.device_id, "unlock", capability="lock")
+    await clock.advance(DELAY * 5)
+    assert door.codes_changed() == ["2 set", "2 changed", "4 unset", "3 set", "2 deleted"]
+    assert door.slots == {3: door.slots[3]} and door.slots[3].pin == "1357"
+    assert door.lock_codes_attribute() == {"3": "Code 3"}
+    codes = await client.lock_codes(door.device_id)
+    assert codes["codeLength"]["value"] == 6 and codes["codeReport"] == {"value": None}
+    status = await client.get(f"/v1/devices/{door.device_id}/status")
+    assert status["components"]["main"]["lock"]["lock"]["value"] == "unlocked"
+
+
+async def test_a_hub_runs_one_command_at_a_time_and_hubs_run_apart(
+        client: Client, cloud: FakeSmartThings, door: FakeLock, clock: FakeClock) -> None:
+    same_hub = cloud.add_lock("Garage", location_id="loc-1")
+    other_hub = cloud.add_lock("Cabin", location_id="loc-1", hub_id="hub-2")
+    for lock in (door, same_hub, other_hub):
+        await client.send(lock.device_id, "setCode", 1, "1111", "A")
+    await clock.advance(DELAY)
+    assert (len(door.events), len(same_hub.events), len(other_hub.events)) == (2, 0, 2)
+    await clock.advance(DELAY)
+    assert same_hub.codes_changed() == ["1 set"]
+
+
+async def test_run_pending_leaves_a_busy_hub_alone(client: Client, cloud: FakeSmartThings,
+                                                   door: FakeLock) -> None:
+    door.hub_busy = True
+    await client.send(door.device_id, "setCode", 1, "1111", "A")
+    await cloud.run_pending()
+    assert door.codes_changed() == []
+    door.hub_busy = False
+    await cloud.run_pending()
+    assert door.codes_changed() == ["1 set"]
+
+
+def test_the_fake_runs_in_its_own_thread_for_daemon_tests() -> None:
+    fake = FakeSmartThingsThread(CLIENT_ID, SECRET)
+    url = fake.start()
+    try:
+        lock = fake.call(fake.api.add_lock, "Front Door")
+        token, _ = fake.call(fake.api.issue_token)
+        body = json.dumps({"commands": [{"component": "main", "capability": "lockCodes",
+                                         "command": "setCode",
+                                         "arguments": [1, "4821", "Guest"]}]}).encode()
+        request = urllib.request.Request(
+            f"{url}/v1/devices/{lock.device_id}/commands", data=body, method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["results"][0]["status"] == "ACCEPTED"
+        fake.run(fake.api.run_pending)
+        assert fake.call(lambda: lock.codes_changed()) == ["1 set"]
+    finally:
+        fake.stop()

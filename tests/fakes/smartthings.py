@@ -71,6 +71,9 @@ Public helpers (tests use these):
   (every event, oldest first), `codes_changed()` (the `codeChanged` values).
 * Keypad: `FakeLock.keypad_set(slot, pin)`, `keypad_delete(slot)` (a change made at the lock).
 * `await run_pending()`: let every queued command finish now, skipping the delay.
+* `FakeSmartThingsThread(...)`: the same on its own loop in a thread (`.api`, `.url`,
+  `start()`, `call(fn, *args)`, `run(coroutine_fn, *args)`, `stop()`), for tests that drive a
+  daemon process with blocking calls.
 
 Switches (constructor keywords, also attributes to change while running): `latency_s` (0),
 `command_delay_s` (2.0), `token_ttl_s` (86_399), `refresh_ttl_s` (30 days),
@@ -88,6 +91,7 @@ import contextlib
 import itertools
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -116,6 +120,15 @@ LOCK_CODES_COMMANDS: dict[str, tuple[tuple[str, type], ...]] = {
     "lock": (),
     "unlock": (),
     "unlockWithTimeout": (),
+}
+# [cap]: the attributes of `lockCodes` (it has its own `lock` too); the others' are their
+# definitions' in the same lua libs.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "lockCodes": ("codeChanged", "codeLength", "codeReport", "lock", "lockCodes",
+                  "maxCodeLength", "maxCodes", "minCodeLength", "scanCodes"),
+    "lock": ("lock",),
+    "battery": ("battery",),
+    "refresh": (),
 }
 # The capabilities a lock device exposes here and the commands the fake takes for each.
 CAPABILITIES: dict[str, dict[str, tuple[tuple[str, type], ...]]] = {
@@ -552,8 +565,10 @@ class FakeSmartThings:
 
     def _component(self, lock: FakeLock) -> dict[str, dict[str, Any]]:
         """[sdk-devices] ComponentStatus: capability -> attribute -> {value, unit?, data?,
-        timestamp}. Every capability of the profile appears, even before it has a value."""
-        status: dict[str, dict[str, Any]] = {cap: {} for cap in CAPABILITIES}
+        timestamp}. Every attribute appears, `{"value": null}` before it has one ([pyst]
+        tests/json/device_status.json shows such entries)."""
+        status: dict[str, dict[str, Any]] = {
+            cap: {attr: {"value": None} for attr in attrs} for cap, attrs in ATTRIBUTES.items()}
         for (cap, attr), state in lock.attributes.items():
             status[cap][attr] = dict(state)
         return status
@@ -867,3 +882,42 @@ def _unauthorized() -> web.Response:
             "<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>openresty"
             "</center>\r\n</body>\r\n</html>\r\n")
     return web.Response(status=401, text=page, content_type="text/html")
+
+
+class FakeSmartThingsThread:
+    """The fake on its own event loop in a thread, for tests that drive a daemon process."""
+
+    def __init__(self, client_id: str, client_secret: str, **switches: Any) -> None:
+        self.api = FakeSmartThings(client_id, client_secret, **switches)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="fake-smartthings")
+        self._thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self.api.start(), self._loop).result(10)
+        return self.url
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on the fake's loop (to change the world safely); return its result."""
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def run(self, coroutine_fn: Callable[..., Awaitable[Any]], *args: Any,
+            timeout: float = 30.0) -> Any:
+        """Await `coroutine_fn(*args)` on the fake's loop (e.g. `api.run_pending`)."""
+        async def run() -> Any:
+            return await coroutine_fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.api.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop.close()
