@@ -53,7 +53,6 @@ from bridge.driver import (
     DriverError,
     DriverEvent,
     DriverEventKind,
-    DriverEventSink,
     FixConfig,
     LockCapabilities,
     PinConstraints,
@@ -65,7 +64,7 @@ from bridge.driver import (
     WriteResult,
 )
 from bridge.model import AccessCodeErrorCode
-from drivers.events import EventPump
+from drivers.account import AccountDriver
 from drivers.hubitat.config import Config
 
 _LOG = logging.getLogger(__name__)
@@ -120,20 +119,18 @@ class _Lock:
     hint_failed: bool = False
 
 
-class HubitatDriver:
+class HubitatDriver(AccountDriver[_Lock]):
     """Every lock selected in one Maker API instance of one hub."""
 
+    label = "hubitat"
+    account = "the Maker API instance"
+
     def __init__(self, config: Config, clock: Clock) -> None:
-        self.name = config.name
+        super().__init__(config.name, clock, config.poll_interval_s)
         self._config = config
-        self._clock = clock
         self._base = f"{config.url.rstrip('/')}/apps/api/{config.app_id}"
         self._session: aiohttp.ClientSession | None = None
         self._gate = asyncio.Semaphore(_MAX_IN_FLIGHT)
-        self._locks: dict[str, _Lock] = {}
-        self._events = EventPump(f"hubitat {config.name}")
-        self._poller: asyncio.Task[None] | None = None
-        self._poll_now = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._token_refused = False
         self._hub_lost = False
@@ -143,10 +140,8 @@ class HubitatDriver:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, sink: DriverEventSink) -> None:
-        """Serve the event URL, list the locks (a failure is retried by the poller), tell the
-        hub where to post, then keep polling."""
-        self._events.start(sink)
+    async def _open(self) -> None:
+        """Open the HTTP session and serve the event URL."""
         # A new connection per request: a hub gone from the LAN shows at the next call, not
         # after a kept-alive connection times out; a few requests a minute cost nothing.
         self._session = aiohttp.ClientSession(
@@ -154,36 +149,27 @@ class HubitatDriver:
             timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_s))
         if self._config.listen_port is not None:
             await self._listen()
-        try:
-            await self._refresh()
-            await self._register_post_url()
-        except DriverError as exc:
-            _LOG.warning("hubitat %s: cannot list the hub's locks yet: %s", self.name, exc)
-        self._poller = asyncio.create_task(self._poll(), name=f"hubitat:{self.name}:poll")
 
-    async def stop(self) -> None:
-        """Stop polling and listening, close the HTTP session; safe to call twice."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+    async def _close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._session is not None:
             await self._session.close()
             self._session = None
-        await self._events.stop()
 
-    def devices(self) -> Sequence[DeviceInfo]:
-        """The hub's locks seen in the latest listing."""
-        return [lock.info for _, lock in sorted(self._locks.items())]
+    async def _first_look(self) -> None:
+        """List the locks, then tell the hub where to post."""
+        await self._refresh()
+        await self._register_post_url()
 
-    def availability(self, external_id: str) -> Availability:
-        """Last known availability of one lock."""
-        lock = self._locks.get(external_id)
-        return lock.availability if lock is not None else Availability.REMOVED
+    async def _poll_once(self) -> None:
+        try:
+            await self._first_look()
+        except DriverError as exc:
+            _LOG.debug("hubitat %s: refresh failed: %s", self.name, exc)
+        # Events ask for a look at every lock at most this often.
+        await self._clock.sleep(min(_EVENT_REFRESH_GAP_S, self._config.poll_interval_s))
 
     # -- codes ----------------------------------------------------------------------------
 
@@ -427,36 +413,7 @@ class HubitatDriver:
         self._token_refused = self._hub_lost = False
         self._note_all(Availability.ONLINE)
 
-    def _note(self, lock: _Lock, state: Availability) -> None:
-        if lock.availability is state:
-            return
-        lock.availability = state
-        _LOG.info("hubitat %s: lock %s is %s", self.name, lock.info.external_id, state.value)
-        self._events.availability(lock.info.external_id, state)
-
-    def _note_all(self, state: Availability) -> None:
-        for lock in list(self._locks.values()):
-            self._note(lock, state)
-
     # -- the device list and polling ------------------------------------------------------
-
-    async def _poll(self) -> None:
-        while True:
-            woken = asyncio.create_task(self._poll_now.wait())
-            sleep = asyncio.create_task(self._clock.sleep(self._config.poll_interval_s))
-            try:
-                await asyncio.wait({woken, sleep}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (woken, sleep):
-                    task.cancel()
-                await asyncio.gather(woken, sleep, return_exceptions=True)
-            self._poll_now.clear()
-            try:
-                await self._refresh()
-                await self._register_post_url()
-            except DriverError as exc:
-                _LOG.debug("hubitat %s: refresh failed: %s", self.name, exc)
-            await self._clock.sleep(min(_EVENT_REFRESH_GAP_S, self._config.poll_interval_s))
 
     async def _refresh(self) -> None:
         """The selected locks, their limits, and which positions changed since the last look."""

@@ -24,7 +24,6 @@ integers (their own value when they are integers, else a 62-bit hash of the id).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -48,7 +47,6 @@ from bridge.driver import (
     DriverError,
     DriverEvent,
     DriverEventKind,
-    DriverEventSink,
     FixConfig,
     LocalWindow,
     LockCapabilities,
@@ -60,9 +58,8 @@ from bridge.driver import (
     SlotState,
     WriteResult,
 )
-from drivers.events import EventPump
+from drivers.account import AccountDriver
 from drivers.nuki_web.config import Config
-from drivers.tasks import cancel_and_wait
 
 _LOG = logging.getLogger(__name__)
 KEYPAD_CODE = 13
@@ -96,51 +93,30 @@ class _Lock:
     auth_ids: dict[int, object] = field(default_factory=dict)
 
 
-class NukiWebDriver:
+class NukiWebDriver(AccountDriver[_Lock]):
     """Every keypad-equipped lock of one Nuki Web account."""
 
+    label = "nuki"
+    account = "the Nuki Web account"
+
     def __init__(self, config: Config, clock: Clock) -> None:
-        self.name = config.name
+        super().__init__(config.name, clock, config.poll_interval_s)
         self._config = config
-        self._clock = clock
         self._base = config.url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
-        self._locks: dict[str, _Lock] = {}
-        self._events = EventPump(f"nuki {config.name}")
-        self._poller: asyncio.Task[None] | None = None
         self._account_refused = False
         self._rights_missing = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, sink: DriverEventSink) -> None:
-        """Fetch the account's locks (a failure is retried by the poller), then keep polling."""
-        self._events.start(sink)
+    async def _open(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._config.request_timeout_s))
-        try:
-            await self._refresh()
-        except DriverError as exc:
-            _LOG.warning("nuki %s: cannot list the account's locks yet: %s", self.name, exc)
-        self._poller = asyncio.create_task(self._poll(), name=f"nuki:{self.name}:poll")
 
-    async def stop(self) -> None:
-        """Stop polling and close the HTTP session; safe to call twice."""
-        poller, self._poller = self._poller, None
-        await cancel_and_wait(poller)
+    async def _close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        await self._events.stop()
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        """Locks of the account seen in the latest listing."""
-        return [lock.info for _, lock in sorted(self._locks.items())]
-
-    def availability(self, external_id: str) -> Availability:
-        """Last known availability of one lock."""
-        lock = self._locks.get(external_id)
-        return lock.availability if lock is not None else Availability.REMOVED
 
     # -- codes ----------------------------------------------------------------------------
 
@@ -217,12 +193,6 @@ class NukiWebDriver:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _lock(self, external_id: str) -> _Lock:
-        lock = self._locks.get(external_id)
-        if lock is None:
-            raise FixConfig(f"lock {external_id} is not in the Nuki Web account")
-        return lock
-
     def _body(self, lock: _Lock, code: CodeWrite) -> dict[str, Any]:
         body: dict[str, Any] = {"name": code.name[:NAME_MAX], "code": int(code.pin or 0),
                                 "allowedWeekDays": 127, "allowedFromTime": 0,
@@ -292,14 +262,6 @@ class NukiWebDriver:
                                  f"{self._config.create_wait_s:.0f} s (is the lock online?)")
             await self._clock.sleep(self._config.create_poll_s)
 
-    async def _poll(self) -> None:
-        while True:
-            await self._clock.sleep(self._config.poll_interval_s)
-            try:
-                await self._refresh()
-            except DriverError as exc:
-                _LOG.debug("nuki %s: refresh failed: %s", self.name, exc)
-
     async def _refresh(self) -> None:
         """The account's locks and whether Nuki can reach each."""
         try:
@@ -360,19 +322,6 @@ class NukiWebDriver:
             hub_id=f"nuki:{self.name}",
             time_zone=zone or self._config.time_zone,
         )
-
-    def _note(self, lock: _Lock, state: Availability) -> None:
-        """A lock's availability as last seen; a change is queued for the engine (this runs
-        inside commands too, which the engine may be waiting on: it never awaits the sink)."""
-        if lock.availability is state:
-            return
-        lock.availability = state
-        _LOG.info("nuki %s: lock %s is %s", self.name, lock.info.external_id, state.value)
-        self._events.availability(lock.info.external_id, state)
-
-    def _note_all(self, state: Availability) -> None:
-        for lock in list(self._locks.values()):
-            self._note(lock, state)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     missing_ok: bool = False) -> Any:

@@ -34,7 +34,6 @@ The engine addresses codes by integers: TTLock's `keyboardPwdId`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -54,8 +53,6 @@ from bridge.driver import (
     DriverError,
     DriverEvent,
     DriverEventKind,
-    DriverEventSink,
-    FixConfig,
     LocalWindow,
     LockCapabilities,
     PinConstraints,
@@ -67,7 +64,7 @@ from bridge.driver import (
     WriteResult,
 )
 from bridge.model import DeviceErrorCode
-from drivers.events import EventPump
+from drivers.account import AccountDriver
 from drivers.ttlock.api import Account, ApiRefusal, Unreachable
 from drivers.ttlock.config import Config
 
@@ -120,15 +117,16 @@ class _Lock:
         return self.info.external_id
 
 
-class TTLockDriver:
+class TTLockDriver(AccountDriver[_Lock]):
     """Every lock of one TTLock app account, reached through the locks' gateways."""
 
+    label = "ttlock"
+    account = "the TTLock account"
+
     def __init__(self, config: Config, clock: Clock) -> None:
-        self.name = config.name
+        super().__init__(config.name, clock, config.poll_interval_s)
         self._config = config
-        self._clock = clock
         self._account = Account(config, clock)
-        self._locks: dict[str, _Lock] = {}
         self._gateway_online: dict[int, bool] = {}
         # lockId -> what lock/detail adds (model, time zone offset); never its noKeyPwd.
         self._details: dict[int, dict[str, Any]] = {}
@@ -136,44 +134,18 @@ class TTLockDriver:
         self._gateway_held_offline: dict[int, float] = {}
         # One command at a time per gateway (a gateway does one thing at a time).
         self._queues: dict[str, asyncio.Lock] = {}
-        self._events = EventPump(f"ttlock {config.name}")
-        self._poller: asyncio.Task[None] | None = None
         # One listing of the account at a time; probes of several locks at once share one.
         self._listing = asyncio.Lock()
         self._listings_done = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, sink: DriverEventSink) -> None:
-        """Log in and fetch the account's locks (a failure is retried by the poller), then
-        keep polling."""
-        self._events.start(sink)
+    async def _open(self) -> None:
+        """Log in (the first listing needs a token)."""
         await self._account.open()
-        try:
-            await self._refresh()
-        except DriverError as exc:
-            _LOG.warning("ttlock %s: cannot list the account's locks yet: %s", self.name, exc)
-        self._poller = asyncio.create_task(self._poll(), name=f"ttlock:{self.name}:poll")
 
-    async def stop(self) -> None:
-        """Stop polling and close the HTTP session; safe to call twice."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+    async def _close(self) -> None:
         await self._account.close()
-        await self._events.stop()
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        """Locks of the account seen in the latest listing."""
-        return [lock.info for _, lock in sorted(self._locks.items())
-                if lock.availability is not Availability.REMOVED]
-
-    def availability(self, external_id: str) -> Availability:
-        """Last known availability of one lock."""
-        lock = self._locks.get(external_id)
-        return lock.availability if lock is not None else Availability.REMOVED
 
     def battery(self, external_id: str) -> int | None:
         """The lock's battery level in percent, as TTLock last listed it."""
@@ -337,7 +309,7 @@ class TTLockDriver:
             until = self._clock.monotonic() + self._config.gateway_offline_hold_s
             for gid in lock.gateways:
                 self._gateway_held_offline[gid] = until
-            await self._note(lock, Availability.OFFLINE)
+            self._note(lock, Availability.OFFLINE)
             return RetryLater("the lock's gateway is offline (errcode -3002)")
         if code == _GATEWAY_BUSY:
             return RetryLater("the lock's gateway stayed busy (errcode -3003)")
@@ -355,7 +327,7 @@ class TTLockDriver:
 
     async def _account_failed(self, exc: DriverError) -> None:
         if isinstance(exc, Reauthenticate):
-            await self._note_all(Availability.ACCOUNT_DISCONNECTED)
+            self._note_all(Availability.ACCOUNT_DISCONNECTED)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -405,14 +377,6 @@ class TTLockDriver:
 
     # -- the account's locks ----------------------------------------------------------------
 
-    async def _poll(self) -> None:
-        while True:
-            await self._clock.sleep(self._config.poll_interval_s)
-            try:
-                await self._refresh()
-            except DriverError as exc:
-                _LOG.debug("ttlock %s: refresh failed: %s", self.name, exc)
-
     async def _refresh(self, asked_after: int | None = None) -> None:
         """The account's locks, their gateways and whether TTLock can reach each. With
         `asked_after` (the count of listings ended when the caller asked), a listing that
@@ -444,10 +408,10 @@ class TTLockDriver:
                     if lock_id is not None:
                         links.setdefault(lock_id, {})[gid] = _int(item.get("rssi")) or -100
         except Reauthenticate:
-            await self._note_all(Availability.ACCOUNT_DISCONNECTED)
+            self._note_all(Availability.ACCOUNT_DISCONNECTED)
             raise
         except Unreachable:
-            await self._note_all(Availability.DISCONNECTED)
+            self._note_all(Availability.DISCONNECTED)
             raise
         except ApiRefusal as refusal:
             raise RetryLater(f"TTLock refused listing the account: {refusal}") from None
@@ -478,7 +442,7 @@ class TTLockDriver:
             if info != lock.info or paired != lock.paired:
                 lock.info, lock.paired = info, paired
                 changed = True
-            await self._note(lock, self._reachable(lock))
+            self._note(lock, self._reachable(lock))
         for external_id in set(self._locks) - seen:
             lock = self._locks[external_id]
             if lock.availability is not Availability.REMOVED:
@@ -559,7 +523,7 @@ class TTLockDriver:
             lock.paired = paired
             lock.info = replace(lock.info, errors=() if paired else (NOT_PAIRED,))
             self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, ""))
-        await self._note(lock, self._reachable(lock))
+        self._note(lock, self._reachable(lock))
 
     async def _gone(self, lock: _Lock) -> None:
         """The account (logged in fine) no longer lists the lock: transferred, deleted in the
@@ -567,30 +531,8 @@ class TTLockDriver:
         _LOG.warning("ttlock %s: the account no longer lists lock %s (transferred to another "
                      "account, deleted in the TTLock app, or the lock's account is now another "
                      "one); it is reported removed", self.name, lock.lock_id)
-        await self._note(lock, Availability.REMOVED)
+        self._note(lock, Availability.REMOVED)
         self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED, ""))
-
-    def _lock(self, external_id: str) -> _Lock:
-        lock = self._locks.get(external_id)
-        if lock is None:
-            raise FixConfig(f"lock {external_id} is not in the TTLock account")
-        if lock.availability is Availability.REMOVED:
-            raise RetryLater(f"the TTLock account no longer lists lock {external_id}")
-        return lock
-
-    async def _note(self, lock: _Lock, state: Availability) -> None:
-        if lock.availability is state:
-            return
-        lock.availability = state
-        _LOG.info("ttlock %s: lock %s is %s", self.name, lock.lock_id, state.value)
-        self._events.emit(DriverEvent(DriverEventKind.AVAILABILITY, lock.external_id,
-                                      availability=state))
-
-    async def _note_all(self, state: Availability) -> None:
-        for lock in list(self._locks.values()):
-            if lock.availability is not Availability.REMOVED:
-                await self._note(lock, state)
-
 
 def _sent_since(passcode: dict[str, Any], first_sent_at: datetime | None) -> bool:
     """Whether TTLock sent this passcode since our first attempt at adding it went out."""
