@@ -36,11 +36,18 @@ class AccessCodeErrorCode(enum.StrEnum):
     # A maker's own names for a refused write (a driver's `CommandRejected.error_code`).
     HUBITAT_DEVICE_PROGRAMMING_DELAY = "hubitat_device_programming_delay"
     HUBITAT_NO_FREE_POSITIONS_AVAILABLE = "hubitat_no_free_positions_available"
+    SMARTTHINGS_FAILED_TO_SET_ACCESS_CODE = "smartthings_failed_to_set_access_code"
+    SMARTTHINGS_FAILED_TO_SET_AFTER_MULTIPLE_RETRIES = \
+        "smartthings_failed_to_set_after_multiple_retries"
+    SMARTTHINGS_NO_FREE_SLOTS_AVAILABLE = "smartthings_no_free_slots_available"
 
 
 # The makers' own write errors: like the generic ones, a later successful write clears them.
 VENDOR_SET_ERRORS = frozenset({AccessCodeErrorCode.HUBITAT_DEVICE_PROGRAMMING_DELAY,
-                               AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE})
+                               AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE,
+                               AccessCodeErrorCode.SMARTTHINGS_FAILED_TO_SET_ACCESS_CODE,
+                               AccessCodeErrorCode.SMARTTHINGS_FAILED_TO_SET_AFTER_MULTIPLE_RETRIES,
+                               AccessCodeErrorCode.SMARTTHINGS_NO_FREE_SLOTS_AVAILABLE})
 
 
 class AccessCodeWarningCode(enum.StrEnum):

@@ -19,6 +19,7 @@ _KINDS: dict[str, str] = {
     "miio": "drivers.miio.config",
     "hubitat": "drivers.hubitat.config",
     "ttlock": "drivers.ttlock.config",
+    "smartthings": "drivers.smartthings.config",
 }
 
 
