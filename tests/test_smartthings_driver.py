@@ -269,12 +269,16 @@ async def test_an_offline_lock_is_offline_and_takes_no_command(rig: Rig) -> None
 
 
 async def test_the_wait_smartthings_states_in_a_429_is_kept(rig: Rig) -> None:
-    driver = await rig.driver(poll_interval_s=60)
+    driver = await rig.driver(poll_interval_s=60, max_calls_per_s=40, rate_limit_backoff_s=0.5)
     rig.cloud.rate_limit, rig.cloud.rate_limit_window_s = 4, 0.5
     before = len(rig.cloud.requests)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for _ in range(6):
         assert [r.state for r in await driver.read_slots("front", [1])] == [SlotState.EMPTY]
-    # 12 calls answered; after each 429 the driver waited as told instead of asking again.
+    # 12 calls answered at 4 per half second, with few refusals: after each 429 the driver
+    # waited as told instead of asking again at once.
+    assert loop.time() - started >= 1.0
     assert len(rig.cloud.requests) - before <= 12 + 4
 
 
@@ -325,3 +329,17 @@ async def test_a_lock_without_lock_codes_is_refused_clearly(tmp_path: Path) -> N
         assert rig.cloud.commands == []
     finally:
         await rig.close()
+
+
+async def test_a_long_stated_wait_stops_every_call_of_the_account(rig: Rig) -> None:
+    driver = await rig.driver(poll_interval_s=60)
+    rig.cloud.rate_limited, rig.cloud.rate_limit_window_s = True, 30.0
+    with pytest.raises(RetryLater):
+        await driver.read_slots("front", [1])
+    asked = len(rig.cloud.requests)
+    rig.cloud.rate_limited = False
+    # "retry in ~30000 millis": nothing is sent before then, by any call of the account.
+    with pytest.raises(RetryLater, match="calls resume in"):
+        await driver.write_code("front", CodeWrite(slot=1, pin="2468", name="x"))
+    assert not await driver.probe("front")
+    assert len(rig.cloud.requests) == asked

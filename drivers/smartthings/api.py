@@ -14,8 +14,8 @@ pace of its calls.
   `Reauthenticate`: nothing is sent again until `refresh_token_file` holds another token (the
   user authorized again).
 - A budget of calls per account (`max_calls_per_s`); a 429 pauses every call of the account for
-  the wait SmartThings states ("retry in N millis" in the body, or Retry-After), else for a
-  doubling backoff. Each call has `request_timeout_s`.
+  the wait SmartThings states ("retry in N millis" in the body, or Retry-After), at least
+  `rate_limit_backoff_s`, doubling while 429s follow. Each call has `request_timeout_s`.
 
 No token, secret or URL with a query is ever logged.
 """
@@ -46,6 +46,8 @@ _LOG = logging.getLogger(__name__)
 _RETRY_IN = re.compile(r"retry in (\d+) millis")
 # A pause longer than this fails the call at once (the engine retries later) instead of waiting.
 _MAX_INLINE_WAIT_S = 10.0
+# Tries of one request that SmartThings answers 429 (each after the pause it asks for).
+_MAX_ATTEMPTS = 6
 # The budget lets this many seconds' worth of calls go at once.
 _BURST_S = 1.0
 
@@ -157,7 +159,7 @@ class Account:
         """One paced request; a 429 pauses the account and is waited out when short."""
         if self._session is None:
             raise RetryLater("the SmartThings driver is not started")
-        for _ in range(3):
+        for _ in range(_MAX_ATTEMPTS):
             await self._pace()
             try:
                 async with self._session.request(method, url, allow_redirects=False,
@@ -199,17 +201,24 @@ class Account:
             await self._clock.sleep(-self._budget / rate)
 
     def _pause(self, retry_after: str | None, text: str) -> None:
-        """Pause every call for the wait SmartThings states, else a doubling backoff."""
+        """Pause every call for the wait SmartThings states, at least `rate_limit_backoff_s`,
+        doubled for each 429 in a row: refused attempts count against the window too ("attempt
+        20 limit 10"), so calls resumed exactly when the oldest one leaves it would be refused
+        again and again."""
         self._rate_strikes += 1
-        wait = min(self._config.rate_limit_backoff_cap_s,
-                   self._config.rate_limit_backoff_s * 2.0 ** (self._rate_strikes - 1))
+        wait = 0.0
         stated = _RETRY_IN.search(text)
         if stated is not None:
             wait = int(stated.group(1)) / 1000.0
         elif retry_after is not None:
             with contextlib.suppress(ValueError):
                 wait = max(0.0, float(retry_after))
+        wait = min(self._config.rate_limit_backoff_cap_s,
+                   max(wait, self._config.rate_limit_backoff_s)
+                   * 2.0 ** (self._rate_strikes - 1))
         self._paused_until = max(self._paused_until, self._clock.monotonic() + wait)
+        # After the pause, calls resume at the budget's pace, not in a burst.
+        self._budget = min(self._budget, 0.0)
         _LOG.warning("smartthings %s: SmartThings limits the calls (HTTP 429); pausing calls "
                      "for %.1f s", self._config.name, wait)
 

@@ -60,7 +60,8 @@ class Config(BaseModel):
     # The account's request budget: at most this many calls a second on average, a second's
     # worth at once (SmartThings publishes no device API rate).
     max_calls_per_s: Annotated[float, Field(gt=0)] = 2.0
-    # Refused for the rate (429) without a stated wait: pause this long, doubling to the cap.
+    # Refused for the rate (429): pause the stated wait but at least this long, doubling while
+    # 429s follow, up to the cap.
     rate_limit_backoff_s: Annotated[float, Field(gt=0)] = 10.0
     rate_limit_backoff_cap_s: Annotated[float, Field(gt=0)] = 300.0
     # The access token is refreshed this long before it expires (it lives about a day).

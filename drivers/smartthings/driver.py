@@ -107,8 +107,12 @@ class SmartThingsDriver(AccountDriver[_Lock]):
     # -- codes ----------------------------------------------------------------------------
 
     async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """These slots as lockCodes shows them now: an occupied one unreadable with its name."""
-        status = await self._fresh(self._codes_lock(external_id))
+        """These slots as lockCodes shows them now: an occupied one unreadable with its name
+        (nothing for a lock without lockCodes: it keeps no codes lockbridge can see)."""
+        lock = self._lock(external_id)
+        if not lock.takes_codes:
+            return []
+        status = await self._fresh(lock)
         return [_read(slot, status) for slot in slots]
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
@@ -277,12 +281,10 @@ class SmartThingsDriver(AccountDriver[_Lock]):
         except NotVisible:
             self._poll_now.set()  # gone from the account? the listing decides
             raise
-        for lock in self._locks.values():
-            if lock.availability in (Availability.DISCONNECTED,
-                                     Availability.ACCOUNT_DISCONNECTED):
-                # The account answers again; the lock's own health is read next.
-                self._note(lock, Availability.ONLINE)
-                self._poll_now.set()
+        if any(lock.availability in (Availability.DISCONNECTED, Availability.ACCOUNT_DISCONNECTED)
+               for lock in self._locks.values()):
+            # The account answers again: each lock's own health says what it is now.
+            self._poll_now.set()
         return answer
 
     async def _refresh(self) -> None:
