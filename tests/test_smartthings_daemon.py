@@ -1,8 +1,9 @@
 """The real daemon with the SmartThings driver, driven through the local API, against the fake
 of SmartThings' cloud: a code goes on (confirmed by the lock's codeChanged) and comes off, a
 time-bound code is put on and taken off by the bridge (SmartThings has no native schedules), a
-code the lock refuses carries SmartThings' error, an offline lock is offline, and a refused
-grant disconnects the account until a new authorization's token is written to its file."""
+code the lock refuses and one its hub never runs carry SmartThings' errors, an offline lock is
+offline, and a refused grant disconnects the account until a new authorization's token is
+written to its file."""
 
 from __future__ import annotations
 
@@ -117,6 +118,19 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
                what="smartthings_failed_to_set_access_code")
     assert "8642" not in truth().values()
     api.delete("/access_codes/delete", params={"access_code_id": refused["access_code_id"]})
+
+    # A hub that takes the commands and never runs them: given up after the retries.
+    fake.call(setattr, lock, "hub_busy", True)
+    late = api.post("/access_codes/create", json={"device_id": device_id, "name": "Late",
+                                                  "code": "9753"}).json()["access_code"]
+    pins.add("9753")
+    wait_until(lambda: "smartthings_failed_to_set_after_multiple_retries"
+               in errors_of(late["access_code_id"]), timeout=40,
+               what="smartthings_failed_to_set_after_multiple_retries")
+    fake.call(setattr, lock, "hub_busy", False)
+    fake.run(fake.api.run_pending)
+    assert "9753" not in truth().values()  # withdrawn after the hub ran it late
+    api.delete("/access_codes/delete", params={"access_code_id": late["access_code_id"]})
 
     # An outage: the lock drops off its hub, then comes back.
     fake.call(setattr, lock, "online", False)

@@ -343,3 +343,29 @@ async def test_a_long_stated_wait_stops_every_call_of_the_account(rig: Rig) -> N
         await driver.write_code("front", CodeWrite(slot=1, pin="2468", name="x"))
     assert not await driver.probe("front")
     assert len(rig.cloud.requests) == asked
+
+
+async def test_a_code_changed_at_the_keypad_is_reported_by_slot(rig: Rig) -> None:
+    driver = await rig.driver()
+    await driver.write_code("front", CodeWrite(slot=2, pin="2468", name="Guest"))
+    rig.events.clear()
+    # Between two polls: a new PIN in our slot (only "2 changed" says so), then a new code.
+    rig.lock.keypad_set(2, "1111")
+    rig.lock.keypad_set(5, "9999")
+    await until(lambda: {e.slot for e in rig.events if e.kind.value == "slot_changed"}
+                >= {2, 5})
+    reads = {r.slot: r for r in await driver.read_slots("front", [2, 5])}
+    assert (reads[5].state, reads[5].name) == (SlotState.UNREADABLE, "Code 5")
+    # The PIN the driver knew for slot 2 is forgotten: the same code is sent again.
+    await driver.write_code("front", CodeWrite(slot=2, pin="2468", name="Guest"))
+    assert rig.truth() == {2: "2468", 5: "9999"}
+
+
+def test_tokens_only_cross_the_network_encrypted(tmp_path: Path) -> None:
+    base = {"kind": "smartthings", "client_id": "c", "client_secret": "x",
+            "refresh_token_file": str(tmp_path / "t")}
+    Config.model_validate({**base, "url": "http://127.0.0.1:8080"})
+    with pytest.raises(ValueError, match="https"):
+        Config.model_validate({**base, "url": "http://api.smartthings.com"})
+    with pytest.raises(ValueError, match="exactly one"):
+        Config.model_validate({**base, "client_secret_file": str(tmp_path / "s")})

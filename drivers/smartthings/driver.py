@@ -83,6 +83,8 @@ class _Lock:
     seen: LockStatus | None = None
     # The PINs this driver confirmed, by slot: lockCodes never shows them.
     pins: dict[int, str] = field(default_factory=dict)
+    # The codeChanged events already seen (by a command or the poller).
+    change_keys: set[str] = field(default_factory=set)
     # One command at a time per lock; the poller leaves a lock alone while one runs.
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -234,7 +236,7 @@ class SmartThingsDriver(AccountDriver[_Lock]):
         if status == "FAILED":
             raise RetryLater(f"SmartThings did not take the {command} command")
 
-    async def _changes(self, lock: _Lock) -> list[Change]:
+    async def _read_changes(self, lock: _Lock) -> list[Change]:
         """The lock's recent codeChanged events (the history; the latest one from the status
         when the history cannot be read)."""
         try:
@@ -252,6 +254,16 @@ class SmartThingsDriver(AccountDriver[_Lock]):
 
     async def _change_keys(self, lock: _Lock) -> set[str]:
         return {change.key for change in await self._changes(lock)}
+
+    async def _changes(self, lock: _Lock) -> list[Change]:
+        """The lock's recent codeChanged events, each then known to the poller (which reports
+        only those it did not see before: changes made at the lock)."""
+        changes = await self._read_changes(lock)
+        if lock.busy.locked():
+            lock.change_keys |= {change.key for change in changes}
+        else:
+            lock.change_keys = {change.key for change in changes}
+        return changes
 
     async def _outcome(self, lock: _Lock, seen: set[str], slot: int,
                        wanted: tuple[str, ...]) -> str | None:
@@ -354,18 +366,23 @@ class SmartThingsDriver(AccountDriver[_Lock]):
         if not await self._healthy(lock) or not lock.takes_codes or lock.busy.locked():
             return
         status = await self._status(lock)
-        before, lock.seen = lock.seen, status
+        before = lock.seen
         if before is None:
+            await self._change_keys(lock)  # what happened before this driver looked
+            lock.seen = status
             return
         slots = {s for s in set(before.codes) | set(status.codes)
                  if before.codes.get(s) != status.codes.get(s)}
         if (status.code_changed, status.code_changed_at) != \
                 (before.code_changed, before.code_changed_at):
-            parsed = parse_change(status.code_changed)
-            if parsed is not None and parsed[1] in ("set", "changed", "deleted"):
-                # Changed at the lock (the keypad): the PIN this driver knew is no more.
-                lock.pins.pop(parsed[0], None)
-                slots.add(parsed[0])
+            # The status shows only the latest codeChanged: the history has each one.
+            known = set(lock.change_keys)
+            for change in await self._changes(lock):
+                if change.key not in known and change.what in ("set", "changed", "deleted"):
+                    # Changed at the lock (the keypad): the PIN this driver knew is no more.
+                    lock.pins.pop(change.slot, None)
+                    slots.add(change.slot)
+        lock.seen = status
         for slot in sorted(slots):
             self._events.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.info.external_id,
                                           slot=slot))
