@@ -208,6 +208,7 @@ async def test_rotated_refresh_tokens_are_kept_across_restarts(
     driver = await rig.driver()
     kept = json.loads(rig.memory.read_text())["refresh_token"]
     assert kept != first and kept in rig.cloud.refresh_tokens
+    assert rig.memory.stat().st_mode & 0o777 == 0o600
     assert first not in rig.cloud.refresh_tokens  # used: SmartThings no longer takes it
     # The access token expires: the next call refreshes, and the new pair is kept.
     rig.cloud.expire_tokens()
@@ -369,3 +370,13 @@ def test_tokens_only_cross_the_network_encrypted(tmp_path: Path) -> None:
         Config.model_validate({**base, "url": "http://api.smartthings.com"})
     with pytest.raises(ValueError, match="exactly one"):
         Config.model_validate({**base, "client_secret_file": str(tmp_path / "s")})
+
+
+async def test_calls_that_find_the_token_expired_refresh_it_once(rig: Rig) -> None:
+    driver = await rig.driver(poll_interval_s=60)
+    rig.cloud.expire_tokens()
+    refreshes = rig.cloud.requests.count("POST /v1/oauth/token")
+    # Two refreshes of one refresh token would break the grant: one refresher per account.
+    assert all(await asyncio.gather(*(driver.probe("front") for _ in range(5))))
+    assert rig.cloud.requests.count("POST /v1/oauth/token") == refreshes + 1
+    assert driver.availability("front") is Availability.ONLINE
