@@ -246,7 +246,8 @@ async def test_a_refused_grant_disconnects_every_lock_until_a_new_token_is_given
                 and driver.availability("back") is Availability.ONLINE)
 
 
-async def test_locks_no_longer_listed_are_removed_not_offline(rig: Rig) -> None:
+async def test_locks_no_longer_listed_are_removed_not_offline(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     rig.cloud.add_location("cabin")
     rig.cloud.add_lock("Cabin", location_id="cabin", device_id="cabin")
     driver = await rig.driver()
@@ -256,6 +257,11 @@ async def test_locks_no_longer_listed_are_removed_not_offline(rig: Rig) -> None:
     assert [d.external_id for d in driver.devices()] == ["cabin"]
     with pytest.raises(RetryLater):
         await driver.write_code("front", CodeWrite(slot=1, pin="2468", name="x"))
+    assert "no longer lists lock front" in caplog.text
+    # Nothing listed at all while the token works: said in the log, not silent.
+    rig.cloud.connect_elsewhere("cabin")
+    await until(lambda: driver.availability("cabin") is Availability.REMOVED)
+    await until(lambda: "lists no lock" in caplog.text)
 
 
 async def test_an_offline_lock_is_offline_and_takes_no_command(rig: Rig) -> None:

@@ -99,6 +99,7 @@ class SmartThingsDriver(AccountDriver[_Lock]):
         super().__init__(config.name, clock, config.poll_interval_s)
         self._config = config
         self._account = Account(config, clock, memory_file)
+        self._warned_empty = False
 
     async def _open(self) -> None:
         await self._account.open()
@@ -328,6 +329,13 @@ class SmartThingsDriver(AccountDriver[_Lock]):
                 await self._look(lock)
             except NotVisible:
                 seen.discard(external_id)
+        if not seen and not self._warned_empty:
+            # The token works and shows nothing: most often the account (or its location) is
+            # connected to another integration, which SmartThings does not say.
+            _LOG.warning("smartthings %s: the account's token works but it lists no lock with "
+                         "lockCodes (is the location shared with this app, or the account "
+                         "connected elsewhere?)", self.name)
+        self._warned_empty = not seen
         for external_id in set(self._locks) - seen:
             lock = self._locks[external_id]
             if lock.availability is not Availability.REMOVED:
