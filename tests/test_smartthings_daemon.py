@@ -36,7 +36,7 @@ drivers:
     refresh_token_file: refresh.token
     poll_interval_s: 0.5
     request_timeout_s: 3
-    confirm_wait_s: 2
+    confirm_wait_s: 3
     confirm_poll_s: 0.1
     set_retries: 1
     max_calls_per_s: 50
@@ -87,49 +87,49 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
 
     # Create: on the lock once its codeChanged says so.
     made = api.post("/access_codes/create", json={"device_id": device_id, "name": "Guest",
-                                                  "code": "2468"}).json()["access_code"]
-    pins.add("2468")
+                                                  "code": "246802"}).json()["access_code"]
+    pins.add("246802")
     wait_until(lambda: code(made["access_code_id"])["status"] == "set", what="code set")
-    assert list(truth().values()) == ["2468"]
+    assert list(truth().values()) == ["246802"]
 
     # Schedule: the bridge puts a time-bound code on at its start and takes it off at its end.
     starts = datetime.now(UTC) + timedelta(seconds=2)
     timed = api.post("/access_codes/create", json={
-        "device_id": device_id, "name": "Weekend", "code": "3579",
+        "device_id": device_id, "name": "Weekend", "code": "357913",
         "starts_at": starts.isoformat(),
         "ends_at": (starts + timedelta(seconds=5)).isoformat()}).json()["access_code"]
-    pins.add("3579")
+    pins.add("357913")
     assert not timed["is_scheduled_on_device"]
-    assert "3579" not in truth().values()
-    wait_until(lambda: "3579" in truth().values(), timeout=30, what="timed code on at start")
-    wait_until(lambda: "3579" not in truth().values(), timeout=30, what="timed code off at end")
+    assert "357913" not in truth().values()
+    wait_until(lambda: "357913" in truth().values(), timeout=30, what="timed code on at start")
+    wait_until(lambda: "357913" not in truth().values(), timeout=30, what="timed code off at end")
 
     # Delete: off the lock.
     api.delete("/access_codes/delete", params={"access_code_id": made["access_code_id"]})
-    wait_until(lambda: "2468" not in truth().values(), what="code off the lock")
+    wait_until(lambda: "246802" not in truth().values(), what="code off the lock")
 
     # A refusal: the lock answers "N failed".
     fake.call(setattr, lock, "fail_next_sets", 1)
     refused = api.post("/access_codes/create", json={"device_id": device_id, "name": "No",
-                                                     "code": "8642"}).json()["access_code"]
-    pins.add("8642")
+                                                     "code": "864208"}).json()["access_code"]
+    pins.add("864208")
     wait_until(lambda: "smartthings_failed_to_set_access_code"
                in errors_of(refused["access_code_id"]),
                what="smartthings_failed_to_set_access_code")
-    assert "8642" not in truth().values()
+    assert "864208" not in truth().values()
     api.delete("/access_codes/delete", params={"access_code_id": refused["access_code_id"]})
 
     # A hub that takes the commands and never runs them: given up after the retries.
     fake.call(setattr, lock, "hub_busy", True)
     late = api.post("/access_codes/create", json={"device_id": device_id, "name": "Late",
-                                                  "code": "9753"}).json()["access_code"]
-    pins.add("9753")
+                                                  "code": "975319"}).json()["access_code"]
+    pins.add("975319")
     wait_until(lambda: "smartthings_failed_to_set_after_multiple_retries"
                in errors_of(late["access_code_id"]), timeout=40,
                what="smartthings_failed_to_set_after_multiple_retries")
     fake.call(setattr, lock, "hub_busy", False)
     fake.run(fake.api.run_pending)
-    assert "9753" not in truth().values()  # withdrawn after the hub ran it late
+    assert "975319" not in truth().values()  # withdrawn after the hub ran it late
     api.delete("/access_codes/delete", params={"access_code_id": late["access_code_id"]})
 
     # An outage: the lock drops off its hub, then comes back.
@@ -146,8 +146,8 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
     wait_until(lambda: "account_disconnected" not in device_errors(),
                what="account connected again")
     after = api.post("/access_codes/create", json={"device_id": device_id, "name": "After",
-                                                   "code": "1357"}).json()["access_code"]
-    pins.add("1357")
+                                                   "code": "135791"}).json()["access_code"]
+    pins.add("135791")
     wait_until(lambda: code(after["access_code_id"])["status"] == "set", what="code set after")
     return [refresh, *fake.call(lambda: list(fake.api.access_tokens)),
             *fake.call(lambda: list(fake.api.refresh_tokens))]
