@@ -3,8 +3,8 @@
 SmartThings is a vendor cloud: the bridge calls its REST API with an OAuth access token of an
 "OAuth-In" app the user authorized once. Access tokens live a day and every refresh replaces the
 refresh token too, so the driver keeps the newest refresh token in its state directory
-(`smartthings-<name>.json`); the client secret and the first refresh token come from files (or
-${ENV_VAR}), never from the configuration file in clear.
+(`smartthings-<name>.json`). The client secret (a file, or ${ENV_VAR}) and the first refresh
+token (a file) never sit in the configuration file in clear.
 """
 
 from __future__ import annotations
