@@ -524,7 +524,7 @@ def _scalar(node: yaml.Node) -> Any:
 # Keys (at any depth) naming files the operator gives: relative to the config file. A driver's
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
-                                   "client_secret_file",
+                                   "client_secret_file", "refresh_token_file",
                                    "cert_file", "key_file", "tls_cert_file", "tls_key_file",
                                    "backup_path", "url_file", "ics_file"})
 

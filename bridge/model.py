@@ -38,13 +38,20 @@ class AccessCodeErrorCode(enum.StrEnum):
     HUBITAT_NO_FREE_POSITIONS_AVAILABLE = "hubitat_no_free_positions_available"
     IGLOOHOME_BRIDGE_OFFLINE = "igloohome_bridge_offline"
     IGLOOHOME_BRIDGE_TOO_MANY_PENDING_JOBS = "igloohome_bridge_too_many_pending_jobs"
+    SMARTTHINGS_FAILED_TO_SET_ACCESS_CODE = "smartthings_failed_to_set_access_code"
+    SMARTTHINGS_FAILED_TO_SET_AFTER_MULTIPLE_RETRIES = \
+        "smartthings_failed_to_set_after_multiple_retries"
+    SMARTTHINGS_NO_FREE_SLOTS_AVAILABLE = "smartthings_no_free_slots_available"
 
 
 # The makers' own write errors: like the generic ones, a later successful write clears them.
 VENDOR_SET_ERRORS = frozenset({AccessCodeErrorCode.HUBITAT_DEVICE_PROGRAMMING_DELAY,
                                AccessCodeErrorCode.HUBITAT_NO_FREE_POSITIONS_AVAILABLE,
                                AccessCodeErrorCode.IGLOOHOME_BRIDGE_OFFLINE,
-                               AccessCodeErrorCode.IGLOOHOME_BRIDGE_TOO_MANY_PENDING_JOBS})
+                               AccessCodeErrorCode.IGLOOHOME_BRIDGE_TOO_MANY_PENDING_JOBS,
+                               AccessCodeErrorCode.SMARTTHINGS_FAILED_TO_SET_ACCESS_CODE,
+                               AccessCodeErrorCode.SMARTTHINGS_FAILED_TO_SET_AFTER_MULTIPLE_RETRIES,
+                               AccessCodeErrorCode.SMARTTHINGS_NO_FREE_SLOTS_AVAILABLE})
 
 
 class AccessCodeWarningCode(enum.StrEnum):

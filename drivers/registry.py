@@ -20,6 +20,7 @@ _KINDS: dict[str, str] = {
     "hubitat": "drivers.hubitat.config",
     "ttlock": "drivers.ttlock.config",
     "igloohome": "drivers.igloohome.config",
+    "smartthings": "drivers.smartthings.config",
 }
 
 

@@ -1,0 +1,1 @@
+"""SmartThings locks with the lockCodes capability, through SmartThings' cloud API."""
