@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from tests.api_helpers import start_daemon, wait_until
-
-from .fakes.smartthings import FakeSmartThingsThread
+from tests.fakes.smartthings import FakeSmartThingsThread
 
 pytestmark = pytest.mark.slow
 CLIENT_ID, SECRET = "lb-smartthings", "client-secret-in-a-file"

@@ -29,8 +29,7 @@ from bridge.driver import (
 from drivers.smartthings.config import Config
 from drivers.smartthings.driver import SmartThingsDriver
 from tests.contract import ContractSubject, DriverContract
-
-from .fakes.smartthings import CAPABILITIES, FakeLock, FakeSmartThings
+from tests.fakes.smartthings import CAPABILITIES, FakeLock, FakeSmartThings
 
 CLIENT_ID, SECRET = "lb-smartthings", "client-secret-in-a-file"
 
