@@ -1,0 +1,221 @@
+"""The driver contract (tests/contract.py) and the Matter driver's own checks, against a real
+virtual lock (matter.js) commissioned once onto a real Matter server (python-matter-server).
+
+One namespace, lock and server serve the whole module (commissioning costs seconds); each test
+gets factory-fresh codes on the lock and a newly started driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bridge.clock import SystemClock
+from bridge.driver import (
+    Availability,
+    CodeWrite,
+    CommandRejected,
+    DriverEvent,
+    DriverEventKind,
+    LocalWindow,
+    RejectReason,
+    SlotState,
+)
+from drivers.matter import mapping
+from drivers.matter.config import Config
+from tests.contract import ContractSubject, DriverContract
+from tests.harness import until
+from tests.matter.stack import MatterStack, missing_peers
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(missing_peers() is not None, reason=missing_peers() or ""),
+]
+
+# Seconds from 1970-01-01 to Matter's epoch, 2000-01-01.
+UNIX_TO_MATTER_S = 946_684_800
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatterStack]:
+    matter = MatterStack(tmp_path_factory.mktemp("matter"))
+    try:
+        matter.start()
+        yield matter
+    finally:
+        matter.close()
+
+
+def driver_config(stack: MatterStack, **extra: object) -> Config:
+    return Config.model_validate({"kind": "matter", "url": stack.url, "allow_remote": True,
+                                  "command_spacing_s": 0, "command_timeout_s": 4,
+                                  "probe_timeout_s": 3, "reconnect_min_s": 0.2,
+                                  "reconnect_max_s": 1.0, "busy_retry_s": 0.05, **extra})
+
+
+@pytest.fixture
+async def subject(stack: MatterStack, tmp_path: Path) -> AsyncIterator[ContractSubject]:
+    from drivers.matter.driver import MatterDriver
+
+    # A check before this one may have frozen or restarted the lock.
+    if stack.lock is None:
+        stack.start_lock()
+    stack.resume_lock()
+    stack.control("reset")
+    driver = MatterDriver(driver_config(stack), SystemClock(), tmp_path / "state")
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    async def silence() -> None:
+        stack.silence_lock()
+
+    await driver.start(sink)
+    try:
+        [info] = driver.devices()
+        await until(lambda: driver.availability(info.external_id) is Availability.ONLINE,
+                    timeout=30.0, what="the lock online")
+        subject = ContractSubject(driver, info.external_id, stack.pins, silence,
+                                  answer_bound_s=10.0, events=events)
+        # After a freeze or a restart the lock answers once CHIP's session is back.
+        await answering(subject)
+        yield subject
+    finally:
+        stack.resume_lock()
+        await driver.stop()
+
+
+async def answering(subject: ContractSubject, timeout_s: float = 45.0) -> None:
+    """Wait (bounded) until the lock answers a probe through the server."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await subject.driver.probe(subject.external_id):
+        if loop.time() > deadline:
+            raise AssertionError(f"the lock did not answer within {timeout_s} s")
+        await asyncio.sleep(0.2)
+
+
+class TestMatter(DriverContract):
+    """The shared contract against the virtual lock."""
+
+
+class TestMatterLock:
+    """What only a Matter lock does: users and fabrics, schedules, events, restarts."""
+
+    async def test_describes_the_lock_from_its_attributes(
+            self, subject: ContractSubject) -> None:
+        info = subject.info()
+        assert info.capabilities.slot_count == 15  # PIN slots (18), not users (17)
+        assert info.capabilities.native_schedules and info.capabilities.masks_pins_on_read
+        assert (info.constraints.min_length, info.constraints.max_length) == (4, 8)
+        assert info.manufacturer == "lockbridge tests"
+
+    async def test_refuses_a_pin_the_lock_rules_out(self, subject: ContractSubject) -> None:
+        for pin in ("12a4", "123", "123456789"):
+            with pytest.raises(CommandRejected) as raised:
+                await subject.driver.write_code(subject.external_id,
+                                                CodeWrite(slot=1, pin=pin, name="x"))
+            assert raised.value.reason is RejectReason.INVALID_PIN
+        assert subject.truth() == {}
+
+    async def test_modifies_a_code_in_place(self, stack: MatterStack,
+                                            subject: ContractSubject) -> None:
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=2, pin="2468", name="Guest"))
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=2, pin="97531", name="Guest"))
+        assert subject.truth() == {2: "97531"}
+        users = stack.control("truth")["users"]
+        assert [u["credentials"] for u in users] == [[2]]
+
+    async def test_a_time_bound_code_is_a_year_day_schedule_in_local_time(
+            self, stack: MatterStack, subject: ContractSubject) -> None:
+        window = LocalWindow(datetime(2031, 7, 1, 15, 0), datetime(2031, 7, 8, 11, 0),
+                             "Europe/Lisbon")
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=3, pin="1357", name="Stay", window=window))
+        [schedule] = stack.control("truth")["yearDay"]
+        # matter.js keeps epoch-s values as Unix seconds; on the wire they count from 2000.
+        assert schedule["localStartTime"] - UNIX_TO_MATTER_S == \
+            mapping.local_epoch(window.starts_at)
+        assert mapping.from_local_epoch(schedule["localEndTime"] - UNIX_TO_MATTER_S) == \
+            window.ends_at
+        # Made ongoing again: the schedule goes.
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=3, pin="1357", name="Stay"))
+        assert stack.control("truth")["yearDay"] == []
+        assert subject.truth() == {3: "1357"}
+
+    async def test_another_fabrics_code_is_unmanaged_and_never_changed(
+            self, stack: MatterStack, subject: ContractSubject) -> None:
+        stack.control("foreign", slot=4, user=5, pin="8642", fabric=9)
+        [read] = await subject.driver.list_codes(subject.external_id)
+        assert (read.slot, read.state) == (4, SlotState.UNREADABLE)
+        for call in (subject.driver.write_code(subject.external_id,
+                                               CodeWrite(slot=4, pin="1111", name="x")),
+                     subject.driver.clear_code(subject.external_id, 4)):
+            with pytest.raises(CommandRejected):
+                await call
+        assert subject.truth() == {4: "8642"}
+
+    async def test_a_keypad_change_is_an_external_modification(
+            self, stack: MatterStack, subject: ContractSubject) -> None:
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=5, pin="2580", name="Guest"))
+        [read] = await subject.driver.read_slots(subject.external_id, [5])
+        assert read.name is None  # ours, as written
+        stack.control("keypad_set", slot=5, user=1, pin="0852")
+        await until(lambda: any(e.kind is DriverEventKind.SLOT_CHANGED and e.slot == 5
+                                for e in subject.events), timeout=15.0, what="slot 5 changed")
+        [read] = await subject.driver.read_slots(subject.external_id, [5])
+        assert read.state is SlotState.UNREADABLE and read.name == mapping.CHANGED_AT_LOCK
+
+    async def test_a_keypad_unlock_names_the_slot(self, stack: MatterStack,
+                                                  subject: ContractSubject) -> None:
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=6, pin="4321", name="Guest"))
+        assert stack.control("keypad_unlock", pin="4321")["matched"]
+        await until(lambda: any(e.kind is DriverEventKind.KEYPAD_USED and e.slot == 6
+                                for e in subject.events), timeout=15.0, what="keypad unlock")
+
+    async def test_a_full_lock_has_no_space(self, subject: ContractSubject) -> None:
+        # 10 users for 15 PIN slots: the eleventh code finds no user.
+        for slot in range(1, 11):
+            await subject.driver.write_code(subject.external_id,
+                                            CodeWrite(slot=slot, pin=f"{5000 + slot}", name="x"))
+        with pytest.raises(CommandRejected) as raised:
+            await subject.driver.write_code(subject.external_id,
+                                            CodeWrite(slot=11, pin="6011", name="x"))
+        assert raised.value.reason is RejectReason.NO_SPACE
+        assert len(subject.truth()) == 10
+
+    async def test_a_restarted_lock_is_back_without_commissioning(
+            self, stack: MatterStack, subject: ContractSubject) -> None:
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=7, pin="7777", name="x"))
+        stack.stop_lock()
+        stack.start_lock()
+        await until(lambda: subject.driver.availability(subject.external_id)
+                    is Availability.ONLINE, timeout=30.0, what="the lock back")
+        await answering(subject)
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=8, pin="8888", name="x"))
+        assert subject.truth() == {7: "7777", 8: "8888"}
+
+    async def test_a_restarted_server_is_reconnected(self, stack: MatterStack,
+                                                     subject: ContractSubject) -> None:
+        stack.stop_server()
+        await until(lambda: subject.driver.availability(subject.external_id)
+                    is Availability.HUB_DISCONNECTED, timeout=15.0, what="link lost")
+        stack.start_server()
+        await until(lambda: subject.driver.availability(subject.external_id)
+                    is Availability.ONLINE, timeout=60.0, what="the lock back")
+        await answering(subject)
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=9, pin="9999", name="x"))
+        assert subject.truth() == {9: "9999"}
