@@ -23,12 +23,14 @@ from bridge.driver import (
     DriverEventKind,
     LocalWindow,
     RejectReason,
+    RetryLater,
     SlotState,
 )
 from drivers.matter import mapping
 from drivers.matter.config import Config
 from tests.contract import ContractSubject, DriverContract
 from tests.harness import until
+from tests.matter.proxy import MatterProxy
 from tests.matter.stack import MatterStack, missing_peers
 
 pytestmark = [
@@ -219,3 +221,116 @@ class TestMatterLock:
         await subject.driver.write_code(subject.external_id,
                                         CodeWrite(slot=9, pin="9999", name="x"))
         assert subject.truth() == {9: "9999"}
+
+
+@pytest.fixture
+async def proxied(stack: MatterStack, tmp_path: Path,
+                  subject: ContractSubject) -> AsyncIterator[tuple[ContractSubject, MatterProxy]]:
+    """A second driver on the same lock, through a proxy that can answer for the server."""
+    from drivers.matter.driver import MatterDriver
+
+    proxy = MatterProxy(stack.url)
+    await proxy.start()
+    driver = MatterDriver(driver_config(stack, url=proxy.url, allow_remote=False),
+                          SystemClock(), tmp_path / "proxied")
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    await driver.start(sink)
+    try:
+        yield ContractSubject(driver, subject.external_id, stack.pins, subject.silence,
+                              events=events), proxy
+    finally:
+        await driver.stop()
+        await proxy.stop()
+
+
+def _status(exists: bool, user: int | None = None) -> dict[str, object]:
+    return {"result": {"credentialExists": exists, "userIndex": user,
+                       "creatorFabricIndex": 1 if exists else None,
+                       "lastModifiedFabricIndex": 1 if exists else None,
+                       "nextCredentialIndex": None, "credentialData": None}}
+
+
+class TestMatterAnswers:
+    """How the driver reads answers the virtual lock cannot give (injected by a proxy)."""
+
+    @pytest.mark.parametrize(("answer", "reason"), [
+        ({"result": {"status": 2, "userIndex": None, "nextCredentialIndex": None}},
+         RejectReason.DUPLICATE_PIN),
+        ({"result": {"status": 0x89, "userIndex": None, "nextCredentialIndex": None}},
+         RejectReason.NO_SPACE),
+        ({"result": {"status": 0x87, "userIndex": None, "nextCredentialIndex": None}},
+         RejectReason.INVALID_PIN),
+        ({"result": {"status": 1, "userIndex": None, "nextCredentialIndex": None}},
+         RejectReason.OTHER),
+        ({"error_code": 0, "details": "InteractionModelError: Failure (0x1, clusterStatus: 2)"},
+         RejectReason.DUPLICATE_PIN),
+        ({"error_code": 0, "details": "InteractionModelError: InvalidCommand (0x85)"},
+         RejectReason.INVALID_PIN),
+        ({"error_code": 0, "details": "InteractionModelError: ResourceExhausted (0x89)"},
+         RejectReason.NO_SPACE),
+    ])
+    async def test_a_refused_pin_is_mapped_and_leaves_no_user(
+            self, stack: MatterStack, proxied: tuple[ContractSubject, MatterProxy],
+            answer: dict[str, object], reason: RejectReason) -> None:
+        subject, proxy = proxied
+        proxy.inject("SetCredential", answer)
+        with pytest.raises(CommandRejected) as raised:
+            await subject.driver.write_code(subject.external_id,
+                                            CodeWrite(slot=1, pin="1470", name="x"))
+        assert raised.value.reason is reason
+        # The user made for the code is gone again.
+        assert subject.truth() == {} and stack.control("truth")["users"] == []
+
+    async def test_occupied_is_read_again_and_modified(
+            self, stack: MatterStack, proxied: tuple[ContractSubject, MatterProxy]) -> None:
+        subject, proxy = proxied
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=2, pin="1111", name="x"))
+        # The slot reads free (a stale answer), so the driver adds; the lock says OCCUPIED.
+        proxy.inject("GetCredentialStatus", _status(False))
+        proxy.inject("SetCredential", {"result": {"status": 3, "userIndex": None,
+                                                  "nextCredentialIndex": None}})
+        result = await subject.driver.write_code(subject.external_id,
+                                                 CodeWrite(slot=2, pin="2222", name="x"))
+        assert (result.slot, result.pin) == (2, "2222")
+        assert subject.truth() == {2: "2222"}
+        assert len(stack.control("truth")["users"]) == 1
+
+    @pytest.mark.parametrize("details", ["InteractionModelError: Busy (0x9c)",
+                                         "InteractionModelError: Timeout (0x94)"])
+    async def test_busy_and_timeout_are_sent_again(
+            self, proxied: tuple[ContractSubject, MatterProxy], details: str) -> None:
+        subject, proxy = proxied
+        proxy.inject("SetCredential", {"error_code": 0, "details": details})
+        await subject.driver.write_code(subject.external_id,
+                                        CodeWrite(slot=3, pin="3690", name="x"))
+        assert subject.truth() == {3: "3690"}
+        assert proxy.seen.count("SetCredential") == 2
+
+    async def test_a_node_not_ready_is_offline_until_it_answers(
+            self, proxied: tuple[ContractSubject, MatterProxy]) -> None:
+        subject, proxy = proxied
+        proxy.inject("GetCredentialStatus", {"error_code": 3,
+                                             "details": "Node 1 is not (yet) available."})
+        with pytest.raises(RetryLater):
+            await subject.driver.read_slots(subject.external_id, [1])
+        assert subject.driver.availability(subject.external_id) is Availability.OFFLINE
+        assert await subject.driver.probe(subject.external_id)
+        assert subject.driver.availability(subject.external_id) is Availability.ONLINE
+
+
+class TestMatterRemoval:
+    """Last in the module: the lock leaves the fabric for good."""
+
+    async def test_a_lock_removed_from_the_fabric_is_removed(
+            self, stack: MatterStack, subject: ContractSubject) -> None:
+        assert stack.node_id is not None
+        await stack.server_call("remove_node", {"node_id": stack.node_id})
+        await until(lambda: subject.driver.availability(subject.external_id)
+                    is Availability.REMOVED, timeout=15.0, what="the lock removed")
+        assert any(e.kind is DriverEventKind.AVAILABILITY
+                   and e.availability is Availability.REMOVED for e in subject.events)

@@ -47,8 +47,11 @@ class DoorLockCommands:
     """Door Lock commands to one endpoint of one node."""
 
     def __init__(self, link: Callable[[], MatterLink | None], clock: Clock, node_id: int,
-                 endpoint: int, policy: CallPolicy) -> None:
+                 endpoint: int, policy: CallPolicy,
+                 on_offline: Callable[[], None] = lambda: None) -> None:
         self._link = link
+        # Told when the server says the node is not ready (it learned before its next update).
+        self._on_offline = on_offline
         self._clock = clock
         self.node_id = node_id
         self.endpoint = endpoint
@@ -84,6 +87,8 @@ class DoorLockCommands:
                               what, exc.details)
                     await self._clock.sleep(self._policy.busy_retry_s * attempt)
                     continue
+                if exc.error_code in mapping.OFFLINE_ERRORS:
+                    self._on_offline()
                 raise mapping.server_error(exc.error_code, exc.details, what) from exc
         raise RetryLater(f"{what}: no answer")  # pragma: no cover - the loop returns or raises
 

@@ -12,6 +12,7 @@ credentials, fabric ownership) in `codes.py`, what the cluster's values mean in 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -177,6 +178,9 @@ class MatterDriver:
             _LOG.debug("matter %s: node %d did not answer a probe: %s", self.name, lock.node_id,
                        exc)
             return False
+        if not lock.available:
+            lock.available = True
+            self._events.availability(external_id, self.availability(external_id))
         return True
 
     # -- one WebSocket session --------------------------------------------------------------
@@ -240,8 +244,9 @@ class MatterDriver:
                 self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED,
                                               info.external_id))
             if lock is None:
-                commands = DoorLockCommands(lambda: self._link, self._clock, node_id,
-                                            endpoint, self._policy)
+                commands = DoorLockCommands(
+                    lambda: self._link, self._clock, node_id, endpoint, self._policy,
+                    on_offline=functools.partial(self._went_offline, info.external_id))
                 fabric = attributes.get(mapping.path(0, mapping.OPERATIONAL_CREDENTIALS,
                                                      mapping.ATTR_CURRENT_FABRIC))
                 lock = _Lock(node_id, endpoint, info, LockCodes(
@@ -292,6 +297,14 @@ class MatterDriver:
         elif news.unlock_method is not None:
             self._events.emit(DriverEvent(DriverEventKind.UNLOCKED, external_id,
                                           detail={"method": news.unlock_method}))
+
+    def _went_offline(self, external_id: str) -> None:
+        lock = self._locks.get(external_id)
+        if lock is not None and lock.available:
+            _LOG.warning("matter %s: node %d is not ready on the server", self.name,
+                         lock.node_id)
+            lock.available = False
+            self._events.availability(external_id, self.availability(external_id))
 
     def _on_link_state(self, state: LinkState) -> None:
         if state in (LinkState.BACKING_OFF, LinkState.REFUSED):

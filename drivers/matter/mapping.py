@@ -81,6 +81,7 @@ RETRIED_STATUSES = frozenset({STATUS_BUSY, STATUS_TIMEOUT})
 SERVER_NODE_NOT_READY = 3
 SERVER_NODE_NOT_RESOLVING = 4
 SERVER_NODE_NOT_EXISTS = 5
+OFFLINE_ERRORS = frozenset({SERVER_NODE_NOT_READY, SERVER_NODE_NOT_RESOLVING})
 
 # A user name on a Matter lock holds at most 10 characters.
 USER_NAME_MAX = 10
@@ -263,7 +264,7 @@ def refusal(status: int, what: str) -> DriverError | None:
 
 def server_error(error_code: int, details: str, what: str) -> DriverError:
     """A Matter server's error answer as the driver error it means."""
-    if error_code in (SERVER_NODE_NOT_READY, SERVER_NODE_NOT_RESOLVING):
+    if error_code in OFFLINE_ERRORS:
         return RetryLater(f"{what}: the lock is offline ({details})")
     if error_code == SERVER_NODE_NOT_EXISTS:
         return CommandRejected(RejectReason.OTHER, f"{what}: no such node ({details})")
