@@ -8,11 +8,13 @@ gets factory-fresh codes on the lock and a newly started driver.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from seam import Seam
 
 from bridge.clock import SystemClock
 from bridge.driver import (
@@ -28,6 +30,7 @@ from bridge.driver import (
 )
 from drivers.matter import mapping
 from drivers.matter.config import Config
+from tests.api_helpers import ROOT, lockbridge, start_daemon, wait_until
 from tests.contract import ContractSubject, DriverContract
 from tests.harness import until
 from tests.matter.proxy import MatterProxy
@@ -42,11 +45,35 @@ pytestmark = [
 UNIX_TO_MATTER_S = 946_684_800
 
 
+MATTER_DRIVER = """\
+  - kind: matter
+    name: mt
+    url: {url}
+    allow_remote: true
+    time_zone: Europe/Lisbon
+    command_spacing_s: 0
+    reconnect_min_s: 0.2
+    reconnect_max_s: 1
+    nodes:
+      {node}: {{name: Front door}}
+"""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatterStack]:
-    matter = MatterStack(tmp_path_factory.mktemp("matter"))
+    """The peers, and the lock commissioned once with `lockbridge matter commission`."""
+    root = tmp_path_factory.mktemp("matter")
+    matter = MatterStack(root)
     try:
         matter.start()
+        config = root / "commission.yaml"
+        config.write_text(f"state_dir: {root / 'state'}\ndrivers:\n" + MATTER_DRIVER.format(
+            url=matter.url, node=1))
+        done = subprocess.run(lockbridge("matter", "commission", matter.pairing or "", "-c",
+                                         str(config)),
+                              capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        matter.node_id = int(done.stdout.split("node ")[1].split()[0])
         yield matter
     finally:
         matter.close()
@@ -321,6 +348,62 @@ class TestMatterAnswers:
         assert subject.driver.availability(subject.external_id) is Availability.OFFLINE
         assert await subject.driver.probe(subject.external_id)
         assert subject.driver.availability(subject.external_id) is Availability.ONLINE
+
+
+DAEMON_CONFIG = """\
+bridge: {{id: matter-e2e}}
+state_dir: {state}
+api: {{port: 0}}
+engine: {{default_command_spacing_s: 0, probe_base_s: 1, retry_base_s: 0.5, retry_cap_s: 2}}
+schedule: {{require_synchronized_clock: false}}
+drivers:
+"""
+
+
+class TestMatterDaemon:
+    """The daemon with the Matter driver, driven by the official `seam` SDK."""
+
+    def test_codes_through_the_api_end_up_on_the_lock(self, stack: MatterStack,
+                                                      tmp_path: Path) -> None:
+        if stack.lock is None:
+            stack.start_lock()
+        stack.resume_lock()
+        stack.control("reset")
+        driver = MATTER_DRIVER.format(url=stack.url, node=stack.node_id)
+        daemon = start_daemon(tmp_path, DAEMON_CONFIG + driver.replace("{", "{{")
+                              .replace("}", "}}"))
+        daemon.pins.update({"3579", "8024"})
+        try:
+            with Seam(api_key=daemon.key, endpoint=daemon.url) as seam:
+                scenario(stack, seam)
+        finally:
+            log = daemon.stop()
+            assert "3579" not in log and "8024" not in log, "a PIN reached the daemon's log"
+
+
+def scenario(stack: MatterStack, seam: Seam) -> None:
+    [device] = wait_until(lambda: [d for d in seam.devices.list()
+                                   if d.display_name == "Front door" and
+                                   d.properties.online], timeout=60, what="the lock online")
+    code = seam.access_codes.create(device_id=device.device_id, name="Guest", code="3579")
+    wait_until(lambda: seam.access_codes.get(access_code_id=code.access_code_id).status
+               == "set", timeout=60, what="the code set")
+    assert list(stack.pins().values()) == ["3579"]
+    # A keypad unlock with it names the code.
+    assert stack.control("keypad_unlock", pin="3579")["matched"]
+    unlocked = wait_until(lambda: [e for e in seam.events.list(device_id=device.device_id)
+                                   if e.event_type == "lock.unlocked"], what="lock.unlocked")
+    assert unlocked[0].access_code_id == code.access_code_id
+    # Changed at the keypad: an external modification, and lockbridge puts its PIN back.
+    [slot] = stack.pins()
+    user = stack.control("truth")["users"][0]["userIndex"]
+    stack.control("keypad_set", slot=slot, user=user, pin="8024")
+    wait_until(lambda: [e for e in seam.events.list(device_id=device.device_id)
+                        if e.event_type == "access_code.modified_external_to_seam"],
+               timeout=60, what="the keypad change seen")
+    wait_until(lambda: stack.pins() == {slot: "3579"}, timeout=60, what="the PIN put back")
+    seam.access_codes.delete(access_code_id=code.access_code_id)
+    wait_until(lambda: stack.pins() == {}, timeout=60, what="the code removed")
 
 
 class TestMatterRemoval:

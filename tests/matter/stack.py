@@ -211,20 +211,13 @@ class MatterStack:
                             raise RuntimeError(f"{command}: {doc.get('details')}")
                         return doc.get("result")
 
-    def commission(self) -> int:
-        """Put the lock on the server's fabric; its node id."""
-        node = asyncio.run(self.server_call("commission_with_code",
-                                            {"code": self.pairing, "network_only": True}))
-        self.node_id = int(node["node_id"])
-        return self.node_id
-
     # -- all of it ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """The network, the lock waiting to be commissioned, and the server."""
         self.create_network()
         self.start_lock()
         self.start_server()
-        self.commission()
 
     def close(self) -> None:
         """Stop both peers and delete the namespace (which deletes the veth pair)."""
