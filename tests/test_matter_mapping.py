@@ -24,7 +24,7 @@ def test_a_lock_without_schedules_is_switched_by_the_bridge() -> None:
     caps = info.capabilities
     assert (caps.first_slot, caps.slot_count) == (1, 15)
     assert not caps.native_schedules and caps.masks_pins_on_read and caps.programs_codes
-    assert not caps.can_delete_unmanaged
+    assert not caps.can_delete_unmanaged and caps.min_command_spacing_s == 1.0
     assert (info.constraints.min_length, info.constraints.max_length) == (6, 8)
     assert (info.manufacturer, info.model) == ("Aqara", "Smart Lock U200")
     assert info.state is not None and info.state.locked is True

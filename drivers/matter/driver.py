@@ -238,7 +238,8 @@ class MatterDriver:
             info = mapping.describe(
                 node_id, endpoint, attributes, name=settings.name,
                 time_zone=settings.time_zone or self._config.time_zone,
-                native_schedules=settings.native_schedules)
+                native_schedules=settings.native_schedules,
+                command_spacing_s=self._config.command_spacing_s)
             lock = self._locks.get(info.external_id)
             if lock is None or lock.info != info:
                 self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED,

@@ -150,7 +150,8 @@ def external_id(node_id: int, endpoint: int) -> str:
 
 
 def describe(node_id: int, endpoint: int, attributes: dict[str, Any], *, name: str | None,
-             time_zone: str | None, native_schedules: bool) -> DeviceInfo:
+             time_zone: str | None, native_schedules: bool,
+             command_spacing_s: float = 1.0) -> DeviceInfo:
     """A lock as lockbridge shows it."""
     lock = profile(attributes, endpoint)
     caps = LockCapabilities(
@@ -158,8 +159,10 @@ def describe(node_id: int, endpoint: int, attributes: dict[str, Any], *, name: s
         masks_pins_on_read=True,
         native_schedules=native_schedules and lock.year_day_schedules,
         name_max_length=USER_NAME_MAX, can_delete_unmanaged=False,
-        programs_codes=lock.keeps_codes, min_command_spacing_s=0.0,
-        confirmation_window_s=30.0)
+        programs_codes=lock.keeps_codes, min_command_spacing_s=command_spacing_s,
+        # A write is confirmed by the credential status read right after it: any later read
+        # shows what the lock holds, with no delay to allow for.
+        confirmation_window_s=0.0)
     constraints = PinConstraints(min_length=max(1, lock.min_pin),
                                  max_length=max(lock.min_pin, lock.max_pin, 1))
     label = attributes.get("0/40/5") or attributes.get("0/40/3") or f"Matter lock {node_id}"

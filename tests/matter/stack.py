@@ -112,6 +112,11 @@ class MatterStack:
     # -- the virtual lock ---------------------------------------------------------------------
 
     def start_lock(self) -> None:
+        self.launch_lock()
+        self.wait_lock()
+
+    def launch_lock(self) -> None:
+        """Start the lock's process (`wait_lock` waits until it listens)."""
         args = ["ip", "netns", "exec", self.netns, "node", str(LOCK_SCRIPT),
                 str(self.root / "lock"), str(LOCK_PORT), self.ns_if]
         if not self.schedules:
@@ -119,15 +124,18 @@ class MatterStack:
         self.lock = subprocess.Popen(args, cwd=PEERS, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1,
                                      stderr=open(self.root / "lock.log", "a"))  # noqa: SIM115
+
+    def wait_lock(self) -> None:
         hello = self._answer(30.0)
         self.pairing = hello.get("pairing")
 
     def stop_lock(self) -> None:
-        """SIGTERM, and SIGKILL when matter.js does not exit within 3 s."""
+        """The lock loses power (SIGKILL: matter.js may not exit on SIGTERM); what it stored
+        stays, as on a real lock."""
         lock, self.lock = self.lock, None
-        if lock is None:
-            return
-        _end(lock, 3.0)
+        if lock is not None:
+            lock.kill()
+            lock.wait(10)
 
     def silence_lock(self) -> None:
         """The lock stops answering (the process is frozen) until `resume_lock`."""
@@ -216,8 +224,9 @@ class MatterStack:
     def start(self) -> None:
         """The network, the lock waiting to be commissioned, and the server."""
         self.create_network()
-        self.start_lock()
+        self.launch_lock()  # node starts while the server does
         self.start_server()
+        self.wait_lock()
 
     def close(self) -> None:
         """Stop both peers and delete the namespace (which deletes the veth pair)."""
