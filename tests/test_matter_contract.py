@@ -92,7 +92,7 @@ async def subject(stack: MatterStack, tmp_path: Path) -> AsyncIterator[ContractS
 
     # A check before this one may have frozen or restarted the lock.
     if stack.lock is None:
-        stack.start_lock()
+        await asyncio.to_thread(stack.start_lock)
     stack.resume_lock()
     stack.control("reset")
     driver = MatterDriver(driver_config(stack), SystemClock(), tmp_path / "state")
@@ -227,8 +227,8 @@ class TestMatterLock:
             self, stack: MatterStack, subject: ContractSubject) -> None:
         await subject.driver.write_code(subject.external_id,
                                         CodeWrite(slot=7, pin="7777", name="x"))
-        stack.stop_lock()
-        stack.start_lock()
+        await asyncio.to_thread(stack.stop_lock)
+        await asyncio.to_thread(stack.start_lock)
         await until(lambda: subject.driver.availability(subject.external_id)
                     is Availability.ONLINE, timeout=30.0, what="the lock back")
         await answering(subject)
@@ -238,10 +238,10 @@ class TestMatterLock:
 
     async def test_a_restarted_server_is_reconnected(self, stack: MatterStack,
                                                      subject: ContractSubject) -> None:
-        stack.stop_server()
+        await asyncio.to_thread(stack.stop_server)
         await until(lambda: subject.driver.availability(subject.external_id)
                     is Availability.HUB_DISCONNECTED, timeout=15.0, what="link lost")
-        stack.start_server()
+        await asyncio.to_thread(stack.start_server)
         await until(lambda: subject.driver.availability(subject.external_id)
                     is Availability.ONLINE, timeout=60.0, what="the lock back")
         await answering(subject)

@@ -130,12 +130,11 @@ class MatterStack:
         self.pairing = hello.get("pairing")
 
     def stop_lock(self) -> None:
-        """The lock loses power (SIGKILL: matter.js may not exit on SIGTERM); what it stored
-        stays, as on a real lock."""
+        """SIGTERM (matter.js closes its sessions), and SIGKILL when it does not exit within
+        3 s; what it stored stays, as on a real lock."""
         lock, self.lock = self.lock, None
         if lock is not None:
-            lock.kill()
-            lock.wait(10)
+            _end(lock, 3.0)
 
     def silence_lock(self) -> None:
         """The lock stops answering (the process is frozen) until `resume_lock`."""
