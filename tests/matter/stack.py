@@ -5,7 +5,8 @@ CHIP's mDNS ignores loopback, so the test makes a namespace with a veth pair: lo
 run inside it on the namespace's end; the driver under test, in the host's namespace, reaches
 the server's WebSocket over the pair. The server's data (its `/data` and CHIP's global
 `/tmp/chip_kvs`) is bind-mounted from the test's temp folder in a mount namespace of its own,
-so nothing of a run is left on the box; runs still must not overlap (one namespace at a time).
+so nothing of a run is left on the box and two runs (each its own namespace, named and
+addressed by its process id) share nothing.
 
     virtual-lock.mjs  <--Matter over IPv6 (veth, in the namespace)-->  matter-server
          ^ control (JSON lines on stdin/stdout)                              ^ ws://IP:5580/ws
@@ -71,7 +72,9 @@ class MatterStack:
         tag = os.getpid() % 10000
         self.netns = f"lbm-{os.getpid()}"
         self.host_if, self.ns_if = f"lbmh{tag}", f"lbmn{tag}"
-        self.host_ip, self.ns_ip = "10.231.7.1", "10.231.7.2"
+        # A /30 of its own per run, so two runs' host ends never share a subnet.
+        subnet = f"10.231.{os.getpid() % 250}"
+        self.host_ip, self.ns_ip = f"{subnet}.1", f"{subnet}.2"
         self.root = root
         self.schedules = schedules
         self.lock: subprocess.Popen[str] | None = None
