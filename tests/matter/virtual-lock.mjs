@@ -8,7 +8,8 @@
 //   {"op": "truth"}                          -> {"pins": {credentialIndex: pin}, "users": [...]}
 //   {"op": "keypad_set", "slot", "user", "pin"} a code added at the keypad (LockUserChange, source 3)
 //   {"op": "keypad_unlock", "pin"}           an unlock at the keypad (LockOperation with the credential)
-//   {"op": "foreign", "slot", "user", "pin", "fabric"} a code another fabric made
+//   {"op": "foreign", "slot", "user", "pin", "fabric"} a code some fabric made, put in the
+//                                            lock's store directly (no event)
 import { Bytes, Environment, ServerNode, VendorId } from "@matter/main";
 import { DoorLockServer } from "@matter/main/behaviors/door-lock";
 import { DoorLock } from "@matter/main/clusters/door-lock";
