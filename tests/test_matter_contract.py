@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ MATTER_DRIVER = """\
     reconnect_min_s: 0.2
     reconnect_max_s: 1
     nodes:
-      {node}: {{name: Front door}}
+      {node}: {{name: Front door, native_schedules: {native}}}
 """
 
 
@@ -68,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatterStack]:
         matter.start()
         config = root / "commission.yaml"
         config.write_text(f"state_dir: {root / 'state'}\ndrivers:\n" + MATTER_DRIVER.format(
-            url=matter.url, node=1))
+            url=matter.url, node=1, native="true"))
         done = subprocess.run(lockbridge("matter", "commission", matter.pairing or "", "-c",
                                          str(config)),
                               capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
@@ -373,16 +373,17 @@ class TestMatterDaemon:
             stack.start_lock()
         stack.resume_lock()
         stack.control("reset")
-        driver = MATTER_DRIVER.format(url=stack.url, node=stack.node_id)
+        # As a lock without year-day schedules (a real U200): the bridge switches its codes.
+        driver = MATTER_DRIVER.format(url=stack.url, node=stack.node_id, native="false")
         daemon = start_daemon(tmp_path, DAEMON_CONFIG + driver.replace("{", "{{")
                               .replace("}", "}}"))
-        daemon.pins.update({"3579", "8024"})
+        daemon.pins.update({"3579", "8024", "4680"})
         try:
             with Seam(api_key=daemon.key, endpoint=daemon.url) as seam:
                 scenario(stack, seam)
         finally:
             log = daemon.stop()
-            assert "3579" not in log and "8024" not in log, "a PIN reached the daemon's log"
+            assert not {"3579", "8024", "4680"} & set(log.split()), "a PIN reached the log"
 
 
 def scenario(stack: MatterStack, seam: Seam) -> None:
@@ -408,6 +409,18 @@ def scenario(stack: MatterStack, seam: Seam) -> None:
     wait_until(lambda: stack.pins() == {slot: "3579"}, timeout=60, what="the PIN put back")
     seam.access_codes.delete(access_code_id=code.access_code_id)
     wait_until(lambda: stack.pins() == {}, timeout=60, what="the code removed")
+    # A time-bound code on a lock that keeps no schedules: on the lock, with no schedule, for
+    # its window only.
+    now = datetime.now(UTC)
+    ends = now + timedelta(seconds=15)
+    seam.access_codes.create(device_id=device.device_id, name="Stay", code="4680",
+                             starts_at=(now - timedelta(minutes=1)).isoformat(),
+                             ends_at=ends.isoformat())
+    wait_until(lambda: list(stack.pins().values()) == ["4680"], timeout=30, what="stay set")
+    assert stack.control("truth")["yearDay"] == []
+    assert datetime.now(UTC) < ends, "too slow to see the code before its end"
+    wait_until(lambda: stack.pins() == {}, timeout=60, what="stay removed at its end")
+    assert datetime.now(UTC) >= ends
 
 
 class TestMatterRemoval:

@@ -82,19 +82,19 @@ class LockCodes:
             raise CommandRejected(RejectReason.OTHER, f"slot {slot} holds a code another "
                                   "controller (fabric) made; lockbridge never changes it")
         name = code.name[: mapping.USER_NAME_MAX]
-        window = code.window if info.capabilities.native_schedules else None
-        wanted = Written(0, _digest(slot, pin), name, window)
+        schedules = info.capabilities.native_schedules
+        wanted = Written(0, _digest(slot, pin), name, code.window if schedules else None)
         if status.exists and status.user_index is not None:
             known = self.written.get(slot)
             if known is not None and slot not in self.changed and \
                     (known.digest, known.name, known.window) == \
                     (wanted.digest, wanted.name, wanted.window):
                 return  # the same code again: nothing to change
-            await self._modify(slot, pin, status.user_index, wanted)
+            await self._modify(slot, pin, status.user_index, wanted, schedules)
         else:
-            await self._add(slot, pin, wanted)
+            await self._add(slot, pin, wanted, schedules)
 
-    async def _add(self, slot: int, pin: str, wanted: Written) -> None:
+    async def _add(self, slot: int, pin: str, wanted: Written, schedules: bool) -> None:
         user = await self._free_user()
         user_type = mapping.USER_TYPE_YEAR_DAY if wanted.window else \
             mapping.USER_TYPE_UNRESTRICTED
@@ -111,7 +111,7 @@ class LockCodes:
                     raise CommandRejected(RejectReason.OTHER,
                                           f"slot {slot} was taken by another controller")
                 await best_effort(self.commands.clear_user(user), f"removing user {user}")
-                await self._modify(slot, pin, status.user_index, wanted)
+                await self._modify(slot, pin, status.user_index, wanted, schedules)
                 return
             _raise_for(answer, slot)
         except BaseException:
@@ -120,13 +120,15 @@ class LockCodes:
         wanted.user_index = user
         self._remember(slot, wanted)
 
-    async def _modify(self, slot: int, pin: str, user: int, wanted: Written) -> None:
+    async def _modify(self, slot: int, pin: str, user: int, wanted: Written,
+                      schedules: bool) -> None:
         user_type = mapping.USER_TYPE_YEAR_DAY if wanted.window else \
             mapping.USER_TYPE_UNRESTRICTED
         await self.commands.set_user(mapping.OP_MODIFY, user, wanted.name, user_type)
         if wanted.window is not None:
             await self._schedule(user, wanted.window)
-        else:
+        elif schedules:
+            # A code made ongoing loses its window (unknown after a restart: cleared anyway).
             previous = self.written.get(slot)
             if previous is None or previous.window is not None:
                 await best_effort(self.commands.clear_year_day(user), "clearing a schedule")
