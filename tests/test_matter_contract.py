@@ -24,6 +24,7 @@ from bridge.driver import (
     DriverEvent,
     DriverEventKind,
     LocalWindow,
+    LockState,
     RejectReason,
     RetryLater,
     SlotState,
@@ -208,9 +209,14 @@ class TestMatterLock:
                                                   subject: ContractSubject) -> None:
         await subject.driver.write_code(subject.external_id,
                                         CodeWrite(slot=6, pin="4321", name="Guest"))
+        await until(lambda: subject.info().state == LockState(locked=True), timeout=15.0,
+                    what="shown locked")
         assert stack.control("keypad_unlock", pin="4321")["matched"]
         await until(lambda: any(e.kind is DriverEventKind.KEYPAD_USED and e.slot == 6
                                 for e in subject.events), timeout=15.0, what="keypad unlock")
+        # The lock's state follows its LockState attribute.
+        await until(lambda: subject.info().state == LockState(locked=False), timeout=15.0,
+                    what="shown unlocked")
 
     async def test_a_full_lock_has_no_space(self, stack: MatterStack,
                                             subject: ContractSubject) -> None:

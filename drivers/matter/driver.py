@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class _Lock:
     endpoint: int
     info: DeviceInfo
     codes: LockCodes
+    # The node's attributes as the server last sent them (for the lock's state).
+    attributes: dict[str, Any] = field(default_factory=dict)
     available: bool = False
     removed: bool = False
     guard: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -255,6 +257,7 @@ class MatterDriver:
                     mapping.profile(attributes, endpoint).total_users))
                 self._locks[info.external_id] = lock
             lock.info = info
+            lock.attributes = dict(attributes)
             lock.removed = False
             lock.available = bool(node.get("available"))
             adopted.append(info.external_id)
@@ -274,6 +277,20 @@ class MatterDriver:
                     self._events.availability(external_id, Availability.REMOVED)
         elif name == "node_event" and isinstance(data, dict):
             self._on_node_event(data)
+        elif name == "attribute_updated" and isinstance(data, list) and len(data) == 3:
+            self._on_attribute(*data)
+
+    def _on_attribute(self, node_id: object, attribute_path: object, value: object) -> None:
+        """Locked or unlocked, door open or closed: the lock's state in its description."""
+        for lock in self._locks.values():
+            if lock.node_id != node_id or not isinstance(attribute_path, str):
+                continue
+            lock.attributes[attribute_path] = value
+            state = mapping.lock_state(lock.attributes, lock.endpoint)
+            if state != lock.info.state:
+                lock.info = replace(lock.info, state=state)
+                self._events.emit(DriverEvent(DriverEventKind.DEVICES_CHANGED,
+                                              lock.info.external_id))
 
     def _on_node_event(self, data: dict[str, Any]) -> None:
         if data.get("cluster_id") != mapping.DOOR_LOCK:

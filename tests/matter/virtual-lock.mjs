@@ -4,7 +4,7 @@
 // Usage: node virtual-lock.mjs STORAGE_DIR PORT INTERFACE [--no-schedules]
 // Prints {"ready": true, "pairing": "<manual code>"} once it listens, then answers one JSON
 // command per stdin line with one JSON line on stdout (the tests' window into the lock):
-//   {"op": "reset"}                          every user, PIN and schedule gone
+//   {"op": "reset"}                          every user, PIN and schedule gone; locked
 //   {"op": "truth"}                          -> {"pins": {credentialIndex: pin}, "users": [...]}
 //   {"op": "keypad_set", "slot", "user", "pin"} a code added at the keypad (LockUserChange, source 3)
 //   {"op": "keypad_unlock", "pin"}           an unlock at the keypad (LockOperation with the credential)
@@ -82,6 +82,7 @@ class VirtualLockServer extends Base {
         this.state.credentials = [];
         this.state.yearDaySchedules = [];
         this.state.weekDaySchedules = [];
+        this.state.lockState = DoorLock.LockState.Locked;
     }
 
     keypadUnlock(pin) {
