@@ -12,6 +12,7 @@ from pydantic import BaseModel
 _KINDS: dict[str, str] = {
     "simulator": "drivers.simulator.config",
     "zwave": "drivers.zwave.config",
+    "matter": "drivers.matter.config",
     "zigbee2mqtt": "drivers.zigbee2mqtt.config",
     "zwavejs_mqtt": "drivers.zwavejs_mqtt.config",
     "nuki_web": "drivers.nuki_web.config",

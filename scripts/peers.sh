@@ -9,6 +9,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The soak steps the daemon's wall clock with Debian's libfaketime (LD_PRELOAD).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
+# The Matter tests' server (the CHIP SDK) links Debian's libnl.
+ls /usr/lib/*/libnl-route-3.so.200 >/dev/null 2>&1 || need_apt+=(libnl-3-200 libnl-route-3-200)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -25,4 +27,20 @@ if command -v npm >/dev/null 2>&1; then
   fi
 else
   echo "npm is missing: the Z-Wave tests against the real zwave-js stack will be skipped" >&2
+fi
+# Matter tests run a virtual lock on matter.js (pinned in tests/matter/package-lock.json) and the
+# real python-matter-server (the CHIP SDK) in a venv of its own, tests/matter/.venv: a test peer,
+# not a lockbridge dependency. The CHIP SDK needs Debian's libnl (above).
+if command -v npm >/dev/null 2>&1; then
+  matter_stamp="tests/matter/node_modules/.lock-$(sha1sum tests/matter/package-lock.json | cut -c1-12)"
+  if [ ! -f "$matter_stamp" ]; then
+    echo "installing the matter.js virtual lock (npm ci in tests/matter) ..." >&2
+    (cd tests/matter && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$matter_stamp"
+  fi
+fi
+if [ ! -x tests/matter/.venv/bin/matter-server ]; then
+  echo "installing python-matter-server into tests/matter/.venv ..." >&2
+  python3 -m venv tests/matter/.venv
+  tests/matter/.venv/bin/pip install -q 'python-matter-server[server]==7.0.1'
 fi
