@@ -23,6 +23,7 @@ from pydantic import (
 from bridge.clock import SystemClock
 from bridge.instants import in_utc
 from bridge.listener import OPENABLE, beyond_loopback
+from bridge.portal.config import PortalConfig
 from bridge.zones import TimeZoneName
 from drivers import registry
 
@@ -205,6 +206,7 @@ class Config(_Strict):
     devices: dict[str, DeviceOverride] = {}
     codes: list[DeclaredCode] = []
     upstream: UpstreamConfig | None = None
+    portal: PortalConfig = PortalConfig()
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,22 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at TEXT NOT NULL
     );
     """,
+    # v3: customer portal links and the sessions they open, by the hash of their token only.
+    """
+    CREATE TABLE portal_links (
+        token_hash TEXT PRIMARY KEY,
+        customer_key TEXT NOT NULL,
+        options TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE portal_sessions (
+        session_hash TEXT PRIMARY KEY,
+        customer_key TEXT NOT NULL,
+        options TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
 )
 # kv keys of the upstream link.
 UPSTREAM_ACKED_SEQ = "upstream.acked_seq"
@@ -723,6 +739,10 @@ class Reader:
         newest = int(row[0]) if row else 0
         oldest = self._conn.execute("SELECT min(seq) FROM events").fetchone()[0]
         return (int(oldest) if oldest is not None else newest + 1), newest
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Raw rows of a query, for the few readers with tables of their own (the portal)."""
+        return list(self._conn.execute(sql, params))
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single integer from a query."""
