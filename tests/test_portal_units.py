@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from bridge.stateview import StateView
 from bridge.store import Store
 from drivers.simulator import SimLockSpec
 
-from .conftest import START
+from .conftest import START, Harness
 
 H = timedelta(hours=1)
 OPTIONS = links.PortalOptions(customer_key="owner-1", read_only=True)
@@ -107,7 +108,7 @@ def test_every_problem_lockbridge_reports_has_a_cause_and_a_remedy() -> None:
 
 
 async def test_pins_show_to_sessions_allowed_and_backups_only_once_handed_out(
-        harness_factory) -> None:  # type: ignore[no-untyped-def]
+        harness_factory: Callable[..., Awaitable[Harness]]) -> None:
     h = await harness_factory([SimLockSpec("front", "Front")])
     dev = h.device_id("front")
     code = await h.engine.create_code(dev, CodeRequest(

@@ -4,7 +4,6 @@ state (through `StateView`), a session's scope and whether it may see PINs. No I
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from bridge.backup import available
@@ -118,8 +117,3 @@ def _code(code: CodeRecord, device: DeviceRecord, names: dict[str, str | None],
         "can_retry": bool(code.errors) and not code.is_backup and not code.deleted,
         "can_delete": not code.deleted and handed_out,
     }
-
-
-def now_iso(now: datetime) -> str | None:
-    """A time as the pages get it."""
-    return iso(now)

@@ -28,6 +28,7 @@ from bridge.portal.feed import EventFeed
 from bridge.portal.links import LinkState, PortalSession, find_session, open_link, start_session
 from bridge.portal.scope import PortalScope, ScopeError, scope_for
 from bridge.records import DeviceRecord
+from bridge.serialize import iso
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -173,7 +174,7 @@ class Portal:
             "shows_pins": not options.read_only, "is_embedded": options.is_embedded,
             "navigation_mode": options.navigation_mode,
             "deep_link_device_id": options.deep_link_device_id, "locale": options.locale,
-            "expires_at": views.now_iso(viewer.session.expires_at)})
+            "expires_at": iso(viewer.session.expires_at)})
 
     async def locks(self, request: web.Request) -> web.Response:
         """The session's locks."""
@@ -221,6 +222,8 @@ class Portal:
                     continue
                 body = json.dumps(views.event_view(self.state, event))
                 await response.write(f"event: activity\ndata: {body}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the browser went away (a page closed): nothing to answer
         finally:
             self.feed.unsubscribe(queue)
         return response

@@ -81,6 +81,7 @@
   }
 
   function windowText(code) {
+    if (code.backup_in_pool) return "\u2013";
     if (code.type !== "time_bound") return "Always";
     return when(code.starts_at) + " \u2013 " + when(code.ends_at);
   }
@@ -102,9 +103,10 @@
     if (!session.read_only && code.can_retry) actions.append(button("Retry", "retry"));
     if (!session.read_only && code.can_delete) actions.append(button("Revoke", "delete", "danger"));
     return el("tr", {"data-id": code.access_code_id, "data-status": code.status},
-      name, el("td", {class: "pin" + (code.pin ? "" : " masked")}, pin),
-      el("td", {class: "window"}, windowText(code)),
-      el("td", {class: "status"}, code.removing ? "removing" : code.status),
+      name, el("td", {class: "pin" + (code.pin ? "" : " masked"), "data-label": "PIN"}, pin),
+      el("td", {class: "window", "data-label": "When"}, windowText(code)),
+      el("td", {class: "status", "data-label": "Status"},
+        code.removing ? "removing" : code.status),
       el("td", {class: "issues"}, problemList(code.problems)), actions);
   }
 
@@ -251,7 +253,12 @@
     $("activity-filter").addEventListener("change", () => {
       showActivity($("activity"), $("activity-filter").value).catch((e) => say(e.message, "error"));
     });
-    window.addEventListener("hashchange", route);
+    window.addEventListener("hashchange", () => {
+      // A new view: last view's confirmation and handed-out PIN are not about it.
+      $("message").hidden = true;
+      $("handover").hidden = true;
+      route();
+    });
   }
 
   async function start() {
