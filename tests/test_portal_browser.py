@@ -43,7 +43,7 @@ api: {{port: 0}}
 engine: {{default_command_spacing_s: 0}}
 schedule: {{require_synchronized_clock: false}}
 backup_pool: {{size: 2}}
-portal: {{frame_ancestors: ["ALLOWED_ORIGIN"]}}
+portal: {{frame_ancestors: ["ALLOWED_ORIGIN"], scope_file: {state}/../scope.yaml}}
 drivers:
   - kind: simulator
     name: sim
@@ -89,6 +89,7 @@ def shots(tmp_path: Path) -> Path:
 def test_the_portal_in_a_real_browser(tmp_path: Path, shots: Path) -> None:
     allowed, refused = _serve_parent(), _serve_parent()
     allowed_origin = f"http://127.0.0.1:{allowed.server_address[1]}"
+    (tmp_path / "scope.yaml").write_text("# every customer sees every lock\n")
     daemon = start_daemon(tmp_path, CONFIG.replace("ALLOWED_ORIGIN", allowed_origin))
     try:
         # Playwright's sync API runs an event loop of its own: in a thread, it stays clear
@@ -120,6 +121,7 @@ def _scenario(daemon: Daemon, shots: Path, allowed: str, refused: str) -> None:
             assert short_link.returncode == 0
             _links_that_do_not_open(daemon, browser, shots, json.loads(out)["url"])
             _read_only(daemon, seam, browser)
+            _scoped(daemon, seam, daemon.state.parent / "scope.yaml")
             _embedded(daemon, seam, browser, allowed, refused)
         finally:
             browser.close()
@@ -247,11 +249,14 @@ def _links_that_do_not_open(daemon: Daemon, browser: Browser, shots: Path, url: 
 
 
 def _read_only(daemon: Daemon, seam: Seam, browser: Browser) -> None:
-    portal = seam.customers.create_portal(
-        customer_data={"customer_key": "owner-1"}, read_only=True)
-    page = _open(browser, portal.url)
     devices = {d.display_name: d.device_id for d in seam.devices.list()}
-    page.click(f"a[href='#lock={devices['Front door']}']")
+    # A read-only deep link into one lock, without navigation (as for an embedded view).
+    portal = seam.customers.create_portal(
+        customer_data={"customer_key": "owner-1"}, read_only=True,
+        deep_link={"device_id": devices["Front door"]}, navigation_mode="restricted")
+    page = _open(browser, portal.url)
+    assert page.url.endswith(f"/portal/#lock={devices['Front door']}")
+    assert not page.is_visible("#nav") and page.is_visible("#mode")
     row = _row(page, "Ms Guest")
     row.wait_for(timeout=WAIT_MS)
     assert page.locator("button[data-action], #create-form, #unmanage").count() == 0
@@ -267,6 +272,29 @@ def _read_only(daemon: Daemon, seam: Seam, browser: Browser) -> None:
     assert "73519" in daemon.slots("front").values()
     assert seam.access_codes.get(access_code_id=code_id).status == "set"
     page.context.close()
+
+
+def _scoped(daemon: Daemon, seam: Seam, scope_file: Path) -> None:
+    """A customer whose locks the scope file names sees those only, and its changes come
+    from the portal's own page."""
+    devices = {d.display_name: d.device_id for d in seam.devices.list()}
+    scope_file.write_text(f"owner-3: [{devices['Front door']}]\n")  # read on every request
+    portal = seam.customers.create_portal(customer_data={"customer_key": "owner-3"})
+    with httpx.Client(base_url=daemon.url) as client:
+        assert client.get(portal.url).status_code == 303  # the cookie is now in the client
+        names = [lock["name"] for lock in client.get("/portal/api/locks").json()["locks"]]
+        assert names == ["Front door"]
+        garage = client.get("/portal/api/codes", params={"device_id": devices["Garage door"]})
+        assert garage.status_code == 404
+        garage_code = seam.access_codes.list(device_id=devices["Garage door"])[0]
+        same_origin = {"Origin": daemon.url}
+        refused = client.post("/portal/api/codes/delete", headers=same_origin,
+                              json={"access_code_id": garage_code.access_code_id})
+        assert refused.status_code == 404
+        elsewhere = client.post("/portal/api/codes/create", headers={
+            "Origin": "http://evil.example"}, json={"device_id": devices["Front door"]})
+        assert elsewhere.status_code == 403
+    assert seam.access_codes.get(access_code_id=garage_code.access_code_id).status == "set"
 
 
 def _embedded(daemon: Daemon, seam: Seam, browser: Browser, allowed: str,
