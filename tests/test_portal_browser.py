@@ -235,6 +235,16 @@ def _on_a_desktop(daemon: Daemon, seam: Seam, browser: Browser, shots: Path, url
     assert page.locator(f"#activity li:not([data-device-id='{devices['Front door']}'])"
                         ).count() == 0
     page.screenshot(path=str(shots / "activity-desktop.png"), full_page=True)
+
+    # Revoke the cleaner's code (the page asks first): it comes off the lock.
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#nav a[href='#locks']")
+    page.click(f"a[href='#lock={devices['Front door']}']")
+    _row(page, "Cleaner").locator("button[data-action=delete]").click()
+    page.locator("#message", has_text="coming off").wait_for(timeout=WAIT_MS)
+    _row(page, "Cleaner").wait_for(state="detached", timeout=WAIT_MS)
+    assert "86421" not in daemon.slots("front").values()
+    assert page.evaluate("window.sameDocument") is True
     page.context.close()
 
 
@@ -288,12 +298,13 @@ def _scoped(daemon: Daemon, seam: Seam, scope_file: Path) -> None:
     """A customer whose locks the scope file names sees those only, and its changes come
     from the portal's own page."""
     devices = {d.display_name: d.device_id for d in seam.devices.list()}
-    scope_file.write_text(f"owner-3: [{devices['Front door']}]\n")  # read on every request
+    scope_file.write_text(  # read on every request
+        f"owner-3: [{devices['Front door']}, {devices['Shed']}]\n")
     portal = seam.customers.create_portal(customer_data={"customer_key": "owner-3"})
     with httpx.Client(base_url=daemon.url) as client:
         assert client.get(portal.url).status_code == 303  # the cookie is now in the client
         names = [lock["name"] for lock in client.get("/portal/api/locks").json()["locks"]]
-        assert names == ["Front door"]
+        assert names == ["Front door", "Shed"]
         garage = client.get("/portal/api/codes", params={"device_id": devices["Garage door"]})
         assert garage.status_code == 404
         garage_code = seam.access_codes.list(device_id=devices["Garage door"])[0]
@@ -304,6 +315,14 @@ def _scoped(daemon: Daemon, seam: Seam, scope_file: Path) -> None:
         elsewhere = client.post("/portal/api/codes/create", headers={
             "Origin": "http://evil.example"}, json={"device_id": devices["Front door"]})
         assert elsewhere.status_code == 403
+        # Taking a lock out of lockbridge, through the application layer's rules.
+        removed = client.post("/portal/api/devices/unmanage", headers=same_origin,
+                              json={"device_id": devices["Shed"]})
+        assert removed.status_code == 200, removed.text
+        again = client.post("/portal/api/devices/unmanage", headers=same_origin,
+                            json={"device_id": devices["Shed"]})
+        assert again.status_code == 404 and again.json()["error"]["type"] == "device_not_found"
+    assert [d.display_name for d in seam.devices.unmanaged.list()] == ["Shed"]
     assert seam.access_codes.get(access_code_id=garage_code.access_code_id).status == "set"
 
 
@@ -316,7 +335,7 @@ def _embedded(daemon: Daemon, seam: Seam, browser: Browser, allowed: str,
     page.goto(f"{allowed}/?src={portal.url}")
     frame = page.frame_locator("#portal")
     frame.locator("body[data-ready=true] .card").first.wait_for(timeout=WAIT_MS)
-    assert frame.locator(".card").count() == 3
+    assert frame.locator(".card").count() == 2  # the shed was taken out
 
     blocked: list[str] = []
     page.on("console", lambda message: blocked.append(message.text))
