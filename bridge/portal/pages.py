@@ -22,13 +22,13 @@ EXPIRED_LINK = Notice(
     410, "This portal link has expired",
     "Portal links work for a limited time, and this one's time is up.",
     "Ask whoever sent it for a fresh link: they make one with create_portal (or "
-    "`lockbridge portal link` on the box).")
+    "“lockbridge portal link” on the box).")
 UNKNOWN_LINK = Notice(
     404, "This portal link is not valid",
     "The box does not know this link: it may be mistyped or cut short, or it was made for "
     "another box.",
     "Open the link exactly as you received it, or ask for a fresh one (create_portal, or "
-    "`lockbridge portal link` on the box).")
+    "“lockbridge portal link” on the box).")
 NO_SESSION = Notice(
     401, "You are not signed in to the portal",
     "Your portal session has ended, or this browser never opened a portal link. An embedded "
