@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from bridge.api.routes import Call, Route
 from bridge.application import Application
 from bridge.model import Event
 from bridge.portal import create, pages, views
+from bridge.portal.actions import Actions
 from bridge.portal.feed import EventFeed
 from bridge.portal.links import LinkState, PortalSession, find_session, open_link, start_session
 from bridge.portal.scope import PortalScope, ScopeError, scope_for
@@ -78,6 +79,7 @@ class Portal:
         self.clock = bridge.clock
         self.tls = bridge.api_tls is not None
         self.feed = EventFeed()
+        self._page = _static("portal.html")
         self.throttle = auth.Throttle(bridge.clock)
         bridge.engine.subscribe(self.feed.publish)
 
@@ -105,8 +107,6 @@ class Portal:
 
     def attach(self, app: web.Application) -> None:
         """Add the portal's pages and data routes to the API's application."""
-        from bridge.portal.actions import Actions
-
         actions = Actions(self)
         for path, (name, kind) in _FILES.items():
             app.router.add_get(path, self._file(_static(name), kind))
@@ -152,7 +152,7 @@ class Portal:
         viewer = await self.viewer(request, required=False)
         if viewer is None:
             return self.notice(pages.NO_SESSION)
-        return web.Response(body=_static("portal.html"), headers={
+        return web.Response(body=self._page, headers={
             **self.headers(viewer.session.options.is_embedded),
             "Content-Type": "text/html; charset=utf-8"})
 
@@ -216,7 +216,8 @@ class Portal:
         queue = self.feed.subscribe()
         try:
             await response.write(b": live\n\n")
-            while (event := await self._next(queue, response)) is not None:
+            until = viewer.session.expires_at
+            while (event := await self._next(queue, response, until)) is not None:
                 if event.device_id is None or not viewer.scope.allows(event.device_id) or (
                         wanted is not None and event.device_id != wanted):
                     continue
@@ -228,16 +229,17 @@ class Portal:
             self.feed.unsubscribe(queue)
         return response
 
-    @staticmethod
-    async def _next(queue: asyncio.Queue[Event | None],
-                    response: web.StreamResponse) -> Event | None:
-        """The stream's next event; a comment now and then keeps proxies from closing it."""
-        while True:
+    async def _next(self, queue: asyncio.Queue[Event | None], response: web.StreamResponse,
+                    until: datetime) -> Event | None:
+        """The stream's next event, None once it must end (the server stops, the session
+        expired); a comment now and then keeps proxies from closing it."""
+        while self.clock.now() < until:
             try:
                 async with asyncio.timeout(HEARTBEAT_S):
                     return await queue.get()
             except TimeoutError:
                 await response.write(b": still here\n\n")
+        return None
 
     # -- sessions ---------------------------------------------------------------------------
 
