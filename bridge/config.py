@@ -24,6 +24,7 @@ from bridge.clock import SystemClock
 from bridge.ical.config import IcalFeedConfig
 from bridge.instants import in_utc
 from bridge.listener import OPENABLE, beyond_loopback
+from bridge.portal.config import PortalConfig
 from bridge.zones import TimeZoneName
 from drivers import registry
 
@@ -254,6 +255,7 @@ class Config(_Strict):
     spaces: list[DeclaredSpace] = []
     automations: AutomationsConfig = AutomationsConfig()
     upstream: UpstreamConfig | None = None
+    portal: PortalConfig = PortalConfig()
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,22 @@ MIGRATIONS: tuple[str, ...] = (
         secrets BLOB
     );
     """,
+    # v4: customer portal links and the sessions they open, by the hash of their token only.
+    """
+    CREATE TABLE portal_links (
+        token_hash TEXT PRIMARY KEY,
+        customer_key TEXT NOT NULL,
+        options TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE portal_sessions (
+        session_hash TEXT PRIMARY KEY,
+        customer_key TEXT NOT NULL,
+        options TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
 )
 # Tables that hold one JSON document per id (Tx.put_document, Reader.documents).
 DOCUMENT_TABLES = frozenset({"spaces", "user_identities", "reservations", "access_grants",
@@ -762,6 +778,10 @@ class Reader:
             f"SELECT id, record, secrets FROM {_document_table(table)} ORDER BY rowid")
         return [(json.loads(record), json.loads(self._cipher.open(sealed, f"{table}:{doc_id}"))
                  if sealed is not None else {}) for doc_id, record, sealed in rows]
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Raw rows of a query, for the few readers with tables of their own (the portal)."""
+        return list(self._conn.execute(sql, params))
 
     def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """A single integer from a query."""

@@ -21,6 +21,7 @@ from bridge.api.server import PORT_FILE
 from bridge.clock import SystemClock
 from bridge.config import ConfigError, LoadedConfig, load_config
 from bridge.listener import client_tls
+from bridge.portal import cli as portal_cli
 
 EXIT_CONFIG = 2
 EXIT_API = 1
@@ -94,6 +95,7 @@ def add_parsers(subparsers: Any) -> None:
     un_delete = _command(un_sub, "delete", "remove an unmanaged code from its lock",
                          _unmanaged_delete, api=True)
     un_delete.add_argument("access_code_id")
+    portal_cli.add_parsers(subparsers, _command)
 
 
 # -- api keys ----------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, 
 from bridge.application import Application
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
+from bridge.portal.web import PREFIX as PORTAL_PREFIX
+from bridge.portal.web import Portal
 from bridge.serialize import access_code_json
 from bridge.upstream.link import software_version
 
@@ -115,7 +117,8 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
     app[_API_KEY] = api
     app[_KEYLESS] = keyless
     app[_THROTTLE] = auth.Throttle(bridge.clock)
-    routes = api.routes()
+    portal = Portal(bridge, api.app) if bridge.loaded.config.portal.enabled else None
+    routes = api.routes() + (portal.api_routes() if portal else [])
     document = openapi_document(routes)
     for route in routes:
         handler = _handler(route)
@@ -138,6 +141,8 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", prometheus)
     _add_status_page(app, bridge)
+    if portal is not None:
+        portal.attach(app)
     return app
 
 
@@ -225,7 +230,8 @@ async def parse(request: web.Request, model: type[Request]) -> Request:
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in request.app[_KEYLESS]:
+    if request.path in request.app[_KEYLESS] or _is_portal(request.path):
+        # The portal's routes check its own session (bridge/portal/web.py).
         return await handler(request)
     api = request.app[_API_KEY]
     throttle = request.app[_THROTTLE]
@@ -240,3 +246,7 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise ApiError(401, "unauthorized", "Unauthorized")
     throttle.succeeded(client)
     return await handler(request)
+
+
+def _is_portal(path: str) -> bool:
+    return path == PORTAL_PREFIX or path.startswith(PORTAL_PREFIX + "/")

@@ -1,4 +1,5 @@
-"""The local status page: what a person at the gateway needs to see at a glance.
+"""The local status page: what a person at the gateway needs to see at a glance, the
+customer portal's read-only overview (bridge/portal/: codes, PINs and actions need a link).
 
 `/status` is a static page that renders `/status.json` and refreshes it every few seconds. The
 summary holds no PIN and no code name (guests' names), only locks, counts and issue codes, so it
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.backup import available
 from bridge.model import AccessCodeStatus
+from bridge.portal.views import problems
 from bridge.serialize import iso
 from bridge.stateview import StateView
 
@@ -77,6 +79,8 @@ def _lock(state: StateView, device: DeviceRecord) -> dict[str, Any]:
         "codes": {s.value: by_status.get(s.value, 0) for s in AccessCodeStatus},
         "unmanaged_codes": sum(1 for c in codes if not c.is_managed),
         "backup_pool": {"ready": len(available(codes))} if device.backup_pool_enabled else None,
+        # With the cause and remedy the portal shows (no PIN, no guest in them).
+        "problems": problems(device.errors, device.warnings),
         "errors": [i.code for i in device.errors],
         "warnings": [i.code for i in device.warnings],
         "code_errors": sorted({i.code for c in guest_codes for i in c.errors}),

@@ -14,9 +14,11 @@
 
   function problems(lock) {
     const parts = [];
-    for (const code of lock.errors) parts.push({ text: code, cls: "problem" });
+    for (const p of lock.problems) {
+      parts.push({ text: p.code, cls: p.kind === "error" ? "problem" : "warning",
+                   remedy: p.remedy });
+    }
     for (const code of lock.code_errors) parts.push({ text: "code: " + code, cls: "problem" });
-    for (const code of lock.warnings) parts.push({ text: code, cls: "warning" });
     return parts;
   }
 
@@ -52,6 +54,12 @@
         span.className = p.cls;
         span.textContent = (i ? ", " : "") + p.text;
         list.appendChild(span);
+        if (p.remedy) {
+          const remedy = document.createElement("small");
+          remedy.className = "remedy";
+          remedy.textContent = "What to do: " + p.remedy;
+          list.appendChild(remedy);
+        }
       });
       rows.push(row);
     }
