@@ -1,16 +1,21 @@
 """Which locks a portal session may see: `PortalScope` and the one function computing it.
 
-Today the scope comes from an optional YAML mapping (`portal.scope_file`) of customer_key to
-device ids; a customer without an entry sees every lock, as a customer with no spaces does in
-Seam's portal. When customers get spaces, `scope_for` is where their locks come from."""
+A customer's locks are those of its spaces (the reservation automations' spaces whose
+customer_key is the customer's: pushed with `/customers/push_data`, or created with one), unless
+an optional YAML mapping (`portal.scope_file`) of customer_key to device ids names them; a
+customer with neither sees every lock, as a customer with no spaces does in Seam's portal."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from bridge.reservations.service import ReservationService
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,3 +54,14 @@ def scope_for(customer_key: str, scope_file: Path | None) -> frozenset[str] | No
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise ScopeError(f"portal.scope_file {scope_file}: {customer_key} must list device ids")
     return frozenset(devices)
+
+
+def space_devices(customer_key: str, reservations: ReservationService | None
+                  ) -> frozenset[str] | None:
+    """The locks of the customer's spaces in the reservation service (`reservations`, None when
+    the daemon runs none), or None when the customer has no space."""
+    if reservations is None:
+        return None
+    found = {device_id for space in reservations.state.spaces.values()
+             if space.customer_key == customer_key for device_id in space.device_ids}
+    return frozenset(found) if found else None

@@ -27,8 +27,10 @@ from bridge.portal import create, pages, views
 from bridge.portal.actions import Actions
 from bridge.portal.feed import EventFeed
 from bridge.portal.links import LinkState, PortalSession, find_session, open_link, start_session
-from bridge.portal.scope import PortalScope, ScopeError, scope_for
+from bridge.portal.scope import PortalScope, ScopeError, scope_for, space_devices
 from bridge.records import DeviceRecord
+from bridge.reservations.service import ReservationService
+from bridge.reservations.starter import EXTRA_KEY as RESERVATIONS_KEY
 from bridge.serialize import iso
 
 if TYPE_CHECKING:
@@ -251,12 +253,17 @@ class Portal:
                 raise ApiError(401, "unauthorized", "No portal session: open the portal link "
                                "again or ask for a fresh one")
             return None
+        customer = session.options.customer_key
         try:
-            devices = scope_for(session.options.customer_key, self.config.scope_file)
+            devices = scope_for(customer, self.config.scope_file)
         except ScopeError as exc:
             _LOG.warning("portal: %s", exc)
             raise ApiError(503, "service_unavailable", "The portal's scope file cannot be "
                            "read; the box's log says why") from None
+        if devices is None:
+            service = self.bridge.extras.get(RESERVATIONS_KEY)
+            devices = space_devices(customer, service if isinstance(service, ReservationService)
+                                    else None)
         return Viewer(session, PortalScope(devices))
 
     async def _viewer(self, request: web.Request) -> Viewer:
