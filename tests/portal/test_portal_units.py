@@ -30,8 +30,7 @@ from bridge.secrets import PinCipher
 from bridge.stateview import StateView
 from bridge.store import Store
 from drivers.simulator import SimLockSpec
-
-from .conftest import START, Harness
+from tests.conftest import START, Harness
 
 H = timedelta(hours=1)
 OPTIONS = links.PortalOptions(customer_key="owner-1", read_only=True)

@@ -1,0 +1,58 @@
+"""A portal session sees the locks of its customer's spaces: a space created for a customer
+scopes that customer's portal to the space's lock, through the same HTTP a browser uses; a
+customer without a space (and without an entry in the scope file) sees every lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.inprocess import RunningDaemon, running_daemon
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """\
+bridge: {{id: portal-spaces}}
+state_dir: {state}
+api: {{port: 0}}
+schedule: {{require_synchronized_clock: false}}
+drivers:
+  - kind: simulator
+    name: sim
+    locks:
+      - {{id: door, name: Flat door}}
+      - {{id: barn, name: Barn door}}
+"""
+
+
+async def _ok(daemon: RunningDaemon, path: str, body: dict[str, Any]) -> Any:
+    status, answer = await daemon.post(path, body)
+    assert status == 200, answer
+    return answer
+
+
+async def _locks_seen_by(daemon: RunningDaemon, customer_key: str) -> set[str]:
+    portal = (await _ok(daemon, "/customers/create_portal",
+                        {"customer_data": {"customer_key": customer_key}}))["customer_portal"]
+    # A browser of its own: the link sets the session cookie (on 127.0.0.1, hence unsafe).
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(portal["url"]) as opened:
+            assert opened.status == 200
+        async with browser.get(daemon.base + "/portal/api/locks") as answer:
+            assert answer.status == 200, await answer.text()
+            return {lock["name"] for lock in (await answer.json())["locks"]}
+
+
+async def test_a_customers_portal_shows_the_locks_of_its_spaces(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(state=tmp_path / "state"))
+    async with running_daemon(config) as daemon:
+        devices = (await _ok(daemon, "/devices/list", {}))["devices"]
+        door = next(d["device_id"] for d in devices if d["display_name"] == "Flat door")
+        await _ok(daemon, "/spaces/create", {"name": "Flat 2", "space_key": "flat-2",
+                                             "device_ids": [door], "customer_key": "acme"})
+        assert await _locks_seen_by(daemon, "acme") == {"Flat door"}
+        assert await _locks_seen_by(daemon, "nobody") == {"Flat door", "Barn door"}
