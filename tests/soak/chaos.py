@@ -79,6 +79,10 @@ class Soak:
     # Clock jumps by kind, and whether one is under way (they do not overlap).
     clock_jumps: Counter[str] = field(default_factory=Counter)
     clock_wrong: bool = False
+    # The processes a fault is killing, restarting or freezing now ("daemon", "broker",
+    # "upstream"): a second fault on the same one is not injected (two restarts at once would
+    # kill each other's new process, a failure of the soak and not of lockbridge).
+    faulting: set[str] = field(default_factory=set)
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(6))
 
     # -- running steps ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,23 @@ from tests.soak.world import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from tests.soak.chaos import Soak
+
+
+@contextlib.asynccontextmanager
+async def _alone(soak: Soak, process: str, kind: str) -> AsyncIterator[bool]:
+    """Whether this fault has `process` to itself; counted when another fault holds it."""
+    if process in soak.faulting:
+        soak.counts[f"{kind}_not_injected_while_another_restarts_{process}"] += 1
+        yield False
+        return
+    soak.faulting.add(process)
+    try:
+        yield True
+    finally:
+        soak.faulting.discard(process)
 
 
 async def lock_offline(soak: Soak, lock: str, duration: float, rng: random.Random,
@@ -109,43 +126,49 @@ async def lock_reset(soak: Soak, lock: str, duration: float, rng: random.Random,
 async def broker_restart(soak: Soak, lock: str, duration: float, rng: random.Random,
                          incarnation: int) -> None:
     """Mosquitto SIGKILLed (retained messages lost) and started again."""
-    for mqtt_lock in MQTT_LOCKS:
-        soak.write_allowance[mqtt_lock] += 1
-    soak.gateways.broker.kill()
-    await asyncio.sleep(duration)
-    await asyncio.to_thread(soak.gateways.broker.start)
+    async with _alone(soak, "broker", "broker_restart") as alone:
+        if not alone:
+            return
+        for mqtt_lock in MQTT_LOCKS:
+            soak.write_allowance[mqtt_lock] += 1
+        soak.gateways.broker.kill()
+        await asyncio.sleep(duration)
+        await asyncio.to_thread(soak.gateways.broker.start)
 
 
 async def upstream_kill(soak: Soak, lock: str, duration: float, rng: random.Random,
                         incarnation: int) -> None:
     """The reference upstream SIGKILLed and started again on its database."""
-    if not soak.upstream.running:
-        return
-    await soak.upstream.kill()
-    await asyncio.sleep(duration)
-    await soak.upstream.start()
+    async with _alone(soak, "upstream", "upstream_kill") as alone:
+        if not alone or not soak.upstream.running:
+            return
+        await soak.upstream.kill()
+        await asyncio.sleep(duration)
+        await soak.upstream.start()
 
 
 async def upstream_half_open(soak: Soak, lock: str, duration: float, rng: random.Random,
                              incarnation: int) -> None:
     """The upstream frozen: its connections stay open and carry nothing."""
-    if not soak.upstream.running or soak.upstream.frozen:
-        return
-    soak.upstream.freeze(True)
-    await asyncio.sleep(duration)
-    soak.upstream.freeze(False)
+    async with _alone(soak, "upstream", "upstream_half_open") as alone:
+        if not alone or not soak.upstream.running or soak.upstream.frozen:
+            return
+        soak.upstream.freeze(True)
+        await asyncio.sleep(duration)
+        soak.upstream.freeze(False)
 
 
 async def daemon_kill(soak: Soak, lock: str, duration: float, rng: random.Random,
                       incarnation: int) -> None:
     """The daemon SIGKILLed, as a power cut would, and started again."""
-    if not soak.daemon.running:
-        return
-    for each in [*SIM_LOCKS, *MQTT_LOCKS]:
-        soak.write_allowance[each] += 1  # an interrupted write is verified or replayed
-    await soak.daemon.kill()
-    await asyncio.sleep(duration)
-    await soak.daemon.start()
+    async with _alone(soak, "daemon", "daemon_kill") as alone:
+        if not alone or not soak.daemon.running:
+            return
+        for each in [*SIM_LOCKS, *MQTT_LOCKS]:
+            soak.write_allowance[each] += 1  # an interrupted write is verified or replayed
+        await soak.daemon.kill()
+        await asyncio.sleep(duration)
+        await soak.daemon.start()
 
 
 async def disk_full(soak: Soak, lock: str, duration: float, rng: random.Random,
@@ -187,7 +210,9 @@ async def clock_jump(soak: Soak, lock: str, duration: float, rng: random.Random,
     soak.clock_wrong = True
     try:
         if kind == "stale_boot":
-            await _stale_boot(soak, duration, rng)
+            async with _alone(soak, "daemon", "clock_jump") as alone:
+                if alone:
+                    await _stale_boot(soak, duration, rng)
         else:
             await _step(soak, kind, duration, rng)
     finally:
