@@ -118,7 +118,8 @@ class Actions:
 
     def _view(self, viewer: Viewer, code: CodeRecord) -> dict[str, Any]:
         device = self.portal.state.devices[code.device_id]
-        listed = views.codes_view(self.portal.state, device, show_pins=not viewer.read_only)
+        listed = views.codes_view(self.portal.state, device, show_pins=not viewer.read_only,
+                                  origins=views.code_origins(self.portal.reservations()))
         return next(c for c in listed if c["access_code_id"] == code.access_code_id)
 
     def _guarded(self, model: type[_M],

@@ -98,7 +98,27 @@ REMEDIES: dict[str, Remedy] = {
     "hubitat_no_free_positions_available": Remedy(
         "The lock has no free code position on the Hubitat hub.",
         "Delete codes that are no longer needed to free positions."),
+    "igloohome_bridge_offline": Remedy(
+        "The Igloohome bridge that reaches this lock is offline.",
+        "Check the bridge's power and Wi-Fi; the code is sent again when it is back."),
+    "igloohome_bridge_too_many_pending_jobs": Remedy(
+        "The Igloohome bridge has too many jobs waiting for the lock.",
+        "Wait for the bridge to work through them (keep the lock in the bridge's range), "
+        "then retry the code."),
+    "smartthings_failed_to_set_access_code": Remedy(
+        "The lock told SmartThings it could not set the code (often a PIN already on it).",
+        "Change the PIN or remove the clashing code at the lock, then retry."),
+    "smartthings_failed_to_set_after_multiple_retries": Remedy(
+        "SmartThings never confirmed the code, though it was sent several times.",
+        "Check the lock's connection to its hub in the SmartThings app, then retry."),
+    "smartthings_no_free_slots_available": Remedy(
+        "Every code slot of the lock is taken.",
+        "Delete codes that are no longer needed, at the lock or here, then retry."),
     # -- access code warnings
+    "igloo_algopin_must_be_used_within_24_hours": Remedy(
+        "An Igloohome algoPIN that lasts over a day works only if first used within 24 hours "
+        "of its start.",
+        "Tell the guest to use the code on the first day of the stay."),
     "delay_in_setting_on_device": Remedy(
         "The code is taking longer than usual to reach the lock.",
         "Check that the lock is online; hand out a backup code if the guest is waiting."),

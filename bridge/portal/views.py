@@ -3,8 +3,8 @@ state (through `StateView`), a session's scope and whether it may see PINs. No I
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bridge.backup import available
 from bridge.model import AccessCodeType, Event, Issue
@@ -13,6 +13,9 @@ from bridge.portal.scope import PortalScope
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.serialize import iso
 from bridge.stateview import StateView
+
+if TYPE_CHECKING:
+    from bridge.reservations.service import ReservationService
 
 View = dict[str, Any]
 
@@ -45,13 +48,16 @@ def lock_view(state: StateView, device: DeviceRecord, pool_size: int) -> View:
     }
 
 
-def codes_view(state: StateView, device: DeviceRecord, show_pins: bool) -> list[View]:
+def codes_view(state: StateView, device: DeviceRecord, show_pins: bool,
+               origins: Mapping[str, View] | None = None) -> list[View]:
     """Every code on a lock a portal shows: managed codes and backups (labelled), oldest
-    first; PINs only for sessions allowed to see them, a backup's only once handed out."""
+    first; PINs only for sessions allowed to see them, a backup's only once handed out; with
+    `origins` (code_origins), the reservation or access grant each came from."""
     codes = [c for c in state.codes_of(device.device_id)
              if c.is_managed and not (c.deleted and not c.on_lock)]
     names = {c.access_code_id: c.name for c in codes}
-    return [_code(c, device, names, show_pins) for c in codes]
+    return [_code(c, device, names, show_pins, (origins or {}).get(c.access_code_id))
+            for c in codes]
 
 
 def event_view(state: StateView, event: Event) -> View:
@@ -82,16 +88,29 @@ def problems(errors: Iterable[Issue], warnings: Iterable[Issue]) -> list[View]:
     return out
 
 
-def code_origin(code: CodeRecord) -> View | None:
-    """The reservation or access grant a code came from, for the Access page. lockbridge
-    keeps neither yet, so no code has one; when codes record their reservation or access
-    grant, this is the one place that reads it."""
-    del code
-    return None
+def code_origins(reservations: ReservationService | None) -> dict[str, View]:
+    """For each code an access method put on a lock, the reservation (or the access grant
+    asked for directly) it came from, by access code id."""
+    if reservations is None:
+        return {}
+    state = reservations.state
+    out: dict[str, View] = {}
+    for method in state.methods.values():
+        grant = state.grants.get(method.access_grant_id)
+        if grant is None:
+            continue
+        label = (f"Reservation {grant.reservation_key}" if grant.reservation_key
+                 else f"Access grant {grant.name or grant.access_grant_id}")
+        origin = {"label": label, "reservation_key": grant.reservation_key,
+                  "access_grant_id": grant.access_grant_id,
+                  "access_method_id": method.access_method_id}
+        for code_id in method.codes.values():
+            out[code_id] = origin
+    return out
 
 
 def _code(code: CodeRecord, device: DeviceRecord, names: dict[str, str | None],
-          show_pins: bool) -> View:
+          show_pins: bool, origin: View | None) -> View:
     handed_out = not code.is_backup or code.backup_pulled_for is not None
     pin_shown = show_pins and handed_out and code.code is not None
     return {
@@ -110,7 +129,7 @@ def _code(code: CodeRecord, device: DeviceRecord, names: dict[str, str | None],
         "backup_in_pool": code.is_backup and code.backup_pulled_for is None,
         "pulled_backup_access_code_id": code.pulled_backup_access_code_id,
         "problems": problems(code.errors, code.warnings),
-        "origin": code_origin(code),
+        "origin": origin,
         "can_pull_backup": (not code.is_backup and not code.deleted
                             and code.type is AccessCodeType.TIME_BOUND
                             and device.backup_pool_enabled),

@@ -189,8 +189,9 @@ class Portal:
         """Every code on one of the session's locks."""
         viewer = await self._viewer(request)
         device = self.device(viewer, request.query.get("device_id", ""))
-        return self.json({"codes": views.codes_view(self.state, device,
-                                                    show_pins=not viewer.read_only)})
+        return self.json({"codes": views.codes_view(
+            self.state, device, show_pins=not viewer.read_only,
+            origins=views.code_origins(self.reservations()))})
 
     async def events(self, request: web.Request) -> web.Response:
         """The latest events of the session's locks (of one, when asked), oldest first."""
@@ -245,6 +246,11 @@ class Portal:
 
     # -- sessions ---------------------------------------------------------------------------
 
+    def reservations(self) -> ReservationService | None:
+        """The reservation automations, when the daemon runs them."""
+        service = self.bridge.extras.get(RESERVATIONS_KEY)
+        return service if isinstance(service, ReservationService) else None
+
     async def viewer(self, request: web.Request, required: bool = True) -> Viewer | None:
         """The request's live session and scope; None (or a 401 when `required`) without."""
         session = await find_session(self.store, request.cookies.get(COOKIE), self.clock.now())
@@ -261,9 +267,7 @@ class Portal:
             raise ApiError(503, "service_unavailable", "The portal's scope file cannot be "
                            "read; the box's log says why") from None
         if devices is None:
-            service = self.bridge.extras.get(RESERVATIONS_KEY)
-            devices = space_devices(customer, service if isinstance(service, ReservationService)
-                                    else None)
+            devices = space_devices(customer, self.reservations())
         return Viewer(session, PortalScope(devices))
 
     async def _viewer(self, request: web.Request) -> Viewer:

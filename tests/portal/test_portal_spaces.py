@@ -1,6 +1,7 @@
 """A portal session sees the locks of its customer's spaces: a space created for a customer
 scopes that customer's portal to the space's lock, through the same HTTP a browser uses; a
-customer without a space (and without an entry in the scope file) sees every lock."""
+customer without a space (and without an entry in the scope file) sees every lock. A code a
+reservation made names that reservation on the Access page."""
 
 from __future__ import annotations
 
@@ -34,16 +35,21 @@ async def _ok(daemon: RunningDaemon, path: str, body: dict[str, Any]) -> Any:
     return answer
 
 
-async def _locks_seen_by(daemon: RunningDaemon, customer_key: str) -> set[str]:
+async def _portal_get(daemon: RunningDaemon, customer_key: str, path: str) -> Any:
+    """What a browser opening the customer's portal link is answered at `path`."""
     portal = (await _ok(daemon, "/customers/create_portal",
                         {"customer_data": {"customer_key": customer_key}}))["customer_portal"]
-    # A browser of its own: the link sets the session cookie (on 127.0.0.1, hence unsafe).
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         async with browser.get(portal["url"]) as opened:
             assert opened.status == 200
-        async with browser.get(daemon.base + "/portal/api/locks") as answer:
+        async with browser.get(daemon.base + path) as answer:
             assert answer.status == 200, await answer.text()
-            return {lock["name"] for lock in (await answer.json())["locks"]}
+            return await answer.json()
+
+
+async def _locks_seen_by(daemon: RunningDaemon, customer_key: str) -> set[str]:
+    answer = await _portal_get(daemon, customer_key, "/portal/api/locks")
+    return {lock["name"] for lock in answer["locks"]}
 
 
 async def test_a_customers_portal_shows_the_locks_of_its_spaces(tmp_path: Path) -> None:
@@ -56,3 +62,14 @@ async def test_a_customers_portal_shows_the_locks_of_its_spaces(tmp_path: Path) 
                                              "device_ids": [door], "customer_key": "acme"})
         assert await _locks_seen_by(daemon, "acme") == {"Flat door"}
         assert await _locks_seen_by(daemon, "nobody") == {"Flat door", "Barn door"}
+
+        await _ok(daemon, "/customers/push_data", {
+            "customer_key": "acme",
+            "user_identities": [{"user_identity_key": "guest-1", "full_name": "Ana"}],
+            "reservations": [{"reservation_key": "stay-1", "user_identity_key": "guest-1",
+                              "starts_at": "2030-05-01T15:00:00Z",
+                              "ends_at": "2030-05-04T10:00:00Z", "space_keys": ["flat-2"]}]})
+        codes = (await _portal_get(daemon, "acme", f"/portal/api/codes?device_id={door}"))[
+            "codes"]
+        [origin] = [c["origin"] for c in codes if c["origin"]]
+        assert origin["reservation_key"] == "stay-1" and "stay-1" in origin["label"]
