@@ -49,7 +49,16 @@ class CommandReceipt:
     marker: str
 
 
-Receipt = AttemptReceipt | CommandReceipt
+@dataclass(frozen=True, slots=True)
+class DeclaredReceipt:
+    """A code declared under `codes:` in the configuration, noted as created with it, so a
+    crash in between does not create it twice at the next start (bridge/daemon.py)."""
+
+    key: str
+    access_code_id: str
+
+
+Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,5 +223,8 @@ def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
     if isinstance(receipt, AttemptReceipt):
         attempt = receipt
         return lambda tx: tx.put_action_attempt(attempt.action_attempt_id, attempt.record)
+    if isinstance(receipt, DeclaredReceipt):
+        declared = receipt
+        return lambda tx: tx.set_declared(declared.key, declared.access_code_id)
     command = receipt
     return lambda tx: tx.mark_command_applied(command.command_id, command.marker)

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bridge.application import Application, DeclaredReceipt
 from bridge.backup import PoolSettings
 from bridge.clock import Clock, SystemClock
 from bridge.config import LoadedConfig, parse_time_or_offset
@@ -186,10 +186,10 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
 
 async def declare_codes(bridge: Bridge) -> None:
     """Create each code listed under `codes:` once; later edits go through the API."""
-    engine, store = bridge.engine, bridge.store
-    declared = await store.read(lambda r: r.declared())
+    app = Application(bridge.engine)
+    declared = await bridge.store.read(lambda r: r.declared())
     now = bridge.clock.now()
-    by_external = {(d.external_id): d.device_id for d in engine.devices.values()}
+    by_external = {d.external_id: d.device_id for d in app.state.devices.values()}
     for entry in bridge.loaded.config.codes:
         if entry.key in declared:
             continue
@@ -197,28 +197,21 @@ async def declare_codes(bridge: Bridge) -> None:
         if device_id is None:
             _LOG.error("declared code %s: no lock %r; skipped", entry.key, entry.device)
             continue
-        starts = _when(entry.starts_at, now)
-        ends = _when(entry.ends_at, now)
         request = CodeRequest(
             name=entry.name, preferred_code=entry.code, type=AccessCodeType(entry.type),
-            starts_at=starts, ends_at=ends,
+            starts_at=_when(entry.starts_at, now), ends_at=_when(entry.ends_at, now),
             use_backup_access_code_pool=entry.use_backup_access_code_pool,
         )
         code_id = str(uuid.uuid4())
         try:
             # The code and the note that it was declared commit together: a crash in between
             # must not create it twice.
-            await engine.create_code(device_id, request, access_code_id=code_id,
-                                     on_commit=partial(_mark_declared, key=entry.key,
-                                                       code_id=code_id))
+            await app.create_code(device_id, request, access_code_id=code_id,
+                                  receipt=DeclaredReceipt(entry.key, code_id))
         except EngineError as exc:
             _LOG.error("declared code %s refused: %s", entry.key, exc)
             continue
         _LOG.info("declared code %s created as %s", entry.key, code_id)
-
-
-def _mark_declared(tx: Tx, key: str, code_id: str) -> None:
-    tx.set_declared(key, code_id)
 
 
 def _when(value: str | None, now: datetime) -> datetime | None:
