@@ -41,10 +41,20 @@ class LockRegistry:
     async def register_all(self) -> None:
         """Register every lock every driver reports; mark the others removed."""
         state = self._state
+        records: list[DeviceRecord] = []
+        reported: list[tuple[str, Availability]] = []
         for name, driver in self._gateway.drivers.items():
             for info in driver.devices():
-                await self.register(name, info, self._gateway.reported(driver,
-                                                                       info.external_id))
+                record = self._describe(name, info)
+                if record != state.devices.get(record.device_id):
+                    records.append(record)
+                reported.append((record.device_id,
+                                 self._gateway.reported(driver, info.external_id)))
+        # One transaction for every lock (a restart of a 1,000-lock bridge rewrote each alone).
+        await state.commit(devices=records)
+        for device_id, availability in reported:
+            if availability is not state.devices[device_id].availability:
+                await self._availability.set(device_id, availability)
         for device in list(state.devices.values()):
             if device.device_id not in state.workers and not device.removed:
                 # In the store but no driver reports it any more.
@@ -53,6 +63,15 @@ class LockRegistry:
     async def register(self, driver_name: str, info: DeviceInfo,
                        availability: Availability) -> None:
         """Record one lock a driver reports, and give it a worker."""
+        state = self._state
+        record = self._describe(driver_name, info)
+        await state.commit(devices=[record])
+        if availability is not record.availability:
+            await self._availability.set(record.device_id, availability)
+
+    def _describe(self, driver_name: str, info: DeviceInfo) -> DeviceRecord:
+        """The record of a lock a driver reports (kept as far as the store has it), with its
+        worker; nothing committed."""
         state = self._state
         device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
         override = self._overrides.get(info.external_id, {})
@@ -79,9 +98,7 @@ class LockRegistry:
         )
         state.by_external[(driver_name, info.external_id)] = device_id
         state.workers[device_id] = LockWorker.for_lock(device_id, state.policy)
-        await state.commit(devices=[record])
-        if availability is not record.availability:
-            await self._availability.set(device_id, availability)
+        return record
 
     async def discover(self, driver_name: str) -> None:
         """A driver found locks after start (a lock added to an account or a network)."""
