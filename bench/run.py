@@ -1,6 +1,6 @@
 """Run every benchmark scenario, print a table and write it as JSON (bench/results/latest.json).
 
-    .venv/bin/python -m bench.run            # default sizes, under 5 minutes on 2 cores
+    .venv/bin/python -m bench.run            # default sizes (radio: the zwave-js mock, minutes)
     .venv/bin/python -m bench.run --tiny     # seconds; what the test suite's smoke test runs
     .venv/bin/python -m bench.run --scale 10 100 1000 5000 --only scale
 

@@ -183,11 +183,12 @@ class WorkerLoop:
         saves radio frames is asked first whether anything changed (one frame where the lock
         keeps a checksum); a lock that cannot tell is swept once a `SWEEP_INTERVAL_S`."""
         state = self._state
+        device = state.devices[device.device_id]  # as it is after the wait
         slots = {c.slot for c in state.codes_of(device.device_id)
                  if c.is_managed and c.slot is not None and c.on_lock}
         if not slots:
             return
-        if isinstance(driver, ChangeCheck) and device.info.capabilities.can_read:
+        if device.online and isinstance(driver, ChangeCheck) and device.info.capabilities.can_read:
             await self._pace(worker, device)
             worker.busy = True
             try:
