@@ -136,3 +136,33 @@ def _code(code: CodeRecord, device: DeviceRecord, names: dict[str, str | None],
         "can_retry": bool(code.errors) and not code.is_backup and not code.deleted,
         "can_delete": not code.deleted and handed_out,
     }
+
+
+def runs_view(reservations: ReservationService | None, state: StateView, scope: PortalScope,
+              device_id: str | None, reservation_key: str | None, limit: int) -> list[View]:
+    """The latest automation runs, newest first, each with only what it did on the session's
+    locks (of one lock, of one reservation, when asked); a run that did nothing there is left
+    out. No PIN: runs never hold one."""
+    if reservations is None:
+        return []
+    grants = reservations.state.grants
+    out: list[View] = []
+    for run in reversed(reservations.state.runs):
+        entries = []
+        for entry in run.entries:
+            grant = grants.get(entry.access_grant_id)
+            key = grant.reservation_key if grant is not None else None
+            if not scope.allows(entry.device_id) or device_id not in (None, entry.device_id) \
+                    or reservation_key not in (None, key):
+                continue
+            device = state.devices.get(entry.device_id)
+            entries.append({"device_id": entry.device_id,
+                            "device_name": device.display_name if device else None,
+                            "reservation_key": key, "action": entry.action,
+                            "detail": entry.detail})
+        if entries:
+            out.append({"automation_run_id": run.automation_run_id, "trigger": run.trigger,
+                        "created_at": iso(run.created_at), "entries": entries})
+        if len(out) >= limit:
+            break
+    return out

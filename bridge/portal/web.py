@@ -119,6 +119,7 @@ class Portal:
         app.router.add_get(PREFIX + "/api/locks", self.locks)
         app.router.add_get(PREFIX + "/api/codes", self.codes)
         app.router.add_get(PREFIX + "/api/events", self.events)
+        app.router.add_get(PREFIX + "/api/runs", self.runs)
         app.router.add_get(PREFIX + "/api/stream", self.stream)
         for path, handler in actions.routes().items():
             app.router.add_post(PREFIX + "/api/" + path, handler)
@@ -202,9 +203,25 @@ class Portal:
         found = await self.store.read(lambda r: r.events(
             after_seq=max(0, r.event_bounds()[1] - 20 * RECENT_EVENTS), limit=20 * RECENT_EVENTS,
             device_id=wanted))
+        stay = request.query.get("reservation_key") or None
+        # A reservation's events: those of the codes its access methods put on the locks.
+        origins = views.code_origins(self.reservations()) if stay else {}
         shown = [views.event_view(self.state, e) for e in found
-                 if e.device_id is not None and viewer.scope.allows(e.device_id)]
+                 if e.device_id is not None and viewer.scope.allows(e.device_id)
+                 and (stay is None or origins.get(e.access_code_id or "", {})
+                      .get("reservation_key") == stay)]
         return self.json({"events": shown[-RECENT_EVENTS:]})
+
+    async def runs(self, request: web.Request) -> web.Response:
+        """The latest automation runs, as far as they touched the session's locks (one lock's,
+        one reservation's, when asked)."""
+        viewer = await self._viewer(request)
+        wanted = request.query.get("device_id") or None
+        if wanted is not None:
+            self.device(viewer, wanted)
+        return self.json({"runs": views.runs_view(
+            self.reservations(), self.state, viewer.scope, wanted,
+            request.query.get("reservation_key") or None, RECENT_EVENTS)})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: each new event of the session's locks as it is committed."""

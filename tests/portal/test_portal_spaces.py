@@ -1,7 +1,8 @@
 """A portal session sees the locks of its customer's spaces: a space created for a customer
 scopes that customer's portal to the space's lock, through the same HTTP a browser uses; a
 customer without a space (and without an entry in the scope file) sees every lock. A code a
-reservation made names that reservation on the Access page."""
+reservation made names that reservation on the Access page, and the activity page lists the
+automation runs and filters by reservation."""
 
 from __future__ import annotations
 
@@ -73,3 +74,16 @@ async def test_a_customers_portal_shows_the_locks_of_its_spaces(tmp_path: Path) 
             "codes"]
         [origin] = [c["origin"] for c in codes if c["origin"]]
         assert origin["reservation_key"] == "stay-1" and "stay-1" in origin["label"]
+
+        # The activity page's automation runs and its filter by reservation.
+        runs = (await _portal_get(daemon, "acme", "/portal/api/runs?reservation_key=stay-1"))[
+            "runs"]
+        assert runs and runs[0]["trigger"] == "push_data"
+        assert {e["device_name"] for r in runs for e in r["entries"]} == {"Flat door"}
+        assert {e["reservation_key"] for r in runs for e in r["entries"]} == {"stay-1"}
+        none = await _portal_get(daemon, "acme", "/portal/api/runs?reservation_key=other")
+        assert none["runs"] == []
+        events = (await _portal_get(daemon, "acme",
+                                    "/portal/api/events?reservation_key=stay-1"))["events"]
+        assert events and {e["device_name"] for e in events} == {"Flat door"}
+        assert all(e["access_code_id"] for e in events)

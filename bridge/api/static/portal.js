@@ -138,10 +138,48 @@
       event.access_code_name ? " \u00b7 " + event.access_code_name : "");
   }
 
-  async function showActivity(list, deviceId) {
-    const query = deviceId ? "?device_id=" + encodeURIComponent(deviceId) : "";
-    const events = (await api("events" + query)).events;
+  function filters(deviceId, reservationKey) {
+    const query = new URLSearchParams();
+    if (deviceId) query.set("device_id", deviceId);
+    if (reservationKey) query.set("reservation_key", reservationKey);
+    const text = query.toString();
+    return text ? "?" + text : "";
+  }
+
+  async function showActivity(list, deviceId, reservationKey) {
+    const events = (await api("events" + filters(deviceId, reservationKey))).events;
     list.replaceChildren(...events.reverse().map(activityItem));
+  }
+
+  function runItem(run) {
+    return el("li", {"data-run-id": run.automation_run_id},
+      el("time", {dateTime: run.created_at}, when(run.created_at)), " ",
+      el("strong", {}, run.trigger),
+      el("ul", {}, ...run.entries.map((entry) => el("li", {"data-action": entry.action},
+        (entry.device_name || entry.device_id) + ": " + entry.action +
+        (entry.reservation_key ? " (" + entry.reservation_key + ")" : "") +
+        (entry.detail ? " \u00b7 " + entry.detail : "")))));
+  }
+
+  async function showRuns(deviceId, reservationKey) {
+    const runs = (await api("runs" + filters(deviceId, reservationKey))).runs;
+    $("runs").replaceChildren(...runs.map(runItem));
+    $("no-runs").hidden = runs.length > 0;
+    const keys = new Set();
+    for (const run of runs) for (const entry of run.entries) {
+      if (entry.reservation_key) keys.add(entry.reservation_key);
+    }
+    if (!reservationKey) {
+      $("reservation-keys").replaceChildren(
+        ...[...keys].sort().map((key) => el("option", {value: key})));
+    }
+  }
+
+  async function showAllActivity() {
+    const deviceId = $("activity-filter").value;
+    const reservationKey = $("reservation-filter").value.trim();
+    await showActivity($("activity"), deviceId, reservationKey);
+    await showRuns(deviceId, reservationKey);
   }
 
   async function route() {
@@ -160,7 +198,7 @@
         await showActivity($("lock-activity"), lockId);
       } else if (hash === "activity") {
         await showLocks();
-        await showActivity($("activity"), $("activity-filter").value);
+        await showAllActivity();
       } else {
         await showLocks();
       }
@@ -180,7 +218,8 @@
     source.addEventListener("activity", (message) => {
       const event = JSON.parse(message.data);
       const filter = $("activity-filter").value;
-      if (!$("activity-view").hidden && (!filter || filter === event.device_id)) {
+      const byStay = $("reservation-filter").value.trim();
+      if (!$("activity-view").hidden && (!filter || filter === event.device_id) && !byStay) {
         $("activity").prepend(activityItem(event));
       }
       if (currentLock === event.device_id) {
@@ -250,8 +289,11 @@
     });
     if (!session.read_only) wireWrites();
     $("handover-close").addEventListener("click", () => { $("handover").hidden = true; });
+    $("reservation-filter").addEventListener("change", () => {
+      showAllActivity().catch((e) => say(e.message, "error"));
+    });
     $("activity-filter").addEventListener("change", () => {
-      showActivity($("activity"), $("activity-filter").value).catch((e) => say(e.message, "error"));
+      showAllActivity().catch((e) => say(e.message, "error"));
     });
     window.addEventListener("hashchange", () => {
       // A new view: last view's confirmation and handed-out PIN are not about it.
