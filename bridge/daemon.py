@@ -306,6 +306,7 @@ StarterFn = Callable[[Bridge, asyncio.TaskGroup], Awaitable[list[asyncio.Task[No
 STARTERS: tuple[str, ...] = (
     "bridge.api.server:start_api",
     "bridge.upstream.link:start_upstream",
+    "bridge.upstream.nats_start:start_nats_upstream",
     "bridge.statebackup:start_state_backup",
     "bridge.sdnotify:start_systemd",
 )

@@ -9,6 +9,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The soak steps the daemon's wall clock with Debian's libfaketime (LD_PRELOAD).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
+# The fleet tests start their own NATS cluster and use PostgreSQL (a database of their own on
+# the machine's server when one answers, else initdb in a temp dir).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
