@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # Modules that add subcommands with `add_parsers(subparsers)`; absent ones are skipped.
-_EXTENSIONS = ("bridge.doctor", "bridge.api.cli", "bridge.upstream.cli")
+_EXTENSIONS = ("bridge.doctor", "bridge.api.cli", "bridge.upstream.cli", "bridge.fleet.cli")
 
 
 def _load(path: Path) -> LoadedConfig | None:
