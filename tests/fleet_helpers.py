@@ -47,7 +47,7 @@ class RunningReplica:
         """Gone mid-flow: cancelled wherever it is, no clean shutdown of its work."""
         self.task.cancel()
         with contextlib.suppress(BaseException):
-            await self.task
+            await asyncio.wait_for(self.task, 20)
 
 
 async def start_replica(cluster: NatsCluster, dsn: str, *, replicas: int = 1,
@@ -92,7 +92,7 @@ class RunningBridge:
     async def stop(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            await asyncio.wait_for(self.task, 20)
 
 
 async def start_bridge(h: Harness, config: NatsUpstreamConfig, bridge_id: str) -> RunningBridge:

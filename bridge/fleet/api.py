@@ -14,12 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
 
 from bridge.clock import Clock
 from bridge.fleet.db import BridgeSeen, FleetDb
 from bridge.serialize import iso
-from bridge.upstream.nats_subjects import MSG_ID, FleetNames
+from bridge.upstream.nats_subjects import MSG_ID, FleetNames, raise_if_cancelled
 
 _LOG = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -175,12 +178,13 @@ class FleetApi:
         command_id = str(uuid.uuid4())
         await self._db.add_command(command_id, bridge_id, command)
         envelope = {"type": "command", "command_id": command_id, "command": command}
-        await self._js.publish(self._names.commands(bridge_id), json.dumps(envelope).encode(),
-                               headers={MSG_ID: command_id})
         clock = self._clock
         deadline = clock.monotonic() + self._timeout
+        await self._publish(self._names.commands(bridge_id), json.dumps(envelope).encode(),
+                            command_id, deadline)
         delay = 0.02
         while clock.monotonic() < deadline:  # bounded by the command timeout
+            raise_if_cancelled()
             result = await self._db.result(command_id)
             if result is not None:
                 return result
@@ -189,6 +193,25 @@ class FleetApi:
         raise FleetError(504, "bridge_timeout", f"Bridge {bridge_id} has not answered yet; the "
                          "command stays queued and is applied when it is back",
                          {"command_id": command_id})
+
+
+    async def _publish(self, subject: str, payload: bytes, command_id: str,
+                       deadline: float) -> None:
+        """Publish until JetStream acknowledges: a stream electing a leader (a node died) does
+        not answer for a moment, and the message id makes a repeat harmless."""
+        clock = self._clock
+        pause = 0.1
+        while True:  # bounded by the deadline
+            raise_if_cancelled()
+            try:
+                await self._js.publish(subject, payload, headers={MSG_ID: command_id})
+                return
+            except (NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
+                if clock.monotonic() + pause >= deadline:
+                    raise FleetError(503, "service_unavailable", "The fleet's message stream "
+                                     "does not answer; try again") from exc
+                await clock.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -8,6 +8,7 @@ idempotent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -20,7 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bridge.clock import Clock
 from bridge.fleet.db import FleetDb, StateChange
-from bridge.upstream.nats_subjects import KV_OPERATION, FleetNames
+from bridge.upstream.nats_subjects import KV_OPERATION, FleetNames, raise_if_cancelled
 
 _LOG = logging.getLogger(__name__)
 EVENTS_CONSUMER = "fleet_events"
@@ -62,6 +63,11 @@ class FleetConsumer:
                 group.create_task(self._pump(state, self._take_state), name="fleet-state")
         finally:
             await beats.unsubscribe()
+            # nats-py cancels the subscription's delivery task without waiting for it.
+            pending = getattr(beats, "_wait_for_msgs_task", None)
+            if isinstance(pending, asyncio.Task):
+                with contextlib.suppress(BaseException):
+                    await pending
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
@@ -71,6 +77,7 @@ class FleetConsumer:
     async def _pump(self, subscription: JetStreamContext.PullSubscription,
                     take: Any) -> None:
         while True:  # until cancelled; a broken connection raises out of fetch
+            raise_if_cancelled()
             try:
                 messages = await subscription.fetch(self._batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):

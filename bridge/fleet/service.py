@@ -4,7 +4,6 @@ the HTTP API, until stopped. Replicas share nothing but NATS and the database.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from bridge.fleet.api import FleetApi
 from bridge.fleet.consumer import FleetConsumer
 from bridge.fleet.db import FleetDb
 from bridge.fleet.streams import ensure_streams
-from bridge.upstream.nats_subjects import FleetNames
+from bridge.upstream.nats_subjects import FleetNames, close_client
 
 _LOG = logging.getLogger(__name__)
 
@@ -93,10 +92,7 @@ class FleetReplica:
         finally:
             if runner is not None:
                 await runner.cleanup()
-            with contextlib.suppress(Exception):
-                await nc.close()
-            # nats-py cancels its subscriptions' tasks at close without waiting for them.
-            await asyncio.sleep(0.01)
+            await close_client(nc)
             await self.db.close()
 
     def _nats_options(self) -> dict[str, Any]:

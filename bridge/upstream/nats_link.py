@@ -27,10 +27,11 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import AuthorizationError
+from nats.errors import AuthorizationError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NoStreamResponseError
 
 from bridge.application import Application
 from bridge.clock import Clock
@@ -43,7 +44,14 @@ from bridge.stateview import StateView
 from bridge.store import Store
 from bridge.upstream.commands import CommandRunner, retry_later
 from bridge.upstream.nats_state import StateMirror
-from bridge.upstream.nats_subjects import KV_OPERATION, MSG_ID, FleetNames, connect_options
+from bridge.upstream.nats_subjects import (
+    KV_OPERATION,
+    MSG_ID,
+    FleetNames,
+    close_client,
+    connect_options,
+    raise_if_cancelled,
+)
 from bridge.upstream.outbox import Outbox
 from bridge.upstream.protocol import (
     Command,
@@ -61,6 +69,12 @@ FETCH_WAIT_S = 2.0
 RETRY_DELAY_S = 5.0
 # The state bucket is brought up to date at most this often.
 STATE_PASS_S = 0.25
+
+
+# JetStream's answers while a stream elects a new leader (a node of the cluster died): the
+# connection is fine, so the publish is retried on it after a pause instead of reconnecting.
+STREAM_BUSY = (NatsTimeout, NoStreamResponseError, NoRespondersError)
+STREAM_BUSY_RETRY_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class SessionEnded(Exception):
@@ -101,6 +115,7 @@ class NatsLink:
         self._state_wake = asyncio.Event()
         self._up = asyncio.Event()
         self._js: JetStreamContext | None = None
+        self._busy = 0
         self.sessions = 0
         self.published = 0
         self.results_published = 0
@@ -212,26 +227,40 @@ class NatsLink:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
                         await nc.drain()
-            with contextlib.suppress(Exception):
-                await nc.close()
+            await close_client(nc)
 
     # -- events -----------------------------------------------------------------------------
 
     async def _publish_events(self, js: JetStreamContext) -> None:
         subject = self.names.events(self._bridge_id)
         while True:  # bounded by the session: a failed publish ends it
+            raise_if_cancelled()
             self._events_wake.clear()
             batch = await self.outbox.batch(self.outbox.acked_seq, self.config.batch_events)
             if not batch:
                 await self._events_wake.wait()
                 continue
             # Concurrent publishes; the watermark moves only when every one is acknowledged.
-            await asyncio.gather(*(js.publish(
-                subject, _encode(event), headers={MSG_ID: str(event["event_id"])})
-                for event in batch))
+            try:
+                await asyncio.gather(*(js.publish(
+                    subject, _encode(event), headers={MSG_ID: str(event["event_id"])})
+                    for event in batch))
+            except STREAM_BUSY as exc:
+                await self._stream_busy(exc)
+                continue  # the whole batch again: JetStream drops the copies it has
             self.published += len(batch)
+            self._busy = 0
             await self.outbox.ack(int(batch[-1]["sequence_number"]))
             self.supervisor.worked()
+
+    async def _stream_busy(self, exc: BaseException) -> None:
+        """Pause before a retry on the same connection; too many in a row end the session."""
+        self._busy += 1
+        if self._busy > len(STREAM_BUSY_RETRY_S):
+            self._busy = 0
+            raise SessionEnded(f"JetStream does not answer ({exc!r})")
+        _LOG.debug("JetStream busy (%r); retrying", exc)
+        await self._clock.sleep(STREAM_BUSY_RETRY_S[self._busy - 1])
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -239,6 +268,7 @@ class NatsLink:
                              subscription: JetStreamContext.PullSubscription) -> None:
         batch = self.config.max_commands_in_flight
         while True:  # bounded by the session: a closed connection ends the fetch with an error
+            raise_if_cancelled()
             try:
                 messages = await subscription.fetch(batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
@@ -268,7 +298,11 @@ class NatsLink:
         if retry_later(result):
             await msg.nak(delay=RETRY_DELAY_S)
             return
-        await self._publish_result(js, result)
+        try:
+            await self._publish_result(js, result)
+        except STREAM_BUSY:
+            await msg.nak(delay=1.0)  # answered again from the stored result
+            return
         # Acknowledged only after its result is committed and published: a crash before this
         # line redelivers it, and the runner answers from the stored result or its marker.
         await msg.ack_sync()
@@ -282,8 +316,14 @@ class NatsLink:
 
     async def _mirror_state(self, js: JetStreamContext) -> None:
         while True:  # bounded by the session
+            raise_if_cancelled()
             self._state_wake.clear()
-            await self._sync_state(js)
+            try:
+                await self._sync_state(js)
+                self._busy = 0
+            except STREAM_BUSY as exc:
+                self._state_wake.set()  # not done: the next pass finishes it
+                await self._stream_busy(exc)
             await self._clock.sleep(STATE_PASS_S)
             await self._state_wake.wait()
 
@@ -302,6 +342,7 @@ class NatsLink:
 
     async def _beat(self, nc: NatsClient) -> None:
         while True:  # bounded by the session
+            raise_if_cancelled()
             await self._clock.sleep(self.config.heartbeat_s)
             await self._heartbeat(nc, "up")
 

@@ -4,6 +4,8 @@ both agree on one naming without either importing the other."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +141,25 @@ def connect_options(config: NatsUpstreamConfig, bridge_id: str) -> dict[str, Any
 
 def _secret(path: Path) -> str:
     return path.read_text().strip()
+
+
+async def close_client(nc: Any) -> None:
+    """Close a nats-py client and wait for its own background tasks, which its `close` only
+    cancels: a stopped link or replica leaves nothing running behind it."""
+    with contextlib.suppress(Exception):
+        await nc.close()
+    for name in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
+        task = getattr(nc, name, None)
+        if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(task), 2)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that nats-py swallowed: on Python 3.11, `asyncio.wait_for` (which
+    its requests and fetches use) returns the result instead of raising when the awaited thing
+    finishes as the task is cancelled, and a loop that only awaits would then never stop. The
+    task still counts the request (`cancelling()`), so each loop iteration checks it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
