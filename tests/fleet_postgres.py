@@ -63,9 +63,9 @@ def fresh_database(root: Path) -> Iterator[str]:
         admin = MACHINE if _machine_answers() else stack.enter_context(_own_server(root))
         name = f"lockbridge_test_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
         try:
             yield admin.replace("dbname=postgres", f"dbname={name}")
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())

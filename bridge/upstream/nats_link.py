@@ -222,11 +222,9 @@ class NatsLink:
             self._up.clear()
             self._js = None
             if not nc.is_closed:
+                # Nothing to drain: a command not yet acknowledged is delivered again.
                 with contextlib.suppress(Exception):
                     await self._heartbeat(nc, "down")
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(2):
-                        await nc.drain()
             await close_client(nc)
 
     # -- events -----------------------------------------------------------------------------
