@@ -86,11 +86,25 @@ class NatsNode:
         conf.write_text(json.dumps(self.config, indent=1))
         return conf
 
-    def reload(self) -> None:
-        """Apply a changed configuration (permissions) without a restart."""
+    def reloads(self) -> int:
+        """How many times the server has said it reloaded its configuration."""
+        path = self.root / f"{self.name}.log"
+        return path.read_text(errors="replace").count("Reloaded server configuration") \
+            if path.exists() else 0
+
+    async def reload(self, timeout: float = 20.0) -> None:
+        """Apply a changed configuration (permissions) without a restart; returns once the
+        server's log says it did."""
         self.write_config()
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGHUP)
+        if self.proc is None:
+            return
+        before = self.reloads()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while self.reloads() <= before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not reload its configuration")
+            await asyncio.sleep(0.05)
 
     def start(self) -> None:
         conf = self.write_config()
@@ -153,11 +167,11 @@ class NatsCluster:
                                           cluster_port if size > 1 else None, config))
         return cluster
 
-    def set_results_withheld(self, bridges: frozenset[str]) -> None:
+    async def set_results_withheld(self, bridges: frozenset[str]) -> None:
         """Take (or give back) the permission to publish results from these bridges."""
         for node in self.nodes:
             node.config["accounts"] = accounts(self.bridges, self.names, bridges)
-            node.reload()
+            await node.reload()
 
     @property
     def urls(self) -> list[str]:

@@ -157,8 +157,7 @@ async def test_sigkill_between_apply_and_ack_does_not_apply_twice(
                          what="the daemon up with its locks")
         device = daemon.devices()[0]
         # The bridge may apply and store the result but not publish it, so never ack it.
-        node.set_results_withheld(frozenset({BRIDGE}))
-        await asyncio.sleep(0.3)  # SIGHUP's reload is asynchronous; nothing polls it
+        await node.set_results_withheld(frozenset({BRIDGE}))
         await send(nc, "held-1", {"action": "access_codes.create", "device_id": device,
                                   "name": "Held", "code": "2468"})
         code_id = created_code_id(BRIDGE, "held-1")
@@ -169,8 +168,7 @@ async def test_sigkill_between_apply_and_ack_does_not_apply_twice(
             what="the result stored")
         await daemon.kill()
         assert (await results(nc)).get("held-1") is None, "no result could be published"
-        node.set_results_withheld(frozenset())
-        await asyncio.sleep(0.3)
+        await node.set_results_withheld(frozenset())
         await daemon.start()
         await eventually(lambda: _has(results(nc), "held-1"), timeout=30,
                          what="the redelivered command answered")
