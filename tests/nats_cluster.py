@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterable
@@ -144,8 +145,14 @@ class NatsCluster:
     names: FleetNames = field(default_factory=FleetNames)
     nodes: list[NatsNode] = field(default_factory=list)
 
+    # A private CA's certificate when the nodes serve TLS (`build(..., tls=...)`).
+    ca_file: Path | None = None
+
     @classmethod
-    def build(cls, root: Path, bridges: list[str], size: int = 1) -> NatsCluster:
+    def build(cls, root: Path, bridges: list[str], size: int = 1,
+              tls: tuple[Path, Path, Path] | None = None) -> NatsCluster:
+        """`tls`: (CA certificate, server certificate, server key) to serve TLS on the client
+        and websocket listeners."""
         cluster = cls(root, bridges)
         ports = free_ports(size * 3)
         routes = [f"nats-route://127.0.0.1:{ports[i * 3 + 2]}" for i in range(size)]
@@ -160,6 +167,11 @@ class NatsCluster:
                 "websocket": {"listen": f"127.0.0.1:{ws_port}", "no_tls": True},
                 "accounts": accounts(bridges, cluster.names), "system_account": "SYS",
             }
+            if tls is not None:
+                cluster.ca_file = tls[0]
+                files = {"cert_file": str(tls[1]), "key_file": str(tls[2])}
+                config["tls"] = dict(files)
+                config["websocket"] = {"listen": f"127.0.0.1:{ws_port}", "tls": dict(files)}
             if size > 1:
                 config["cluster"] = {"name": "fleet", "listen": f"127.0.0.1:{cluster_port}",
                                      "routes": [r for j, r in enumerate(routes) if j != i]}
@@ -204,10 +216,12 @@ class NatsCluster:
 
     async def backend(self) -> NatsClient:
         """A connection as the backend's user."""
+        tls = None if self.ca_file is None else ssl.create_default_context(
+            cafile=str(self.ca_file))
         return await nats.connect(servers=[n.url for n in self.nodes if n.proc is not None]
                                   or self.urls, user=BACKEND_USER, password=BACKEND_PASSWORD,
                                   connect_timeout=2, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.2)
+                                  reconnect_time_wait=0.2, tls=tls)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +86,9 @@ def classify(error: BaseException) -> FailureKind:
     """Refused credentials are retried slowly; lost state stops the bridge."""
     if isinstance(error, StateLost):
         return FailureKind.FATAL
-    if isinstance(error, AuthorizationError | OSError) and "uthoriz" in str(error):
+    if isinstance(error, AuthorizationError | ssl.SSLCertVerificationError):
+        return FailureKind.REFUSED
+    if isinstance(error, OSError) and "uthoriz" in str(error):
         return FailureKind.REFUSED
     return FailureKind.TRANSIENT
 
@@ -175,12 +178,22 @@ class NatsLink:
         async def on_closed() -> None:
             closed.set()
 
+        errors: list[Exception] = []
+
         async def on_error(error: Exception) -> None:
+            errors.append(error)
             _LOG.debug("NATS: %s", error)
 
-        nc = await nats.connect(**connect_options(self.config, self._bridge_id),
-                                closed_cb=on_closed, disconnected_cb=on_closed,
-                                error_cb=on_error)
+        cfg = self.config
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_s * 2 * len(cfg.servers) + 1):
+                nc = await nats.connect(**connect_options(cfg, self._bridge_id),
+                                        closed_cb=on_closed, disconnected_cb=on_closed,
+                                        error_cb=on_error)
+        except Exception as exc:
+            # nats-py reports why each server failed to the error callback and then raises a
+            # generic error: the last reason is what the supervisor should judge.
+            raise (errors[-1] if errors else exc) from exc
         try:
             js = nc.jetstream(timeout=self.config.publish_timeout_s)
             subscription = await js.pull_subscribe(

@@ -123,7 +123,8 @@ def connect_options(config: NatsUpstreamConfig, bridge_id: str) -> dict[str, Any
         # One connection is one session: the link's supervisor reconnects with its backoff and
         # resumes from the outbox, so nats-py's own reconnect would only hide the outage.
         "allow_reconnect": False,
-        "max_reconnect_attempts": 0,
+        # Each server tried twice at connect, then the attempt fails (0 would mean forever).
+        "max_reconnect_attempts": 1,
         "inbox_prefix": FleetNames.inbox_prefix(bridge_id),
     }
     context = tls_context(config)
