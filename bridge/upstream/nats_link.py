@@ -284,7 +284,13 @@ class NatsLink:
                 messages = await subscription.fetch(batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
-            await asyncio.gather(*(self._command(js, m) for m in messages))
+            # Every command of the batch finishes (each is shielded in the runner anyway)
+            # before a failure ends the session; an unacknowledged one comes back.
+            outcomes = await asyncio.gather(*(self._command(js, m) for m in messages),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def _command(self, js: JetStreamContext, msg: Msg) -> None:
         try:
