@@ -172,9 +172,8 @@ class NatsLink:
 
     # -- one session ------------------------------------------------------------------------
 
-    async def _session(self, established: Callable[[], None]) -> None:
-        closed = asyncio.Event()
-
+    async def _connect(self, closed: asyncio.Event) -> NatsClient:
+        """One connection to the first server that takes it; `closed` is set when it ends."""
         async def on_closed() -> None:
             closed.set()
 
@@ -187,13 +186,17 @@ class NatsLink:
         cfg = self.config
         try:
             async with asyncio.timeout(cfg.connect_timeout_s * 2 * len(cfg.servers) + 1):
-                nc = await nats.connect(**connect_options(cfg, self._bridge_id),
-                                        closed_cb=on_closed, disconnected_cb=on_closed,
-                                        error_cb=on_error)
+                return await nats.connect(**connect_options(cfg, self._bridge_id),
+                                          closed_cb=on_closed, disconnected_cb=on_closed,
+                                          error_cb=on_error)
         except Exception as exc:
             # nats-py reports why each server failed to the error callback and then raises a
             # generic error: the last reason is what the supervisor should judge.
             raise (errors[-1] if errors else exc) from exc
+
+    async def _session(self, established: Callable[[], None]) -> None:
+        closed = asyncio.Event()
+        nc = await self._connect(closed)
         try:
             js = nc.jetstream(timeout=self.config.publish_timeout_s)
             subscription = await js.pull_subscribe(
