@@ -89,7 +89,7 @@ def _parser(extensions: bool = True) -> argparse.ArgumentParser:
 _CORE_COMMANDS = frozenset({"run", "check-config", "restore", "status"})
 # Modules that add subcommands with `add_parsers(subparsers)`; absent ones are skipped.
 _EXTENSIONS = ("bridge.doctor", "bridge.api.cli", "bridge.upstream.cli",
-               "bridge.reservations.cli", "drivers.matter.cli")
+               "bridge.reservations.cli", "drivers.matter.cli", "bridge.fleet.cli")
 
 
 def _load(path: Path) -> LoadedConfig | None:

@@ -14,7 +14,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -200,6 +202,7 @@ class AutomationsConfig(_Strict):
 class UpstreamConfig(_Strict):
     """The websocket to the operator's cloud (docs/upstream-protocol.md)."""
 
+    kind: Literal["websocket"] = "websocket"
     url: Annotated[str, Field(pattern=r"^wss?://[^\s/]+")]
     # The config loader refuses a literal here: it must be written as ${ENV_VAR}.
     token: str | None = Field(default=None, repr=False)
@@ -237,6 +240,81 @@ class UpstreamConfig(_Strict):
         return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+# A NATS subject token or key part: no dots, wildcards or spaces.
+_NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class NatsUpstreamConfig(_Strict):
+    """A fleet's upstream: NATS JetStream, over its websocket listener or TCP (docs/fleet.md)."""
+
+    kind: Literal["nats"]
+    servers: Annotated[list[Annotated[str, Field(pattern=r"^(nats|tls|ws|wss)://[^\s/]+")]],
+                       Field(min_length=1)]
+    # Per-bridge credentials, from files only: a user and its password, an nkey seed, or a
+    # decentralised-auth .creds file (JWT and seed).
+    user: str | None = None
+    password_file: Path | None = None
+    nkey_seed_file: Path | None = None
+    creds_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    subject_prefix: Annotated[str, Field(pattern=_NATS_NAME)] = "lockbridge"
+    events_stream: Annotated[str, Field(pattern=_NATS_NAME)] = "LOCKBRIDGE_EVENTS"
+    commands_stream: Annotated[str, Field(pattern=_NATS_NAME)] = "LOCKBRIDGE_COMMANDS"
+    state_bucket: Annotated[str, Field(pattern=_NATS_NAME)] = "lockbridge_state"
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+    publish_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    heartbeat_s: Annotated[float, Field(gt=0)] = 5.0
+    # A command fetched but not acknowledged this long (the bridge died) is delivered again;
+    # set when the bridge's consumer is first created.
+    command_ack_wait_s: Annotated[float, Field(ge=1)] = 30.0
+    backoff_base_s: Annotated[float, Field(gt=0)] = 1.0
+    backoff_cap_s: Annotated[float, Field(gt=0)] = 300.0
+    refused_retry_s: Annotated[float, Field(gt=0)] = 600.0
+    batch_events: Annotated[int, Field(ge=1, le=5000)] = 500
+    max_unacked_events: Annotated[int, Field(ge=1)] = 500_000
+    keep_acked_events: Annotated[int, Field(ge=0)] = 10_000
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 65536
+    max_commands_in_flight: Annotated[int, Field(ge=1)] = 16
+
+    @model_validator(mode="after")
+    def _checked(self) -> NatsUpstreamConfig:
+        if (self.user is None) != (self.password_file is None):
+            raise ValueError("user and password_file go together")
+        ways = [self.user, self.nkey_seed_file, self.creds_file]
+        if sum(way is not None for way in ways) > 1:
+            raise ValueError("give one of user/password_file, nkey_seed_file or creds_file")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        tls = self.ca_file is not None or self.cert_file is not None
+        for server in self.servers:
+            scheme, rest = server.split("://", 1)
+            host = rest.split("/", 1)[0].rsplit("@", 1)[-1].rsplit(":", 1)[0].strip("[]")
+            if scheme in ("nats", "ws") and not tls and host not in _LOOPBACK_HOSTS:
+                raise ValueError(f"{server}: plain nats:// or ws:// is allowed only to "
+                                 "loopback; use tls:// or wss:// (or give ca_file)")
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError("backoff_base_s is larger than backoff_cap_s")
+        return self
+
+    def host(self) -> str:
+        """The first server's host, for logs."""
+        return self.servers[0].split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+
+
+def _upstream_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "websocket"))
+    return str(getattr(value, "kind", "websocket"))
+
+
+AnyUpstreamConfig = Annotated[
+    Annotated[UpstreamConfig, Tag("websocket")] | Annotated[NatsUpstreamConfig, Tag("nats")],
+    Discriminator(_upstream_kind)]
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -254,7 +332,7 @@ class Config(_Strict):
     codes: list[DeclaredCode] = []
     spaces: list[DeclaredSpace] = []
     automations: AutomationsConfig = AutomationsConfig()
-    upstream: UpstreamConfig | None = None
+    upstream: AnyUpstreamConfig | None = None
     portal: PortalConfig = PortalConfig()
 
 
@@ -527,6 +605,7 @@ def _scalar(node: yaml.Node) -> Any:
 # `state_file` is not among them: it lives in the state directory.
 _CONFIG_RELATIVE_KEYS = frozenset({"state_dir", "token_file", "password_file", "ca_file",
                                    "client_secret_file", "refresh_token_file",
+                                   "nkey_seed_file", "creds_file",
                                    "cert_file", "key_file", "tls_cert_file", "tls_key_file",
                                    "backup_path", "url_file", "ics_file"})
 

@@ -303,6 +303,7 @@ STARTERS: tuple[str, ...] = (
     "bridge.reservations.starter:start_reservations",
     "bridge.api.server:start_api",
     "bridge.upstream.link:start_upstream",
+    "bridge.upstream.nats_start:start_nats_upstream",
     "bridge.statebackup:start_state_backup",
     "bridge.sdnotify:start_systemd",
 )

@@ -69,9 +69,10 @@ async def restore_if_pending(bridge: Bridge) -> None:
         _LOG.warning("restore from the upstream abandoned by the operator's choice "
                      "(--accept-fresh-state)")
         return
-    if config.upstream is None:
-        raise StateLost("the store waits for a restore from the upstream, but no upstream is "
-                        "configured", bridge.loaded.path)
+    if config.upstream is None or config.upstream.kind != "websocket":
+        raise StateLost("the store waits for a restore from the upstream, but no websocket "
+                        "upstream is configured (a NATS upstream cannot restore yet)",
+                        bridge.loaded.path)
     from bridge.upstream.link import fetch_restore
 
     try:

@@ -11,6 +11,10 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt+=(libfaketime)
 # The Matter tests' server (the CHIP SDK) links Debian's libnl.
 ls /usr/lib/*/libnl-route-3.so.200 >/dev/null 2>&1 || need_apt+=(libnl-3-200 libnl-route-3-200)
+# The fleet tests start their own NATS cluster and use PostgreSQL (a database of their own on
+# the machine's server when one answers, else initdb in a temp dir).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

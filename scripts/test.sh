@@ -3,7 +3,7 @@
 # then runs the linters and the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test,mqtt,zwave
+bash scripts/setup.sh test,mqtt,zwave,nats,fleet
 source scripts/peers.sh
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -51,6 +51,8 @@ _LOG = logging.getLogger(__name__)
 # Fixed, so a create redelivered after a crash maps to the code it already made.
 _CREATED_CODE_NAMESPACE = uuid.UUID("c6b3d0a1-5e0f-4f57-8d7e-3b1f6b9e2a44")
 KEEP_RESULTS = 10_000
+# The one answer that is not final: nothing was applied or stored.
+STORE_UNAVAILABLE = "store_unavailable"
 
 
 def created_code_id(bridge_id: str, command_id: str) -> str:
@@ -90,6 +92,19 @@ class CommandRunner:
             task.add_done_callback(lambda _: self._running.pop(command.command_id, None))
         # Shielded: the connection may drop while the command is still applying.
         return await asyncio.shield(task)
+
+    async def answer(self, command: Command) -> CommandResult:
+        """The command's result for any transport: `result_for`, with a store that cannot
+        write answered `store_unavailable` (nothing applied or stored: the upstream may send
+        it again, see `retry_later`) and a bug answered `internal_error`, neither stored."""
+        try:
+            return await self.result_for(command)
+        except StoreUnavailable as exc:
+            return _failed(command.command_id, STORE_UNAVAILABLE, str(exc))
+        except Exception:  # a bug, not a refusal: answer, log, and do not store it
+            _LOG.exception("upstream command %s failed", command.command_id)
+            return _failed(command.command_id, "internal_error",
+                           "the bridge failed to run this command")
 
     async def close(self) -> None:
         """Cancel commands still running (shutdown); their ids run again when redelivered."""
@@ -235,6 +250,11 @@ class CommandRunner:
 
     def _code(self, access_code_id: str) -> dict[str, Any]:
         return access_code_json(self._state.codes[access_code_id], self._state, self._bridge_id)
+
+
+def retry_later(result: CommandResult) -> bool:
+    """True for an answer that is not the command's result: it should be delivered again."""
+    return result.error is not None and result.error.type == STORE_UNAVAILABLE
 
 
 def _mark(command_id: str, action: str, access_code_id: str,

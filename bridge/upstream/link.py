@@ -30,14 +30,13 @@ from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSuperviso
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
 from bridge.stateview import StateView
-from bridge.store import Store, StoreUnavailable
+from bridge.store import Store
 from bridge.upstream.commands import CommandRunner
 from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
 from bridge.upstream.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Command,
-    CommandResult,
     ErrorBody,
     ErrorMessage,
     Hello,
@@ -73,8 +72,8 @@ class SessionEnded(Exception):
 async def start_upstream(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
     """Start the upstream link if one is configured; its task is cancelled at shutdown."""
     config = bridge.loaded.config.upstream
-    if config is None:
-        return []
+    if not isinstance(config, UpstreamConfig):
+        return []  # none, or NATS (bridge/upstream/nats_link.py)
     link = UpstreamLink(config, bridge.store, bridge.engine, bridge.clock,
                         bridge.loaded.config.bridge.id, config_path=bridge.loaded.path,
                         accept_fresh_state=bridge.accept_fresh_state)
@@ -89,8 +88,8 @@ async def check_before_start(bridge: Bridge) -> None:
     the declared codes again and find the guests' codes as unmanaged. An upstream that cannot
     be reached does not hold up the start; the link asks again when it connects."""
     config = bridge.loaded.config.upstream
-    if config is None:
-        return
+    if not isinstance(config, UpstreamConfig):
+        return  # the NATS upstream keeps no acknowledged watermark to compare with
     state = await Outbox(bridge.store, "", keep_acked=0, max_unacked=1).load()
     if state.last_seq or state.acked_seq:
         return
@@ -449,17 +448,7 @@ class UpstreamLink:
 
     async def _command(self, session: _Session, command: Command) -> None:
         try:
-            try:
-                result = await self.commands.result_for(command)
-            except StoreUnavailable as exc:
-                # Nothing was applied or stored: the upstream sends the command again later.
-                result = CommandResult(command_id=command.command_id, ok=False,
-                                       error=ErrorBody(type="store_unavailable", message=str(exc)))
-            except Exception:  # a bug, not a refusal: answer, log, and do not store it
-                _LOG.exception("upstream command %s failed", command.command_id)
-                result = CommandResult(command_id=command.command_id, ok=False, error=ErrorBody(
-                    type="internal_error", message="the bridge failed to run this command"))
-            await session.send(dump(result))
+            await session.send(dump(await self.commands.answer(command)))
         finally:
             session.slots.release()
 

@@ -1,0 +1,139 @@
+"""What a backend replica takes from NATS: the fleet's events and command results and the state
+bucket's changes, from durable pull consumers every replica shares (each message goes to one
+replica; an unacknowledged one goes to another after `ack_wait`), and the bridges' heartbeats
+through a queue group. A batch is written to PostgreSQL in one transaction, then acknowledged:
+a replica killed in between leaves the batch to be delivered again, and the writes are
+idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bridge.clock import Clock
+from bridge.fleet.db import FleetDb, StateChange
+from bridge.upstream.nats_subjects import KV_OPERATION, FleetNames, raise_if_cancelled
+
+_LOG = logging.getLogger(__name__)
+EVENTS_CONSUMER = "fleet_events"
+STATE_CONSUMER = "fleet_state"
+HEARTBEAT_QUEUE = "fleet"
+FETCH_WAIT_S = 1.0
+
+
+class FleetConsumer:
+    """The replica's share of the fleet's streams, written into the database."""
+
+    def __init__(self, nc: NatsClient, db: FleetDb, names: FleetNames, clock: Clock, *,
+                 batch: int = 256, ack_wait_s: float = 30.0) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._db = db
+        self._names = names
+        self._clock = clock
+        self._batch = batch
+        self._ack_wait = ack_wait_s
+        self.events = 0
+        self.results = 0
+        self.state_changes = 0
+
+    async def run(self) -> None:
+        """Consume until cancelled (or the connection fails)."""
+        names = self._names
+        events = await self._js.pull_subscribe(
+            "", durable=EVENTS_CONSUMER, stream=names.events_stream,
+            config=self._consumer_config())
+        state = await self._js.pull_subscribe(
+            "", durable=STATE_CONSUMER, stream=names.state_stream,
+            config=self._consumer_config())
+        beats = await self._nc.subscribe(f"{names.prefix}.heartbeat.*", queue=HEARTBEAT_QUEUE,
+                                         cb=self._heartbeat)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._pump(events, self._take_events), name="fleet-events")
+                group.create_task(self._pump(state, self._take_state), name="fleet-state")
+        finally:
+            await beats.unsubscribe()
+            # nats-py cancels the subscription's delivery task without waiting for it.
+            pending = getattr(beats, "_wait_for_msgs_task", None)
+            if isinstance(pending, asyncio.Task):
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    def _consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                              ack_wait=self._ack_wait, max_deliver=-1,
+                              max_ack_pending=self._batch * 64)
+
+    async def _pump(self, subscription: JetStreamContext.PullSubscription,
+                    take: Any) -> None:
+        while True:  # until cancelled; a broken connection raises out of fetch
+            raise_if_cancelled()
+            try:
+                messages = await subscription.fetch(self._batch, timeout=FETCH_WAIT_S)
+            except (TimeoutError, NatsTimeout):
+                continue
+            await take(messages)
+            for msg in messages:
+                await msg.ack()
+
+    async def _take_events(self, messages: list[Msg]) -> None:
+        events: list[tuple[str, dict[str, Any]]] = []
+        results: list[tuple[str, dict[str, Any]]] = []
+        prefix = self._names.prefix
+        for msg in messages:
+            kind, _, bridge = msg.subject.removeprefix(prefix + ".").partition(".")
+            body = _json(msg)
+            if body is None:
+                continue
+            if kind == "events" and "event_id" in body:
+                events.append((bridge, body))
+            elif kind == "results" and "command_id" in body:
+                results.append((bridge, body))
+        await self._db.record(events, results)
+        self.events += len(events)
+        self.results += len(results)
+
+    async def _take_state(self, messages: list[Msg]) -> None:
+        changes = []
+        prefix = f"$KV.{self._names.state_bucket}."
+        for msg in messages:
+            parts = msg.subject.removeprefix(prefix).split(".", 2)
+            if len(parts) != 3:
+                continue
+            bridge, kind, object_id = parts
+            deleted = (msg.headers or {}).get(KV_OPERATION) in ("DEL", "PURGE")
+            body = None if deleted else _json(msg)
+            if not deleted and body is None:
+                continue
+            changes.append(StateChange(bridge, kind, object_id,
+                                       msg.metadata.sequence.stream, body))
+        await self._db.apply_state(changes)
+        self.state_changes += len(changes)
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        bridge = msg.subject.rsplit(".", 1)[-1]
+        body = _json(msg) or {}
+        status = "down" if body.get("status") == "down" else "up"
+        try:
+            await self._db.seen(bridge, status, self._clock.now())
+        except Exception as exc:  # a missed beat is harmless: the next one comes soon
+            _LOG.warning("heartbeat of %s not recorded: %s", bridge, exc)
+
+
+def _json(msg: Msg) -> dict[str, Any] | None:
+    try:
+        body = json.loads(msg.data)
+    except ValueError:
+        _LOG.warning("a message on %s is not JSON; skipped", msg.subject)
+        return None
+    return body if isinstance(body, dict) else None
