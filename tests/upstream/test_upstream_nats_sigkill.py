@@ -23,11 +23,11 @@ from bridge.fleet.streams import ensure_streams
 from bridge.upstream.commands import created_code_id
 from bridge.upstream.nats_subjects import MSG_ID, FleetNames
 from tests.nats_cluster import NatsCluster, password_file
-from tests.test_upstream_nats import stream_messages
+from tests.paths import ROOT
+from tests.upstream.test_upstream_nats import stream_messages
 from tests.upstream_helpers import eventually
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = "kb"
 NAMES = FleetNames()
 CONFIG = """\
