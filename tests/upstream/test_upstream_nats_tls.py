@@ -18,8 +18,8 @@ from bridge.upstream.nats_subjects import FleetNames
 from drivers.simulator import SimLockSpec
 from tests.conftest import Harness
 from tests.nats_cluster import NatsCluster, password_file
-from tests.test_upstream_tls import make_pki
 from tests.upstream.test_upstream_nats import published_event_ids
+from tests.upstream.test_upstream_tls import make_pki
 from tests.upstream_helpers import bridge_event_ids, eventually, unlock_events
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
