@@ -188,7 +188,10 @@ async def test_state_bucket_equals_the_store(harness_factory, node: NatsCluster,
         out: dict[str, bytes] = {}
         with contextlib.suppress(nats.js.errors.NoKeysError):
             for key in await kv.keys():
-                entry = await kv.get(key)
+                try:
+                    entry = await kv.get(key)
+                except nats.js.errors.KeyNotFoundError:
+                    continue  # deleted between the listing and the read: not in the bucket
                 if entry.value:
                     out[key] = entry.value
         return out
