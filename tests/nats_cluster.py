@@ -22,7 +22,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NatsClient
 
-from bridge.upstream.nats_subjects import FleetNames
+from bridge.upstream.nats_subjects import FleetNames, close_client
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 BACKEND_USER = "backend"
@@ -208,7 +208,7 @@ class NatsCluster:
                     await nc.jetstream(timeout=2).account_info()
                     return
                 finally:
-                    await nc.close()
+                    await close_client(nc)
             except Exception:
                 if time.monotonic() > deadline:
                     raise

@@ -146,14 +146,21 @@ def _secret(path: Path) -> str:
 
 async def close_client(nc: Any) -> None:
     """Close a nats-py client and wait for its own background tasks, which its `close` only
-    cancels: a stopped link or replica leaves nothing running behind it."""
+    cancels: a stopped link or replica leaves nothing running behind it. A task that swallowed
+    its cancellation (Python 3.11's `wait_for`, inside nats-py) is asked again until it ends."""
     with contextlib.suppress(Exception):
         await nc.close()
     for name in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
         task = getattr(nc, name, None)
-        if isinstance(task, asyncio.Task) and task is not asyncio.current_task():
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(task), 2)
+        if not isinstance(task, asyncio.Task) or task is asyncio.current_task():
+            continue
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=0.5)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a closed client's last error is not news
 
 
 def raise_if_cancelled() -> None:

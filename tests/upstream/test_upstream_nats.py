@@ -25,7 +25,7 @@ from bridge.store import UPSTREAM_ACKED_SEQ
 from bridge.upstream.commands import created_code_id
 from bridge.upstream.nats_link import NatsLink
 from bridge.upstream.nats_state import render_state
-from bridge.upstream.nats_subjects import MSG_ID, FleetNames
+from bridge.upstream.nats_subjects import MSG_ID, FleetNames, close_client
 from drivers.simulator import SimLockSpec
 from tests.conftest import Harness
 from tests.nats_cluster import NatsCluster, bridge_password, password_file
@@ -44,7 +44,7 @@ async def node(tmp_path: Path) -> AsyncIterator[NatsCluster]:
     await cluster.start()
     nc = await cluster.backend()
     await ensure_streams(nc.jetstream(), NAMES, replicas=1)
-    await nc.close()
+    await close_client(nc)
     try:
         yield cluster
     finally:
@@ -97,7 +97,7 @@ async def published_event_ids(cluster: NatsCluster) -> list[str]:
     try:
         got = await stream_messages(nc.jetstream(), NAMES.events_stream, NAMES.events(BRIDGE))
     finally:
-        await nc.close()
+        await close_client(nc)
     assert all(mid == body["event_id"] for mid, body in got)
     return [body["event_id"] for _, body in got]
 
@@ -166,7 +166,7 @@ async def test_command_applied_once_with_one_result(harness_factory, node: NatsC
             got = await answered()
             assert link.commands.executed == 1
     finally:
-        await nc.close()
+        await close_client(nc)
     # JetStream dropped the repeat's result by its message id: one result in the stream.
     assert len(got) == 1 and got[0]["ok"] is True
     code_id = created_code_id(BRIDGE, "cmd-1")
@@ -211,7 +211,7 @@ async def test_state_bucket_equals_the_store(harness_factory, node: NatsCluster,
                              what="bucket after a delete")
         assert len([k for k in await bucket() if ".device." in k]) == 2
     finally:
-        await nc.close()
+        await close_client(nc)
 
 
 async def _same(got: Any, want: dict[str, bytes]) -> bool:
@@ -242,14 +242,14 @@ async def test_bridge_cannot_publish_on_another_bridges_subjects(
                          timeout=10, what="the subscription refused")
     finally:
         with contextlib.suppress(Exception):
-            await nc.close()
+            await close_client(nc)
     assert any("permissions violation" in str(e).lower() for e in errors)
     backend = await node.backend()
     try:
         forged = await stream_messages(backend.jetstream(), NAMES.events_stream,
                                        NAMES.events(OTHER))
     finally:
-        await backend.close()
+        await close_client(backend)
     assert forged == []
 
 

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NatsClient
 
 from bridge.fleet.streams import ensure_streams
 from bridge.upstream.commands import created_code_id
-from bridge.upstream.nats_subjects import MSG_ID, FleetNames
+from bridge.upstream.nats_subjects import MSG_ID, FleetNames, close_client
 from tests.nats_cluster import NatsCluster, password_file
 from tests.paths import ROOT
 from tests.upstream.test_upstream_nats import stream_messages
@@ -63,7 +63,7 @@ async def node(tmp_path: Path) -> AsyncIterator[NatsCluster]:
     await cluster.start()
     nc = await cluster.backend()
     await ensure_streams(nc.jetstream(), NAMES, replicas=1)
-    await nc.close()
+    await close_client(nc)
     try:
         yield cluster
     finally:
@@ -179,7 +179,7 @@ async def test_sigkill_between_apply_and_ack_does_not_apply_twice(
         await daemon.stop()
     finally:
         await daemon.kill()
-        await nc.close()
+        await close_client(nc)
     assert "Traceback" not in daemon.log.read_text()
 
 
@@ -223,7 +223,7 @@ async def test_random_kills_during_commands_apply_each_once(node: NatsCluster,
             assert daemon.created(created_code_id(BRIDGE, command_id)) == 1, command_id
     finally:
         await daemon.kill()
-        await nc.close()
+        await close_client(nc)
     assert "Traceback" not in daemon.log.read_text()
 
 

@@ -14,7 +14,7 @@ from bridge.config import NatsUpstreamConfig
 from bridge.fleet.streams import ensure_streams
 from bridge.reconnect import FailureKind
 from bridge.upstream.nats_link import NatsLink, classify
-from bridge.upstream.nats_subjects import FleetNames
+from bridge.upstream.nats_subjects import FleetNames, close_client
 from drivers.simulator import SimLockSpec
 from tests.conftest import Harness
 from tests.nats_cluster import NatsCluster, password_file
@@ -40,7 +40,7 @@ async def test_wss_with_a_private_ca(harness_factory, tmp_path: Path) -> None:
     try:
         nc = await cluster.backend()
         await ensure_streams(nc.jetstream(), FleetNames(), replicas=1)
-        await nc.close()
+        await close_client(nc)
         for ca in (other_ca, ca_file):
             config = NatsUpstreamConfig.model_validate({
                 "kind": "nats", "servers": [f"wss://127.0.0.1:{cluster.nodes[0].ws_port}"],
