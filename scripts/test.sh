@@ -7,4 +7,5 @@ bash scripts/setup.sh test,mqtt,zwave,nats,fleet
 source scripts/peers.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# Two worker processes, each test file kept on one (its module fixtures, a peer it starts once).
+.venv/bin/python -m pytest -n 2 --dist loadfile --durations=20 "$@"
