@@ -161,6 +161,8 @@ def _contains_pin(line: str, pin: str) -> bool:
 
     # Random hex ids (request ids, uuids) hold digit runs by chance: "req_f2468a8..." is not
     # the PIN 2468. A run counts when it is not part of such an id.
+    # A uuid's 4-digit groups ("...-9753-...") are not a PIN either.
+    line = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", line)
     line = re.sub(r"[0-9a-f]{12,}", "<id>", line)
     return re.search(rf"(?<!\d){re.escape(pin)}(?!\d)", line) is not None
 

@@ -76,6 +76,12 @@ class Soak:
     chaos_ends: float = float("inf")
     # Edits at a lock itself (keypad, reset), which move its codes whatever the clock says.
     touched: Counter[str] = field(default_factory=Counter)
+    # Until when (monotonic) a write to each lock may land late or with an unknown outcome and
+    # be sent again: a lock offline, refusing, slow or hanging, and a while after (retries back
+    # off). Such a write moves a code whatever the clock says (a late one lands after its stay;
+    # sent again to a lock that makes its own PINs, it gets a new PIN), so the clock checks
+    # leave that lock out.
+    unsure_until: dict[str, float] = field(default_factory=dict)
     # Clock jumps by kind, and whether one is under way (they do not overlap).
     clock_jumps: Counter[str] = field(default_factory=Counter)
     clock_wrong: bool = False

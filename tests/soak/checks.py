@@ -8,8 +8,9 @@ import json
 import re
 import sqlite3
 import statistics
+import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,9 @@ class ClockView:
     # Settled codes: name, lock, state, PINs.
     codes: dict[str, tuple[str, str, m.Want, frozenset[str]]]
     touched: dict[str, int]
+    # Monotonic time of the view, and until when each lock's writes were unsure (chaos.py).
+    mono: float = 0.0
+    unsure_until: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def take(cls, soak: Soak) -> ClockView:
@@ -147,7 +151,11 @@ class ClockView:
         return cls(datetime.now(UTC), lock_contents(soak.state, soak.gateways),
                    {c.code_id: (c.name, c.lock, c.want, frozenset(c.pins))
                     for c in soak.model.codes.values() if c.settled and not c.pool},
-                   dict(soak.touched))
+                   dict(soak.touched), time.monotonic(), dict(soak.unsure_until))
+
+    def unsure(self, before: ClockView) -> set[str]:
+        """Locks a lock fault left unsure at some moment between `before` and this view."""
+        return {lock for lock, until in self.unsure_until.items() if until > before.mono}
 
     def judge(self, before: ClockView, while_: str, *, held: bool,
               early_ends: bool = False) -> list[str]:
@@ -156,6 +164,7 @@ class ClockView:
         `early_ends`: a clock ahead ends stays early, as any clock would); with `held` (a clock
         far off), none came or went at all."""
         problems = []
+        unsure = self.unsure(before)
         for code_id, (name, lock, want, pins) in before.codes.items():
             after = self.codes.get(code_id)
             if want.starts_at is None or want.ends_at is None or after is None \
@@ -163,6 +172,8 @@ class ClockView:
                 continue
             if self.touched.get(lock, 0) != before.touched.get(lock, 0):
                 continue  # a keypad edit or a reset moved codes on this lock
+            if lock in unsure:
+                continue  # a late or repeated write under a lock fault, not the clock
             pins = pins | after[3]
             was = bool(pins & set(before.contents.get(lock, {}).values()))
             now = bool(pins & set(self.contents.get(lock, {}).values()))

@@ -42,10 +42,21 @@ async def _alone(soak: Soak, process: str, kind: str) -> AsyncIterator[bool]:
         soak.faulting.discard(process)
 
 
+# How long after a lock fault a retried write may still land (the engine's retries back off).
+UNSURE_AFTER_S = 120.0
+
+
+def _unsure(soak: Soak, lock: str, duration: float) -> None:
+    """Writes to `lock` may land late or twice until a while after this fault (chaos.py)."""
+    until = time.monotonic() + duration + UNSURE_AFTER_S
+    soak.unsure_until[lock] = max(soak.unsure_until.get(lock, 0.0), until)
+
+
 async def lock_offline(soak: Soak, lock: str, duration: float, rng: random.Random,
                        incarnation: int) -> None:
     """The lock drops off (simulator, Zigbee availability, a Dead Z-Wave node) and comes back."""
     soak.write_allowance[lock] += 1
+    _unsure(soak, lock, duration)
     if lock == Z2M_LOCK:
         await soak.gateways.z2m.set_online(Z2M_LOCK, False)
         await asyncio.sleep(duration)
@@ -65,6 +76,7 @@ async def lock_refusing(soak: Soak, lock: str, duration: float, rng: random.Rand
                         incarnation: int) -> None:
     """The lock refuses its next few commands as not answering."""
     count = rng.randint(1, 4)
+    _unsure(soak, lock, duration)
     if lock == Z2M_LOCK:
         soak.gateways.z2m.lock(Z2M_LOCK).refuse.extend(
             ["Command 0x1 closuresDoorLock.setPinCode failed (Delivery failed: MAC_NO_ACK)"]
@@ -81,6 +93,7 @@ async def lock_refusing(soak: Soak, lock: str, duration: float, rng: random.Rand
 async def lock_slow(soak: Soak, lock: str, duration: float, rng: random.Random,
                     incarnation: int) -> None:
     """Every command takes 0.5-2 s (an MQTT gateway: stops answering for up to 2 s)."""
+    _unsure(soak, lock, duration)
     if lock in MQTT_LOCKS:  # an MQTT gateway is slow by not answering for a while
         await lock_hanging(soak, lock, min(duration, 2.0), rng, incarnation)
         return
@@ -96,6 +109,7 @@ async def lock_hanging(soak: Soak, lock: str, duration: float, rng: random.Rando
     # Every command that times out has an unknown outcome; a lock whose reads cannot show
     # the PIN may see it written again.
     soak.write_allowance[lock] += int(duration / 1.0) + 2
+    _unsure(soak, lock, duration)
     if lock in MQTT_LOCKS:
         target = (soak.gateways.z2m.lock(Z2M_LOCK) if lock == Z2M_LOCK
                   else soak.gateways.zui.node(ZUI_NODE))
