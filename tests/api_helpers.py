@@ -146,8 +146,9 @@ def start_daemon(tmp: Path, config_text: str = CONFIG, key: str | None = None,
     return Daemon(config, state, proc, key, port)
 
 
-def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `predicate` (real time: the daemon runs on the system clock) until truthy."""
+def wait_until(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    """Poll `predicate` (real time: the daemon runs on the system clock) until truthy; the
+    bound is generous because the suite runs two test processes on a two-core box."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
