@@ -16,6 +16,7 @@ import pytest
 
 from drivers.simulator.driver import load_state_file
 from tests.api_helpers import ROOT, lockbridge, start_daemon, wait_until
+from tests.loopback import LOOPBACK
 
 pytestmark = pytest.mark.slow
 DEMO = ROOT / "config" / "demo.yaml"
@@ -73,12 +74,12 @@ def test_the_radio_demo_pairs_its_locks_and_programs_a_zigbee_one(tmp_path: Path
     config = tmp_path / "config" / "demo-radios.yaml"
     config.parent.mkdir()
     config.write_text(RADIOS.read_text().replace("port: 8789", "port: 0")
-                      .replace("host: 127.0.0.42", "host: 127.0.0.9")
-                      .replace("host: 127.0.0.43", "host: 127.0.0.19"))
+                      .replace("host: 127.0.0.42", f"host: {LOOPBACK}9")
+                      .replace("host: 127.0.0.43", f"host: {LOOPBACK}19"))
     script = (ROOT / "scripts" / "demo_radios.py").read_text()
     assert '"127.0.0.42"' in script
     runner = tmp_path / "demo_radios.py"
-    runner.write_text(script.replace('"127.0.0.42"', '"127.0.0.9"'))
+    runner.write_text(script.replace('"127.0.0.42"', f'"{LOOPBACK}9"'))
     # A running demo holds 127.0.0.42 and .43; the test's copy takes addresses of its own.
     state = tmp_path / "state" / "radios"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -29,9 +29,10 @@ from tests.contract import ContractSubject, DriverContract
 from tests.fakes.miio_lock import FakeMiioLock
 from tests.harness import until
 from tests.inprocess import RunningDaemon, running_daemon
+from tests.loopback import LOOPBACK
 
 TOKEN = "00112233445566778899aabbccddeeff"
-_ADDRESSES = (f"127.0.0.{n}" for n in itertools.count(20))
+_ADDRESSES = (f"{LOOPBACK}{n}" for n in itertools.count(20))
 
 pytestmark = pytest.mark.slow
 

@@ -18,6 +18,7 @@ from miio.exceptions import DeviceError, DeviceException  # noqa: E402
 
 from tests.fakes.miio_lock import FakeMiioLock  # noqa: E402
 from tests.harness import until  # noqa: E402
+from tests.loopback import LOOPBACK  # noqa: E402
 
 LOOCK = "loock.lock.v5"
 B03 = "xiaomi.lock.b03"
@@ -47,12 +48,12 @@ async def get(dev: Any, siid: int, piid: int) -> dict[str, Any]:
 
 async def test_info_after_hello() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.2", tok, LOOCK, device_id=0x0102ABCD) as lock:
-        dev = miio.Device("127.0.0.2", tok, timeout=1)
+    async with FakeMiioLock(f"{LOOPBACK}2", tok, LOOCK, device_id=0x0102ABCD) as lock:
+        dev = miio.Device(f"{LOOPBACK}2", tok, timeout=1)
         info = await asyncio.to_thread(dev.info)
         assert info.model == LOOCK
         assert info.firmware_version == lock.fw_ver
-        assert info.ip_address == "127.0.0.2"
+        assert info.ip_address == f"{LOOPBACK}2"
         assert dev.device_id == 0x0102ABCD  # from the hello reply
         assert dev.raw_id == 1  # python-miio takes the id the device echoes
         assert lock.hello_count >= 1
@@ -62,8 +63,8 @@ async def test_info_after_hello() -> None:
 
 async def test_properties_for_mapping_loock_v5() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.2", tok, LOOCK, battery=64) as lock:
-        dev = miot("127.0.0.2", tok)
+    async with FakeMiioLock(f"{LOOPBACK}2", tok, LOOCK, battery=64) as lock:
+        dev = miot(f"{LOOPBACK}2", tok)
         rows = await asyncio.to_thread(dev.get_properties_for_mapping)
         by_did = {r["did"]: r for r in rows}
         assert by_did["lock"] == {"did": "lock", "siid": 2, "piid": 5, "code": 0, "value": 255}
@@ -78,8 +79,8 @@ async def test_properties_for_mapping_loock_v5() -> None:
 
 async def test_unsupported_unreadable_and_refused_set() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.3", tok, LOOCK) as lock:
-        dev = miot("127.0.0.3", tok)
+    async with FakeMiioLock(f"{LOOPBACK}3", tok, LOOCK) as lock:
+        dev = miot(f"{LOOPBACK}3", tok)
         assert await get(dev, 9, 9) == {"did": "9-9", "siid": 9, "piid": 9, "code": -4004}
         assert await get(dev, 2, 1) == {"did": "2-1", "siid": 2, "piid": 1, "code": -4001}
         rows = await asyncio.to_thread(dev.set_property_by, 2, 5, 0)
@@ -96,8 +97,8 @@ async def test_unsupported_unreadable_and_refused_set() -> None:
 
 async def test_b03_door_state_carries_lock_and_door() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.4", tok, B03, battery=46) as lock:
-        dev = miot("127.0.0.4", tok, model=B03, mapping={})
+    async with FakeMiioLock(f"{LOOPBACK}4", tok, B03, battery=46) as lock:
+        dev = miot(f"{LOOPBACK}4", tok, model=B03, mapping={})
         assert (await get(dev, 3, 1021))["value"] == 1  # locked
         assert (await get(dev, 4, 1003))["value"] == 46
         lock.door_open = True
@@ -109,8 +110,8 @@ async def test_b03_door_state_carries_lock_and_door() -> None:
 
 async def test_events_after_unlock() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.5", tok, LOOCK, event_log_size=2) as lock:
-        dev = miot("127.0.0.5", tok)
+    async with FakeMiioLock(f"{LOOPBACK}5", tok, LOOCK, event_log_size=2) as lock:
+        dev = miot(f"{LOOPBACK}5", tok)
         event = lock.unlock(method="fingerprint", user_id=7, timestamp=1_777_000_000)
         assert (event.siid, event.eiid) == (2, 1)
         assert event.arguments == [
@@ -129,7 +130,7 @@ async def test_events_after_unlock() -> None:
         with pytest.raises(ValueError):
             lock.lock_event()  # loock-v5's event is lock-opened: unlocks only
 
-    async with FakeMiioLock("127.0.0.6", tok, B03) as b03:
+    async with FakeMiioLock(f"{LOOPBACK}6", tok, B03) as b03:
         event = b03.unlock(method="key", user_id=42, position="outdoor", timestamp=5)
         assert event.arguments == [
             {"piid": 2, "value": 5}, {"piid": 3, "value": 42}, {"piid": 4, "value": 5},
@@ -140,8 +141,8 @@ async def test_events_after_unlock() -> None:
 
 async def test_wrong_token_silent_times_out() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.7", tok, LOOCK, wrong_token=True) as lock:
-        dev = miot("127.0.0.7", tok, timeout=0.3)
+    async with FakeMiioLock(f"{LOOPBACK}7", tok, LOOCK, wrong_token=True) as lock:
+        dev = miot(f"{LOOPBACK}7", tok, timeout=0.3)
         with pytest.raises(DeviceException, match="No response from the device"):
             await asyncio.to_thread(dev.get_property_by, 4, 1)
         # The first try and python-miio's 3 retries; on a busy machine the last packet may
@@ -156,8 +157,8 @@ async def test_wrong_token_silent_times_out() -> None:
 
 async def test_wrong_token_checksum_reply() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.8", tok, LOOCK, wrong_token_reply="checksum") as lock:
-        dev = miot("127.0.0.8", token(), timeout=1)  # a client with another token
+    async with FakeMiioLock(f"{LOOPBACK}8", tok, LOOCK, wrong_token_reply="checksum") as lock:
+        dev = miot(f"{LOOPBACK}8", token(), timeout=1)  # a client with another token
         with pytest.raises(DeviceException, match="checksum error"):
             await asyncio.to_thread(dev.get_property_by, 4, 1)
         assert lock.bad_token_count == 1  # python-miio does not retry a checksum error
@@ -165,16 +166,16 @@ async def test_wrong_token_checksum_reply() -> None:
 
 async def test_two_devices_on_loopback_addresses() -> None:
     t1, t2 = token(), token()
-    async with FakeMiioLock("127.0.0.9", t1, LOOCK, battery=10), \
-            FakeMiioLock("127.0.0.10", t2, B03, battery=20):
-        assert (await get(miot("127.0.0.9", t1), 4, 1))["value"] == 10
-        assert (await get(miot("127.0.0.10", t2, model=B03, mapping={}), 4, 1003))["value"] == 20
+    async with FakeMiioLock(f"{LOOPBACK}9", t1, LOOCK, battery=10), \
+            FakeMiioLock(f"{LOOPBACK}10", t2, B03, battery=20):
+        assert (await get(miot(f"{LOOPBACK}9", t1), 4, 1))["value"] == 10
+        assert (await get(miot(f"{LOOPBACK}10", t2, model=B03, mapping={}), 4, 1003))["value"] == 20
 
 
 async def test_latency_is_felt() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.11", tok, LOOCK, latency=0.3):
-        dev = miot("127.0.0.11", tok, timeout=2)
+    async with FakeMiioLock(f"{LOOPBACK}11", tok, LOOCK, latency=0.3):
+        dev = miot(f"{LOOPBACK}11", tok, timeout=2)
         started = time.monotonic()
         assert (await get(dev, 4, 1))["code"] == 0
         assert time.monotonic() - started >= 0.6  # hello and request each wait 0.3 s
@@ -182,8 +183,8 @@ async def test_latency_is_felt() -> None:
 
 async def test_offline_times_out() -> None:
     tok = token()
-    async with FakeMiioLock("127.0.0.12", tok, LOOCK) as lock:
-        dev = miot("127.0.0.12", tok, timeout=0.3)
+    async with FakeMiioLock(f"{LOOPBACK}12", tok, LOOCK) as lock:
+        dev = miot(f"{LOOPBACK}12", tok, timeout=0.3)
         assert (await get(dev, 4, 1))["code"] == 0
         lock.online = False
         started = time.monotonic()
@@ -197,4 +198,4 @@ async def test_offline_times_out() -> None:
 
 def test_unpublished_model_is_refused() -> None:
     with pytest.raises(ValueError, match="no published MiOT lock instance"):
-        FakeMiioLock("127.0.0.2", token(), "lumi.lock.mcn01")
+        FakeMiioLock(f"{LOOPBACK}2", token(), "lumi.lock.mcn01")

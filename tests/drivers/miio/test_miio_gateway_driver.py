@@ -31,10 +31,11 @@ from tests.contract import ContractSubject, DriverContract
 from tests.fakes.miio_gateway import GATEWAY_MGL03, GATEWAY_V3, FakeAqaraGateway
 from tests.harness import until
 from tests.inprocess import RunningDaemon, running_daemon
+from tests.loopback import LOOPBACK
 
 TOKEN = "00112233445566778899aabbccddeeff"
 # Apart from the other miIO tests' addresses (127.0.0.2-9 and 20 on).
-_ADDRESSES = (f"127.0.0.{n}" for n in itertools.count(60))
+_ADDRESSES = (f"{LOOPBACK}{n}" for n in itertools.count(60))
 
 pytestmark = pytest.mark.slow
 

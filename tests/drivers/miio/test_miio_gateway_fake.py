@@ -20,6 +20,7 @@ from miio.gateway.gateway import GatewayException  # noqa: E402
 
 from tests.fakes.miio_gateway import FakeAqaraGateway  # noqa: E402
 from tests.harness import until  # noqa: E402
+from tests.loopback import LOOPBACK  # noqa: E402
 
 V3 = "lumi.gateway.v3"
 MGL03 = "lumi.gateway.mgl03"
@@ -42,10 +43,10 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def test_discovery_v3_lists_locks_by_type_id() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.20", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}20", tok, V3) as gw:
         s2 = gw.add_lock("lumi.lock.acn02", fw_code=9)
         s2pro = gw.add_lock("lumi.lock.acn03", sid="lumi.158d000392f406")
-        gateway = client("127.0.0.20", tok)
+        gateway = client(f"{LOOPBACK}20", tok)
         devices = await call(gateway.discover_devices)
         assert set(devices) == {s2.sid, s2pro.sid}  # the gateway's own "lumi.0" is skipped
         assert devices[s2.sid].model == "ZNMS12LM"
@@ -59,9 +60,9 @@ async def test_discovery_v3_lists_locks_by_type_id() -> None:
 
 async def test_discovery_mgl03_uses_get_device_list() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.21", tok, MGL03) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}21", tok, MGL03) as gw:
         aq1 = gw.add_lock("lumi.lock.aq1")
-        devices = await call(client("127.0.0.21", tok, MGL03).discover_devices)
+        devices = await call(client(f"{LOOPBACK}21", tok, MGL03).discover_devices)
         assert list(devices) == [aq1.sid]
         assert devices[aq1.sid].model == "ZNMS11LM"
         assert gw.requests[-1]["method"] == "get_device_list"
@@ -69,9 +70,9 @@ async def test_discovery_mgl03_uses_get_device_list() -> None:
 
 async def test_status_battery_and_properties_v3() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.22", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}22", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn02", battery=80)
-        devices = await call(client("127.0.0.22", tok).discover_devices)
+        devices = await call(client(f"{LOOPBACK}22", tok).discover_devices)
         sub = devices[lock.sid]
         assert await call(sub.get_property, "status") == ["locked"]
         assert await call(sub.get_battery) == 80
@@ -86,9 +87,9 @@ async def test_status_battery_and_properties_v3() -> None:
 
 async def test_voltage_on_mgl03() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.23", tok, MGL03) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}23", tok, MGL03) as gw:
         lock = gw.add_lock("lumi.lock.acn03", voltage=3376)
-        sub = (await call(client("127.0.0.23", tok, MGL03).discover_devices))[lock.sid]
+        sub = (await call(client(f"{LOOPBACK}23", tok, MGL03).discover_devices))[lock.sid]
         assert await call(sub.get_voltage) == pytest.approx(3.376)
         lock.voltage = 2900
         assert await call(sub.get_voltage) == pytest.approx(2.9)
@@ -97,9 +98,9 @@ async def test_voltage_on_mgl03() -> None:
 
 async def test_acn03_door_and_lock_state() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.24", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}24", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn03")
-        sub = (await call(client("127.0.0.24", tok).discover_devices))[lock.sid]
+        sub = (await call(client(f"{LOOPBACK}24", tok).discover_devices))[lock.sid]
         names = ["status", "door_state", "lock_state", "lock_control"]
         assert await call(sub.get_property_exp, names) == ["locked", "close", 3, "in_locked"]
         lock.unlock("password", user_id=131073)
@@ -115,10 +116,10 @@ async def test_acn03_door_and_lock_state() -> None:
 
 async def test_door_state_is_not_served_where_unpublished() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.25", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}25", tok, V3) as gw:
         acn02 = gw.add_lock("lumi.lock.acn02")
         aq1 = gw.add_lock("lumi.lock.aq1")
-        devices = await call(client("127.0.0.25", tok).discover_devices)
+        devices = await call(client(f"{LOOPBACK}25", tok).discover_devices)
         with pytest.raises(GatewayException, match="Empty response"):
             await call(devices[acn02.sid].get_property, "door_state")
         with pytest.raises(GatewayException, match="Empty response"):
@@ -130,9 +131,9 @@ async def test_door_state_is_not_served_where_unpublished() -> None:
 
 async def test_unlock_event_is_kept_but_not_readable_by_default() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.26", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}26", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn02")
-        sub = (await call(client("127.0.0.26", tok).discover_devices))[lock.sid]
+        sub = (await call(client(f"{LOOPBACK}26", tok).discover_devices))[lock.sid]
         event = lock.unlock("fingerprint", user_id=65536, timestamp=1_700_000_000)
         assert event.lan_report == {"fing_verified": 65536}
         assert event.zigbee == {"13.1.85": 65536, "13.15.85": 1}
@@ -152,9 +153,9 @@ async def test_unlock_event_is_kept_but_not_readable_by_default() -> None:
 
 async def test_wrong_attempts_count_up_from_the_last_unlock() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.27", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}27", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn03")
-        sub = (await call(client("127.0.0.27", tok).discover_devices))[lock.sid]
+        sub = (await call(client(f"{LOOPBACK}27", tok).discover_devices))[lock.sid]
         lock.wrong_attempt("password")
         assert lock.wrong_attempt("fingerprint").lan_report == {"verified_wrong": 2}
         assert await call(sub.get_property, "verified_wrong") == [2]
@@ -167,9 +168,9 @@ async def test_wrong_attempts_count_up_from_the_last_unlock() -> None:
 
 async def test_offline_lock_keeps_last_values_and_alive_drops() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.28", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}28", tok, V3) as gw:
         lock = gw.add_lock("lumi.lock.acn02", battery=70)
-        gateway = client("127.0.0.28", tok)
+        gateway = client(f"{LOOPBACK}28", tok)
         sub = (await call(gateway.discover_devices))[lock.sid]
         lock.online = False
         assert await call(sub.get_property, "alive") == [0]
@@ -186,10 +187,10 @@ async def test_offline_lock_keeps_last_values_and_alive_drops() -> None:
 
 async def test_removed_lock_is_gone() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.29", tok, V3) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}29", tok, V3) as gw:
         keep = gw.add_lock("lumi.lock.acn02")
         gone = gw.add_lock("lumi.lock.v1")
-        gateway = client("127.0.0.29", tok)
+        gateway = client(f"{LOOPBACK}29", tok)
         sub = (await call(gateway.discover_devices))[gone.sid]
         gw.remove_lock(gone.sid)
         assert list(await call(gateway.discover_devices)) == [keep.sid]
@@ -199,9 +200,9 @@ async def test_removed_lock_is_gone() -> None:
 
 async def test_wrong_token_times_out() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.30", tok, V3, wrong_token=True) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}30", tok, V3, wrong_token=True) as gw:
         gw.add_lock("lumi.lock.acn02")
-        gateway = client("127.0.0.30", tok, timeout=0.3)
+        gateway = client(f"{LOOPBACK}30", tok, timeout=0.3)
         with pytest.raises(DeviceException, match="No response from the device"):
             await call(gateway.discover_devices)
         # The first try and python-miio's 3 retries; on a busy machine the last packet may
@@ -211,13 +212,13 @@ async def test_wrong_token_times_out() -> None:
         gw.wrong_token = False
         # A fresh client with room to answer on a busy machine: the short timeout above only
         # keeps the refused tries quick.
-        assert len(await call(client("127.0.0.30", tok, timeout=3).discover_devices)) == 1
+        assert len(await call(client(f"{LOOPBACK}30", tok, timeout=3).discover_devices)) == 1
 
 
 async def test_gateway_offline_is_unreachable() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.31", tok, V3, online=False) as gw:
-        gateway = client("127.0.0.31", tok, timeout=0.3)
+    async with FakeAqaraGateway(f"{LOOPBACK}31", tok, V3, online=False) as gw:
+        gateway = client(f"{LOOPBACK}31", tok, timeout=0.3)
         with pytest.raises(DeviceException, match="Unable to discover the device"):
             await call(gateway.discover_devices)
         assert gw.dropped_count >= 1
@@ -225,9 +226,9 @@ async def test_gateway_offline_is_unreachable() -> None:
 
 async def test_unknown_methods_and_get_battery_on_mgl03() -> None:
     tok = token()
-    async with FakeAqaraGateway("127.0.0.32", tok, MGL03) as gw:
+    async with FakeAqaraGateway(f"{LOOPBACK}32", tok, MGL03) as gw:
         lock = gw.add_lock("lumi.lock.acn02")
-        gateway = client("127.0.0.32", tok, MGL03)
+        gateway = client(f"{LOOPBACK}32", tok, MGL03)
         with pytest.raises(DeviceError):
             await call(gateway.send, "get_battery", [lock.sid])
         with pytest.raises(DeviceError):
@@ -237,8 +238,8 @@ async def test_unknown_methods_and_get_battery_on_mgl03() -> None:
 
 def test_unsupported_models_are_refused() -> None:
     with pytest.raises(ValueError, match="discovers sub-devices only"):
-        FakeAqaraGateway("127.0.0.20", token(), "lumi.gateway.mieu01")
-    gw = FakeAqaraGateway("127.0.0.20", token(), V3)
+        FakeAqaraGateway(f"{LOOPBACK}20", token(), "lumi.gateway.mieu01")
+    gw = FakeAqaraGateway(f"{LOOPBACK}20", token(), V3)
     with pytest.raises(ValueError, match="not an Aqara lock model"):
         gw.add_lock("lumi.lock.mcn01")
     with pytest.raises(ValueError, match="is taken"):
