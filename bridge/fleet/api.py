@@ -47,8 +47,9 @@ class FleetError(Exception):
 
 def disconnected_error(seen: BridgeSeen | None, now: datetime,
                        stale_after: timedelta) -> dict[str, Any] | None:
-    """Pure: seed 004's `bridge_disconnected` for a bridge that said it was going or has not
-    been heard of within `stale_after`, with the time it was last seen; None while it is up."""
+    """Pure: Seam's `bridge_disconnected` device error for a bridge that said it was going or
+    has not been heard of within `stale_after`, with the time it was last seen; None while it
+    is up."""
     if seen is None:
         return None
     if seen.status == "up" and now - seen.last_seen <= stale_after:

@@ -600,15 +600,16 @@ class FakeIgloohome:
 
     def _lock(self, device_id: str) -> FakeIglooLock:
         """Unpublished: the answer for a device the account does not have (removed, or the
-        account connected elsewhere [seed 000]); the fake answers 404."""
+        account connected elsewhere, Seam's troubleshooting guide); the fake answers 404."""
         lock = None if self.connected_elsewhere else self.locks.get(device_id)
         if lock is None:
             raise ApiError("NotFound")
         return lock
 
     async def _devices(self, request: web.Request) -> web.Response:
-        """[api-lib] GET /devices -> {"nextCursor": str, "payload": [device]}. Seed 000: an
-        account "already connected elsewhere" logs in and lists no devices. Unpublished: the
+        """[api-lib] GET /devices -> {"nextCursor": str, "payload": [device]}. Seam's
+        troubleshooting guide: an account "already connected elsewhere" logs in and lists no
+        devices. Unpublished: the
         page size and the cursor's query parameter (the library never sends one); the fake
         pages only when `devices_page_size` is set, reads `cursor`, and gives nextCursor ""
         on the last page (the library types it `str`, not Optional)."""
