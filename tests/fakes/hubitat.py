@@ -87,13 +87,14 @@ import base64
 import contextlib
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.threaded import ThreadedFake
 
 # [virtual-lock] installed(): maxCodes 20, codeLength 4; changeIsValid() falls back to the same.
 DEFAULT_MAX_CODES = 20
@@ -577,37 +578,14 @@ def _not_found(what: str) -> web.Response:
                               "message": f"{what} not found"}, status=404)
 
 
-class FakeHubitatThread:
+class FakeHubitatThread(ThreadedFake[FakeHubitat]):
     """The fake on its own event loop in a thread, for tests that drive a daemon process with
     blocking calls."""
 
     def __init__(self, token: str, app_id: int = 1, **switches: Any) -> None:
-        self.hub = FakeHubitat(token, app_id, **switches)
-        self._loop = asyncio.new_event_loop()
-        self._thread: threading.Thread | None = None
-        self.url = ""
+        super().__init__(FakeHubitat(token, app_id, **switches), "fake-hubitat")
 
-    def start(self) -> str:
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="fake-hubitat")
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.hub.start(), self._loop).result(10)
-        return self.url
-
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(*args)` on the fake's loop (to play the lock safely); a coroutine function's
-        result is awaited there."""
-        async def run() -> Any:
-            result = fn(*args)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.hub.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
+    @property
+    def hub(self) -> FakeHubitat:
+        """The fake hub (the name its tests use)."""
+        return self.api

@@ -100,7 +100,6 @@ Switches (constructor keywords, also plain attributes to change while running):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -116,6 +115,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.clock import Clock, SystemClock
+from tests.fakes.threaded import ThreadedFake
 
 # [api-lib] _OAUTH2_SCOPE_EVERYTHING (and the longer lists clients send [cl-bridge]).
 ALL_SCOPES = frozenset({
@@ -848,35 +848,9 @@ def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-class FakeIgloohomeThread:
+class FakeIgloohomeThread(ThreadedFake[FakeIgloohome]):
     """The fake on its own event loop in a thread, for tests that drive a daemon process with
     blocking calls."""
 
     def __init__(self, client_id: str, client_secret: str, **switches: Any) -> None:
-        self.api = FakeIgloohome(client_id, client_secret, **switches)
-        self._loop = asyncio.new_event_loop()
-        self._thread: Any = None
-        self.url = ""
-
-    def start(self) -> str:
-        import threading
-
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="fake-igloohome")
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.api.start(), self._loop).result(10)
-        return self.url
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the fake's loop (to change the world safely); return its result."""
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.api.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
+        super().__init__(FakeIgloohome(client_id, client_secret, **switches), "fake-igloohome")

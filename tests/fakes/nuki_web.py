@@ -91,6 +91,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.threaded import ThreadedFake
+
 KEYPAD_CODE = 13
 _CODE = re.compile(r"^[1-9]{6}$")
 
@@ -836,35 +838,9 @@ async def _json_body(request: web.Request) -> Any:
         return None
 
 
-class FakeNukiWebThread:
+class FakeNukiWebThread(ThreadedFake[FakeNukiWeb]):
     """The fake on its own event loop in a thread, for tests that drive a daemon process with
     blocking calls."""
 
     def __init__(self, token: str, apply_delay_s: float = 0.2, **switches: Any) -> None:
-        self.api = FakeNukiWeb(token, apply_delay_s, **switches)
-        self._loop = asyncio.new_event_loop()
-        self._thread: Any = None
-        self.url = ""
-
-    def start(self) -> str:
-        import threading
-
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="fake-nuki-web")
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.api.start(), self._loop).result(10)
-        return self.url
-
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(*args)` on the fake's loop (to change a lock safely) and return its result."""
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.api.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
+        super().__init__(FakeNukiWeb(token, apply_delay_s, **switches), "fake-nuki-web")

@@ -91,7 +91,6 @@ import contextlib
 import itertools
 import json
 import secrets
-import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -101,6 +100,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.clock import Clock, SystemClock
+from tests.fakes.threaded import ThreadedFake
 
 # [tokens]: expires_in "typically 86399 seconds, approximately 24 hours"; [refresh-howto]: a
 # refresh token "expires in 30 days". (Personal access tokens also live 24 h now [pat-24h].)
@@ -884,40 +884,9 @@ def _unauthorized() -> web.Response:
     return web.Response(status=401, text=page, content_type="text/html")
 
 
-class FakeSmartThingsThread:
+class FakeSmartThingsThread(ThreadedFake[FakeSmartThings]):
     """The fake on its own event loop in a thread, for tests that drive a daemon process."""
 
     def __init__(self, client_id: str, client_secret: str, **switches: Any) -> None:
-        self.api = FakeSmartThings(client_id, client_secret, **switches)
-        self._loop = asyncio.new_event_loop()
-        self._thread: threading.Thread | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="fake-smartthings")
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.api.start(), self._loop).result(10)
-        return self.url
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the fake's loop (to change the world safely); return its result."""
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
-    def run(self, coroutine_fn: Callable[..., Awaitable[Any]], *args: Any,
-            timeout: float = 30.0) -> Any:
-        """Await `coroutine_fn(*args)` on the fake's loop (e.g. `api.run_pending`)."""
-        async def run() -> Any:
-            return await coroutine_fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.api.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
+        super().__init__(FakeSmartThings(client_id, client_secret, **switches),
+                         "fake-smartthings")

@@ -100,6 +100,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.clock import Clock, SystemClock
+from tests.fakes.threaded import ThreadedFake
 
 # [pwd-add]: "最多只能写入250个自定义密码,超过个数限制会返回-3009" (at most 250 custom passcodes).
 CUSTOM_PASSCODE_CAPACITY = 250
@@ -875,36 +876,11 @@ def _page(params: dict[str, str], kind: str, items: list[dict[str, Any]]) -> web
                               "pages": pages, "total": total})
 
 
-class FakeTTLockThread:
+class FakeTTLockThread(ThreadedFake[FakeTTLock]):
     """The fake on its own event loop in a thread, for tests that drive a daemon process with
     blocking calls."""
 
     def __init__(self, client_id: str, client_secret: str, username: str, password: str,
                  **switches: Any) -> None:
-        self.api = FakeTTLock(client_id, client_secret, username, password, **switches)
-        self._loop = asyncio.new_event_loop()
-        self._thread: Any = None
-        self.url = ""
-
-    def start(self) -> str:
-        import threading
-
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="fake-ttlock")
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self.api.start(), self._loop).result(10)
-        return self.url
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` on the fake's loop (to change the world safely); return its result."""
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.api.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
+        super().__init__(FakeTTLock(client_id, client_secret, username, password, **switches),
+                         "fake-ttlock")
