@@ -103,6 +103,33 @@ def _replay_ok(r: dict[str, Any]) -> bool | None:
     return None if ratio is None else ratio >= 0.3
 
 
+def _radio(r: dict[str, Any]) -> list[Row]:
+    if "skipped" in r:
+        return [("radio (Z-Wave mock)", r["skipped"], "-", "-", "-")]
+
+    def day(node: str) -> str:
+        ratio = r[f"{node}_day_ratio"]
+        return f"ratio {ratio:.3f}" if ratio is not None else "-"
+
+    return [
+        (f"radio: frames per code converged ({r['codes']} codes a lock)",
+         f"{r['frames_per_code_converged']}", f"{r['baseline_frames_per_code_converged']}",
+         "<= 2", _met(r["frames_per_code_converged"] <= 2)),
+        ("radio: frames per lock per day, steady, no checksum",
+         f"{r['plain_frames_per_day']} ({day('plain')})",
+         f"{r['baseline_plain_frames_per_day']} (hourly re-read)",
+         "daily sweep + events", _met(r["plain_frames_per_day"] <= r["codes"])),
+        ("radio: frames per lock per day, steady, checksum",
+         f"{r['checksum_frames_per_day']} ({day('checksum')})",
+         f"{r['baseline_checksum_frames_per_day']} (hourly re-read)",
+         "<= 1 checksum read per reconcile", _met(r["checksum_frames_per_day"] <= 24)),
+        (f"radio: first scan of a {r['slots']}-slot lock, no checksum / checksum",
+         f"{r['plain_first_scan_frames']} / {r['checksum_first_scan_frames']} frames",
+         f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
+         _met(r["plain_first_scan_frames"] < r["slots"])),
+    ]
+
+
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "cold_converge": _cold,
     "scale": _scale,
@@ -111,4 +138,5 @@ _RENDERERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "startup": _startup,
     "api_latency": _generic("API latency, create code to driver call", "p99 < 10 ms", _p99_ok),
     "upstream_replay": _generic("upstream replay after an outage", "ratio >= 0.3", _replay_ok),
+    "radio": _radio,
 }

@@ -1,6 +1,6 @@
 """Run every benchmark scenario, print a table and write it as JSON (bench/results/latest.json).
 
-    .venv/bin/python -m bench.run            # default sizes, under 5 minutes on 2 cores
+    .venv/bin/python -m bench.run            # default sizes (radio: the zwave-js mock, minutes)
     .venv/bin/python -m bench.run --tiny     # seconds; what the test suite's smoke test runs
     .venv/bin/python -m bench.run --scale 10 100 1000 5000 --only scale
 
@@ -19,20 +19,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, scenarios, upstream_bench
+from bench import api_bench, radio_bench, scenarios, upstream_bench
 from bench.report import table
 
 SIZES: dict[str, dict[str, Any]] = {
     "default": {"locks": 1000, "codes_per_lock": 30, "baseline_locks": 100,
                 "scale": [10, 100, 1000], "steady_s": 60.0, "churn_codes": 100_000,
                 "startup_locks": 1000, "startup_codes": 30, "api_requests": 2000,
-                "replay_events": 100_000, "round_trips": 500},
+                "replay_events": 100_000, "round_trips": 500,
+                "radio_codes": 30, "radio_slots": 250, "radio_hours": 24},
     "tiny": {"locks": 3, "codes_per_lock": 4, "baseline_locks": 3, "scale": [2, 4],
              "steady_s": 0.5, "churn_codes": 300, "startup_locks": 3, "startup_codes": 3,
-             "api_requests": 20, "replay_events": 200, "round_trips": 10},
+             "api_requests": 20, "replay_events": 200, "round_trips": 10,
+             "radio_codes": 2, "radio_slots": 10, "radio_hours": 2},
 }
 SCENARIOS = ("cold_converge", "scale", "steady_state", "schedule_churn", "startup",
-             "api_latency", "upstream_replay")
+             "api_latency", "upstream_replay", "radio")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if "upstream_replay" in wanted:
         _progress("upstream_replay", size)
         results["upstream_replay"] = _upstream(size["replay_events"], size["round_trips"])
+    if "radio" in wanted:
+        _progress("radio", size)
+        results["radio"] = asyncio.run(radio_bench.radio(
+            size["radio_codes"], size["radio_slots"], size["radio_hours"]))
     doc = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
            "sizes": size, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

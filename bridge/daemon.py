@@ -288,7 +288,9 @@ def _nothing(tx: Tx) -> None:
 async def _start_extras(bridge: Bridge, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
     """The long-lived components around the engine, in order; the last one tells systemd."""
     tasks: list[asyncio.Task[None]] = []
-    for starter in [*(_load_starter(spec) for spec in STARTERS), *EXTRA_STARTERS]:
+    config = bridge.loaded.config
+    specs = [spec for spec in STARTERS if _STARTER_NEEDED.get(spec, _always)(config)]
+    for starter in [*(_load_starter(spec) for spec in specs), *EXTRA_STARTERS]:
         if starter is not None:
             tasks.extend(await starter(bridge, group))
     return tasks
@@ -305,8 +307,19 @@ STARTERS: tuple[str, ...] = (
     "bridge.statebackup:start_state_backup",
     "bridge.sdnotify:start_systemd",
 )
+# Starters that do nothing unless configured: their modules are not even imported otherwise
+# (a smaller, faster start for a bridge without an upstream or a state backup).
+_STARTER_NEEDED: dict[str, Callable[[Any], bool]] = {
+    "bridge.upstream.link:start_upstream": lambda config: config.upstream is not None,
+    "bridge.statebackup:start_state_backup":
+        lambda config: config.store.backup_path is not None,
+}
 # Starters added at run time (tests, embedding applications).
 EXTRA_STARTERS: list[StarterFn] = []
+
+
+def _always(config: Any) -> bool:
+    return True
 
 
 def _load_starter(spec: str) -> StarterFn | None:

@@ -18,7 +18,6 @@ from bridge.api.attempts import ActionAttempts
 from bridge.api.errors import ApiError, errors_middleware, from_validation
 from bridge.api.health import health as bridge_health
 from bridge.api.models import Request, list_fields
-from bridge.api.openapi import openapi_document
 from bridge.api.routes import Api, Call, Route
 from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, status_summary
 from bridge.application import Application
@@ -27,7 +26,6 @@ from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.portal.web import PREFIX as PORTAL_PREFIX
 from bridge.portal.web import Portal
 from bridge.serialize import access_code_json
-from bridge.upstream.link import software_version
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -119,7 +117,8 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
     app[_THROTTLE] = auth.Throttle(bridge.clock)
     portal = Portal(bridge, api.app) if bridge.loaded.config.portal.enabled else None
     routes = api.routes() + (portal.api_routes() if portal else [])
-    document = openapi_document(routes)
+    # Built on first request: most bridges never serve it, and building it costs startup time.
+    document: dict[str, Any] = {}
     for route in routes:
         handler = _handler(route)
         for method in route.methods:
@@ -135,6 +134,10 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def openapi(request: web.Request) -> web.Response:
+        if not document:
+            from bridge.api.openapi import openapi_document
+
+            document.update(openapi_document(routes))
         return web.json_response(document)
 
     app.router.add_get("/health", health)
@@ -148,6 +151,9 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
 
 def _add_status_page(app: web.Application, bridge: Bridge) -> None:
     """`/status` (and `/`): the page, its script and style, and the data it renders."""
+    # Imported here: the upstream link's module is not otherwise needed without an upstream.
+    from bridge.upstream.link import software_version
+
     version = software_version()
     files = {path: (static_file(name), kind) for path, (name, kind) in STATIC_FILES.items()}
 

@@ -151,6 +151,9 @@ class Engine:
                 # its absence) is still to be recorded.
                 return False
             if not device.online:
+                if not worker.waiting:
+                    # Its upkeep (a warning that it is unreachable) may still be committing.
+                    return False
                 continue
             reading = (worker.pending_reads or worker.full_read) and \
                 self.clock.monotonic() >= worker.reads_resume_at

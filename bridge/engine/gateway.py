@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.clock import stopwatch
 from bridge.driver import Availability, DriverError, LockDriver, RetryLater
@@ -16,6 +16,15 @@ from bridge.engine.state import EngineState
 from bridge.records import DeviceRecord
 
 _LOG = logging.getLogger("bridge.engine")
+
+
+@runtime_checkable
+class ChangeCheck(Protocol):
+    """A driver whose reads wake a battery lock's radio, and that may tell cheaply whether a
+    lock still holds what was last seen (a checksum: one frame instead of one per slot)."""
+
+    async def codes_unchanged(self, external_id: str) -> bool | None:
+        """True: nothing changed; False: something did; None: the lock cannot tell."""
 
 
 class DriverGateway:

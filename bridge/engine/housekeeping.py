@@ -7,14 +7,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridge import backup
 from bridge.engine.errors import EngineError
-from bridge.engine.issues import drop_codes, expire_external_warning, with_issue
+from bridge.engine.issues import (
+    EXTERNAL_WARNING_KEPT,
+    drop_codes,
+    expire_external_warning,
+    with_issue,
+)
 from bridge.engine.pool import BackupPool
 from bridge.engine.state import EngineState
+from bridge.instants import shifted
 from bridge.model import (
     AccessCodeStatus,
     AccessCodeType,
@@ -23,10 +29,33 @@ from bridge.model import (
     Event,
     EventType,
 )
-from bridge.planner import foresee_problem, forgettable, uses_native_schedule
+from bridge.planner import (
+    foresee_problem,
+    forgettable,
+    goes_on_at,
+    next_wakeup,
+    uses_native_schedule,
+)
 from bridge.records import CodeRecord, DeviceRecord
 
 _LOG = logging.getLogger("bridge.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class _Upkept:
+    """What one lock's last upkeep saw: until `until` (None: no such moment) none of the codes
+    it looked at can change by itself, as long as the lock's record and the clock's trust are
+    the ones it saw and time has not gone back."""
+
+    device: DeviceRecord
+    synced: bool
+    at: datetime
+    until: datetime | None
+
+    def still_holds(self, device: DeviceRecord, synced: bool, now: datetime) -> bool:
+        """True when the codes not committed since need no look at `now`."""
+        return (device is self.device and synced == self.synced and self.at <= now
+                and (self.until is None or now < self.until))
 
 
 class Housekeeping:
@@ -36,31 +65,31 @@ class Housekeeping:
         self._state = state
         self._pool = pool
         self._clock_was_synced = True
+        # device_id -> what its last upkeep saw (see `_Upkept`).
+        self._upkept: dict[str, _Upkept] = {}
 
     async def run(self, device_id: str) -> None:
-        """Bring statuses and time-driven warnings up to date; commit only what changed."""
+        """Bring statuses and time-driven warnings up to date; commit only what changed.
+
+        A code is looked at again only when it was committed since, when its lock's record or
+        the clock's trust changed, or when one of the lock's codes reached a moment at which
+        its upkeep can change by itself: walking every code at every step made upkeep
+        quadratic in codes per lock (see docs/performance.md)."""
         state = self._state
         async with state.lock_for(device_id):
             device = state.devices[device_id]
             now = state.clock.now()
-            changed: list[CodeRecord] = []
-            events: list[Event] = []
+            synced = state.clock_synchronized()
             codes = state.codes_of(device_id)
-            ended = [c for c in codes if forgettable(c, now, state.policy)]
-            for code in ended:
-                events.append(state.event(EventType.ACCESS_CODE_DELETED, device_id,
-                                          code.access_code_id, {"reason": "ended"}))
-            forgotten = {c.access_code_id for c in ended}
-            for code in codes:
-                if not code.is_managed or code.access_code_id in forgotten:
-                    continue
-                updated = state.refresh(code, device, now)
-                updated, more = self._delay_warnings(updated, now)
-                updated = self._foresight(updated, device, codes, now)
-                updated = expire_external_warning(updated, now)
-                events.extend(more)
-                if updated != code:
-                    changed.append(updated)
+            changed_ids = state.take_changed(device_id)
+            # Dropped first: a run that fails part way must leave the next one a full look.
+            seen = self._upkept.pop(device_id, None)
+            if seen is not None and seen.still_holds(device, synced, now):
+                look = [c for c in codes if c.access_code_id in changed_ids]
+                until = seen.until
+            else:
+                look, until = codes, None
+            changed, events, forgotten, until = self._walk(device, codes, look, now, until)
             if device.backup_pool_enabled:
                 changed.extend(self._pool.refill(device, codes, now))
             device_updated = self._device_warnings(device, now)
@@ -69,7 +98,54 @@ class Housekeeping:
                 await state.commit(codes=changed, events=events, drop=sorted(forgotten),
                                    devices=[device_updated] if device_updated is not device
                                    else [])
+            self._upkept[device_id] = _Upkept(device, synced, now, until)
         await self._auto_pull(device)
+
+    def _walk(self, device: DeviceRecord, codes: list[CodeRecord], look: list[CodeRecord],
+              now: datetime, until: datetime | None,
+              ) -> tuple[list[CodeRecord], list[Event], set[str], datetime | None]:
+        """Upkeep of the codes in `look` (`codes` are all of the lock's): what changed, the
+        events, the ids of ended codes to forget, and the earliest moment at which a code
+        looked at here needs a look again by itself (combined with `until`)."""
+        state = self._state
+        changed: list[CodeRecord] = []
+        events: list[Event] = []
+        ended = [c for c in look if forgettable(c, now, state.policy)]
+        for code in ended:
+            events.append(state.event(EventType.ACCESS_CODE_DELETED, device.device_id,
+                                      code.access_code_id, {"reason": "ended"}))
+        forgotten = {c.access_code_id for c in ended}
+        for code in look:
+            if not code.is_managed or code.access_code_id in forgotten:
+                continue
+            updated = state.refresh(code, device, now)
+            updated, more = self._delay_warnings(updated, now)
+            updated = self._foresight(updated, device, codes, now)
+            updated = expire_external_warning(updated, now)
+            events.extend(more)
+            if updated is not code and updated != code:
+                changed.append(updated)
+            moment = self._next_look(updated, device, now)
+            if moment is not None and (until is None or moment < until):
+                until = moment
+        return changed, events, forgotten, until
+
+    def _next_look(self, code: CodeRecord, device: DeviceRecord,
+                   now: datetime) -> datetime | None:
+        """The earliest moment after `now` at which this code's upkeep can change with no
+        change to it: `now` itself while its foresight depends on the lock's other codes."""
+        policy = self._state.policy
+        due = goes_on_at(code, device, policy)
+        if (due is not None and due > now and code.starts_at is not None
+                and now >= shifted(code.starts_at, -policy.errors_ahead)):
+            return now
+        moments = [moment for moment in (
+            next_wakeup(device, (code,), now, policy),
+            shifted(code.ends_at, policy.forget_ended_after) if code.ends_at else None,
+            *(shifted(issue.created_at, EXTERNAL_WARNING_KEPT) for issue in code.warnings
+              if issue.code == AccessCodeWarningCode.CODE_MODIFIED_EXTERNAL_TO_SEAM),
+        ) if moment is not None and moment > now]
+        return min(moments, default=None)
 
     async def _auto_pull(self, device: DeviceRecord) -> None:
         """Pull a backup for every code that is due one, where the pool does that by itself."""

@@ -66,14 +66,17 @@ def confirmed(code: CodeRecord, device: DeviceRecord, now: datetime,
             else EventType.ACCESS_CODE_SET_ON_DEVICE)
     if not code.verified or not code.ever_set:
         events.append(event(kind, code.device_id, code.access_code_id, {"code": code.code}))
-    updated = replace(
-        code, verified=True, ever_set=True, pending_since=None, attempts=0,
-        warnings=drop_codes(code.warnings, {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
-                                            AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
-                            if not code.requested_code else
-                            {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE}),
-        errors=drop_codes(code.errors, SET_ERRORS),
-    )
+    warnings = drop_codes(code.warnings, {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE,
+                                          AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED}
+                          if not code.requested_code else
+                          {AccessCodeWarningCode.DELAY_IN_SETTING_ON_DEVICE})
+    errors = drop_codes(code.errors, SET_ERRORS)
+    if (code.verified and code.ever_set and code.pending_since is None and code.attempts == 0
+            and warnings is code.warnings and errors is code.errors):
+        # Confirmed again as it was (a reconcile's read): the same record, no copy to make.
+        return code, events
+    updated = replace(code, verified=True, ever_set=True, pending_since=None, attempts=0,
+                      warnings=warnings, errors=errors)
     return updated, events
 
 

@@ -228,7 +228,9 @@ class ReadApplier:
         worker = self._state.workers[code.device_id]
         if verdict in (ReadVerdict.CONFIRMED, ReadVerdict.TRUSTED):
             worker.pending_polls.reset()
-            code = replace(code, on_lock_held=held_after_read(code, read))
+            held = held_after_read(code, read)
+            if held != code.on_lock_held:
+                code = replace(code, on_lock_held=held)
             if code.on_lock_pin == code.code:
                 return outcomes.confirmed(code, device, now, self._state.event)
             return code, []

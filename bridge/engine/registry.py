@@ -41,10 +41,23 @@ class LockRegistry:
     async def register_all(self) -> None:
         """Register every lock every driver reports; mark the others removed."""
         state = self._state
+        records: list[DeviceRecord] = []
+        reported: list[tuple[str, str, Availability]] = []
         for name, driver in self._gateway.drivers.items():
             for info in driver.devices():
-                await self.register(name, info, self._gateway.reported(driver,
-                                                                       info.external_id))
+                record = self._describe(name, info)
+                if record != state.devices.get(record.device_id):
+                    records.append(record)
+                reported.append((name, info.external_id,
+                                 self._gateway.reported(driver, info.external_id)))
+        # One transaction for every lock (a restart of a 1,000-lock bridge rewrote each alone).
+        await state.commit(devices=records)
+        for name, external_id, _ in reported:
+            self._adopt(name, external_id)
+        for name, external_id, availability in reported:
+            device_id = _device_id(name, external_id)
+            if availability is not state.devices[device_id].availability:
+                await self._availability.set(device_id, availability)
         for device in list(state.devices.values()):
             if device.device_id not in state.workers and not device.removed:
                 # In the store but no driver reports it any more.
@@ -54,7 +67,17 @@ class LockRegistry:
                        availability: Availability) -> None:
         """Record one lock a driver reports, and give it a worker."""
         state = self._state
-        device_id = str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{info.external_id}"))
+        record = self._describe(driver_name, info)
+        await state.commit(devices=[record])
+        self._adopt(driver_name, info.external_id)
+        if availability is not record.availability:
+            await self._availability.set(record.device_id, availability)
+
+    def _describe(self, driver_name: str, info: DeviceInfo) -> DeviceRecord:
+        """The record of a lock a driver reports (kept as far as the store has it); nothing
+        committed, nothing indexed."""
+        state = self._state
+        device_id = _device_id(driver_name, info.external_id)
         override = self._overrides.get(info.external_id, {})
         info = _with_pin_overrides(info, override)
         zone = lock_zone(override.get("time_zone"), info.time_zone,
@@ -77,11 +100,16 @@ class LockRegistry:
             command_spacing_s=spacing,
             is_managed=existing.is_managed if existing else True,
         )
-        state.by_external[(driver_name, info.external_id)] = device_id
-        state.workers[device_id] = LockWorker.for_lock(device_id, state.policy)
-        await state.commit(devices=[record])
-        if availability is not record.availability:
-            await self._availability.set(device_id, availability)
+        return record
+
+    def _adopt(self, driver_name: str, external_id: str) -> None:
+        """Index a lock whose record is committed, and give it a worker (once): a driver's
+        event about it may look it up from now on."""
+        state = self._state
+        device_id = _device_id(driver_name, external_id)
+        state.by_external[(driver_name, external_id)] = device_id
+        if device_id not in state.workers:
+            state.workers[device_id] = LockWorker.for_lock(device_id, state.policy)
 
     async def discover(self, driver_name: str) -> None:
         """A driver found locks after start (a lock added to an account or a network)."""
@@ -160,3 +188,8 @@ def _with_pin_overrides(info: DeviceInfo, override: dict[str, Any]) -> DeviceInf
                     forbidden_prefixes=tuple(dict.fromkeys((*rules.forbidden_prefixes,
                                                             *prefixes))))
     return replace(info, constraints=rules)
+
+
+def _device_id(driver_name: str, external_id: str) -> str:
+    """A lock's stable id: the same for the same driver and lock across restarts."""
+    return str(uuid.uuid5(_DEVICE_NAMESPACE, f"{driver_name}:{external_id}"))

@@ -47,6 +47,9 @@ class EngineState:
         self.workers: dict[str, LockWorker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[EventListener] = []
+        # device_id -> ids of its codes committed since housekeeping last took them (see
+        # `take_changed`): upkeep looks again only at what changed, not at every code.
+        self._changed: dict[str, set[str]] = {}
 
     def load(self, devices: Iterable[DeviceRecord], codes: Iterable[CodeRecord]) -> None:
         """Replace memory with what the store holds."""
@@ -54,6 +57,7 @@ class EngineState:
         self.devices = {d.device_id: d for d in devices}
         self.codes = {c.access_code_id: c for c in codes}
         self._by_device = {}
+        self._changed = {}
         for code in codes:
             self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
         for code in codes:
@@ -84,6 +88,10 @@ class EngineState:
     def codes_of(self, device_id: str) -> list[CodeRecord]:
         """Every code of one device, managed and unmanaged, oldest first."""
         return list(self._by_device.get(device_id, {}).values())
+
+    def take_changed(self, device_id: str) -> set[str]:
+        """Ids of the device's codes committed since the last call (the caller's to look at)."""
+        return self._changed.pop(device_id, set())
 
     def code_in_slot(self, device_id: str, slot: int | None) -> CodeRecord | None:
         """The code the bridge has in one slot of a lock, if any."""
@@ -175,6 +183,7 @@ class EngineState:
         for code in codes:
             self.codes[code.access_code_id] = code
             self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
+            self._changed.setdefault(code.device_id, set()).add(code.access_code_id)
         for code_id in drop:
             gone = self.codes.pop(code_id, None)
             if gone is not None:

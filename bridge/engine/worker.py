@@ -14,6 +14,7 @@ from bridge.backoff import Backoff, Throttle
 from bridge.clock import Clock
 from bridge.driver import Availability, DriverError, LockDriver
 from bridge.engine.faults import FAULT_WARNING_HOLD_S
+from bridge.engine.gateway import ChangeCheck, DriverGateway
 from bridge.planner import CommandKind, Policy, next_command, next_wakeup
 from bridge.records import DeviceRecord
 from bridge.store import Intent, StoreUnavailable
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from bridge.engine.availability import AvailabilityTracker
     from bridge.engine.commands import CommandSender
     from bridge.engine.faults import Faults
-    from bridge.engine.gateway import DriverGateway
     from bridge.engine.housekeeping import Housekeeping
     from bridge.engine.reads import ReadApplier
     from bridge.engine.state import EngineState
@@ -35,6 +35,10 @@ STORE_RETRY_S = 5.0
 # and Zigbee locks reached over MQTT, measured at 1.2 to 1.9 s per slot).
 FULL_READ_S_PER_SLOT = 2.0
 READ_FAILURES_WORTH_A_WARNING = 3
+# How often the managed slots of a lock that cannot tell whether its codes changed are read again,
+# where its driver saves radio frames (`ChangeCheck`): once a day, keypad changes in between
+# arriving as the lock's own reports (a battery lock's radio wakes for every frame).
+SWEEP_INTERVAL_S = 86_400.0
 # A worker that hit an unexpected exception starts again after 1 s, doubling up to 5 minutes.
 FAULT_RESTART = Backoff(1.0, 300.0)
 # How soon a change a cloud still has on its way to the lock is looked for again, once its
@@ -71,6 +75,8 @@ class LockWorker:
     # whose every read is unreadable cannot be read back (see ReadApplier.note_readability).
     readable_reads: int = 0
     unreadable_reads: int = 0
+    # When the lock's slots were last read whole or swept (clock.monotonic()), if ever.
+    last_sweep_at: float | None = None
 
     @classmethod
     def for_lock(cls, device_id: str, policy: Policy) -> LockWorker:
@@ -169,10 +175,36 @@ class WorkerLoop:
         if worker.full_read or worker.pending_reads:
             timeout = min(timeout, max(0.0, worker.reads_resume_at - state.clock.monotonic()))
         if not await worker.wait(state.clock, timeout) and timeout >= self._reconcile_interval:
-            # The slow period: re-read the slots we manage, never the whole lock.
-            worker.pending_reads.update(
-                c.slot for c in state.codes_of(device_id)
-                if c.is_managed and c.slot is not None and c.on_lock)
+            await self._reconcile(worker, device, driver)
+
+    async def _reconcile(self, worker: LockWorker, device: DeviceRecord,
+                         driver: LockDriver) -> None:
+        """The slow period: re-read the slots we manage, never the whole lock. A driver that
+        saves radio frames is asked first whether anything changed (one frame where the lock
+        keeps a checksum); a lock that cannot tell is swept once a `SWEEP_INTERVAL_S`."""
+        state = self._state
+        device = state.devices[device.device_id]  # as it is after the wait
+        slots = {c.slot for c in state.codes_of(device.device_id)
+                 if c.is_managed and c.slot is not None and c.on_lock}
+        if not slots:
+            return
+        if device.online and isinstance(driver, ChangeCheck) and device.info.capabilities.can_read:
+            await self._pace(worker, device)
+            worker.busy = True
+            try:
+                unchanged = await self._gateway.call(
+                    device, driver.codes_unchanged(device.external_id))
+            except DriverError:
+                unchanged = False  # read as before; a failing read backs off as usual
+            finally:
+                worker.busy = False
+            if unchanged:
+                return
+            if unchanged is None and worker.last_sweep_at is not None and \
+                    state.clock.monotonic() - worker.last_sweep_at < SWEEP_INTERVAL_S:
+                return
+        worker.last_sweep_at = state.clock.monotonic()
+        worker.pending_reads.update(slots)
 
     async def _step(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver) -> bool:
         """Read the whole lock when due, else send the planner's next command; True if
@@ -230,6 +262,7 @@ class WorkerLoop:
         finally:
             worker.busy = False
         worker.full_read = False
+        worker.last_sweep_at = self._state.clock.monotonic()
         worker.read_failures.reset()
         await self._reads.apply(device.device_id, reads, full=True)
 

@@ -216,6 +216,21 @@ class ZWaveDriver:
             raise RetryLater(f"no answer to reading slot {', '.join(map(str, silent))}")
         return reads
 
+    async def codes_unchanged(self, external_id: str) -> bool | None:
+        """Whether the lock still holds exactly what this session last saw, from its User Code
+        checksum: one frame instead of one User Code Get per slot. None when the lock keeps
+        no checksum (or it is switched off): the engine then reads it seldom and relies on the
+        lock's own reports of keypad changes."""
+        lock, _ = self._lock(external_id)
+        node = self._node(lock)
+        snap = lock.snapshot
+        if not self._config.use_checksum or lock.checksum_supported is False or snap is None \
+                or snap.cc_versions.get(CC_USER_CODE, 1) < 2:
+            return None
+        async with lock.guard:
+            agrees = await self._checksum_agrees(lock, node)
+        return agrees if lock.checksum_supported else None
+
     async def list_codes(self, external_id: str) -> list[SlotRead]:
         """Every occupied slot: from the cache when the lock's checksum agrees, else read.
 

@@ -109,7 +109,7 @@ const key = {
 function lockCapabilities(spec) {
   const ccs = [
     { ccId: CommandClasses["User Code"], isSupported: true, version: 2, numUsers: spec.slots,
-      supportsUserCodeChecksum: true },
+      supportsUserCodeChecksum: spec.checksum !== false },
     { ccId: CommandClasses["Door Lock"], isSupported: true, version: 4 },
     { ccId: CommandClasses["Manufacturer Specific"], isSupported: true, version: 2 },
     { ccId: CommandClasses.Notification, isSupported: true, version: 8,
