@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.driver import (
+    Addressing,
     Availability,
     DeviceInfo,
     DeviceProblem,
@@ -199,6 +200,9 @@ def device_from_json(text: str) -> DeviceRecord:
     info = raw["info"]
     caps = info["capabilities"]
     caps["reserved_slots"] = frozenset(caps["reserved_slots"])
+    # The engine compares it by identity (`is Addressing.SLOT`): a plain string would make a
+    # slot lock loaded from the store look like one that numbers codes itself.
+    caps["addressing"] = Addressing(caps.get("addressing", Addressing.SLOT))
     cons = info["constraints"]
     cons["forbidden_prefixes"] = tuple(cons["forbidden_prefixes"])
     info["capabilities"] = LockCapabilities(**caps)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.driver import LocalWindow, LockState
+from bridge.driver import Addressing, LocalWindow, LockState
 from bridge.model import Event, EventType
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
@@ -77,6 +77,22 @@ async def test_a_lock_state_reported_by_its_driver_survives_a_restart(tmp_path: 
     back = await again.read(lambda r: r.devices())
     await again.close()
     assert back == [watched, other] and other.info.state is None
+
+
+async def test_a_lock_read_back_from_the_store_keeps_its_addressing(tmp_path: Path) -> None:
+    """The engine asks `addressing is Addressing.SLOT` before choosing a slot: a lock loaded
+    from the store with the plain string got writes with no slot (Z-Wave refused them)."""
+    for addressing in Addressing:
+        device = _device()
+        caps = dataclasses.replace(device.info.capabilities, addressing=addressing)
+        device = dataclasses.replace(device, device_id=f"dev-{addressing}",
+                                     info=dataclasses.replace(device.info, capabilities=caps))
+        store = Store(tmp_path / f"db-{addressing}", PinCipher(os.urandom(32)))
+        await store.open()
+        await store.write(lambda tx, d=device: tx.put_device(d))  # type: ignore[misc]
+        [back] = await store.read(lambda r: r.devices())
+        await store.close()
+        assert back.info.capabilities.addressing is addressing
 
 
 async def test_database_and_key_files_are_private(tmp_path: Path) -> None:
