@@ -74,6 +74,10 @@ class Engine:
             rng, default_spacing_s=default_spacing_s, reconcile_interval_s=reconcile_interval_s)
         self._watch_clock = watch_clock
         self._group: asyncio.TaskGroup | None = None
+        # Set once `load` has read the store and registered every lock. Drivers start first
+        # (their locks must be known to register them), so a driver's report can arrive while
+        # the store is being read: handled then, its commit could be overwritten by the read.
+        self._loaded = asyncio.Event()
         self._running: set[str] = set()
 
     # -- what callers read ------------------------------------------------------------------
@@ -194,6 +198,7 @@ class Engine:
                                                 self.clock.now()))
         if unsure:
             await state.commit(codes=unsure)
+        self._loaded.set()
 
     async def run(self) -> None:
         """Run one worker per lock until cancelled."""
@@ -214,7 +219,9 @@ class Engine:
         self._group.create_task(self._loop.run(device_id), name=f"lock:{device_id}")
 
     async def on_driver_event(self, driver_name: str, event: DriverEvent) -> None:
-        """A driver's report: availability, a slot changed at the lock, or a keypad unlock."""
+        """A driver's report: availability, a slot changed at the lock, or a keypad unlock.
+        One that comes before the engine is loaded waits for the load (a sink may block)."""
+        await self._loaded.wait()
         await self._registry.on_driver_event(driver_name, event)
 
     # -- requests (bridge/engine/requests.py) ------------------------------------------------
