@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
@@ -24,10 +25,13 @@ from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from bridge.clock import Clock
     from bridge.store import Tx
+
+    # What the engine runs in a change's transaction to keep a receipt with it.
+    Writer = Callable[[Tx], None]
 
 POOL_FIELD = "backup_access_code_pool_enabled"
 
@@ -186,17 +190,23 @@ class Application:
                 "remove the device from lockbridge (is_managed: false) to take its backup codes "
                 "off",
                 POOL_FIELD)
+        steps: list[Callable[[Writer | None], Awaitable[DeviceRecord]]] = []
         if is_managed and not device.is_managed:
-            device = await self._engine.manage_device(device_id, on_commit=_writer(receipt))
-            receipt = None
+            steps.append(partial(self._engine.manage_device, device_id))
         if backup_pool_enabled and not device.backup_pool_enabled:
-            # Switching the pool on again changes nothing, so its command needs no receipt:
-            # run again after a crash, it finds the pool on.
-            device = await self._engine.enable_backup_pool(self.state.device(device_id)
-                                                           .device_id)
+            steps.append(partial(self._switch_pool_on, device_id))
         if is_managed is False and device.is_managed:
-            device = await self._engine.unmanage_device(device_id, on_commit=_writer(receipt))
+            steps.append(partial(self._engine.unmanage_device, device_id))
+        for step in steps:
+            # The receipt goes with the last change: every step finds its work done when run
+            # again, so a crash before the last one is repaired by running the request again.
+            device = await step(_writer(receipt) if step is steps[-1] else None)
         return device
+
+    async def _switch_pool_on(self, device_id: str, writer: Writer | None) -> DeviceRecord:
+        """Switch the backup pool of a managed lock on (after it was brought back, if asked)."""
+        return await self._engine.enable_backup_pool(self.state.device(device_id).device_id,
+                                                     writer)
 
     # -- automations -------------------------------------------------------------------------
 

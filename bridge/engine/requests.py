@@ -296,13 +296,15 @@ class Requests:
         self.reconcile(device_id, full=True)
         return state.devices[device_id]
 
-    async def enable_backup_pool(self, device_id: str) -> DeviceRecord:
-        """Switch a lock's backup pool on (for good, as a code asking for it would)."""
+    async def enable_backup_pool(self, device_id: str,
+                                 on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+        """Switch a lock's backup pool on (for good, as a code asking for it would), with the
+        caller's `on_commit` rows in the same transaction (kept too when it already was on)."""
         state = self._state
         async with state.lock_for(device_id):
             enabled = pool_switched_on(state.device(device_id), "backup_access_code_pool_enabled")
-            if enabled is not None:
-                await state.commit(devices=[enabled])
+            await state.commit(devices=[enabled] if enabled is not None else [],
+                               extra=on_commit)
         state.wake(device_id)
         return state.devices[device_id]
 
