@@ -115,7 +115,7 @@ class Requests:
                 raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND, "Access code is being deleted")
             device = state.device(current.device_id)
             now = state.clock.now()
-            changes = _changes(current, request)
+            changes = _changes(request)
             updated = replace(current, **changes, revision=current.revision + 1, gave_up=False,
                               attempts=0, next_attempt_at=None,
                               errors=drop_codes(current.errors, RETRYABLE_ERRORS),
@@ -325,8 +325,10 @@ class Requests:
         return generate_pin(device.info.constraints, taken, self._rng, length)
 
 
-def _changes(current: CodeRecord, request: CodeRequest) -> dict[str, Any]:
-    """The fields an update sets on a code, its type following its times."""
+def _changes(request: CodeRequest) -> dict[str, Any]:
+    """The fields an update sets on a code; type ongoing drops its times. (An ongoing code
+    given times without a type becomes time-bound in the application layer,
+    bridge/application.py, which every front calls.)"""
     changes: dict[str, Any] = {}
     for name in _UPDATABLE:
         value = getattr(request, name)
@@ -337,11 +339,6 @@ def _changes(current: CodeRecord, request: CodeRequest) -> dict[str, Any]:
         if request.type is AccessCodeType.ONGOING:
             changes["starts_at"] = None
             changes["ends_at"] = None
-    elif current.type is AccessCodeType.ONGOING and (
-            "starts_at" in changes or "ends_at" in changes):
-        # Seam: an ongoing code given times becomes time-bound. Kept ongoing, its
-        # window would show everywhere and be enforced nowhere.
-        changes["type"] = AccessCodeType.TIME_BOUND
     return changes
 
 

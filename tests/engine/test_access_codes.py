@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bridge.application import Application, CodeChanges
 from bridge.driver import Availability, RejectReason
 from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeStatus, AccessCodeType, EventType
@@ -542,20 +543,22 @@ async def test_a_changed_stay_reaches_a_lock_with_schedules(harness_factory) -> 
 
 async def test_an_ongoing_code_given_times_becomes_time_bound(harness_factory) -> None:  # type: ignore[no-untyped-def]
     """Found by the chaos soak: an update with starts_at/ends_at and no type kept the code
-    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it."""
+    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it.
+    The rule is the application layer's (every front calls it), so the updates go through it."""
     h = await harness_factory([SimLockSpec("front", "Front")], time_zone="Europe/Lisbon")
+    app = Application(h.engine)
     dev = h.device_id("front")
     code = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
     await h.settle()
     assert h.slots("front") == {1: "13579"}
-    updated = await h.engine.update_code(code.access_code_id, CodeRequest(
+    updated = await app.update_code(code.access_code_id, CodeChanges(
         starts_at=START + D, ends_at=START + 2 * D))
     assert updated.type is AccessCodeType.TIME_BOUND
     await h.settle()
     assert h.slots("front") == {}, "not on the lock before its window"
-    await h.engine.update_code(code.access_code_id, CodeRequest(type=AccessCodeType.ONGOING))
+    await app.update_code(code.access_code_id, CodeChanges(type=AccessCodeType.ONGOING))
     with pytest.raises(EngineError) as refused:  # a window needs both ends
-        await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + D / 2))
+        await app.update_code(code.access_code_id, CodeChanges(ends_at=START + D / 2))
     assert refused.value.kind == "invalid_input"
 
 
