@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
 from bridge.model import AccessCodeType, Event
@@ -25,7 +25,7 @@ from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from bridge.clock import Clock
     from bridge.store import Tx
@@ -62,7 +62,18 @@ class DeclaredReceipt:
     access_code_id: str
 
 
-Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt
+@dataclass(frozen=True, slots=True)
+class RestoreReceipt:
+    """A restore from the upstream done, kept with the codes it brought back: the `codes:`
+    entries of the configuration they are (key -> access_code_id) noted as created, and the
+    store's mark that a restore is pending (`pending_mark`) cleared, so a crash in between
+    neither loses the codes nor restores them twice (bridge/upstreamrestore.py)."""
+
+    declared: Mapping[str, str]
+    pending_mark: str
+
+
+Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt | RestoreReceipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +219,14 @@ class Application:
         return await self._engine.enable_backup_pool(self.state.device(device_id).device_id,
                                                      writer)
 
+    # -- restore from the upstream -----------------------------------------------------------
+
+    async def restore_codes(self, codes: Sequence[CodeRecord], receipt: RestoreReceipt) -> None:
+        """Commit managed codes the upstream kept for a bridge whose state was lost (each
+        awaiting adoption: looked for on its lock before anything is written), with the
+        receipt that ends the restore."""
+        await self._engine.restore_codes(codes, _writer(receipt))
+
     # -- automations -------------------------------------------------------------------------
 
     async def record(self, events: list[Event], writer: Callable[[Tx], None] | None) -> None:
@@ -226,7 +245,15 @@ class Application:
         return code
 
 
-def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
+@overload
+def _writer(receipt: Receipt) -> Writer: ...
+
+
+@overload
+def _writer(receipt: None) -> None: ...
+
+
+def _writer(receipt: Receipt | None) -> Writer | None:
     """The engine's `on_commit` that keeps a receipt in the change's transaction."""
     if receipt is None:
         return None
@@ -236,5 +263,13 @@ def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
     if isinstance(receipt, DeclaredReceipt):
         declared = receipt
         return lambda tx: tx.set_declared(declared.key, declared.access_code_id)
+    if isinstance(receipt, RestoreReceipt):
+        return partial(_restore_done, receipt)
     command = receipt
     return lambda tx: tx.mark_command_applied(command.command_id, command.marker)
+
+
+def _restore_done(receipt: RestoreReceipt, tx: Tx) -> None:
+    for key, access_code_id in receipt.declared.items():
+        tx.set_declared(key, access_code_id)
+    tx.drop_kv(receipt.pending_mark)
