@@ -225,8 +225,8 @@ async def test_dead_lock_is_probed_not_flooded(harness_factory) -> None:  # type
     assert h.engine.devices[dev].errors == ()
 
 
-async def test_failed_sets_retry_with_backoff_then_stop_with_the_drivers_reason(
-    harness_factory,  # type: ignore[no-untyped-def]
+async def test_failed_sets_retry_with_backoff_then_stop_with_the_drivers_reason(  # type: ignore[no-untyped-def]
+    harness_factory,
 ) -> None:
     h = await harness_factory([SimLockSpec("front", "Front")])
     await h.settle()
@@ -266,11 +266,11 @@ async def test_a_refusal_for_good_survives_a_reconnect_but_not_a_change(harness_
     sent: list[str | None] = []
     write = h.driver.write_code
 
-    async def counted(external_id, code):  # type: ignore[no-untyped-def]
+    async def counted(external_id, code):
         sent.append(code.pin)
         return await write(external_id, code)
 
-    h.driver.write_code = counted  # type: ignore[method-assign]
+    h.driver.write_code = counted
     c = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
     await h.settle()
     assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
@@ -310,17 +310,17 @@ async def test_failed_removal_reports_and_retries(harness_factory) -> None:  # t
     assert c.access_code_id not in h.engine.codes
 
 
-async def test_a_code_deleted_while_its_write_is_in_flight_comes_off_the_lock(
-        harness_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_code_deleted_while_its_write_is_in_flight_comes_off_the_lock(  # type: ignore[no-untyped-def]
+        harness_factory) -> None:
     h = await harness_factory([SimLockSpec("front", "Front", latency_s=0.4)])
     sent = asyncio.Event()
     write = h.driver.write_code
 
-    async def write_and_tell(external_id, code):  # type: ignore[no-untyped-def]
+    async def write_and_tell(external_id, code):
         sent.set()
         return await write(external_id, code)
 
-    h.driver.write_code = write_and_tell  # type: ignore[method-assign]
+    h.driver.write_code = write_and_tell
     c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="24680"))
     # The write is with the lock (which takes 0.4 s to answer) when the code is deleted.
     async with asyncio.timeout(5):
@@ -464,12 +464,12 @@ async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory
     writes = 0
     write = h.store.write
 
-    async def counted(fn):  # type: ignore[no-untyped-def]
+    async def counted(fn):
         nonlocal writes
         writes += 1
         return await write(fn)
 
-    h.store.write = counted  # type: ignore[method-assign]
+    h.store.write = counted
     await h.advance(2 * 3600, step=60)
     # Two hours of waiting behind a code that will not leave: a look a minute at most, not a
     # commit per step.
