@@ -270,6 +270,7 @@ def _writer(receipt: Receipt | None) -> Writer | None:
 
 
 def _restore_done(receipt: RestoreReceipt, tx: Tx) -> None:
+    """Note the restored codes' `codes:` entries and clear the restore's pending mark."""
     for key, access_code_id in receipt.declared.items():
         tx.set_declared(key, access_code_id)
     tx.drop_kv(receipt.pending_mark)
