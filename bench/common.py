@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge import daemon
 from bridge.clock import SystemClock
 from bridge.engine import Engine
-from bridge.planner import Policy
 from bridge.secrets import PinCipher
 from bridge.store import Store
 from drivers.simulator import SimLockSpec, SimulatorDriver
@@ -74,14 +74,10 @@ async def make_engine(folder: Path, locks: int) -> tuple[Engine, Store, Simulato
     await store.open()
     clock = SystemClock()
     driver = SimulatorDriver("sim", lock_specs(locks), clock)
-    engine = Engine(store, clock, Policy(), {"sim": driver}, rng=random.Random(1),
-                    default_spacing_s=0.0, concurrency_per_driver=64)
-
-    async def sink(event):  # type: ignore[no-untyped-def]
-        await engine.on_driver_event("sim", event)
-
-    await driver.start(sink)
-    await engine.load()
+    # Built and started by the daemon's own composition root.
+    engine = daemon.make_engine(store, clock, {"sim": driver}, daemon.EngineSettings(
+        default_spacing_s=0.0, concurrency_per_driver=64), rng=random.Random(1))
+    await daemon.start_drivers_then_load(engine, {"sim": driver}, [])
     return engine, store, driver
 
 

@@ -31,10 +31,9 @@ import psycopg
 
 from bridge.clock import FakeClock, SystemClock
 from bridge.config import NatsUpstreamConfig
+from bridge.daemon import EngineSettings, make_engine, start_drivers_then_load
 from bridge.driver import DriverEvent, DriverEventKind
-from bridge.engine import Engine
 from bridge.fleet.service import FleetReplica, FleetSettings
-from bridge.planner import Policy
 from bridge.secrets import PinCipher
 from bridge.store import Store
 from bridge.upstream.nats_link import NatsLink
@@ -57,19 +56,16 @@ class Bridge:
         clock = FakeClock()
         self.driver = SimulatorDriver("sim", [SimLockSpec(lock_id=f"l{j}", name=f"l{j}")
                                               for j in range(locks)], clock, None)
-        self.engine = Engine(self.store, clock, Policy(), {"sim": self.driver},
-                             rng=random.Random(7), default_time_zone=lambda d, e: None,
-                             default_spacing_s=0.0, command_timeout_s=30.0)
+        # Built by the daemon's own composition root, started by it in `start`.
+        self.engine = make_engine(self.store, clock, {"sim": self.driver},
+                                  EngineSettings(default_spacing_s=0.0, command_timeout_s=30.0),
+                                  rng=random.Random(7))
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self, config: NatsUpstreamConfig) -> None:
         await self.store.open()
 
-        async def sink(event: DriverEvent) -> None:
-            await self.engine.on_driver_event("sim", event)
-
-        await self.driver.start(sink)
-        await self.engine.load()
+        await start_drivers_then_load(self.engine, {"sim": self.driver}, [])
         link = NatsLink(config, self.store, self.engine, SystemClock(), self.bridge_id)
         await link.prepare()
         self.tasks = [asyncio.create_task(self.engine.run()), asyncio.create_task(link.run())]

@@ -354,9 +354,10 @@ async def _fill_store(folder: Path, key: bytes, locks: int, codes_per_lock: int)
     await store.open()
     clock = SystemClock()
     driver = SimulatorDriver("sim", lock_specs(locks), clock)
-    from bridge.engine import Engine
+    from bridge.daemon import EngineSettings
+    from bridge.daemon import make_engine as daemon_engine
 
-    engine = Engine(store, clock, Policy(), {"sim": driver})
+    engine = daemon_engine(store, clock, {"sim": driver}, EngineSettings())
     await engine.load()
     now = datetime.now(UTC)
     pins = _pins(codes_per_lock)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, overload
 
 from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
 from bridge.model import AccessCodeType, Event
@@ -24,10 +25,13 @@ from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from bridge.clock import Clock
     from bridge.store import Tx
+
+    # What the engine runs in a change's transaction to keep a receipt with it.
+    Writer = Callable[[Tx], None]
 
 POOL_FIELD = "backup_access_code_pool_enabled"
 
@@ -58,7 +62,18 @@ class DeclaredReceipt:
     access_code_id: str
 
 
-Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt
+@dataclass(frozen=True, slots=True)
+class RestoreReceipt:
+    """A restore from the upstream done, kept with the codes it brought back: the `codes:`
+    entries of the configuration they are (key -> access_code_id) noted as created, and the
+    store's mark that a restore is pending (`pending_mark`) cleared, so a crash in between
+    neither loses the codes nor restores them twice (bridge/upstreamrestore.py)."""
+
+    declared: Mapping[str, str]
+    pending_mark: str
+
+
+Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt | RestoreReceipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +201,31 @@ class Application:
                 "remove the device from lockbridge (is_managed: false) to take its backup codes "
                 "off",
                 POOL_FIELD)
+        steps: list[Callable[[Writer | None], Awaitable[DeviceRecord]]] = []
         if is_managed and not device.is_managed:
-            device = await self._engine.manage_device(device_id, on_commit=_writer(receipt))
-            receipt = None
+            steps.append(partial(self._engine.manage_device, device_id))
         if backup_pool_enabled and not device.backup_pool_enabled:
-            # Switching the pool on again changes nothing, so its command needs no receipt:
-            # run again after a crash, it finds the pool on.
-            device = await self._engine.enable_backup_pool(self.state.device(device_id)
-                                                           .device_id)
+            steps.append(partial(self._switch_pool_on, device_id))
         if is_managed is False and device.is_managed:
-            device = await self._engine.unmanage_device(device_id, on_commit=_writer(receipt))
+            steps.append(partial(self._engine.unmanage_device, device_id))
+        for step in steps:
+            # The receipt goes with the last change: every step finds its work done when run
+            # again, so a crash before the last one is repaired by running the request again.
+            device = await step(_writer(receipt) if step is steps[-1] else None)
         return device
+
+    async def _switch_pool_on(self, device_id: str, writer: Writer | None) -> DeviceRecord:
+        """Switch the backup pool of a managed lock on (after it was brought back, if asked)."""
+        return await self._engine.enable_backup_pool(self.state.device(device_id).device_id,
+                                                     writer)
+
+    # -- restore from the upstream -----------------------------------------------------------
+
+    async def restore_codes(self, codes: Sequence[CodeRecord], receipt: RestoreReceipt) -> None:
+        """Commit managed codes the upstream kept for a bridge whose state was lost (each
+        awaiting adoption: looked for on its lock before anything is written), with the
+        receipt that ends the restore."""
+        await self._engine.restore_codes(codes, _writer(receipt))
 
     # -- automations -------------------------------------------------------------------------
 
@@ -216,7 +245,15 @@ class Application:
         return code
 
 
-def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
+@overload
+def _writer(receipt: Receipt) -> Writer: ...
+
+
+@overload
+def _writer(receipt: None) -> None: ...
+
+
+def _writer(receipt: Receipt | None) -> Writer | None:
     """The engine's `on_commit` that keeps a receipt in the change's transaction."""
     if receipt is None:
         return None
@@ -226,5 +263,14 @@ def _writer(receipt: Receipt | None) -> Callable[[Tx], None] | None:
     if isinstance(receipt, DeclaredReceipt):
         declared = receipt
         return lambda tx: tx.set_declared(declared.key, declared.access_code_id)
+    if isinstance(receipt, RestoreReceipt):
+        return partial(_restore_done, receipt)
     command = receipt
     return lambda tx: tx.mark_command_applied(command.command_id, command.marker)
+
+
+def _restore_done(receipt: RestoreReceipt, tx: Tx) -> None:
+    """Note the restored codes' `codes:` entries and clear the restore's pending mark."""
+    for key, access_code_id in receipt.declared.items():
+        tx.set_declared(key, access_code_id)
+    tx.drop_kv(receipt.pending_mark)

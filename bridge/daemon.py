@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import logging
 import os
+import random
 import signal
 import ssl
 import uuid
@@ -75,6 +76,107 @@ def policy_from(loaded: LoadedConfig) -> Policy:
     )
 
 
+def _no_zone(driver_name: str, external_id: str) -> str | None:
+    return None
+
+
+def _synchronized() -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the engine runs, besides its store, clock and drivers: read from the configuration
+    by the daemon (`engine_settings`), chosen by a test for its harness. The defaults are the
+    engine's own."""
+
+    policy: Policy = field(default_factory=Policy)
+    device_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_time_zone: Callable[[str, str], str | None] = _no_zone
+    clock_synchronized: Callable[[], bool] = _synchronized
+    command_timeout_s: float = 30.0
+    default_spacing_s: float = 2.0
+    reconcile_interval_s: float = 3600.0
+    concurrency_per_driver: int = 4
+    watch_clock: bool = False
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    pool_overrides: dict[str, PoolSettings] = field(default_factory=dict)
+
+
+def engine_settings(loaded: LoadedConfig, guard: ClockGuard) -> EngineSettings:
+    """The engine's settings from the configuration (`guard` tells whether the system clock
+    is synchronised, where schedules wait for it)."""
+    config = loaded.config
+    zones = {p.id: p.time_zone for p in config.properties}
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in config.devices.items()}
+    driver_property = {
+        str(getattr(d, "name", "")): getattr(d, "property", None) for d in loaded.drivers
+    }
+    default_zone = next(iter(zones.values()), None) if len(zones) == 1 else None
+
+    def zone_for(driver_name: str, external_id: str) -> str | None:
+        prop = overrides.get(external_id, {}).get("property") or driver_property.get(driver_name)
+        if prop is not None:
+            return zones.get(prop)
+        return default_zone
+
+    bp = config.backup_pool
+    pool = PoolSettings(size=bp.size, reserve_slots=bp.reserve_slots,
+                        many_active_threshold=bp.many_active_threshold, auto_pull=bp.auto_pull,
+                        auto_pull_before=timedelta(hours=bp.auto_pull_before_hours))
+    pool_overrides = {
+        external_id: replace(pool, size=o.backup_pool_size or pool.size,
+                             auto_pull=pool.auto_pull if o.auto_pull_backup is None
+                             else o.auto_pull_backup)
+        for external_id, o in config.devices.items()
+        if o.backup_pool_size is not None or o.auto_pull_backup is not None
+    }
+    sync_required = config.schedule.require_synchronized_clock
+    return EngineSettings(
+        policy=policy_from(loaded),
+        device_overrides=overrides,
+        default_time_zone=zone_for,
+        clock_synchronized=guard.synchronized if sync_required else _synchronized,
+        command_timeout_s=config.engine.command_timeout_s,
+        default_spacing_s=config.engine.default_command_spacing_s,
+        reconcile_interval_s=config.engine.reconcile_interval_s,
+        concurrency_per_driver=config.engine.concurrency_per_driver,
+        watch_clock=sync_required,
+        pool=pool,
+        pool_overrides=pool_overrides,
+    )
+
+
+def make_engine(store: Store, clock: Clock, drivers: dict[str, LockDriver],
+                settings: EngineSettings, rng: random.Random | None = None) -> Engine:
+    """The engine over a store and drivers, as the daemon builds it (tests build theirs here
+    too, with a fake clock and their own drivers)."""
+    return Engine(
+        store, clock, settings.policy, drivers, rng=rng,
+        device_overrides=settings.device_overrides,
+        default_time_zone=settings.default_time_zone,
+        clock_synchronized=settings.clock_synchronized,
+        command_timeout_s=settings.command_timeout_s,
+        default_spacing_s=settings.default_spacing_s,
+        reconcile_interval_s=settings.reconcile_interval_s,
+        concurrency_per_driver=settings.concurrency_per_driver,
+        watch_clock=settings.watch_clock,
+        pool=settings.pool,
+        pool_overrides=settings.pool_overrides,
+    )
+
+
+async def start_drivers_then_load(engine: Engine, drivers: dict[str, LockDriver],
+                                  started: list[LockDriver]) -> None:
+    """Start each driver with its events routed to the engine, then load the engine (every
+    driver's locks registered); `started` gathers the drivers to stop, even when one of them
+    fails to start."""
+    for name, driver in drivers.items():
+        await driver.start(_sink(engine, name))
+        started.append(driver)
+    await engine.load()
+
+
 def open_store(loaded: LoadedConfig) -> Store:
     """The store under the configured state directory, with its PIN key."""
     config = loaded.config
@@ -139,47 +241,11 @@ async def build(loaded: LoadedConfig, clock: Clock | None = None,
                 continue
             driver: LockDriver = module.build(dcfg, context)
             drivers[driver.name] = driver
-    zones = {p.id: p.time_zone for p in config.properties}
-    overrides = {k: v.model_dump(exclude_none=True) for k, v in config.devices.items()}
-    driver_property = {
-        str(getattr(d, "name", "")): getattr(d, "property", None) for d in loaded.drivers
-    }
-    default_zone = next(iter(zones.values()), None) if len(zones) == 1 else None
-
-    def zone_for(driver_name: str, external_id: str) -> str | None:
-        prop = overrides.get(external_id, {}).get("property") or driver_property.get(driver_name)
-        if prop is not None:
-            return zones.get(prop)
-        return default_zone
-
-    bp = config.backup_pool
-    pool = PoolSettings(size=bp.size, reserve_slots=bp.reserve_slots,
-                        many_active_threshold=bp.many_active_threshold, auto_pull=bp.auto_pull,
-                        auto_pull_before=timedelta(hours=bp.auto_pull_before_hours))
-    pool_overrides = {
-        external_id: replace(pool, size=o.backup_pool_size or pool.size,
-                             auto_pull=pool.auto_pull if o.auto_pull_backup is None
-                             else o.auto_pull_backup)
-        for external_id, o in config.devices.items()
-        if o.backup_pool_size is not None or o.auto_pull_backup is not None
-    }
     guard = ClockGuard(clock, None)
-    sync_required = config.schedule.require_synchronized_clock
-    engine = Engine(
-        # With the clock distrusted, schedules go by a time that never steps back.
-        store, ScheduleClock(clock, guard) if sync_required else clock, policy_from(loaded),
-        drivers,
-        device_overrides=overrides,
-        default_time_zone=zone_for,
-        clock_synchronized=(guard.synchronized if sync_required else lambda: True),
-        command_timeout_s=config.engine.command_timeout_s,
-        default_spacing_s=config.engine.default_command_spacing_s,
-        reconcile_interval_s=config.engine.reconcile_interval_s,
-        concurrency_per_driver=config.engine.concurrency_per_driver,
-        watch_clock=sync_required,
-        pool=pool,
-        pool_overrides=pool_overrides,
-    )
+    # With the clock distrusted, schedules go by a time that never steps back.
+    schedule_clock = ScheduleClock(clock, guard) \
+        if config.schedule.require_synchronized_clock else clock
+    engine = make_engine(store, schedule_clock, drivers, engine_settings(loaded, guard))
     return Bridge(loaded, clock, store, engine, drivers, guard, seen=seen,
                   accept_fresh_state=accept_fresh_state, api_tls=api_tls)
 
@@ -240,10 +306,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
             await check_before_start(bridge)
         started: list[LockDriver] = []
         try:
-            for name, driver in bridge.drivers.items():
-                await driver.start(_sink(bridge.engine, name))
-                started.append(driver)
-            await bridge.engine.load()
+            await start_drivers_then_load(bridge.engine, bridge.drivers, started)
             await restore_if_pending(bridge)
             await declare_codes(bridge)
             async with asyncio.TaskGroup() as group:

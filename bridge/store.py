@@ -251,6 +251,10 @@ class Tx:
         """Store a small setting."""
         self._conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
 
+    def drop_kv(self, key: str) -> None:
+        """Forget a small setting."""
+        self._conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+
     def put_action_attempt(self, attempt_id: str, record: dict[str, Any]) -> None:
         """Insert or replace an action attempt."""
         self._conn.execute("INSERT OR REPLACE INTO action_attempts VALUES (?, ?)",

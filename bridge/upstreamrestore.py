@@ -3,9 +3,10 @@ upstream and adopts them where they already are on the locks, without writing th
 
 `lockbridge restore --from-upstream` prepares an empty store with RESTORE_PENDING; the daemon,
 once its drivers have registered the locks, asks the upstream (`hello.restore_wanted`), commits
-the codes marked awaiting adoption (`CodeSync.awaiting_adoption`), and the engine's first full
-read of each lock claims the slot that holds each code's PIN; a code not found on its lock is
-then written as usual.
+the codes marked awaiting adoption (`CodeSync.awaiting_adoption`) through the application layer
+(`Application.restore_codes`, the restore's end kept with them as a `RestoreReceipt`), and the
+engine's first full read of each lock claims the slot that holds each code's PIN; a code not
+found on its lock is then written as usual.
 docs/reliability.md, "Lost state".
 """
 
@@ -16,9 +17,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.application import Application, RestoreReceipt
 from bridge.model import AccessCodeStatus, AccessCodeType
 from bridge.records import CodeRecord, CodeSync
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, RESTORED_FROM, StateLost
+from bridge.stateview import StateView
 from bridge.store import Tx
 
 if TYPE_CHECKING:
@@ -64,8 +67,7 @@ async def restore_if_pending(bridge: Bridge) -> None:
         return
     if bridge.accept_fresh_state:
         # The operator gave up on the restore: start with what is on the locks, unmanaged.
-        await store.write(lambda tx: tx.execute("DELETE FROM kv WHERE key = ?",
-                                                (RESTORE_PENDING,)))
+        await store.write(lambda tx: tx.drop_kv(RESTORE_PENDING))
         _LOG.warning("restore from the upstream abandoned by the operator's choice "
                      "(--accept-fresh-state)")
         return
@@ -80,25 +82,20 @@ async def restore_if_pending(bridge: Bridge) -> None:
     except Exception as exc:  # any failure to ask is the same to the operator: retry
         raise StateLost(f"the store waits for a restore from the upstream, which cannot be "
                         f"asked now ({exc})", bridge.loaded.path) from exc
+    app = Application(bridge.engine)
     now = bridge.clock.now()
     codes = [c for c in (code_from_upstream(o, now) for o in
                          (state.access_codes if state else [])) if c is not None]
-    codes = [c for c in codes if c.device_id in bridge.engine.devices]
-    declared = _declared(bridge, codes)
-
-    def finish(tx: Tx) -> None:
-        for key, code_id in declared.items():
-            tx.set_declared(key, code_id)
-        tx.execute("DELETE FROM kv WHERE key = ?", (RESTORE_PENDING,))
-
-    await bridge.engine.restore_codes(codes, finish)
+    codes = [c for c in codes if c.device_id in app.state.devices]
+    await app.restore_codes(codes, RestoreReceipt(_declared(bridge, app.state, codes),
+                                                  RESTORE_PENDING))
     _LOG.warning("restored %d managed codes from the upstream; each is looked for on its lock "
                  "before anything is written", len(codes))
 
 
-def _declared(bridge: Bridge, codes: Sequence[CodeRecord]) -> dict[str, str]:
+def _declared(bridge: Bridge, state: StateView, codes: Sequence[CodeRecord]) -> dict[str, str]:
     """The `codes:` entries of the configuration that the restored codes are."""
-    by_external = {d.external_id: d.device_id for d in bridge.engine.devices.values()}
+    by_external = {d.external_id: d.device_id for d in state.devices.values()}
     found: dict[str, str] = {}
     for entry in bridge.loaded.config.codes:
         device_id = by_external.get(entry.device)

@@ -10,13 +10,13 @@ import os
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bridge.backup import PoolSettings
 from bridge.clock import FakeClock
+from bridge.daemon import EngineSettings
 from bridge.engine import Engine
 from bridge.logs import REDACTOR
 from bridge.planner import Policy
@@ -24,8 +24,8 @@ from bridge.secrets import PinCipher
 from bridge.store import Store
 from drivers.simulator import SimLockSpec, SimulatorDriver
 from drivers.simulator.lock import SEEN_PINS
-
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from tests.harness import START as START  # the harness's start; tests import it from here too
+from tests.harness import run_engine
 
 
 @dataclass
@@ -90,18 +90,12 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
     driver = SimulatorDriver("sim", specs, clock, state_file)
     for lock_id in offline:
         driver.lock(lock_id).go_offline()
-    engine = Engine(store, clock, policy or Policy(), {"sim": driver}, rng=random.Random(7),
-                    default_time_zone=lambda d, e: time_zone, default_spacing_s=0.0,
-                    command_timeout_s=30.0, pool=pool, device_overrides=device_overrides)
-
-    async def sink(event):  # type: ignore[no-untyped-def]
-        await engine.on_driver_event("sim", event)
-
-    await driver.start(sink)
-    await engine.load()
-    harness = Harness(clock, store, driver, engine)
-    harness.task = asyncio.create_task(engine.run(), name="engine")
-    return harness
+    settings = EngineSettings(
+        policy=policy or Policy(), default_time_zone=lambda d, e: time_zone,
+        default_spacing_s=0.0, command_timeout_s=30.0, pool=pool or PoolSettings(),
+        device_overrides=device_overrides or {})
+    engine, task = await run_engine(store, clock, {"sim": driver}, settings)
+    return Harness(clock, store, driver, engine, task)
 
 
 async def stop_harness(h: Harness) -> None:

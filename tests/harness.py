@@ -1,5 +1,9 @@
 """An engine over any drivers (not only the simulator), with a fake clock and a real store.
 
+Every test engine is built and started by the daemon's own composition root (`make_engine`
+and `start_drivers_then_load` in bridge/daemon.py) through `run_engine`: `EngineHarness` here
+and the simulator's `Harness` in tests/conftest.py are two views of that one engine.
+
 `until` waits for a condition on real I/O (brokers, fakes) while letting the fake clock move
 through the short sleeps the engine and the drivers take, exactly as `Harness.settle` does.
 """
@@ -12,17 +16,22 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.clock import FakeClock
-from bridge.driver import DriverEvent, LockDriver
+from bridge.daemon import EngineSettings, make_engine, start_drivers_then_load
+from bridge.driver import LockDriver
 from bridge.engine import Engine
+from bridge.engine.state import EventListener
 from bridge.model import Event, EventType
 from bridge.planner import Policy
 from bridge.records import CodeRecord
 from bridge.secrets import PinCipher
 from bridge.store import Store
-from tests.conftest import START
+
+# The fake clock's start in every harness.
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -99,19 +108,22 @@ async def start_engine(tmp_path: Path, drivers: dict[str, LockDriver], *,
         key_file.write_bytes(os.urandom(32))
     store = Store(tmp_path / "lockbridge.db", PinCipher(key_file.read_bytes()))
     await store.open()
-    engine = Engine(store, clock, policy or Policy(), drivers, rng=random.Random(7),
-                    default_spacing_s=0.0, command_timeout_s=command_timeout_s,
-                    default_time_zone=lambda driver, external_id: property_zone)
+    settings = EngineSettings(
+        policy=policy or Policy(), default_spacing_s=0.0, command_timeout_s=command_timeout_s,
+        default_time_zone=lambda driver, external_id: property_zone)
+    events: list[Event] = []
+    engine, task = await run_engine(store, clock, drivers, settings, events.extend)
+    return EngineHarness(clock, store, engine, drivers, task, events)
 
-    def sink_for(name: str) -> Callable[[DriverEvent], object]:
-        async def deliver(event: DriverEvent) -> None:
-            await engine.on_driver_event(name, event)
-        return deliver
 
-    harness = EngineHarness(clock, store, engine, drivers)
-    engine.subscribe(harness.events.extend)
-    for name, driver in drivers.items():
-        await driver.start(sink_for(name))  # type: ignore[arg-type]
-    await engine.load()
-    harness.task = asyncio.create_task(engine.run(), name="engine")
-    return harness
+async def run_engine(store: Store, clock: FakeClock, drivers: dict[str, LockDriver],
+                     settings: EngineSettings, listener: EventListener | None = None,
+                     ) -> tuple[Engine, asyncio.Task[None]]:
+    """An engine built and started by the daemon's own composition root (bridge/daemon.py),
+    over an open store, a fake clock and the given drivers, running in a task; `listener`
+    hears every commit from the first on. Every harness of the tests starts its engine here."""
+    engine = make_engine(store, clock, drivers, settings, rng=random.Random(7))
+    if listener is not None:
+        engine.subscribe(listener)
+    await start_drivers_then_load(engine, drivers, [])
+    return engine, asyncio.create_task(engine.run(), name="engine")

@@ -190,6 +190,8 @@ class Api:
         p: m.DevicesUpdate = call.params
         device = self._find_device(p.device_id, None)
         if p.is_managed is not None or p.backup_access_code_pool_enabled is not None:
+            # No receipt: Seam answers devices.update with no action attempt, so the API keeps
+            # nothing with the change (the upstream keeps its applied marker).
             await self.app.update_device(device.device_id, is_managed=p.is_managed,
                                          backup_pool_enabled=p.backup_access_code_pool_enabled)
         return {}

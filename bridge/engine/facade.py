@@ -262,9 +262,10 @@ class Engine:
         """Bring an unmanaged lock back; its backup pool starts off, as on a new lock."""
         return await self._requests.manage_device(device_id, on_commit)
 
-    async def enable_backup_pool(self, device_id: str) -> DeviceRecord:
+    async def enable_backup_pool(self, device_id: str,
+                                 on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
         """Switch a lock's backup pool on (for good, as a code asking for it would)."""
-        return await self._requests.enable_backup_pool(device_id)
+        return await self._requests.enable_backup_pool(device_id, on_commit)
 
     async def pull_backup(self, access_code_id: str, automatic: bool = False,
                           on_commit: Callable[[Tx], None] | None = None,

@@ -115,7 +115,7 @@ class Requests:
                 raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND, "Access code is being deleted")
             device = state.device(current.device_id)
             now = state.clock.now()
-            changes = _changes(current, request)
+            changes = _changes(request)
             updated = replace(current, **changes, revision=current.revision + 1, gave_up=False,
                               attempts=0, next_attempt_at=None,
                               errors=drop_codes(current.errors, RETRYABLE_ERRORS),
@@ -296,13 +296,15 @@ class Requests:
         self.reconcile(device_id, full=True)
         return state.devices[device_id]
 
-    async def enable_backup_pool(self, device_id: str) -> DeviceRecord:
-        """Switch a lock's backup pool on (for good, as a code asking for it would)."""
+    async def enable_backup_pool(self, device_id: str,
+                                 on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+        """Switch a lock's backup pool on (for good, as a code asking for it would), with the
+        caller's `on_commit` rows in the same transaction (kept too when it already was on)."""
         state = self._state
         async with state.lock_for(device_id):
             enabled = pool_switched_on(state.device(device_id), "backup_access_code_pool_enabled")
-            if enabled is not None:
-                await state.commit(devices=[enabled])
+            await state.commit(devices=[enabled] if enabled is not None else [],
+                               extra=on_commit)
         state.wake(device_id)
         return state.devices[device_id]
 
@@ -323,8 +325,10 @@ class Requests:
         return generate_pin(device.info.constraints, taken, self._rng, length)
 
 
-def _changes(current: CodeRecord, request: CodeRequest) -> dict[str, Any]:
-    """The fields an update sets on a code, its type following its times."""
+def _changes(request: CodeRequest) -> dict[str, Any]:
+    """The fields an update sets on a code; type ongoing drops its times. (An ongoing code
+    given times without a type becomes time-bound in the application layer,
+    bridge/application.py, which every front calls.)"""
     changes: dict[str, Any] = {}
     for name in _UPDATABLE:
         value = getattr(request, name)
@@ -335,11 +339,6 @@ def _changes(current: CodeRecord, request: CodeRequest) -> dict[str, Any]:
         if request.type is AccessCodeType.ONGOING:
             changes["starts_at"] = None
             changes["ends_at"] = None
-    elif current.type is AccessCodeType.ONGOING and (
-            "starts_at" in changes or "ends_at" in changes):
-        # Seam: an ongoing code given times becomes time-bound. Kept ongoing, its
-        # window would show everywhere and be enforced nowhere.
-        changes["type"] = AccessCodeType.TIME_BOUND
     return changes
 
 

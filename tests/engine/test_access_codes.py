@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bridge.application import Application, CodeChanges
 from bridge.driver import Availability, RejectReason
 from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeStatus, AccessCodeType, EventType
@@ -224,8 +225,8 @@ async def test_dead_lock_is_probed_not_flooded(harness_factory) -> None:  # type
     assert h.engine.devices[dev].errors == ()
 
 
-async def test_failed_sets_retry_with_backoff_then_stop_with_the_drivers_reason(
-    harness_factory,  # type: ignore[no-untyped-def]
+async def test_failed_sets_retry_with_backoff_then_stop_with_the_drivers_reason(  # type: ignore[no-untyped-def]
+    harness_factory,
 ) -> None:
     h = await harness_factory([SimLockSpec("front", "Front")])
     await h.settle()
@@ -265,11 +266,11 @@ async def test_a_refusal_for_good_survives_a_reconnect_but_not_a_change(harness_
     sent: list[str | None] = []
     write = h.driver.write_code
 
-    async def counted(external_id, code):  # type: ignore[no-untyped-def]
+    async def counted(external_id, code):
         sent.append(code.pin)
         return await write(external_id, code)
 
-    h.driver.write_code = counted  # type: ignore[method-assign]
+    h.driver.write_code = counted
     c = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
     await h.settle()
     assert errors(h, c.access_code_id) == ["failed_to_set_on_device"]
@@ -309,17 +310,17 @@ async def test_failed_removal_reports_and_retries(harness_factory) -> None:  # t
     assert c.access_code_id not in h.engine.codes
 
 
-async def test_a_code_deleted_while_its_write_is_in_flight_comes_off_the_lock(
-        harness_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_a_code_deleted_while_its_write_is_in_flight_comes_off_the_lock(  # type: ignore[no-untyped-def]
+        harness_factory) -> None:
     h = await harness_factory([SimLockSpec("front", "Front", latency_s=0.4)])
     sent = asyncio.Event()
     write = h.driver.write_code
 
-    async def write_and_tell(external_id, code):  # type: ignore[no-untyped-def]
+    async def write_and_tell(external_id, code):
         sent.set()
         return await write(external_id, code)
 
-    h.driver.write_code = write_and_tell  # type: ignore[method-assign]
+    h.driver.write_code = write_and_tell
     c = await h.engine.create_code(h.device_id("front"), CodeRequest(code="24680"))
     # The write is with the lock (which takes 0.4 s to answer) when the code is deleted.
     async with asyncio.timeout(5):
@@ -463,12 +464,12 @@ async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory
     writes = 0
     write = h.store.write
 
-    async def counted(fn):  # type: ignore[no-untyped-def]
+    async def counted(fn):
         nonlocal writes
         writes += 1
         return await write(fn)
 
-    h.store.write = counted  # type: ignore[method-assign]
+    h.store.write = counted
     await h.advance(2 * 3600, step=60)
     # Two hours of waiting behind a code that will not leave: a look a minute at most, not a
     # commit per step.
@@ -542,20 +543,22 @@ async def test_a_changed_stay_reaches_a_lock_with_schedules(harness_factory) -> 
 
 async def test_an_ongoing_code_given_times_becomes_time_bound(harness_factory) -> None:  # type: ignore[no-untyped-def]
     """Found by the chaos soak: an update with starts_at/ends_at and no type kept the code
-    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it."""
+    ongoing, so its new window showed everywhere and the PIN stayed on the lock outside it.
+    The rule is the application layer's (every front calls it), so the updates go through it."""
     h = await harness_factory([SimLockSpec("front", "Front")], time_zone="Europe/Lisbon")
+    app = Application(h.engine)
     dev = h.device_id("front")
     code = await h.engine.create_code(dev, CodeRequest(name="Guest", code="13579"))
     await h.settle()
     assert h.slots("front") == {1: "13579"}
-    updated = await h.engine.update_code(code.access_code_id, CodeRequest(
+    updated = await app.update_code(code.access_code_id, CodeChanges(
         starts_at=START + D, ends_at=START + 2 * D))
     assert updated.type is AccessCodeType.TIME_BOUND
     await h.settle()
     assert h.slots("front") == {}, "not on the lock before its window"
-    await h.engine.update_code(code.access_code_id, CodeRequest(type=AccessCodeType.ONGOING))
+    await app.update_code(code.access_code_id, CodeChanges(type=AccessCodeType.ONGOING))
     with pytest.raises(EngineError) as refused:  # a window needs both ends
-        await h.engine.update_code(code.access_code_id, CodeRequest(ends_at=START + D / 2))
+        await app.update_code(code.access_code_id, CodeChanges(ends_at=START + D / 2))
     assert refused.value.kind == "invalid_input"
 
 

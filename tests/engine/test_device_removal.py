@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,14 +12,17 @@ import pytest
 from seam import AsyncSeam
 from seam.exceptions import SeamHttpApiError, SeamHttpInvalidInputError
 
+from bridge.application import Application, CommandReceipt
 from bridge.driver import Availability
 from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeType, EventType
+from bridge.records import DeviceRecord
 from drivers.simulator import SimLockSpec
 from tests.api_helpers import Daemon, start_daemon, wait_until
 from tests.conftest import START, Harness, make_harness, stop_harness
 
 H = timedelta(hours=1)
+Factory = Callable[..., Awaitable[Harness]]
 
 
 def guest() -> CodeRequest:
@@ -149,3 +153,31 @@ async def _sdk_scenario(seam: AsyncSeam, daemon: Daemon) -> None:
     daemon.pins.add("52525")
     wait_until(lambda: list(daemon.slots("side").values()) == ["52525"],
                what="a code on the lock brought back")
+
+
+async def test_a_lock_brought_back_with_its_pool_keeps_the_receipt_with_the_last_change(
+        harness_factory: Factory) -> None:
+    """An upstream `devices.update` that brings a lock back and switches its pool on is marked
+    applied only with the pool's switch-on: stopped in between, it is not marked, and run
+    again it finishes (the lock already back) and is marked then."""
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    app = Application(h.engine)
+    dev = h.device_id("front")
+    await h.engine.unmanage_device(dev)
+    receipt = CommandReceipt("bring-back-1", '{"action": "devices.update"}')
+    switch_on = h.engine.enable_backup_pool
+
+    async def stopped_here(device_id: str, on_commit: object = None) -> DeviceRecord:
+        raise RuntimeError("the process died")
+
+    h.engine.enable_backup_pool = stopped_here  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await app.update_device(dev, is_managed=True, backup_pool_enabled=True, receipt=receipt)
+    assert h.engine.devices[dev].is_managed
+    assert await h.store.read(lambda r: r.command_marker("bring-back-1")) is None
+
+    h.engine.enable_backup_pool = switch_on  # type: ignore[method-assign]
+    device = await app.update_device(dev, is_managed=True, backup_pool_enabled=True,
+                                     receipt=receipt)
+    assert device.is_managed and device.backup_pool_enabled
+    assert await h.store.read(lambda r: r.command_marker("bring-back-1")) == receipt.marker

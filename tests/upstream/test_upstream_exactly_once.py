@@ -362,3 +362,17 @@ async def test_disk_full_in_a_write_after_the_commit_still_answers_the_delete(
     b.h.engine.reconcile(b.device)  # the failed write cut the engine's wake-up short
     await b.h.settle()
     assert b.h.slots("front") == {}
+
+
+async def test_backup_pool_switched_on_is_applied_once(bridge: Bridge) -> None:
+    """The pool's switch-on commits with the command's applied marker, like every change."""
+    b = bridge
+    command = {"action": "devices.update", "device_id": b.device,
+               "backup_access_code_pool_enabled": True}
+    first, answer = await b.crash_after_commit(command, "pool-1")
+    assert first["ok"] and answer["ok"], answer
+    for result in (first, answer):
+        assert (result["result"]["device"]["device_id"],
+                result["result"]["device"]["is_managed"]) == (b.device, True)
+    await b.assert_answered_once(command, "pool-1", answer)
+    assert b.h.engine.devices[b.device].backup_pool_enabled
