@@ -125,3 +125,69 @@ async def test_steady_state_costs_a_checksum_an_hour_or_a_sweep_a_day(
             raise AssertionError("the code cleared at the keypad was not put back")
     finally:
         await h.stop()
+
+
+MULTI = 4  # a lock with User Code v2's multi-code read (Extended User Code Get, Report More)
+BIG_LOCK_SLOTS = 250
+# Codes put at the lock's keypad before lockbridge first sees it: two runs of slots.
+KEYPAD_SLOTS = [*range(1, 21), *range(100, 110)]
+# What the mock's reports carry (46 payload bytes: a 4-digit code takes 8, an empty slot 4):
+# five codes a frame, so slots 1-20 take 4 frames and 100-109 two; each report points to the
+# next occupied slot, so the empty ones between are never asked for.
+FIRST_SCAN_FRAMES = 6
+CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserCodeChecksumGet")
+
+
+async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
+        tmp_path: Path) -> None:
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    ensure_peers()
+    zwave = ZWaveStack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": BIG_LOCK_SLOTS, "schedules": False, "checksum": False,
+         "multi_report": True},
+    ])
+    pins = {slot: f"{5000 + 7 * slot:04d}" for slot in KEYPAD_SLOTS}
+    SEEN_PINS.update(pins.values())
+    try:
+        zwave.start()
+        zwave.wait_listening()
+
+        async def first_scan(run: str) -> tuple[dict[str, Any], list[Any]]:
+            """A fresh lockbridge (driver, engine, store) meets the lock: what it sent it
+            before settling, and what its driver then knows of the lock's codes."""
+            clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+            config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
+                                            "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                            "reconnect_max_s": 1})
+            (tmp_path / run).mkdir()
+            zw = ZWaveDriver(config, clock, tmp_path / run / "state")
+            await frames(zwave, MULTI)
+            h = await start_engine(tmp_path / run, {"zw": zw}, clock=clock)
+            try:
+                await h.until(lambda: len(h.engine.devices) == 1, timeout=60, what="the lock")
+                await quiet_for(h, 60, step=30)
+                # zwave-js's own interview may still be running: only code reads are counted.
+                sent = {name: count for name, count in (await frames(zwave, MULTI)).items()
+                        if name in CODE_READS}
+                # Everything read is known now: listing the codes sends nothing more.
+                listed = await zw.list_codes(f"7e570001-{MULTI}")
+                assert await frames(zwave, MULTI) == {}
+                return sent, listed
+            finally:
+                await h.stop()
+
+        # An empty lock of 250 slots: one frame, whose report says no slot is occupied.
+        sent, listed = await first_scan("empty")
+        assert sent == {"UserCodeCCExtendedUserCodeGet": 1}
+        assert listed == []
+
+        for slot, pin in pins.items():
+            await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
+        sent, listed = await first_scan("thirty")
+        assert sent == {"UserCodeCCExtendedUserCodeGet": FIRST_SCAN_FRAMES}
+        assert {read.slot: read.pin for read in listed} == pins
+    finally:
+        zwave.close()
+        print(zwave.server_log()[-4000:])
