@@ -221,7 +221,7 @@ async def _converge_timed(stack: Any, folder: Path, codes: int) -> dict[str, Any
             created.append(made.access_code_id)
         await h.until(lambda: all(h.code(c).status is AccessCodeStatus.SET
                                   and h.code(c).verified for c in created),
-                      timeout=600, what="converged")
+                      advance=0.5, timeout=600, what="converged")
         seconds = time.perf_counter() - started
         frames = sum((await stack.control("received", node=PLAIN)).values())
     finally:

@@ -687,12 +687,17 @@ class ZWaveDriver:
         """Read `slots` from the lock (several a frame where it can); the frames sent."""
         frames = 0
         left = sorted(slots)
-        if len(left) > 1 and await self._multi_report(lock, node):
-            sent, left = await self._read_in_bulk(lock, node, left)
-            frames += sent
-        for slot in left:
-            await self._get_slot(lock, node, slot)
+        while left:
+            if len(left) > 1 and await self._multi_report(lock, node):
+                sent, left = await self._read_in_bulk(lock, node, left)
+                frames += sent
+                if not left:
+                    break
+            # One report lost is not a lock without multi-code reads: the slot it was for is
+            # read alone (RetryLater when that too goes unanswered), then the rest in bulk.
+            await self._get_slot(lock, node, left[0])
             frames += 1
+            left = left[1:]
         return frames
 
     async def _read_in_bulk(self, lock: _Lock, node: Node,
