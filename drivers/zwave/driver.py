@@ -722,8 +722,8 @@ class ZWaveDriver:
             frames += 1
             read = mapping.bulk_read(report, first, last_slot)
             if read is None:
-                _LOG.info("zwave %s: node %d gave no multi-code report from slot %d; reading "
-                          "slot by slot", self.name, lock.node_id, first)
+                _LOG.info("zwave %s: node %d gave no multi-code report from slot %d",
+                          self.name, lock.node_id, first)
                 break
             for slot, value in read.values.items():
                 self._learn(lock, slot, value)
