@@ -191,3 +191,56 @@ async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
     finally:
         zwave.close()
         print(zwave.server_log()[-4000:])
+
+
+async def test_a_lost_multi_code_report_costs_that_slot_alone(tmp_path: Path) -> None:
+    from bridge.clock import SystemClock
+    from bridge.driver import DriverEvent, RetryLater, SlotState
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    ensure_peers()
+    zwave = ZWaveStack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": 40, "schedules": False, "checksum": False, "multi_report": True},
+    ])
+    pins = {3: "3333", 4: "4444", 12: "1212", 30: "3030"}
+    SEEN_PINS.update(pins.values())
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    try:
+        zwave.start()
+        zwave.wait_listening()
+        await zw.start(sink)
+        external_id = f"7e570001-{MULTI}"
+        for slot, pin in pins.items():
+            await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
+        # The lock never answers for slot 12, alone or as the first of a multi-code read.
+        await zwave.control("mute_slot", node=MULTI, slot=12)
+        await frames(zwave, MULTI)
+        reads = {read.slot: read for read in await zw.read_slots(external_id, list(pins))}
+        # One report from slot 3 (slots 3 to 10; it points to 12), one lost from 12; then 12
+        # alone (lost again: unreadable, never empty) and 30 alone.
+        assert {slot: read.pin for slot, read in reads.items()
+                if read.state is SlotState.KNOWN} == {3: "3333", 4: "4444", 30: "3030"}
+        assert reads[12].state is SlotState.UNREADABLE
+        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                              "UserCodeCCGet": 2}
+        # Listing the lock: slots 1 to 8 in one report (pointing to 12), 12 lost in bulk and
+        # alone: the engine is told to retry, and the walk resumes there.
+        with pytest.raises(RetryLater):
+            await zw.list_codes(external_id)
+        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                              "UserCodeCCGet": 1}
+        # Reads are not news: no slot changed for the engine's sake.
+        assert not [e for e in events if e.kind.value == "slot_changed"]
+    finally:
+        await zw.stop()
+        zwave.close()
+        print(zwave.server_log()[-4000:])
