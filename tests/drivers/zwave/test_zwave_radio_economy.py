@@ -4,7 +4,8 @@ itself (not by lockbridge), per code converged and per hour and day of steady st
 Every frame wakes a battery lock's radio. Before, the engine re-read every managed slot of
 every lock each reconcile (hourly): one User Code Get per code per hour. Now a lock with a User
 Code checksum costs one checksum read per reconcile, and one without is swept once a day,
-keypad changes in between arriving as the lock's own reports.
+keypad changes in between arriving as the lock's own reports. A lock with User Code v2's
+multi-code read is listed several codes a frame, its empty slots skipped.
 """
 
 from __future__ import annotations
