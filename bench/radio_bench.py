@@ -1,10 +1,18 @@
 """Radio economy: the frames each Z-Wave lock receives, counted by zwave-js's mock controller
 (tests/zwave/, the same stack the tests run), never by lockbridge's own counters.
 
-Two locks on one mock network: one without a User Code checksum, one with. Each is measured
-twice in the same run: as lockbridge drives it now, and with its driver's change check hidden,
-which is how the engine drove every lock before (every managed slot read again each reconcile).
-Time is a fake clock: a simulated day of steady state takes seconds.
+Three locks on one mock network: one without a User Code checksum, one with, and one without
+a checksum that has User Code v2's multi-code read (Extended User Code Get, several codes a
+frame). Each is measured twice in the same run: as lockbridge drives it now, and with its
+driver's change check hidden, which is how the engine drove every lock before (every managed
+slot read again each reconcile). Time is a fake clock: a simulated day of steady state takes
+seconds. The first scan is counted twice: of the empty locks, and by a second lockbridge (a
+fresh store) meeting the same locks with their codes on them.
+
+Then the radio's floor: one lock whose every frame spends `TX_DELAY_MS` on the mock's air
+(realistic per-command latency), `codes` codes converged by lockbridge against the same
+commands sent bare, one after the other, straight to zwave-js-server (commands needed x
+command time), in the same run.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,15 @@ from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
 
-PLAIN, SUMMED = 2, 3  # node 2 keeps no checksum, node 3 does
+PLAIN, SUMMED, MULTI = 2, 3, 4  # no checksum; a checksum; no checksum, multi-code reads
+LOCKS = (PLAIN, SUMMED, MULTI)
 HOUR = 3600.0
+# Each frame to or from the lock spends this long on the mock's air: a User Code Set then takes
+# about 0.45 s and a Get about 0.85 s, within what Z-Wave locks take (1 to 2 s a code).
+TX_DELAY_MS = 200
+# The latency lock's slots: lockbridge's codes go first, the bare loop's after them.
+LATENCY_SLOTS = 64
+CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserCodeChecksumGet")
 
 
 class _EveryReconcile:
@@ -51,6 +67,8 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
             stack = zwave_stack.ZWaveStack(Path(tmp) / "zwave", [
                 {"id": PLAIN, "slots": slots, "schedules": False, "checksum": False},
                 {"id": SUMMED, "slots": slots, "schedules": False},
+                {"id": MULTI, "slots": slots, "schedules": False, "checksum": False,
+                 "multi_report": True},
             ])
             try:
                 stack.start()
@@ -61,9 +79,12 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
                 stack.close()
         prefix = "" if variant == "now" else "baseline_"
         out.update({prefix + key: value for key, value in measured.items()})
-    for node in ("plain", "checksum"):
+    for node in ("plain", "checksum", "multi"):
         now, before = out[f"{node}_frames_per_day"], out[f"baseline_{node}_frames_per_day"]
         out[f"{node}_day_ratio"] = round(now / before, 3) if before else None
+    for node in ("plain", "checksum", "multi"):
+        out[f"{node}_rescan_ratio"] = round(out[f"{node}_rescan_frames"] / slots, 3)
+    out["latency"] = await latency(codes, TX_DELAY_MS, zwave_stack)
     return out
 
 
@@ -84,13 +105,14 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
     try:
         # A lock of many slots takes zwave-js a while to interview; the engine takes each
         # lock as the driver reports it.
-        await h.until(lambda: len(h.engine.devices) == 2, timeout=300, what="both locks")
+        await h.until(lambda: len(h.engine.devices) == len(LOCKS), timeout=300,
+                      what="every lock")
         await _quiet(h, 60, 30)
         # The first scan: what lockbridge read of each lock before it could act on it.
         scan = {node: _user_code_frames(await stack.control("received", node=node))
-                for node in (PLAIN, SUMMED)}
+                for node in LOCKS}
         created = []
-        for node in (PLAIN, SUMMED):
+        for node in LOCKS:
             device_id = h.device_id("zw", f"7e570001-{node}")
             for index in range(codes):
                 made = await h.engine.create_code(device_id, CodeRequest(
@@ -101,29 +123,154 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
                       what="converged")
         await _quiet(h, 120, 30)
         converge = {node: sum((await stack.control("received", node=node)).values())
-                    for node in (PLAIN, SUMMED)}
+                    for node in LOCKS}
         await _quiet(h, hours * HOUR, HOUR)
         day = {node: sum((await stack.control("received", node=node)).values())
-               * 24 / hours for node in (PLAIN, SUMMED)}
+               * 24 / hours for node in LOCKS}
     finally:
         await h.stop()
-    return {"plain_first_scan_frames": scan[PLAIN], "checksum_first_scan_frames": scan[SUMMED],
-            "frames_per_code_converged": round((converge[PLAIN] + converge[SUMMED])
-                                               / (2 * codes), 2),
-            "plain_frames_per_day": round(day[PLAIN], 1),
-            "checksum_frames_per_day": round(day[SUMMED], 1)}
+    out = {"plain_first_scan_frames": scan[PLAIN], "checksum_first_scan_frames": scan[SUMMED],
+           "multi_first_scan_frames": scan[MULTI],
+           "frames_per_code_converged": round(sum(converge.values()) / (len(LOCKS) * codes),
+                                              2),
+           "plain_frames_per_day": round(day[PLAIN], 1),
+           "checksum_frames_per_day": round(day[SUMMED], 1),
+           "multi_frames_per_day": round(day[MULTI], 1)}
+    if not hide_check:
+        rescan = await _rescan(stack, folder / "second", clock)
+        out.update({"plain_rescan_frames": rescan[PLAIN],
+                    "checksum_rescan_frames": rescan[SUMMED],
+                    "multi_rescan_frames": rescan[MULTI]})
+    return out
+
+
+async def _rescan(stack: Any, folder: Path, clock: FakeClock) -> dict[int, int]:
+    """A second lockbridge (its own store, nothing known) meets the locks, each holding the
+    codes the first one converged: the code reads of its first scan, per lock."""
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    start_engine = importlib.import_module("tests.harness").start_engine
+
+    folder.mkdir()
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    await _counts(stack)
+    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
+                           clock=clock)
+    try:
+        await h.until(lambda: len(h.engine.devices) == len(LOCKS), timeout=300,
+                      what="every lock")
+        await _quiet(h, 60, 30)
+        return {node: _user_code_frames(await stack.control("received", node=node))
+                for node in LOCKS}
+    finally:
+        await h.stop()
+
+
+async def latency(codes: int, tx_delay_ms: int, zwave_stack: Any) -> dict[str, Any]:
+    """Wall time for lockbridge to converge `codes` codes on one lock whose frames each spend
+    `tx_delay_ms` on the air, against the radio's floor: the same commands (a User Code Set
+    and the Get that verifies it, per code) sent bare, one after the other, to zwave-js-server
+    in the same run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = zwave_stack.ZWaveStack(Path(tmp) / "zwave", [
+            {"id": PLAIN, "slots": LATENCY_SLOTS, "schedules": False, "checksum": False,
+             "multi_report": True, "tx_delay_ms": tx_delay_ms},
+        ])
+        try:
+            stack.start()
+            stack.wait_listening()
+            converged = await _converge_timed(stack, Path(tmp), codes)
+            floor = await _bare_commands(stack, codes, first_slot=codes + 1)
+        finally:
+            stack.close()
+    floor_s = floor["set_s"] + floor["get_s"]
+    return {"codes": codes, "tx_delay_ms": tx_delay_ms,
+            "converge_s": round(converged["seconds"], 2),
+            "converge_frames": converged["frames"],
+            "floor_s": round(floor_s, 2), "floor_frames": 2 * codes,
+            "set_command_s": round(floor["set_s"] / codes, 3),
+            "get_command_s": round(floor["get_s"] / codes, 3),
+            "ratio": round(converged["seconds"] / floor_s, 3) if floor_s else None}
+
+
+async def _converge_timed(stack: Any, folder: Path, codes: int) -> dict[str, Any]:
+    """Real seconds from the first create to every code set and verified, and the frames the
+    lock received meanwhile."""
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    start_engine = importlib.import_module("tests.harness").start_engine
+
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
+                           clock=clock)
+    try:
+        await h.until(lambda: len(h.engine.devices) == 1, timeout=300, what="the lock")
+        await _quiet(h, 60, 30)
+        await stack.control("received", node=PLAIN)
+        device_id = h.device_id("zw", f"7e570001-{PLAIN}")
+        started = time.perf_counter()
+        created = []
+        for index in range(codes):
+            made = await h.engine.create_code(device_id, CodeRequest(
+                name=f"Guest {index}", code=f"{6000 + 7 * index:04d}"))
+            created.append(made.access_code_id)
+        await h.until(lambda: all(h.code(c).status is AccessCodeStatus.SET
+                                  and h.code(c).verified for c in created),
+                      advance=0.5, timeout=600, what="converged")
+        seconds = time.perf_counter() - started
+        frames = sum((await stack.control("received", node=PLAIN)).values())
+    finally:
+        await h.stop()
+    return {"seconds": seconds, "frames": frames}
+
+
+async def _bare_commands(stack: Any, codes: int, first_slot: int) -> dict[str, float]:
+    """The radio's floor: per code, one User Code Set and one Get, sent straight to
+    zwave-js-server one after the other (no engine, no driver); their seconds summed."""
+    import aiohttp
+    from zwave_js_server.client import Client
+    from zwave_js_server.const import CommandClass
+
+    async with aiohttp.ClientSession() as http:
+        client = Client(stack.url, http)
+        await client.connect()
+        ready = asyncio.Event()
+        listen = asyncio.create_task(client.listen(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 30)
+            assert client.driver is not None
+            node = client.driver.controller.nodes[PLAIN]
+            set_s = get_s = 0.0
+            for index in range(codes):
+                slot = first_slot + index
+                started = time.perf_counter()
+                await node.async_invoke_cc_api(CommandClass.USER_CODE, "set", slot, 1,
+                                               f"{8000 + 7 * index:04d}", wait_for_result=True)
+                set_s += time.perf_counter() - started
+                started = time.perf_counter()
+                await node.async_invoke_cc_api(CommandClass.USER_CODE, "get", slot,
+                                               wait_for_result=True)
+                get_s += time.perf_counter() - started
+        finally:
+            await client.disconnect()
+            listen.cancel()
+            await asyncio.gather(listen, return_exceptions=True)
+    return {"set_s": set_s, "get_s": get_s}
 
 
 def _user_code_frames(received: dict[str, int]) -> int:
     """The User Code reads among what a node received (zwave-js's own interview aside, which
     asks the checksum once on its own)."""
-    return sum(count for name, count in received.items()
-               if name in ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet",
-                           "UserCodeCCUserCodeChecksumGet"))
+    return sum(count for name, count in received.items() if name in CODE_READS)
 
 
 async def _counts(stack: Any) -> None:
-    for node in (PLAIN, SUMMED):
+    for node in LOCKS:
         await stack.control("received", node=node)
 
 

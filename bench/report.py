@@ -123,11 +123,36 @@ def _radio(r: dict[str, Any]) -> list[Row]:
          f"{r['checksum_frames_per_day']} ({day('checksum')})",
          f"{r['baseline_checksum_frames_per_day']} (hourly re-read)",
          "<= 1 checksum read per reconcile", _met(r["checksum_frames_per_day"] <= 24)),
-        (f"radio: first scan of a {r['slots']}-slot lock, no checksum / checksum",
-         f"{r['plain_first_scan_frames']} / {r['checksum_first_scan_frames']} frames",
+        ("radio: frames per lock per day, steady, no checksum, multi-code reads",
+         f"{r['multi_frames_per_day']} ({day('multi')})",
+         f"{r['baseline_multi_frames_per_day']} (hourly re-read)",
+         "daily sweep + events", _met(r["multi_frames_per_day"] <= r["codes"])),
+        (f"radio: first scan of an empty {r['slots']}-slot lock, no checksum / checksum / "
+         "multi-code reads",
+         f"{r['plain_first_scan_frames']} / {r['checksum_first_scan_frames']} / "
+         f"{r['multi_first_scan_frames']} frames",
          f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
-         _met(r["plain_first_scan_frames"] < r["slots"])),
+         _met(r["multi_first_scan_frames"] < r["slots"])),
+        (f"radio: first scan of a {r['slots']}-slot lock holding {r['codes']} codes, no "
+         "checksum / checksum / multi-code reads",
+         f"{r['plain_rescan_frames']} / {r['checksum_rescan_frames']} / "
+         f"{r['multi_rescan_frames']} frames (ratio {r['multi_rescan_ratio']:.3f})",
+         f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
+         _met(r["multi_rescan_frames"] < r["slots"])),
+        *_radio_floor(r.get("latency")),
     ]
+
+
+def _radio_floor(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    ratio = r["ratio"]
+    return [(f"radio: converge {r['codes']} codes on one Z-Wave lock, "
+             f"{r['tx_delay_ms']} ms a frame on the air",
+             f"{r['converge_s']} s, {r['converge_frames']} frames (ratio {ratio:.3f})",
+             f"{r['floor_s']} s, {r['floor_frames']} commands sent bare "
+             f"(set {r['set_command_s']} s, get {r['get_command_s']} s)",
+             "within 10% of the floor", _met(ratio is not None and ratio <= 1.10))]
 
 
 _RENDERERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {

@@ -107,6 +107,12 @@ class _Lock:
     # Slots the lock reported "status not available" (254) in this run: they do not exist.
     missing: set[int] = field(default_factory=set)
     checksum_supported: bool | None = None
+    # Whether the lock answers User Code v2's multi-code read (Extended User Code Get with
+    # Report More); None until asked of zwave-js (its interview learned it; no frame is sent).
+    multi_report: bool | None = None
+    # Multi-code reads under way: the slots they report are not known in advance, so their
+    # value events are nobody's news while one runs.
+    bulk_reads: int = 0
     last_signal: tuple[LockSignal, float] | None = None
     clock_synced: tuple[float, int] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -187,20 +193,28 @@ class ZWaveDriver:
         return lock.availability if lock is not None else Availability.REMOVED
 
     async def read_slots(self, external_id: str, slots: Sequence[int]) -> list[SlotRead]:
-        """Read each slot fresh from the lock (User Code Get), never from zwave-js's cache; a
-        slot the lock does not report is unreadable while the others are read (RetryLater when
-        none answers)."""
+        """Read each slot fresh from the lock (User Code Get, or several a frame where the lock
+        has User Code v2's multi-code read), never from zwave-js's cache; a slot the lock does
+        not report is unreadable while the others are read (RetryLater when none answers)."""
         lock, info = self._lock(external_id)
         node = self._node(lock)
         reads: list[SlotRead] = []
         silent: list[int] = []
         async with lock.guard:
+            valid = sorted({slot for slot in slots
+                            if isinstance(slot, int) and slot in info.capabilities.slots()})
+            in_bulk: set[int] = set()
+            if len(valid) > 1 and await self._multi_report(lock, node):
+                # Several codes a frame; what the lock does not answer in bulk is read alone.
+                _, left = await self._read_in_bulk(lock, node, valid)
+                in_bulk = set(valid).difference(left)
             for slot in slots:
                 if not isinstance(slot, int) or slot not in info.capabilities.slots():
                     reads.append(mapping.slot_read(slot, SlotValue()))
                     continue
                 try:
-                    value = await self._get_slot(lock, node, slot)
+                    value = lock.known[slot] if slot in in_bulk \
+                        else await self._get_slot(lock, node, slot)
                 except _NoReport:
                     # Unknown, never empty; the other slots are still read.
                     silent.append(slot)
@@ -234,24 +248,24 @@ class ZWaveDriver:
     async def list_codes(self, external_id: str) -> list[SlotRead]:
         """Every occupied slot: from the cache when the lock's checksum agrees, else read.
 
-        Slots read earlier in this session are not read again, so a walk cut short by the
-        engine's timeout resumes where it stopped.
+        Only the lock's own slots are read (its count of users, from zwave-js's interview);
+        a lock with User Code v2's multi-code read is read several codes a frame, skipping
+        the empty slots it points past. Slots read earlier in this session are not read
+        again, so a walk cut short by the engine's timeout resumes where it stopped.
         """
         lock, info = self._lock(external_id)
         node = self._node(lock)
+        slots = info.capabilities.slots()
         async with lock.guard:
             if await self._checksum_agrees(lock, node):
-                lock.fresh.update(info.capabilities.slots())
+                lock.fresh.update(slots)
             else:
-                walked = 0
-                for slot in info.capabilities.slots():
-                    if slot in lock.fresh:
-                        continue
-                    await self._get_slot(lock, node, slot)
-                    walked += 1
-                _LOG.info("zwave %s: read %d slots of node %d", self.name, walked, lock.node_id)
+                unread = [slot for slot in slots if slot not in lock.fresh]
+                frames = await self._read_fresh(lock, node, unread)
+                _LOG.info("zwave %s: read %d slots of node %d in %d frames", self.name,
+                          len(unread), lock.node_id, frames)
             return [mapping.slot_read(slot, value) for slot, value in sorted(lock.known.items())
-                    if value.occupied and slot in info.capabilities.slots()]
+                    if value.occupied and slot in slots]
 
     async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
         """Set one code (and its schedule), then read the slot back before calling it set.
@@ -451,6 +465,7 @@ class ZWaveDriver:
         lock.removed = False
         lock.fresh.clear()
         lock.clock_synced = None
+        lock.multi_report = None
         snap = mapping.snapshot(state)
         lock.known = dict(snap.slots) if snap is not None else {}
         if node.ready:
@@ -593,7 +608,7 @@ class ZWaveDriver:
         after = mapping.with_change(before, prop, new)
         lock.known[slot] = after
         lock.fresh.add(slot)
-        if after != before and not lock.busy.get(slot):
+        if after != before and not lock.busy.get(slot) and not lock.bulk_reads:
             # The lock reported a change nobody here asked for: a keypad edit, another client.
             self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, _external(lock, self._home_id),
                                    slot=slot))
@@ -665,11 +680,79 @@ class ZWaveDriver:
         if report is None:
             raise _NoReport(f"no answer to reading slot {slot}")
         value = mapping.report_value(report)
+        self._learn(lock, slot, value)
+        return value
+
+    async def _read_fresh(self, lock: _Lock, node: Node, slots: Sequence[int]) -> int:
+        """Read `slots` from the lock (several a frame where it can); the frames sent."""
+        frames = 0
+        left = sorted(slots)
+        while left:
+            if len(left) > 1 and await self._multi_report(lock, node):
+                sent, left = await self._read_in_bulk(lock, node, left)
+                frames += sent
+                if not left:
+                    break
+            # One report lost is not a lock without multi-code reads: the slot it was for is
+            # read alone (RetryLater when that too goes unanswered), then the rest in bulk.
+            await self._get_slot(lock, node, left[0])
+            frames += 1
+            left = left[1:]
+        return frames
+
+    async def _read_in_bulk(self, lock: _Lock, node: Node,
+                            slots: list[int]) -> tuple[int, list[int]]:
+        """Multi-code reads (Extended User Code Get, Report More) from the lowest slot not yet
+        read: each report carries the codes that fit in one frame and points to the next
+        occupied slot, the empty ones between being known without a frame. Returns the frames
+        sent and the slots left unread (when the lock stops answering in bulk)."""
+        assert lock.snapshot is not None
+        last_slot = lock.snapshot.slot_count
+        wanted = set(slots)
+        frames = 0
+        while wanted:
+            first = min(wanted)
+            lock.bulk_reads += 1
+            try:
+                report = await self._call(node.async_invoke_cc_api(
+                    CommandClass.USER_CODE, "get", usercode.user_id(first), True,
+                    wait_for_result=True))
+            finally:
+                lock.bulk_reads -= 1
+            frames += 1
+            read = mapping.bulk_read(report, first, last_slot)
+            if read is None:
+                _LOG.info("zwave %s: node %d gave no multi-code report from slot %d",
+                          self.name, lock.node_id, first)
+                break
+            for slot, value in read.values.items():
+                self._learn(lock, slot, value)
+            wanted.difference_update(read.values)
+        return frames, sorted(wanted)
+
+    async def _multi_report(self, lock: _Lock, node: Node) -> bool:
+        """Whether the lock answers multi-code reads: what zwave-js's interview learned
+        (the User Code Capabilities Report), asked of zwave-js once per session."""
+        snap = lock.snapshot
+        if snap is None or snap.cc_versions.get(CC_USER_CODE, 1) < 2:
+            return False
+        if lock.multi_report is None:
+            try:
+                answer = await self._call(node.async_send_command(
+                    "get_value", valueId=mapping.MULTI_REPORT_VALUE, wait_for_result=True))
+            except DriverError as exc:
+                _LOG.debug("zwave %s: node %d: could not ask zwave-js whether it reads "
+                           "several codes a frame: %s", self.name, lock.node_id, exc)
+                return False
+            lock.multi_report = isinstance(answer, dict) and answer.get("value") is True
+        return lock.multi_report
+
+    def _learn(self, lock: _Lock, slot: int, value: SlotValue) -> None:
+        """What the lock just said of one slot (254: the slot does not exist)."""
         lock.known[slot] = value
         lock.fresh.add(slot)
         if value.status == usercode.UserIdStatus.NOT_AVAILABLE:
             self._slot_missing(lock, slot)
-        return value
 
     async def _checksum_agrees(self, lock: _Lock, node: Node) -> bool:
         """True when the lock's user code checksum matches what is known of its slots."""

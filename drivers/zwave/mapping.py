@@ -41,6 +41,10 @@ CC_CLOCK = 0x81
 
 USER_CODE = "userCode"
 USER_ID_STATUS = "userIdStatus"
+# zwave-js keeps what the lock's User Code Capabilities Report said as an internal value: not
+# in the node's values, but `node.get_value` returns it.
+MULTI_REPORT_VALUE = {"commandClass": CC_USER_CODE, "endpoint": 0,
+                      "property": "supportsMultipleUserCodeReport"}
 
 # Node status values of zwave-js.
 NODE_UNKNOWN = 0
@@ -386,6 +390,46 @@ def report_value(report: Mapping[str, Any] | None) -> SlotValue:
     if not report:
         return SlotValue()
     return _slot_value(report.get(USER_ID_STATUS), report.get(USER_CODE))
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRead:
+    """What one Extended User Code Report (User Code v2, Report More) says of a lock's slots."""
+
+    # Slots it reports, and those it shows empty without naming them: the slots between its
+    # last reported one and `next_slot` (or the lock's last slot when it says none follows).
+    values: Mapping[int, SlotValue]
+    # The next occupied slot, where the next read starts; None when no slot after is occupied.
+    next_slot: int | None
+
+
+def bulk_read(report: Mapping[str, Any] | None, first: int, last_slot: int) -> BulkRead | None:
+    """The slots one multi-code read (`get(first, true)`: `{userCodes, nextUserId}`) covers.
+
+    None when the report does not answer for `first` or points back (read slot by slot then):
+    a lock may only be taken at its word for slots after those it named.
+    """
+    if not report:
+        return None
+    entries = report.get("userCodes")
+    following = report.get("nextUserId")
+    if not isinstance(entries, list) or not isinstance(following, int):
+        return None
+    values: dict[int, SlotValue] = {}
+    for entry in entries:
+        slot = entry.get("userId") if isinstance(entry, Mapping) else None
+        if isinstance(slot, int) and not isinstance(slot, bool) and 1 <= slot <= last_slot:
+            values[slot] = _slot_value(entry.get(USER_ID_STATUS), entry.get(USER_CODE))
+    if first not in values:
+        return None
+    named = max(values)
+    if following != 0 and following <= named:
+        return None
+    end = last_slot if following == 0 or following > last_slot else following - 1
+    for slot in range(named + 1, end + 1):
+        values[slot] = SlotValue(status=usercode.UserIdStatus.AVAILABLE)
+    return BulkRead(values=values,
+                    next_slot=following if 0 < following <= last_slot else None)
 
 
 def user_code_change(args: ValueArgs) -> tuple[int, str, Any] | None:

@@ -14,7 +14,11 @@
 // (ports default to free ones; the bound ports are printed, and written to F, as JSON)
 // FILE.json: [{"id": 2, "slots": 10, "schedules": false, "supervision": false}, ...]
 // (`supervision`: the lock has the Supervision CC, so zwave-js supervises its Sets and a refusal
-// is answered Fail, as Schlage and newer Yale locks do)
+// is answered Fail, as Schlage and newer Yale locks do; `checksum: false`: no User Code
+// checksum; `multi_report`: the lock answers User Code v2's Extended User Code Get with several
+// codes a frame (Report More); `report_bytes`: the payload such a report may fill, 46 by
+// default; `tx_delay_ms`: how long each frame to or from the node takes on the air, 10 by
+// default as in zwave-js's mock: a realistic per-command latency for benchmarks)
 "use strict";
 
 const Module = require("node:module");
@@ -56,6 +60,45 @@ const {
   createDefaultMockControllerBehaviors,
   createDefaultMockNodeBehaviors,
 } = require("zwave-js/Testing");
+const { Bytes } = zwaveRequire("@zwave-js/shared");
+
+// -- User Code v2 multi-code reads: the two halves zwave-js 15.29 leaves out on the node's side
+// zwave-js (the controller) sends Extended User Code Get and parses the Report
+// (packages/cc/src/cc/UserCodeCC.ts: `UserCodeCCAPI.get(userId, multiple)`,
+// `UserCodeCCExtendedUserCodeReport.from`), but a mock node can neither parse the Get
+// (`UserCodeCCExtendedUserCodeGet.from` throws "deserialization not implemented") nor send the
+// Report (it has no `serialize`). Both are filled in here, in this process only: the
+// zwave-js-server process keeps the stock classes.
+(function completeExtendedUserCode() {
+  cc.UserCodeCCExtendedUserCodeGet.from = function from(raw, ctx) {
+    const payload = raw.payload;
+    if (payload.length < 3) throw new Error("Extended User Code Get: payload too short");
+    return new cc.UserCodeCCExtendedUserCodeGet({
+      nodeId: ctx.sourceNodeId,
+      userId: payload.readUInt16BE(0),
+      reportMore: !!(payload[2] & 0x01),
+    });
+  };
+  const superSerialize = Object.getPrototypeOf(cc.UserCodeCCExtendedUserCodeReport.prototype)
+    .serialize;
+  cc.UserCodeCCExtendedUserCodeReport.prototype.serialize = function serialize(ctx) {
+    this.payload = Bytes.concat([
+      [this.userCodes.length],
+      ...this.userCodes.map(extendedEntry),
+      [(this.nextUserId >> 8) & 0xff, this.nextUserId & 0xff],
+    ]);
+    return superSerialize.call(this, ctx);
+  };
+})();
+
+/** One user code as Extended User Code Set and Report carry it: id, status, length, code. */
+function extendedEntry(entry) {
+  const code = Bytes.from(entry.userCode ?? "", "ascii");
+  return Bytes.concat([
+    [(entry.userId >> 8) & 0xff, entry.userId & 0xff, entry.userIdStatus, code.length & 0x0f],
+    code,
+  ]);
+}
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(name);
@@ -126,6 +169,8 @@ function lockCapabilities(spec) {
   return {
     manufacturerId: 0x0090, productType: 0x0001, productId: spec.schedules ? 0x0642 : 0x0236,
     genericDeviceClass: 0x40, specificDeviceClass: 0x03,
+    // The time each frame to or from this node spends on the (one, shared) air.
+    txDelay: spec.tx_delay_ms ?? 10,
     commandClasses: ccs,
   };
 }
@@ -232,7 +277,76 @@ function lockBehaviors(spec) {
       return { action: "sendCC", cc: report };
     },
   };
-  return [count, offline, unansweredSlots, failSets, refuseMissingSlots, rejectDuplicates, notificationStatus];
+  return [count, offline, unansweredSlots, failSets, refuseMissingSlots, rejectDuplicates,
+          notificationStatus, ...multiCodeReads(spec)];
+}
+
+/** User Code v2 multi-code reads for a lock with `multi_report` (the stock mock node says it has
+ *  none, and cannot answer Extended User Code Get at all). */
+function multiCodeReads(spec) {
+  if (!spec.multi_report) return [];
+  const capabilities = {
+    handleCC(controller, self, received) {
+      if (!(received instanceof cc.UserCodeCCCapabilitiesGet)) return undefined;
+      const report = new cc.UserCodeCCCapabilitiesReport({
+        nodeId: controller.ownNodeId,
+        supportsAdminCode: false,
+        supportsAdminCodeDeactivation: false,
+        supportsUserCodeChecksum: spec.checksum !== false,
+        supportsMultipleUserCodeReport: true,
+        supportsMultipleUserCodeSet: false,
+        supportedUserIDStatuses: [0, 1, 2],
+        supportedKeypadModes: [0],
+        supportedASCIIChars: "0123456789",
+      });
+      return { action: "sendCC", cc: report };
+    },
+  };
+  const extendedGet = {
+    handleCC(controller, self, received) {
+      if (!(received instanceof cc.UserCodeCCExtendedUserCodeGet)) return undefined;
+      const report = new cc.UserCodeCCExtendedUserCodeReport({
+        nodeId: controller.ownNodeId,
+        ...extendedReport(self, spec, received.userId, received.reportMore),
+      });
+      return { action: "sendCC", cc: report };
+    },
+  };
+  return [capabilities, extendedGet];
+}
+
+/** What an Extended User Code Report carries for a Get of `first`: that user id, and with
+ *  Report More the ids after it in order (occupied or not), as many as fit in `report_bytes`;
+ *  `nextUserId` is the next occupied id after the last one reported, 0 when none is (User Code
+ *  CC v2; zwave-js's own bulk read jumps to it: UserCodeCC.ts `refreshValues`). */
+function extendedReport(node, spec, first, reportMore) {
+  const budget = spec.report_bytes ?? 46;
+  const entry = (id) => {
+    if (id < 1 || id > spec.slots) return { userId: id, userIdStatus: 0xfe, userCode: "" };
+    const status = node.state.get(key.status(id)) ?? 0;
+    return { userId: id, userIdStatus: status,
+             userCode: status === 0 ? "" : node.state.get(key.code(id)) ?? "" };
+  };
+  const userCodes = [entry(first)];
+  // Header (CC, command, count) and the next user id: 5 bytes; each code 4 + its length.
+  let used = 5 + 4 + userCodes[0].userCode.length;
+  let id = first + 1;
+  while (reportMore && id <= spec.slots) {
+    const next = entry(id);
+    const size = 4 + next.userCode.length;
+    if (used + size > budget) break;
+    userCodes.push(next);
+    used += size;
+    id += 1;
+  }
+  let nextUserId = 0;
+  for (let i = userCodes[userCodes.length - 1].userId + 1; i <= spec.slots; i++) {
+    if ((node.state.get(key.status(i)) ?? 0) !== 0) {
+      nextUserId = i;
+      break;
+    }
+  }
+  return { userCodes, nextUserId };
 }
 
 function notify(node, controller, event, params) {

@@ -414,3 +414,37 @@ def test_the_librarys_message_dumps_never_reach_the_logs(caplog: pytest.LogCaptu
     assert "4711" not in caplog.text
     assert caplog.text.count("payload withheld") == 2
     assert "Connected to Home 1" in caplog.text
+
+
+def _entry(slot: int, status: int, code: str = "") -> dict[str, Any]:
+    return {"userId": slot, "userIdStatus": status, "userCode": code}
+
+
+def test_a_multi_code_read_shows_the_slots_it_points_past_empty() -> None:
+    entries = [_entry(3, 1, "1234"), _entry(4, 0), _entry(5, 2, "9876")]
+    read = mapping.bulk_read({"userCodes": entries, "nextUserId": 9}, first=3, last_slot=250)
+    assert read is not None
+    assert read.next_slot == 9
+    assert sorted(read.values) == [3, 4, 5, 6, 7, 8]
+    assert read.values[3] == SlotValue(status=1, code="1234")
+    assert read.values[5].occupied and not read.values[4].occupied
+    assert not read.values[8].occupied
+
+
+def test_a_multi_code_read_with_nothing_after_it_ends_the_walk() -> None:
+    read = mapping.bulk_read({"userCodes": [_entry(1, 0), _entry(2, 0)], "nextUserId": 0},
+                             first=1, last_slot=30)
+    assert read is not None
+    assert read.next_slot is None
+    assert sorted(read.values) == list(range(1, 31))
+
+
+@pytest.mark.parametrize("report", [
+    None,
+    {"userCodes": [_entry(2, 0)], "nextUserId": 0},  # not the slot asked for
+    {"userCodes": [_entry(1, 0), _entry(2, 0)], "nextUserId": 2},  # points back
+    {"userCodes": "nonsense", "nextUserId": 0},
+])
+def test_a_multi_code_read_that_does_not_answer_is_read_slot_by_slot(
+        report: dict[str, Any] | None) -> None:
+    assert mapping.bulk_read(report, first=1, last_slot=30) is None

@@ -4,7 +4,8 @@ itself (not by lockbridge), per code converged and per hour and day of steady st
 Every frame wakes a battery lock's radio. Before, the engine re-read every managed slot of
 every lock each reconcile (hourly): one User Code Get per code per hour. Now a lock with a User
 Code checksum costs one checksum read per reconcile, and one without is swept once a day,
-keypad changes in between arriving as the lock's own reports.
+keypad changes in between arriving as the lock's own reports. A lock with User Code v2's
+multi-code read is listed several codes a frame, its empty slots skipped.
 """
 
 from __future__ import annotations
@@ -125,3 +126,122 @@ async def test_steady_state_costs_a_checksum_an_hour_or_a_sweep_a_day(
             raise AssertionError("the code cleared at the keypad was not put back")
     finally:
         await h.stop()
+
+
+MULTI = 4  # a lock with User Code v2's multi-code read (Extended User Code Get, Report More)
+BIG_LOCK_SLOTS = 250
+# Codes put at the lock's keypad before lockbridge first sees it: two runs of slots.
+KEYPAD_SLOTS = [*range(1, 21), *range(100, 110)]
+# What the mock's reports carry (46 payload bytes: a 4-digit code takes 8, an empty slot 4):
+# five codes a frame, so slots 1-20 take 4 frames and 100-109 two; each report points to the
+# next occupied slot, so the empty ones between are never asked for.
+FIRST_SCAN_FRAMES = 6
+CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserCodeChecksumGet")
+
+
+async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
+        tmp_path: Path) -> None:
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    ensure_peers()
+    zwave = ZWaveStack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": BIG_LOCK_SLOTS, "schedules": False, "checksum": False,
+         "multi_report": True},
+    ])
+    pins = {slot: f"{5000 + 7 * slot:04d}" for slot in KEYPAD_SLOTS}
+    SEEN_PINS.update(pins.values())
+    try:
+        zwave.start()
+        zwave.wait_listening()
+
+        async def first_scan(run: str) -> tuple[dict[str, Any], list[Any]]:
+            """A fresh lockbridge (driver, engine, store) meets the lock: what it sent it
+            before settling, and what its driver then knows of the lock's codes."""
+            clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+            config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
+                                            "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                            "reconnect_max_s": 1})
+            (tmp_path / run).mkdir()
+            zw = ZWaveDriver(config, clock, tmp_path / run / "state")
+            await frames(zwave, MULTI)
+            h = await start_engine(tmp_path / run, {"zw": zw}, clock=clock)
+            try:
+                await h.until(lambda: len(h.engine.devices) == 1, timeout=60, what="the lock")
+                await quiet_for(h, 60, step=30)
+                # zwave-js's own interview may still be running: only code reads are counted.
+                sent = {name: count for name, count in (await frames(zwave, MULTI)).items()
+                        if name in CODE_READS}
+                # Everything read is known now: listing the codes sends nothing more.
+                listed = await zw.list_codes(f"7e570001-{MULTI}")
+                assert await frames(zwave, MULTI) == {}
+                return sent, listed
+            finally:
+                await h.stop()
+
+        # An empty lock of 250 slots: one frame, whose report says no slot is occupied.
+        sent, listed = await first_scan("empty")
+        assert sent == {"UserCodeCCExtendedUserCodeGet": 1}
+        assert listed == []
+
+        for slot, pin in pins.items():
+            await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
+        sent, listed = await first_scan("thirty")
+        assert sent == {"UserCodeCCExtendedUserCodeGet": FIRST_SCAN_FRAMES}
+        assert {read.slot: read.pin for read in listed} == pins
+    finally:
+        zwave.close()
+        print(zwave.server_log()[-4000:])
+
+
+async def test_a_lost_multi_code_report_costs_that_slot_alone(tmp_path: Path) -> None:
+    from bridge.clock import SystemClock
+    from bridge.driver import DriverEvent, RetryLater, SlotState
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+
+    ensure_peers()
+    zwave = ZWaveStack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": 40, "schedules": False, "checksum": False, "multi_report": True},
+    ])
+    pins = {3: "3333", 4: "4444", 12: "1212", 30: "3030"}
+    SEEN_PINS.update(pins.values())
+    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
+                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                    "reconnect_max_s": 1})
+    zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    events: list[DriverEvent] = []
+
+    async def sink(event: DriverEvent) -> None:
+        events.append(event)
+
+    try:
+        zwave.start()
+        zwave.wait_listening()
+        await zw.start(sink)
+        external_id = f"7e570001-{MULTI}"
+        for slot, pin in pins.items():
+            await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
+        # The lock never answers for slot 12, alone or as the first of a multi-code read.
+        await zwave.control("mute_slot", node=MULTI, slot=12)
+        await frames(zwave, MULTI)
+        reads = {read.slot: read for read in await zw.read_slots(external_id, list(pins))}
+        # One report from slot 3 (slots 3 to 10; it points to 12), one lost from 12; then 12
+        # alone (lost again: unreadable, never empty) and 30 alone.
+        assert {slot: read.pin for slot, read in reads.items()
+                if read.state is SlotState.KNOWN} == {3: "3333", 4: "4444", 30: "3030"}
+        assert reads[12].state is SlotState.UNREADABLE
+        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                              "UserCodeCCGet": 2}
+        # Listing the lock: slots 1 to 8 in one report (pointing to 12), 12 lost in bulk and
+        # alone: the engine is told to retry, and the walk resumes there.
+        with pytest.raises(RetryLater):
+            await zw.list_codes(external_id)
+        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                              "UserCodeCCGet": 1}
+        # Reads are not news: no slot changed for the engine's sake.
+        assert not [e for e in events if e.kind.value == "slot_changed"]
+    finally:
+        await zw.stop()
+        zwave.close()
+        print(zwave.server_log()[-4000:])
