@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,10 @@ class CodeSync:
     awaiting_adoption: bool = False
 
 
+# The marks of almost every code: one shared object, not one per code (frozen, so sharing is safe).
+NO_SYNC = CodeSync()
+
+
 @dataclass(frozen=True, slots=True)
 class CodeRecord:
     """An access code, managed or unmanaged, with what the bridge knows of it on the lock."""
@@ -124,7 +129,7 @@ class CodeRecord:
     revision: int = 0
     gave_up: bool = False
     ever_set: bool = False
-    sync: CodeSync = field(default_factory=CodeSync)
+    sync: CodeSync = NO_SYNC
 
     @property
     def on_lock(self) -> bool:
@@ -154,15 +159,18 @@ def code_to_row(record: CodeRecord) -> tuple[dict[str, Any], dict[str, str | Non
 
 
 def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> CodeRecord:
-    """Rebuild a code from what `code_to_row` produced."""
-    kwargs: dict[str, Any] = {name: public[name] for name in _CODE_PUBLIC_FIELDS
-                              if name in public}
+    """Rebuild a code from what `code_to_row` produced. `public` is consumed (it becomes the
+    keyword arguments when it holds exactly the stored fields, as every current row does)."""
+    if public.keys() == _CODE_PUBLIC_KEYS:
+        kwargs = public
+    else:  # a row of an older version: fields added since are left to their defaults
+        kwargs = {name: public[name] for name in _CODE_PUBLIC_FIELDS if name in public}
     # Only the fields JSON cannot hold as they are (every field of every code at startup was
     # most of its time).
-    for name in _DECODED_FIELDS:
+    for name, decode in _DECODERS:
         value = kwargs.get(name)
         if value is not None:
-            kwargs[name] = _decode_code_field(name, value)
+            kwargs[name] = decode(value)
     # One object where the values are equal, not a copy per code: a lock's id repeats on each
     # of its codes, and a converged code's PIN is also the requested and the on-lock PIN.
     kwargs["device_id"] = sys.intern(kwargs["device_id"])
@@ -243,32 +251,38 @@ def _issues(raw: list[dict[str, Any]]) -> tuple[Issue, ...]:
     )
 
 
-_TIME_FIELDS = {"created_at", "starts_at", "ends_at", "last_write_at", "pending_since",
-                "next_attempt_at", "backup_pulled_at"}
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
-_DECODED_FIELDS = (*_TIME_FIELDS, "errors", "warnings", "type", "status", "on_lock_held", "sync")
+def _issue_tuple(raw: list[dict[str, Any]]) -> tuple[Issue, ...]:
+    return _issues(raw) if raw else ()
 
 
-def _decode_code_field(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in _TIME_FIELDS:
-        return datetime.fromisoformat(value)
-    if name in ("errors", "warnings"):
-        return _issues(value)
-    if name == "type":
-        return AccessCodeType(value)
-    if name == "status":
-        return AccessCodeStatus(value)
-    if name == "sync":
-        first_sent = value.get("first_sent_at")
-        return CodeSync(**{**value, "first_sent_at": datetime.fromisoformat(first_sent)
-                           if first_sent else None})
-    if name == "on_lock_held":
-        window = value.get("window")
-        return Held(window=LocalWindow(datetime.fromisoformat(window["starts_at"]),
-                                       datetime.fromisoformat(window["ends_at"]),
-                                       window.get("zone")) if window else None,
-                    name=value.get("name"))
-    return value
+def _sync(value: dict[str, Any]) -> CodeSync:
+    if value == _NO_SYNC_JSON:
+        return NO_SYNC
+    first_sent = value.get("first_sent_at")
+    return CodeSync(**{**value, "first_sent_at": datetime.fromisoformat(first_sent)
+                       if first_sent else None})
+
+
+def _held(value: dict[str, Any]) -> Held:
+    window = value.get("window")
+    return Held(window=LocalWindow(datetime.fromisoformat(window["starts_at"]),
+                                   datetime.fromisoformat(window["ends_at"]),
+                                   window.get("zone")) if window else None,
+                name=value.get("name"))
+
+
+_TIME_FIELDS = ("created_at", "starts_at", "ends_at", "last_write_at", "pending_since",
+                "next_attempt_at", "backup_pulled_at")
+# How each stored field that JSON cannot hold as it is becomes its value again (None stays None).
+_DECODERS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    *((name, _time) for name in _TIME_FIELDS),
+    ("errors", _issue_tuple), ("warnings", _issue_tuple),
+    ("type", AccessCodeType), ("status", AccessCodeStatus),
+    ("on_lock_held", _held), ("sync", _sync),
+)
+_CODE_PUBLIC_KEYS = frozenset(_CODE_PUBLIC_FIELDS)
+_NO_SYNC_JSON = _encode(NO_SYNC)
