@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,7 +73,7 @@ async def test_registering_the_metrics_does_not_walk_the_codes(harness_factory) 
     collected = 0
     original = module._StateCollector.collect
 
-    def counting(self):  # type: ignore[no-untyped-def]
+    def counting(self: Any) -> Any:
         nonlocal collected
         collected += 1
         return original(self)
