@@ -214,7 +214,8 @@ def _assemble(values: dict[str, Any]) -> CodeRecord:
 
 
 _new_object = object.__new__
-assert not hasattr(CodeRecord, "__post_init__"), "_assemble would skip it"
+if hasattr(CodeRecord, "__post_init__"):
+    raise TypeError("CodeRecord has a __post_init__, which _assemble would skip")
 _CODE_SLOTS = tuple(
     (f.name, getattr(CodeRecord, f.name).__set__,
      _NO_DEFAULT if f.default is dataclasses.MISSING else f.default)
