@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -462,7 +463,8 @@ class Store:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             version = self._checked_version(conn)
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            with scan_cache(conn):
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -691,16 +693,17 @@ class Reader:
 
     def codes(self, device_id: str | None = None) -> list[CodeRecord]:
         """Every code, or one device's."""
-        if device_id is None:
-            rows = self._conn.execute(
-                "SELECT access_code_id, record, secrets FROM access_codes ORDER BY rowid")
-        else:
+        if device_id is not None:
             rows = self._conn.execute(
                 "SELECT access_code_id, record, secrets FROM access_codes WHERE device_id = ? "
                 "ORDER BY rowid", (device_id,))
-        # Row by row, not fetchall(): the raw JSON of every code at once was a startup peak
-        # larger than the decoded codes themselves.
-        return [self._code(r) for r in rows]
+            return [self._code(r) for r in rows]
+        with scan_cache(self._conn):
+            rows = self._conn.execute(
+                "SELECT access_code_id, record, secrets FROM access_codes ORDER BY rowid")
+            # Row by row, not fetchall(): the raw JSON of every code at once was a startup
+            # peak larger than the decoded codes themselves.
+            return [self._code(r) for r in rows]
 
     def intents(self) -> list[Intent]:
         """Commands that were sent (or about to be) when the process last stopped."""
@@ -802,6 +805,23 @@ class Reader:
     def _code(self, row: tuple[str, str, bytes]) -> CodeRecord:
         code_id, public, sealed = row
         return code_from_row(json.loads(public), json.loads(self._cipher.open(sealed, code_id)))
+
+
+# SQLite's page cache during a scan that reads every page once (KiB, as a negative cache_size).
+SCAN_CACHE_KIB = 256
+
+
+@contextmanager
+def scan_cache(conn: sqlite3.Connection) -> Iterator[None]:
+    """A small page cache for the length of a full scan (the integrity check, the startup read
+    of every code): at the default size each connection kept 2 MB of pages no later query used,
+    4 MB of the daemon's RSS over a store of 30,000 codes."""
+    size = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    conn.execute(f"PRAGMA cache_size = {-SCAN_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {size}")
 
 
 def _document_table(table: str) -> str:

@@ -26,6 +26,7 @@ from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.portal.web import PREFIX as PORTAL_PREFIX
 from bridge.portal.web import Portal
 from bridge.serialize import access_code_json
+from bridge.version import software_version
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -151,9 +152,6 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
 
 def _add_status_page(app: web.Application, bridge: Bridge) -> None:
     """`/status` (and `/`): the page, its script and style, and the data it renders."""
-    # Imported here: the upstream link's module is not otherwise needed without an upstream.
-    from bridge.upstream.link import software_version
-
     version = software_version()
     files = {path: (static_file(name), kind) for path, (name, kind) in STATIC_FILES.items()}
 

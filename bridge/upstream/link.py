@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import ssl
 import uuid
@@ -47,6 +46,7 @@ from bridge.upstream.protocol import (
     dumps,
     parse_upstream,
 )
+from bridge.version import software_version
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
@@ -191,14 +191,6 @@ def classify(error: BaseException) -> FailureKind:
     if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
         return FailureKind.REFUSED
     return FailureKind.TRANSIENT
-
-
-def software_version() -> str:
-    """lockbridge's installed version, for `hello`."""
-    try:
-        return importlib.metadata.version("lockbridge")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 class UpstreamLink:

@@ -132,7 +132,8 @@ def build(config: Config, context: DriverContext) -> SimulatorDriver:
         lock.fail_reason = f.reject_reason
         lock.full = f.slots_full
         lock.chaos = f.chaos
-        lock.chaos_rng.seed(f.chaos_seed)
+        if f.chaos_seed is not None:
+            lock.chaos_random().seed(f.chaos_seed)
         if f.offline or f.offline_for_s:
             lock.go_offline(f.offline_for_s)
         if f.account_disconnected:

@@ -283,9 +283,9 @@ _CHAOS_TYPES: tuple[type[Exception], ...] = (
 
 def _chaos(lock: SimLock, where: str) -> None:
     """Raise one of the unexpected exception types with the lock's chaos chance."""
-    if lock.chaos <= 0 or lock.chaos_rng.random() >= lock.chaos:
+    if lock.chaos <= 0 or lock.chaos_random().random() >= lock.chaos:
         return
-    kind = lock.chaos_rng.choice(_CHAOS_TYPES)
+    kind = lock.chaos_random().choice(_CHAOS_TYPES)
     if kind is UnicodeDecodeError:
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"simulated driver bug {where}")
     raise kind(f"simulated driver bug {where}")

@@ -20,7 +20,7 @@ from bridge.driver import Addressing, LocalWindow, LockState
 from bridge.model import Event, EventType
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
-from bridge.store import MIGRATIONS, Store, StoreError, StoreUnavailable
+from bridge.store import MIGRATIONS, Reader, Store, StoreError, StoreUnavailable
 from drivers.simulator.lock import SimLock, SimLockSpec
 from tests.paths import ROOT
 
@@ -260,4 +260,25 @@ async def test_a_disk_error_in_a_group_fails_only_its_own_write(tmp_path: Path) 
     stored = {c.access_code_id for c in await store.read(lambda r: r.codes())}
     assert stored == {f"c{n}" for n in range(6)}
     assert store.health.writable
+    await store.close()
+
+
+async def test_a_full_scan_leaves_the_page_cache_as_it_was(tmp_path: Path) -> None:
+    # The scan runs with a small cache (its pages are read once); later queries get the
+    # connection's own size back, also when the scan fails.
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+    await store.write(lambda tx: tx.put_code(CodeRecord("c1", "dev", datetime.now(UTC))))
+
+    def cache_size(r: Reader) -> int:
+        return r.count("PRAGMA cache_size")
+
+    before = await store.read(cache_size)
+    seen = await store.read(lambda r: (r.codes(), cache_size(r)))
+    assert [c.access_code_id for c in seen[0]] == ["c1"] and seen[1] == before
+    await store.write(lambda tx: tx.execute("UPDATE access_codes SET record = 'not json'"))
+    with pytest.raises(ValueError):
+        await store.read(lambda r: r.codes())
+    assert await store.read(cache_size) == before
     await store.close()
