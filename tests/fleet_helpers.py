@@ -28,7 +28,8 @@ NAMES = FleetNames()
 
 @dataclass
 class RunningReplica:
-    """A backend replica running as a task."""
+    """A backend replica running as a task (tests/fleet_processes.py runs one as a process,
+    for a real SIGKILL)."""
 
     replica: FleetReplica
     task: asyncio.Task[None]
@@ -42,12 +43,6 @@ class RunningReplica:
         self.stop_event.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, 15)
-
-    async def kill(self) -> None:
-        """Gone mid-flow: cancelled wherever it is, no clean shutdown of its work."""
-        self.task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(self.task, 20)
 
 
 async def start_replica(cluster: NatsCluster, dsn: str, *, replicas: int = 1,
@@ -104,7 +99,7 @@ async def start_bridge(h: Harness, config: NatsUpstreamConfig, bridge_id: str) -
 
 async def pg_rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        cursor = await conn.execute(sql, args)  # type: ignore[arg-type]
+        cursor = await conn.execute(sql.encode(), args)
         return list(await cursor.fetchall())
 
 
