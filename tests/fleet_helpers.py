@@ -46,12 +46,14 @@ class RunningReplica:
 
 
 async def start_replica(cluster: NatsCluster, dsn: str, *, replicas: int = 1,
-                        stale_after_s: float = 2.0, ack_wait_s: float = 2.0) -> RunningReplica:
+                        stale_after_s: float = 2.0, ack_wait_s: float = 2.0,
+                        resend_after_s: float = 30.0) -> RunningReplica:
     settings = FleetSettings(nats_servers=cluster.urls, dsn=dsn, api_key=API_KEY,
                              listen_port=0, nats_user=BACKEND_USER,
                              nats_password=BACKEND_PASSWORD, replicas=replicas,
                              stale_after_s=stale_after_s, command_timeout_s=20.0,
-                             ack_wait_s=ack_wait_s, pool_size=4)
+                             ack_wait_s=ack_wait_s, pool_size=4,
+                             resend_after_s=resend_after_s, resend_every_s=0.2)
     replica = FleetReplica(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(replica.run(stop), name="fleet-replica")

@@ -178,11 +178,12 @@ class FleetApi:
         it into the database)."""
         command_id = str(uuid.uuid4())
         await self._db.add_command(command_id, bridge_id, command)
-        envelope = {"type": "command", "command_id": command_id, "command": command}
         clock = self._clock
         deadline = clock.monotonic() + self._timeout
-        await self._publish(self._names.commands(bridge_id), json.dumps(envelope).encode(),
-                            command_id, deadline)
+        await self._publish(self._names.commands(bridge_id),
+                            command_message(command_id, command), command_id, deadline)
+        # A replica that dies before this line leaves the command to CommandResender.
+        await self._db.mark_published(command_id)
         delay = 0.02
         while clock.monotonic() < deadline:  # bounded by the command timeout
             raise_if_cancelled()
@@ -194,7 +195,6 @@ class FleetApi:
         raise FleetError(504, "bridge_timeout", f"Bridge {bridge_id} has not answered yet; the "
                          "command stays queued and is applied when it is back",
                          {"command_id": command_id})
-
 
     async def _publish(self, subject: str, payload: bytes, command_id: str,
                        deadline: float) -> None:
@@ -209,10 +209,20 @@ class FleetApi:
                 return
             except (NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
                 if clock.monotonic() + pause >= deadline:
+                    # Recorded, so it is not dropped: a replica publishes it once the stream
+                    # answers (CommandResender). A retry would be a second command.
                     raise FleetError(503, "service_unavailable", "The fleet's message stream "
-                                     "does not answer; try again") from exc
+                                     "does not answer; the command is recorded and is sent "
+                                     "to its bridge once it does",
+                                     {"command_id": command_id}) from exc
                 await clock.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+
+def command_message(command_id: str, command: dict[str, Any]) -> bytes:
+    """A command as its bridge reads it (docs/upstream-protocol.md's `command`)."""
+    return json.dumps({"type": "command", "command_id": command_id,
+                       "command": command}).encode()
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
