@@ -65,7 +65,10 @@ class SimBridge:
         self.store = Store(root / "lockbridge.db", PinCipher(_key(root / KEY_FILE)))
         # The engine's time does not matter here (no schedules); a fake clock keeps it still.
         clock = FakeClock()
-        self.driver = SimulatorDriver("sim", [SimLockSpec(lock_id=f"l{j}", name=f"l{j}")
+        # Lock ids unique across the fleet: the engine derives a device's id from its driver
+        # and lock id only, so two bridges with a lock "l1" would share a device id.
+        self.driver = SimulatorDriver("sim", [SimLockSpec(lock_id=f"{bridge_id}-l{j}",
+                                                          name=f"{bridge_id} door {j}")
                                               for j in range(locks)], clock,
                                       root / "sim.json")
         self.engine = Engine(self.store, clock, Policy(), {"sim": self.driver},
@@ -140,6 +143,7 @@ class Worker:
     def __init__(self, bridges: list[SimBridge]) -> None:
         self.bridges = bridges
         self.flow: asyncio.Task[None] | None = None
+        self.flow_stop = asyncio.Event()
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -152,7 +156,9 @@ class Worker:
             return {"burst": n * len(self.bridges), "seconds": time.monotonic() - started}
         if op == "flow":
             await self._flow_off()
-            self.flow = asyncio.create_task(self._flow(float(request["period_s"])))
+            self.flow_stop = asyncio.Event()
+            self.flow = asyncio.create_task(self._flow(float(request["period_s"]),
+                                                       self.flow_stop))
             return {"flow": "on"}
         if op == "flow_off":
             await self._flow_off()
@@ -168,14 +174,20 @@ class Worker:
         for _ in range(n):
             await bridge.keypad_event()
 
-    async def _flow(self, period_s: float) -> None:
-        """Steady: each bridge one event per period, bridges spread over the period."""
+    async def _flow(self, period_s: float, stop: asyncio.Event) -> None:
+        """Steady: each bridge one event per period, bridges spread over the period. It ends
+        between events, never inside one: a commit whose caller is cancelled while SQLite
+        commits is on disk, but the engine's listeners (the link's outbox) never hear of it."""
+        async def pause(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+
         async def one(bridge: SimBridge, offset: float) -> None:
-            await asyncio.sleep(offset)
-            while True:  # until flow_off cancels it
+            await pause(offset)
+            while not stop.is_set():  # until flow_off
                 started = time.monotonic()
                 await bridge.keypad_event()
-                await asyncio.sleep(max(0.0, period_s - (time.monotonic() - started)))
+                await pause(max(0.0, period_s - (time.monotonic() - started)))
 
         count = len(self.bridges)
         await asyncio.gather(*(one(b, period_s * i / count)
@@ -183,8 +195,8 @@ class Worker:
 
     async def _flow_off(self) -> None:
         if self.flow is not None:
-            self.flow.cancel()
-            await asyncio.gather(self.flow, return_exceptions=True)
+            self.flow_stop.set()
+            await asyncio.wait_for(self.flow, STOP_TIMEOUT_S)
             self.flow = None
 
 

@@ -10,14 +10,19 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from nats.js import JetStreamContext
 from seam.seam import AsyncSeam
 
-from bridge.fleet.api import disconnected_error
-from bridge.fleet.db import BridgeSeen
+from bridge.clock import SystemClock
+from bridge.fleet.api import FleetApi, disconnected_error
+from bridge.fleet.db import BridgeSeen, FleetDb, StateChange
 from bridge.fleet.schema import MIGRATIONS, migrate
+from bridge.upstream.nats_subjects import FleetNames
 from drivers.simulator import SimLockSpec
 from tests.conftest import Harness, make_harness, stop_harness
 from tests.fleet_helpers import (
@@ -182,3 +187,30 @@ async def test_a_command_recorded_but_never_published_is_sent_once(
     finally:
         await bridge.stop()
         await replica.stop()
+
+
+async def test_a_device_id_two_bridges_report_is_refused_not_guessed(dsn: str) -> None:
+    """Bridges derive device ids from driver and lock ids, so two properties can report the
+    same one. A create on it used to go to whichever bridge sorted first (another property's
+    door); it is refused, and nothing is recorded or sent."""
+    db = FleetDb(dsn, max_size=2)
+    await db.open()
+    try:
+        await db.apply_state([
+            StateChange(bridge, "device", "dev-shared", n, {"device_id": "dev-shared",
+                                                              "display_name": bridge})
+            for n, bridge in enumerate(("east", "west"), start=1)])
+        api = FleetApi(db, cast(JetStreamContext, None), FleetNames(), SystemClock(),
+                       api_key=API_KEY, stale_after_s=15.0, command_timeout_s=1.0)
+        async with TestClient(TestServer(api.app())) as client:
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            for path, body in (("/access_codes/create", {"device_id": "dev-shared",
+                                                         "name": "Guest"}),
+                               ("/devices/get", {"device_id": "dev-shared"})):
+                response = await client.post(path, json=body, headers=auth)
+                error = (await response.json())["error"]
+                assert (response.status, error["type"]) == (409, "ambiguous_device"), path
+                assert error["data"] == {"bridge_ids": ["east", "west"]}
+        assert await pg_rows(dsn, "SELECT count(*) FROM commands") == [(0,)]
+    finally:
+        await db.close()
