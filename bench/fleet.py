@@ -17,7 +17,7 @@ replica processes -> PostgreSQL (a database of its own). Per size:
    exactly once, every command the backend recorded has exactly one result and was applied
    once on its bridge, and every bridge's present in the backend equals its own store's.
 
-    python -m bench.fleet --bridges 10 50 200 --locks 30 --events 20
+    python -m bench.fleet --bridges 10 50 200 --locks 30 --events 50
 
 Every wait is bounded (`--timeout` per phase).
 """
@@ -122,6 +122,11 @@ class CommandLog:
     answered: dict[int, int] = field(default_factory=dict)  # status -> count
     failed: int = 0  # no answer: the replica died with the request, or a timeout
     names_ok: list[str] = field(default_factory=list)
+    seconds_200: list[float] = field(default_factory=list)  # request to answer, each 200
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.seconds_200)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
 async def pg_rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -305,7 +310,10 @@ class Run:
             "kills": kills, "commands_sent": log.sent,
             "commands_200": log.answered.get(200, 0),
             "commands_other": {str(k): v for k, v in log.answered.items() if k != 200},
-            "commands_no_answer": log.failed})
+            "commands_no_answer": log.failed,
+            "command_p50_s": round(log.percentile(0.5), 3),
+            "command_p99_s": round(log.percentile(0.99), 3),
+            "command_max_s": round(max(log.seconds_200, default=0.0), 2)})
         self._log = log
 
     async def _send_commands(self, log: CommandLog, targets: list[str], stop: asyncio.Event,
@@ -318,6 +326,7 @@ class Run:
                 replica = alive[log.sent % len(alive)]
                 name = f"bench {k}-{log.sent}"
                 log.sent += 1
+                asked = time.monotonic()
                 try:
                     async with http.post(replica.url + "/access_codes/create", json={
                             "device_id": rng.choice(targets), "name": name},
@@ -326,6 +335,7 @@ class Run:
                                                                          0) + 1
                         if response.status == 200:
                             log.names_ok.append(name)
+                            log.seconds_200.append(time.monotonic() - asked)
                 except (aiohttp.ClientError, TimeoutError):
                     log.failed += 1
                     await asyncio.sleep(0.2)
@@ -428,7 +438,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--bridges", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--locks", type=int, default=30)
-    parser.add_argument("--events", type=int, default=20, help="per bridge, in the burst")
+    parser.add_argument("--events", type=int, default=50, help="per bridge, in the burst")
     parser.add_argument("--nats-nodes", type=int, default=3, choices=[1, 3])
     parser.add_argument("--replicas", type=int, default=2, help="backend processes")
     parser.add_argument("--workers", type=int, default=4, help="bridge processes")
