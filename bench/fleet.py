@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -212,7 +213,7 @@ class Run:
         self.replicas = [start_replica_process(
             self.cluster, self.dsn, API_KEY, self.root / "replicas", f"replica-{i}",
             replicas=stream_replicas, stale_after_s=60, ack_wait_s=args.ack_wait,
-            command_timeout_s=args.command_timeout, pool_size=4)
+            command_timeout_s=args.command_timeout, pool_size=4, log_level="info")
             for i in range(args.replicas)]
         for replica in self.replicas:
             await replica.wait_ready(90)
@@ -358,7 +359,15 @@ class Run:
         except TimeoutError:
             findings["ok"] = False
         findings["settle_s"] = round(time.monotonic() - started, 1)
+        findings["redelivered_to_replicas"] = self._redelivered()
         self.row.update(findings)
+
+    def _redelivered(self) -> int:
+        """Messages a replica took that had been delivered before (to the killed one), from
+        the replicas' logs (bridge/fleet/consumer.py says so at info)."""
+        pattern = re.compile(r"fleet: (\d+) of \d+ messages on \S+ were delivered before")
+        return sum(int(m.group(1)) for r in self.replicas
+                   for m in pattern.finditer(r.log_tail(size=1 << 30)))
 
     async def _compare(self) -> dict[str, Any]:
         dumps: dict[str, Any] = {}

@@ -45,6 +45,8 @@ class FleetConsumer:
         self.events = 0
         self.results = 0
         self.state_changes = 0
+        # Messages delivered before (to a replica that died or was slower than ack_wait).
+        self.redelivered = 0
 
     async def run(self) -> None:
         """Consume until cancelled (or the connection fails)."""
@@ -82,9 +84,18 @@ class FleetConsumer:
                 messages = await subscription.fetch(self._batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
+            self._note_redelivered(messages)
             await take(messages)
             for msg in messages:
                 await msg.ack()
+
+    def _note_redelivered(self, messages: list[Msg]) -> None:
+        again = sum(1 for m in messages if m.metadata.num_delivered > 1)
+        if again:
+            self.redelivered += again
+            _LOG.info("fleet: %d of %d messages on %s were delivered before (a replica died "
+                      "or was slower than ack_wait)", again, len(messages),
+                      messages[0].metadata.stream)
 
     async def _take_events(self, messages: list[Msg]) -> None:
         events: list[tuple[str, dict[str, Any]]] = []
