@@ -30,6 +30,7 @@ import contextlib
 import json
 import random
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -324,6 +325,10 @@ class Run:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
             while not stop.is_set():  # until the flow is over
                 alive = [r for r in self.replicas if r.alive]
+                if not alive:
+                    log.failed += 1
+                    await asyncio.sleep(1.0)
+                    continue
                 replica = alive[log.sent % len(alive)]
                 name = f"bench {k}-{log.sent}"
                 log.sent += 1
@@ -360,7 +365,18 @@ class Run:
             findings["ok"] = False
         findings["settle_s"] = round(time.monotonic() - started, 1)
         findings["redelivered_to_replicas"] = self._redelivered()
+        findings["replicas_alive_at_end"] = sum(1 for r in self.replicas if r.alive)
         self.row.update(findings)
+        if not findings["ok"] and self.args.keep_logs is not None:
+            self._keep_logs(self.args.keep_logs / f"{len(self.ids)}-bridges")
+
+    def _keep_logs(self, where: Path) -> None:
+        """The replicas', workers' and NATS nodes' logs of a run whose check failed."""
+        where.mkdir(parents=True, exist_ok=True)
+        for log in [*(self.root / "replicas").glob("*.log"),
+                    *(self.root / "bridges").glob("*.log"), *(self.root / "nats").glob("*.log")]:
+            shutil.copy(log, where / log.name)
+        print(f"  logs kept in {where}", file=sys.stderr, flush=True)
 
     def _redelivered(self) -> int:
         """Messages a replica took that had been delivered before (to the killed one), from
@@ -464,6 +480,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="the replicas' --ack-wait: how soon a dead one's batch moves")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of each wait")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep-logs", type=Path, help="where to copy the processes' logs "
+                        "of a size whose check failed")
     return parser.parse_args(argv)
 
 
