@@ -28,7 +28,8 @@ NAMES = FleetNames()
 
 @dataclass
 class RunningReplica:
-    """A backend replica running as a task."""
+    """A backend replica running as a task (tests/fleet_processes.py runs one as a process,
+    for a real SIGKILL)."""
 
     replica: FleetReplica
     task: asyncio.Task[None]
@@ -43,20 +44,16 @@ class RunningReplica:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, 15)
 
-    async def kill(self) -> None:
-        """Gone mid-flow: cancelled wherever it is, no clean shutdown of its work."""
-        self.task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(self.task, 20)
-
 
 async def start_replica(cluster: NatsCluster, dsn: str, *, replicas: int = 1,
-                        stale_after_s: float = 2.0, ack_wait_s: float = 2.0) -> RunningReplica:
+                        stale_after_s: float = 2.0, ack_wait_s: float = 2.0,
+                        resend_after_s: float = 30.0) -> RunningReplica:
     settings = FleetSettings(nats_servers=cluster.urls, dsn=dsn, api_key=API_KEY,
                              listen_port=0, nats_user=BACKEND_USER,
                              nats_password=BACKEND_PASSWORD, replicas=replicas,
                              stale_after_s=stale_after_s, command_timeout_s=20.0,
-                             ack_wait_s=ack_wait_s, pool_size=4)
+                             ack_wait_s=ack_wait_s, pool_size=4,
+                             resend_after_s=resend_after_s, resend_every_s=0.2)
     replica = FleetReplica(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(replica.run(stop), name="fleet-replica")
@@ -104,7 +101,7 @@ async def start_bridge(h: Harness, config: NatsUpstreamConfig, bridge_id: str) -
 
 async def pg_rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        cursor = await conn.execute(sql, args)  # type: ignore[arg-type]
+        cursor = await conn.execute(sql.encode(), args)
         return list(await cursor.fetchall())
 
 

@@ -119,9 +119,7 @@ class FleetApi:
 
     async def devices_get(self, request: web.Request) -> web.Response:
         device_id = str((await _body(request)).get("device_id", ""))
-        rows = await self._db.devices([device_id])
-        if not rows:
-            raise FleetError(404, "device_not_found", f"Device {device_id} not found")
+        rows = _one_bridge(device_id, await self._db.devices([device_id]))
         return web.json_response({"device": (await self._with_bridge_errors(rows))[0],
                                   "ok": True})
 
@@ -160,10 +158,7 @@ class FleetApi:
         device_id = body.get("device_id")
         if not isinstance(device_id, str) or not device_id:
             raise FleetError(400, "invalid_input", "device_id is required")
-        rows = await self._db.devices([device_id])
-        if not rows:
-            raise FleetError(404, "device_not_found", f"Device {device_id} not found")
-        bridge_id = rows[0][0]
+        bridge_id = _one_bridge(device_id, await self._db.devices([device_id]))[0][0]
         command = {"action": "access_codes.create",
                    **{k: body[k] for k in _CREATE_PARAMS if body.get(k) is not None}}
         result = await self.send(bridge_id, command)
@@ -178,11 +173,12 @@ class FleetApi:
         it into the database)."""
         command_id = str(uuid.uuid4())
         await self._db.add_command(command_id, bridge_id, command)
-        envelope = {"type": "command", "command_id": command_id, "command": command}
         clock = self._clock
         deadline = clock.monotonic() + self._timeout
-        await self._publish(self._names.commands(bridge_id), json.dumps(envelope).encode(),
-                            command_id, deadline)
+        await self._publish(self._names.commands(bridge_id),
+                            command_message(command_id, command), command_id, deadline)
+        # A replica that dies before this line leaves the command to CommandResender.
+        await self._db.mark_published(command_id)
         delay = 0.02
         while clock.monotonic() < deadline:  # bounded by the command timeout
             raise_if_cancelled()
@@ -194,7 +190,6 @@ class FleetApi:
         raise FleetError(504, "bridge_timeout", f"Bridge {bridge_id} has not answered yet; the "
                          "command stays queued and is applied when it is back",
                          {"command_id": command_id})
-
 
     async def _publish(self, subject: str, payload: bytes, command_id: str,
                        deadline: float) -> None:
@@ -209,10 +204,35 @@ class FleetApi:
                 return
             except (NatsTimeout, NoRespondersError, NoStreamResponseError) as exc:
                 if clock.monotonic() + pause >= deadline:
+                    # Recorded, so it is not dropped: a replica publishes it once the stream
+                    # answers (CommandResender). A retry would be a second command.
                     raise FleetError(503, "service_unavailable", "The fleet's message stream "
-                                     "does not answer; try again") from exc
+                                     "does not answer; the command is recorded and is sent "
+                                     "to its bridge once it does",
+                                     {"command_id": command_id}) from exc
                 await clock.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+
+def _one_bridge(device_id: str, rows: list[tuple[str, dict[str, Any]]]
+                ) -> list[tuple[str, dict[str, Any]]]:
+    """The one bridge's row of a device id. A bridge derives its device ids from its driver
+    and lock ids, so two properties can report the same id (Z-Wave node 5 at both): such an
+    id is refused, never routed to whichever bridge sorts first (another property's door)."""
+    if not rows:
+        raise FleetError(404, "device_not_found", f"Device {device_id} not found")
+    bridges = sorted({bridge_id for bridge_id, _ in rows})
+    if len(bridges) > 1:
+        raise FleetError(409, "ambiguous_device", f"Device id {device_id} is reported by more "
+                         f"than one bridge ({', '.join(bridges)}); it cannot be addressed "
+                         "until the bridges' device ids differ", {"bridge_ids": bridges})
+    return rows
+
+
+def command_message(command_id: str, command: dict[str, Any]) -> bytes:
+    """A command as its bridge reads it (docs/upstream-protocol.md's `command`)."""
+    return json.dumps({"type": "command", "command_id": command_id,
+                       "command": command}).encode()
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

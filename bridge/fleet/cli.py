@@ -38,6 +38,15 @@ def add_parsers(subparsers: Any) -> None:
     fleet.add_argument("--stale-after", type=float, default=15.0,
                        help="seconds without a heartbeat before a bridge shows disconnected")
     fleet.add_argument("--command-timeout", type=float, default=20.0)
+    fleet.add_argument("--ack-wait", type=float, default=30.0,
+                       help="seconds before a batch a replica took but did not acknowledge "
+                            "(it died) goes to another replica; used when the shared "
+                            "consumers are created")
+    fleet.add_argument("--resend-after", type=float, default=30.0,
+                       help="seconds after which a recorded command never marked published "
+                            "(its replica died) is published by this replica")
+    fleet.add_argument("--pool-size", type=int, default=8,
+                       help="PostgreSQL connections of this replica at most")
     fleet.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                        default="info")
     fleet.set_defaults(func=_run)
@@ -78,7 +87,9 @@ def _run(args: argparse.Namespace) -> int:
         nats_servers=list(args.nats), dsn=dsn, api_key=key, listen_host=host.strip("[]"),
         listen_port=int(port), nats_user=args.nats_user, nats_password=password,
         nats_creds_file=args.nats_creds_file, ca_file=args.ca_file, replicas=args.replicas,
-        stale_after_s=args.stale_after, command_timeout_s=args.command_timeout)
+        stale_after_s=args.stale_after, command_timeout_s=args.command_timeout,
+        ack_wait_s=args.ack_wait, pool_size=args.pool_size,
+        resend_after_s=args.resend_after)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -13,8 +13,10 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -28,6 +30,8 @@ EVENTS_CONSUMER = "fleet_events"
 STATE_CONSUMER = "fleet_state"
 HEARTBEAT_QUEUE = "fleet"
 FETCH_WAIT_S = 1.0
+# Pauses after a failed fetch or write, one more step for each failure in a row.
+RETRY_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class FleetConsumer:
@@ -45,6 +49,8 @@ class FleetConsumer:
         self.events = 0
         self.results = 0
         self.state_changes = 0
+        # Messages delivered before (to a replica that died or was slower than ack_wait).
+        self.redelivered = 0
 
     async def run(self) -> None:
         """Consume until cancelled (or the connection fails)."""
@@ -76,15 +82,45 @@ class FleetConsumer:
 
     async def _pump(self, subscription: JetStreamContext.PullSubscription,
                     take: Any) -> None:
-        while True:  # until cancelled; a broken connection raises out of fetch
+        failures = 0
+        while True:  # until cancelled, or the connection is closed for good
             raise_if_cancelled()
             try:
                 messages = await subscription.fetch(self._batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
-            await take(messages)
-            for msg in messages:
-                await msg.ack()
+            except NatsError as exc:
+                failures = await self._pause(exc, failures)
+                continue
+            try:
+                self._note_redelivered(messages)
+                await take(messages)
+                for msg in messages:
+                    await msg.ack()
+            except (NatsError, psycopg.Error) as exc:
+                # Not acknowledged (or not all): JetStream gives them again after ack_wait.
+                failures = await self._pause(exc, failures)
+                continue
+            failures = 0
+
+    async def _pause(self, exc: Exception, failures: int) -> int:
+        """A NATS node that died (its streams electing leaders, the client reconnecting) or a
+        PostgreSQL that does not answer is waited out here, not by ending the replica; a
+        client closed for good ends it. Returns the failures in a row."""
+        if self._nc.is_closed:
+            raise exc
+        pause = RETRY_PAUSES_S[min(failures, len(RETRY_PAUSES_S) - 1)]
+        _LOG.warning("fleet consumer: %r; trying again in %.1f s", exc, pause)
+        await self._clock.sleep(pause)
+        return failures + 1
+
+    def _note_redelivered(self, messages: list[Msg]) -> None:
+        again = sum(1 for m in messages if m.metadata.num_delivered > 1)
+        if again:
+            self.redelivered += again
+            _LOG.info("fleet: %d of %d messages on %s were delivered before (a replica died "
+                      "or was slower than ack_wait)", again, len(messages),
+                      messages[0].metadata.stream)
 
     async def _take_events(self, messages: list[Msg]) -> None:
         events: list[tuple[str, dict[str, Any]]] = []

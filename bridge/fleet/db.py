@@ -118,6 +118,25 @@ class FleetDb:
                                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                                (command_id, bridge_id, Jsonb(body)))
 
+    async def mark_published(self, command_id: str) -> None:
+        """JetStream has the command: no replica needs to publish it again."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE commands SET published_at = now() "
+                               "WHERE command_id = %s AND published_at IS NULL", (command_id,))
+
+    async def unpublished(self, older_than_s: float, newer_than_s: float, limit: int = 500
+                          ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(command id, bridge id, command) of commands recorded between `newer_than_s` and
+        `older_than_s` seconds ago (the database's clock, so replicas agree) and never marked
+        published, oldest first."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT command_id, bridge_id, body FROM commands WHERE published_at IS NULL "
+                "AND created_at < now() - make_interval(secs => %s) "
+                "AND created_at > now() - make_interval(secs => %s) "
+                "ORDER BY created_at LIMIT %s", (older_than_s, newer_than_s, limit))
+            return [(str(r[0]), str(r[1]), dict(r[2])) for r in await cursor.fetchall()]
+
     # -- reads ------------------------------------------------------------------------------
 
     async def devices(self, device_ids: Sequence[str] | None = None

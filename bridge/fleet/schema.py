@@ -66,6 +66,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         received_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     """),
+    # A command is recorded, then published: `published_at` says the second step happened, so
+    # a command whose replica died in between is published by another (bridge/fleet/resend.py).
+    # Commands recorded before this migration were published by their replica's request.
+    (2, """
+    ALTER TABLE commands ADD COLUMN published_at TIMESTAMPTZ;
+    UPDATE commands SET published_at = created_at;
+    CREATE INDEX commands_unpublished ON commands (created_at) WHERE published_at IS NULL;
+    """),
 )
 
 

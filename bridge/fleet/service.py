@@ -17,6 +17,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.fleet.api import FleetApi
 from bridge.fleet.consumer import FleetConsumer
 from bridge.fleet.db import FleetDb
+from bridge.fleet.resend import CommandResender
 from bridge.fleet.streams import ensure_streams
 from bridge.upstream.nats_subjects import FleetNames, close_client
 
@@ -40,6 +41,10 @@ class FleetSettings:
     stale_after_s: float = 15.0
     command_timeout_s: float = 20.0
     ack_wait_s: float = 30.0
+    # A command recorded this long ago and still not marked published is published by any
+    # replica (bridge/fleet/resend.py); longer than a request's own publish retries.
+    resend_after_s: float = 30.0
+    resend_every_s: float = 5.0
     pool_size: int = 8
     names: FleetNames = field(default_factory=FleetNames)
 
@@ -52,6 +57,7 @@ class FleetReplica:
         self.clock = clock or SystemClock()
         self.db = FleetDb(settings.dsn, max_size=settings.pool_size)
         self.consumer: FleetConsumer | None = None
+        self.resender: CommandResender | None = None
         self.port = 0
         self.ready = asyncio.Event()
 
@@ -74,9 +80,13 @@ class FleetReplica:
             self.consumer = FleetConsumer(nc, self.db, s.names, self.clock,
                                           ack_wait_s=s.ack_wait_s)
             consuming = asyncio.create_task(self.consumer.run(), name="fleet-consumer")
+            self.resender = CommandResender(nc.jetstream(), self.db, s.names, self.clock,
+                                            after_s=s.resend_after_s,
+                                            every_s=s.resend_every_s)
+            resending = asyncio.create_task(self.resender.run(), name="fleet-resend")
             self.ready.set()
             _LOG.info("fleet replica up: API on %s:%d", s.listen_host, self.port)
-            waits: list[asyncio.Task[Any]] = [consuming]
+            waits: list[asyncio.Task[Any]] = [consuming, resending]
             if stop is not None:
                 waits.append(asyncio.create_task(stop.wait(), name="fleet-stop"))
             try:
@@ -85,10 +95,10 @@ class FleetReplica:
                 for task in waits:
                     task.cancel()
                 await asyncio.gather(*waits, return_exceptions=True)
-            error = consuming.exception() if consuming.done() and not consuming.cancelled() \
-                else None
-            if error is not None:
-                raise error
+            for task in (consuming, resending):
+                error = task.exception() if task.done() and not task.cancelled() else None
+                if error is not None:
+                    raise error
         finally:
             if runner is not None:
                 await runner.cleanup()

@@ -52,6 +52,7 @@ from bridge.upstream.nats_subjects import (
     close_client,
     connect_options,
     raise_if_cancelled,
+    subscription_tasks,
 )
 from bridge.upstream.outbox import Outbox
 from bridge.upstream.protocol import (
@@ -197,6 +198,7 @@ class NatsLink:
     async def _session(self, established: Callable[[], None]) -> None:
         closed = asyncio.Event()
         nc = await self._connect(closed)
+        delivery: list[asyncio.Task[Any]] = []
         try:
             js = nc.jetstream(timeout=self.config.publish_timeout_s)
             subscription = await js.pull_subscribe(
@@ -207,6 +209,9 @@ class NatsLink:
                                       deliver_policy=DeliverPolicy.ALL,
                                       ack_wait=self.config.command_ack_wait_s, max_deliver=-1,
                                       max_ack_pending=self.config.max_commands_in_flight * 4))
+            # The request mux's delivery task exists now; a lost connection makes nats-py
+            # cancel and forget it, and the session's end waits for it.
+            delivery = subscription_tasks(nc)
             await self.outbox.load()
             self.mirror.forget_written()
             self._js = js
@@ -241,7 +246,7 @@ class NatsLink:
                 # Nothing to drain: a command not yet acknowledged is delivered again.
                 with contextlib.suppress(Exception):
                     await self._heartbeat(nc, "down")
-            await close_client(nc)
+            await close_client(nc, delivery)
 
     # -- events -----------------------------------------------------------------------------
 

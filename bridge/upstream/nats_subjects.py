@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,23 +145,42 @@ def _secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-async def close_client(nc: Any) -> None:
+def subscription_tasks(nc: Any) -> list[asyncio.Task[Any]]:
+    """The delivery tasks of a client's subscriptions (its request mux's among them). nats-py's
+    close cancels them without waiting and forgets them, also when it closes by itself on a
+    lost connection: read them while the client is up, to wait for them after."""
+    subs = getattr(nc, "_subs", None) or {}
+    found = [getattr(sub, "_wait_for_msgs_task", None) for sub in subs.values()]
+    return [task for task in found if isinstance(task, asyncio.Task)]
+
+
+async def close_client(nc: Any, tasks: Iterable[asyncio.Task[Any]] = ()) -> None:
     """Close a nats-py client and wait for its own background tasks, which its `close` only
-    cancels: a stopped link or replica leaves nothing running behind it. A task that swallowed
-    its cancellation (Python 3.11's `wait_for`, inside nats-py) is asked again until it ends."""
+    cancels: a stopped link or replica leaves nothing running behind it. `tasks`: more of its
+    tasks to wait for (`subscription_tasks`, read while it was up). A task that swallowed its
+    cancellation (Python 3.11's `wait_for`, inside nats-py) is asked again until it ends."""
+    pending = [*subscription_tasks(nc), *tasks]
     with contextlib.suppress(Exception):
         await nc.close()
     for name in ("_reading_task", "_ping_interval_task", "_flusher_task", "_reconnection_task"):
         task = getattr(nc, name, None)
-        if not isinstance(task, asyncio.Task) or task is asyncio.current_task():
-            continue
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                while not task.done():
-                    task.cancel()
-                    await asyncio.wait({task}, timeout=0.5)
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: a closed client's last error is not news
+        if isinstance(task, asyncio.Task):
+            pending.append(task)
+    for task in pending:
+        await _finish(task)
+
+
+async def _finish(task: asyncio.Task[Any]) -> None:
+    """Cancel a client's task until it has ended (bounded), its outcome retrieved."""
+    if task is asyncio.current_task():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: a closed client's last error is not news
 
 
 def raise_if_cancelled() -> None:

@@ -6,25 +6,33 @@ with the time the bridge was last seen."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
-from seam import AsyncSeam
+from aiohttp.test_utils import TestClient, TestServer
+from nats.js import JetStreamContext
+from seam.seam import AsyncSeam
 
-from bridge.fleet.api import disconnected_error
-from bridge.fleet.db import BridgeSeen
+from bridge.clock import SystemClock
+from bridge.fleet.api import FleetApi, disconnected_error
+from bridge.fleet.db import BridgeSeen, FleetDb, StateChange
 from bridge.fleet.schema import MIGRATIONS, migrate
+from bridge.upstream.nats_subjects import FleetNames
 from drivers.simulator import SimLockSpec
 from tests.conftest import Harness, make_harness, stop_harness
 from tests.fleet_helpers import (
     API_KEY,
+    RunningBridge,
     backend_equals_bridge,
     backend_events,
     bridge_events,
     link_config,
+    pg_rows,
     start_bridge,
     start_replica,
 )
@@ -46,7 +54,7 @@ async def node(tmp_path: Path) -> AsyncIterator[NatsCluster]:
 
 
 @pytest.fixture
-def dsn(tmp_path: Path) -> AsyncIterator[str]:
+def dsn(tmp_path: Path) -> Iterator[str]:
     with fresh_database(tmp_path / "pg") as conninfo:
         yield conninfo
 
@@ -94,9 +102,9 @@ async def test_backend_across_two_bridges(east_west: tuple[Harness, Harness],
     try:
         await unlock_events(east.engine, east.device_id("e1"), 4)
         for bridge in bridges:
-            await eventually(lambda b=bridge: _events_equal(dsn, b), timeout=20,
+            await eventually(partial(_events_equal, dsn, bridge), timeout=20,
                              what=f"events of {bridge.bridge_id}")
-            await eventually(lambda b=bridge: backend_equals_bridge(dsn, b), timeout=20,
+            await eventually(partial(backend_equals_bridge, dsn, bridge), timeout=20,
                              what=f"present of {bridge.bridge_id}")
         async with AsyncSeam(api_key=API_KEY, endpoint=replica.url) as seam:
             devices = await seam.devices.list()
@@ -137,7 +145,7 @@ async def test_backend_across_two_bridges(east_west: tuple[Harness, Harness],
         await replica.stop()
 
 
-async def _events_equal(dsn: str, bridge) -> bool:  # type: ignore[no-untyped-def]
+async def _events_equal(dsn: str, bridge: RunningBridge) -> bool:
     return sorted(await backend_events(dsn, bridge.bridge_id)) == sorted(
         await bridge_events(bridge))
 
@@ -145,3 +153,64 @@ async def _events_equal(dsn: str, bridge) -> bool:  # type: ignore[no-untyped-de
 async def _settled_after(task: asyncio.Task[object], h: Harness) -> bool:
     await h.settle()
     return task.done()
+
+
+async def test_a_command_recorded_but_never_published_is_sent_once(
+        east_west: tuple[Harness, Harness], node: NatsCluster, dsn: str,
+        tmp_path: Path) -> None:
+    """A replica that dies between recording a create and publishing it (the record commits,
+    the publish never happens) leaves the command to the others: it reaches its bridge, is
+    applied once and gets its one result. Before the resender it stayed without a result."""
+    east, _ = east_west
+    replica = await start_replica(node, dsn, resend_after_s=0.5)
+    bridge = await start_bridge(east, link_config(node, tmp_path, "east"), "east")
+    try:
+        await eventually(lambda: backend_equals_bridge(dsn, bridge), timeout=20,
+                         what="east's present")
+        # What the dead replica's request left: the record, and nothing published.
+        await replica.replica.db.add_command("cmd-orphan-1", "east", {
+            "action": "access_codes.create", "device_id": east.device_id("e1"),
+            "name": "Orphan", "code": "5173"})
+
+        async def answered() -> bool:
+            await east.settle()
+            return bool(await pg_rows(dsn, "SELECT 1 FROM command_results "
+                                      "WHERE command_id = 'cmd-orphan-1' AND ok"))
+
+        await eventually(answered, timeout=30, what="the orphaned command's result")
+        assert [c.name for c in east.engine.codes.values()] == ["Orphan"]
+        assert "5173" in east.slots("e1").values()
+        published = await pg_rows(dsn, "SELECT published_at IS NOT NULL FROM commands "
+                                  "WHERE command_id = 'cmd-orphan-1'")
+        assert published == [(True,)]
+        assert await replica.replica.db.unpublished(0.0, 3600.0) == []
+    finally:
+        await bridge.stop()
+        await replica.stop()
+
+
+async def test_a_device_id_two_bridges_report_is_refused_not_guessed(dsn: str) -> None:
+    """Bridges derive device ids from driver and lock ids, so two properties can report the
+    same one. A create on it used to go to whichever bridge sorted first (another property's
+    door); it is refused, and nothing is recorded or sent."""
+    db = FleetDb(dsn, max_size=2)
+    await db.open()
+    try:
+        await db.apply_state([
+            StateChange(bridge, "device", "dev-shared", n, {"device_id": "dev-shared",
+                                                              "display_name": bridge})
+            for n, bridge in enumerate(("east", "west"), start=1)])
+        api = FleetApi(db, cast(JetStreamContext, None), FleetNames(), SystemClock(),
+                       api_key=API_KEY, stale_after_s=15.0, command_timeout_s=1.0)
+        async with TestClient(TestServer(api.app())) as client:
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            for path, body in (("/access_codes/create", {"device_id": "dev-shared",
+                                                         "name": "Guest"}),
+                               ("/devices/get", {"device_id": "dev-shared"})):
+                response = await client.post(path, json=body, headers=auth)
+                error = (await response.json())["error"]
+                assert (response.status, error["type"]) == (409, "ambiguous_device"), path
+                assert error["data"] == {"bridge_ids": ["east", "west"]}
+        assert await pg_rows(dsn, "SELECT count(*) FROM commands") == [(0,)]
+    finally:
+        await db.close()

@@ -1,14 +1,16 @@
 """End to end on a three-node NATS cluster (routes, JetStream replication 3): two bridges ->
-cluster -> two backend replicas -> PostgreSQL, with events and commands flowing while one NATS
-node is SIGKILLed and one replica is killed. Afterwards every event is in PostgreSQL exactly
-once, every command has exactly one result, and the backend's present equals each bridge's."""
+cluster -> two backend replicas (real `lockbridge fleet` processes) -> PostgreSQL, with events
+and commands flowing while one NATS node and one replica process are SIGKILLed. Afterwards
+every event is in PostgreSQL exactly once, every command has exactly one result, and the
+backend's present equals each bridge's."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +21,16 @@ from drivers.simulator import SimLockSpec
 from tests.conftest import Harness, make_harness, stop_harness
 from tests.fleet_helpers import (
     API_KEY,
-    RunningReplica,
+    RunningBridge,
     backend_equals_bridge,
     backend_events,
     bridge_events,
     link_config,
     pg_rows,
     start_bridge,
-    start_replica,
 )
 from tests.fleet_postgres import fresh_database
+from tests.fleet_processes import ReplicaProcess, start_replica_process
 from tests.nats_cluster import NatsCluster
 from tests.upstream_helpers import eventually, unlock_events
 
@@ -47,7 +49,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
 
 
 @pytest.fixture
-def dsn(tmp_path: Path) -> AsyncIterator[str]:
+def dsn(tmp_path: Path) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         yield stack.enter_context(fresh_database(tmp_path / "pg"))
 
@@ -66,7 +68,7 @@ async def harnesses(tmp_path: Path) -> AsyncIterator[dict[str, Harness]]:
             await stop_harness(h)
 
 
-async def create(http: aiohttp.ClientSession, replica: RunningReplica, device_id: str,
+async def create(http: aiohttp.ClientSession, replica: ReplicaProcess, device_id: str,
                  name: str) -> tuple[int, dict[str, Any]]:
     async with http.post(replica.url + "/access_codes/create",
                          json={"device_id": device_id, "name": name},
@@ -88,7 +90,7 @@ async def test_cluster_loses_a_node_and_a_replica_and_keeps_every_guarantee(
                 await unlock_events(h.engine, device, rng.randint(1, 3))
             await asyncio.sleep(0.02)
 
-    async def commands_flow(http: aiohttp.ClientSession, replica: RunningReplica) -> None:
+    async def commands_flow(http: aiohttp.ClientSession, replica: ReplicaProcess) -> None:
         n = 0
         while not stop_flow.is_set():  # until the test says the flow is over
             h = harnesses[BRIDGES[n % 2]]
@@ -99,10 +101,14 @@ async def test_cluster_loses_a_node_and_a_replica_and_keeps_every_guarantee(
             await asyncio.sleep(0.05)
 
     async with contextlib.AsyncExitStack() as stack:
-        first = await start_replica(cluster, dsn, replicas=3)
-        stack.push_async_callback(first.kill)
-        second = await start_replica(cluster, dsn, replicas=3)
-        stack.push_async_callback(second.stop)
+        # ack_wait 2 s: what the killed replica took and never acknowledged comes back soon.
+        first, second = (start_replica_process(cluster, dsn, API_KEY, tmp_path, name,
+                                               replicas=3, stale_after_s=2.0, ack_wait_s=2.0)
+                         for name in ("replica-a", "replica-b"))
+        stack.callback(first.kill)
+        stack.callback(second.stop)
+        await first.wait_ready()
+        await second.wait_ready()
         bridges = []
         for name in BRIDGES:
             bridge = await start_bridge(harnesses[name], link_config(cluster, tmp_path, name),
@@ -112,14 +118,15 @@ async def test_cluster_loses_a_node_and_a_replica_and_keeps_every_guarantee(
         http = await stack.enter_async_context(aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {API_KEY}"}))
         for bridge in bridges:
-            await eventually(lambda b=bridge: backend_equals_bridge(dsn, b), timeout=30,
+            await eventually(partial(backend_equals_bridge, dsn, bridge), timeout=30,
                              what=f"the first present of {bridge.bridge_id}")
         flows = [asyncio.create_task(events_flow()),
                  asyncio.create_task(commands_flow(http, second))]
         try:
             await eventually(lambda: len(answers) >= 5, timeout=30, what="commands flowing")
             cluster.nodes[1].kill()
-            await first.kill()
+            first.kill()  # SIGKILL: its fetched, unacknowledged batches go to the other
+            assert first.proc.returncode == -9
             await eventually(lambda: len(answers) >= 15, timeout=60,
                              what="commands flowing after the kills")
         finally:
@@ -128,9 +135,9 @@ async def test_cluster_loses_a_node_and_a_replica_and_keeps_every_guarantee(
         for h in harnesses.values():
             await h.settle()
         for bridge in bridges:
-            await eventually(lambda b=bridge: _events_once(dsn, b), timeout=40,
+            await eventually(partial(_events_once, dsn, bridge), timeout=40,
                              what=f"every event of {bridge.bridge_id} once")
-            await eventually(lambda b=bridge: backend_equals_bridge(dsn, b), timeout=40,
+            await eventually(partial(backend_equals_bridge, dsn, bridge), timeout=40,
                              what=f"the present of {bridge.bridge_id}")
     assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200]
     commands = {r[0] for r in await pg_rows(dsn, "SELECT command_id FROM commands")}
@@ -140,10 +147,10 @@ async def test_cluster_loses_a_node_and_a_replica_and_keeps_every_guarantee(
     assert all(ok for _, ok in results)
     created = {a["access_code"]["access_code_id"] for _, a in answers}
     on_bridges = {c for h in harnesses.values() for c, code in h.engine.codes.items()
-                  if code.name.startswith("Guest")}
+                  if (code.name or "").startswith("Guest")}
     assert created == on_bridges, "each command applied exactly once"
 
 
-async def _events_once(dsn: str, bridge) -> bool:  # type: ignore[no-untyped-def]
+async def _events_once(dsn: str, bridge: RunningBridge) -> bool:
     got = await backend_events(dsn, bridge.bridge_id)
     return len(got) == len(set(got)) and sorted(got) == sorted(await bridge_events(bridge))
