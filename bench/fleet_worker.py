@@ -34,9 +34,8 @@ from typing import Any
 
 from bridge.clock import FakeClock, SystemClock
 from bridge.config import NatsUpstreamConfig
+from bridge.daemon import EngineSettings, make_engine, start_drivers_then_load
 from bridge.driver import DriverEvent, DriverEventKind
-from bridge.engine import Engine
-from bridge.planner import Policy
 from bridge.secrets import PinCipher
 from bridge.stateview import StateView
 from bridge.store import Store
@@ -71,9 +70,10 @@ class SimBridge:
                                                           name=f"{bridge_id} door {j}")
                                               for j in range(locks)], clock,
                                       root / "sim.json")
-        self.engine = Engine(self.store, clock, Policy(), {"sim": self.driver},
-                             rng=random.Random(bridge_id), default_time_zone=lambda d, e: None,
-                             default_spacing_s=0.0, command_timeout_s=30.0)
+        # Built by the daemon's own composition root, started by it in `start`.
+        self.engine = make_engine(self.store, clock, {"sim": self.driver},
+                                  EngineSettings(default_spacing_s=0.0, command_timeout_s=30.0),
+                                  rng=random.Random(bridge_id))
         self.link: NatsLink | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.keypad = 0
@@ -81,11 +81,7 @@ class SimBridge:
     async def start(self, config: NatsUpstreamConfig) -> None:
         await self.store.open()
 
-        async def sink(event: DriverEvent) -> None:
-            await self.engine.on_driver_event("sim", event)
-
-        await self.driver.start(sink)
-        await self.engine.load()
+        await start_drivers_then_load(self.engine, {"sim": self.driver}, [])
         self.link = NatsLink(config, self.store, self.engine, SystemClock(), self.bridge_id)
         await self.link.prepare()
         self.tasks = [asyncio.create_task(self.engine.run(), name=f"engine-{self.bridge_id}"),
