@@ -167,6 +167,13 @@ class EngineState:
             if extra is not None:
                 extra(tx)
 
+        # Shielded: a caller cancelled while SQLite commits would leave the change on disk but
+        # not in memory, and the listeners (the upstream links) would not hear of its events
+        # until some later commit. Once asked for, a change lands in all three.
+        return await asyncio.shield(self._write_and_tell(apply, codes, devices, drop))
+
+    async def _write_and_tell(self, apply: Callable[[Tx], None], codes: list[CodeRecord],
+                              devices: list[DeviceRecord], drop: list[str]) -> list[Event]:
         _, appended = await self.store.write(apply)
         self._remember(codes, devices, drop)
         if appended:
