@@ -16,6 +16,7 @@ import pytest
 
 from bridge.backup import PoolSettings
 from bridge.clock import FakeClock
+from bridge.config import DeviceOverride
 from bridge.daemon import EngineSettings
 from bridge.engine import Engine
 from bridge.logs import REDACTOR
@@ -77,7 +78,7 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
                        key: bytes | None = None, state_file: Path | None = None,
                        pool: PoolSettings | None = None,
                        offline: tuple[str, ...] = (),
-                       device_overrides: dict[str, dict[str, object]] | None = None) -> Harness:
+                       device_overrides: dict[str, DeviceOverride] | None = None) -> Harness:
     """Build and start an engine over the given simulated locks (`offline` ones unreachable
     from the start)."""
     clock = clock or FakeClock(START)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from bridge.backup import PoolSettings
 from bridge.clock import Clock
+from bridge.config import DeviceOverride
 from bridge.driver import DriverEvent, LockDriver
 from bridge.engine.availability import AvailabilityTracker
 from bridge.engine.commands import CommandSender
@@ -39,7 +39,7 @@ class Engine:
         drivers: dict[str, LockDriver],
         *,
         rng: random.Random | None = None,
-        device_overrides: dict[str, dict[str, Any]] | None = None,
+        device_overrides: dict[str, DeviceOverride] | None = None,
         default_time_zone: Callable[[str, str], str | None] | None = None,
         clock_synchronized: Callable[[], bool] = lambda: True,
         command_timeout_s: float = 30.0,
