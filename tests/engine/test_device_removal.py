@@ -167,7 +167,7 @@ async def test_a_lock_brought_back_with_its_pool_keeps_the_receipt_with_the_last
     receipt = CommandReceipt("bring-back-1", '{"action": "devices.update"}')
     switch_on = h.engine.enable_backup_pool
 
-    async def stopped_here(device_id: str, on_commit: object = None) -> DeviceRecord:
+    async def stopped_here(device_id: str, receipt: object = None) -> DeviceRecord:
         raise RuntimeError("the process died")
 
     h.engine.enable_backup_pool = stopped_here  # type: ignore[method-assign]
