@@ -91,7 +91,7 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
                 for node in (PLAIN, SUMMED)}
         created = []
         for node in (PLAIN, SUMMED):
-            device_id = h.device_id("zw", f"7e570001-{node}")
+            device_id = h.device_id(f"7e570001-{node}", driver="zw")
             for index in range(codes):
                 made = await h.engine.create_code(device_id, CodeRequest(
                     name=f"Guest {index}", code=f"{4000 + 7 * index + node:04d}"))

@@ -19,7 +19,8 @@ from bridge.model import AccessCodeType, EventType
 from bridge.records import DeviceRecord
 from drivers.simulator import SimLockSpec
 from tests.api_helpers import Daemon, start_daemon, wait_until
-from tests.conftest import START, Harness, make_harness, stop_harness
+from tests.conftest import START, make_harness, stop_harness
+from tests.harness import Harness
 
 H = timedelta(hours=1)
 Factory = Callable[..., Awaitable[Harness]]
