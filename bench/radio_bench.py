@@ -113,7 +113,7 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
                 for node in LOCKS}
         created = []
         for node in LOCKS:
-            device_id = h.device_id("zw", f"7e570001-{node}")
+            device_id = h.device_id(f"7e570001-{node}", driver="zw")
             for index in range(codes):
                 made = await h.engine.create_code(device_id, CodeRequest(
                     name=f"Guest {index}", code=f"{4000 + 7 * index + node:04d}"))
@@ -212,7 +212,7 @@ async def _converge_timed(stack: Any, folder: Path, codes: int) -> dict[str, Any
         await h.until(lambda: len(h.engine.devices) == 1, timeout=300, what="the lock")
         await _quiet(h, 60, 30)
         await stack.control("received", node=PLAIN)
-        device_id = h.device_id("zw", f"7e570001-{PLAIN}")
+        device_id = h.device_id(f"7e570001-{PLAIN}", driver="zw")
         started = time.perf_counter()
         created = []
         for index in range(codes):

@@ -8,8 +8,9 @@ is not deleted again, a lock asked to be what it already is stays as it is. A fr
 the answer its clients expect (an action attempt, a command result) from what this layer returns.
 
 What a front must keep with a change, in the same transaction (the API's action attempt, the
-upstream's applied-command marker), it hands over as a `Receipt`; this layer writes it with the
-engine's change, so no front touches a store transaction.
+upstream's applied-command marker), it hands over as a `Receipt` (the engine's protocol,
+bridge/engine/requests.py; the receipts below): the engine asks it to write itself in the
+change's transaction, so no front touches a store transaction.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
-from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind
+from bridge.engine import CodeRequest, Engine, EngineError, ErrorKind, Receipt
 from bridge.model import AccessCodeType, Event
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.stateview import StateView
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
     from bridge.clock import Clock
     from bridge.store import Tx
 
-    # What the engine runs in a change's transaction to keep a receipt with it.
-    Writer = Callable[[Tx], None]
-
 POOL_FIELD = "backup_access_code_pool_enabled"
 
 
@@ -41,7 +39,11 @@ class AttemptReceipt:
     """An action attempt (the API's handle on a change) kept with the change it tracks."""
 
     action_attempt_id: str
-    record: dict[str, Any]
+    attempt: dict[str, Any]
+
+    def record(self, tx: Tx) -> None:
+        """Keep the action attempt."""
+        tx.put_action_attempt(self.action_attempt_id, self.attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,10 @@ class CommandReceipt:
     command_id: str
     marker: str
 
+    def record(self, tx: Tx) -> None:
+        """Mark the command applied."""
+        tx.mark_command_applied(self.command_id, self.marker)
+
 
 @dataclass(frozen=True, slots=True)
 class DeclaredReceipt:
@@ -60,6 +66,10 @@ class DeclaredReceipt:
 
     key: str
     access_code_id: str
+
+    def record(self, tx: Tx) -> None:
+        """Note the declared code as created."""
+        tx.set_declared(self.key, self.access_code_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +82,12 @@ class RestoreReceipt:
     declared: Mapping[str, str]
     pending_mark: str
 
+    def record(self, tx: Tx) -> None:
+        """Note the restored codes' `codes:` entries and clear the restore's pending mark."""
+        for key, access_code_id in self.declared.items():
+            tx.set_declared(key, access_code_id)
+        tx.drop_kv(self.pending_mark)
 
-Receipt = AttemptReceipt | CommandReceipt | DeclaredReceipt | RestoreReceipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +135,7 @@ class Application:
             else request.type or AccessCodeType.ONGOING
         request = replace(request, type=kind)
         return await self._engine.create_code(device_id, request, access_code_id=access_code_id,
-                                              on_commit=_writer(receipt))
+                                              receipt=receipt)
 
     async def update_code(self, access_code_id: str, changes: CodeChanges, *,
                           device_id: str | None = None,
@@ -139,7 +153,7 @@ class Application:
             allow_external_modification=changes.allow_external_modification,
             use_backup_access_code_pool=changes.use_backup_access_code_pool)
         return await self._engine.update_code(current.access_code_id, request,
-                                              on_commit=_writer(receipt))
+                                              receipt=receipt)
 
     async def delete_code(self, access_code_id: str, *, device_id: str | None = None,
                           receipt: Receipt | None = None) -> Deletion:
@@ -148,7 +162,7 @@ class Application:
         current = self._managed_code(access_code_id, device_id)
         if current.deleted:
             return Deletion(current, repeated=True)
-        await self._engine.delete_code(current.access_code_id, on_commit=_writer(receipt))
+        await self._engine.delete_code(current.access_code_id, receipt=receipt)
         return Deletion(current, repeated=False)
 
     async def pull_backup(self, access_code_id: str, *, receipt: Receipt | None = None,
@@ -156,7 +170,7 @@ class Application:
         """A backup code for a time-bound code (the same one when asked again): (backup,
         original)."""
         self._managed_code(access_code_id, None)
-        return await self._engine.pull_backup(access_code_id, on_commit=_writer(receipt))
+        return await self._engine.pull_backup(access_code_id, receipt=receipt)
 
     def generate_code(self, device_id: str) -> str:
         """A PIN that fits the lock's rules and clashes with none of its codes (kept nowhere)."""
@@ -171,14 +185,14 @@ class Application:
         self.state.code(access_code_id, managed=False)
         request = CodeRequest(name=name, allow_external_modification=allow_external_modification)
         return await self._engine.convert_unmanaged(access_code_id, request,
-                                                    on_commit=_writer(receipt))
+                                                    receipt=receipt)
 
     async def delete_unmanaged(self, access_code_id: str, *,
                                receipt: Receipt | None = None) -> CodeRecord:
         """Remove a code lockbridge did not put on the lock (done when this returns); the code
         as it was."""
         code = self.state.code(access_code_id, managed=False)
-        await self._engine.delete_unmanaged(access_code_id, on_commit=_writer(receipt))
+        await self._engine.delete_unmanaged(access_code_id, receipt=receipt)
         return code
 
     # -- devices ---------------------------------------------------------------------------
@@ -201,7 +215,7 @@ class Application:
                 "remove the device from lockbridge (is_managed: false) to take its backup codes "
                 "off",
                 POOL_FIELD)
-        steps: list[Callable[[Writer | None], Awaitable[DeviceRecord]]] = []
+        steps: list[Callable[[Receipt | None], Awaitable[DeviceRecord]]] = []
         if is_managed and not device.is_managed:
             steps.append(partial(self._engine.manage_device, device_id))
         if backup_pool_enabled and not device.backup_pool_enabled:
@@ -211,13 +225,13 @@ class Application:
         for step in steps:
             # The receipt goes with the last change: every step finds its work done when run
             # again, so a crash before the last one is repaired by running the request again.
-            device = await step(_writer(receipt) if step is steps[-1] else None)
+            device = await step(receipt if step is steps[-1] else None)
         return device
 
-    async def _switch_pool_on(self, device_id: str, writer: Writer | None) -> DeviceRecord:
+    async def _switch_pool_on(self, device_id: str, receipt: Receipt | None) -> DeviceRecord:
         """Switch the backup pool of a managed lock on (after it was brought back, if asked)."""
         return await self._engine.enable_backup_pool(self.state.device(device_id).device_id,
-                                                     writer)
+                                                     receipt)
 
     # -- restore from the upstream -----------------------------------------------------------
 
@@ -225,14 +239,15 @@ class Application:
         """Commit managed codes the upstream kept for a bridge whose state was lost (each
         awaiting adoption: looked for on its lock before anything is written), with the
         receipt that ends the restore."""
-        await self._engine.restore_codes(codes, _writer(receipt))
+        await self._engine.restore_codes(codes, receipt)
 
     # -- automations -------------------------------------------------------------------------
 
-    async def record(self, events: list[Event], writer: Callable[[Tx], None] | None) -> None:
-        """Commit an automation's own rows (`writer`) with its events in one transaction; the
-        upstream and every listener hear of the events (bridge/reservations/)."""
-        await self._engine.record_events(events, on_commit=writer)
+    async def record(self, events: list[Event], rows: Receipt | None) -> None:
+        """Commit an automation's own rows (a receipt that writes them) with its events in one
+        transaction; the upstream and every listener hear of the events
+        (bridge/reservations/)."""
+        await self._engine.record_events(events, receipt=rows)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -243,34 +258,3 @@ class Application:
             raise EngineError(ErrorKind.ACCESS_CODE_NOT_FOUND,
                               "No such access code on that device", "access_code_id")
         return code
-
-
-@overload
-def _writer(receipt: Receipt) -> Writer: ...
-
-
-@overload
-def _writer(receipt: None) -> None: ...
-
-
-def _writer(receipt: Receipt | None) -> Writer | None:
-    """The engine's `on_commit` that keeps a receipt in the change's transaction."""
-    if receipt is None:
-        return None
-    if isinstance(receipt, AttemptReceipt):
-        attempt = receipt
-        return lambda tx: tx.put_action_attempt(attempt.action_attempt_id, attempt.record)
-    if isinstance(receipt, DeclaredReceipt):
-        declared = receipt
-        return lambda tx: tx.set_declared(declared.key, declared.access_code_id)
-    if isinstance(receipt, RestoreReceipt):
-        return partial(_restore_done, receipt)
-    command = receipt
-    return lambda tx: tx.mark_command_applied(command.command_id, command.marker)
-
-
-def _restore_done(receipt: RestoreReceipt, tx: Tx) -> None:
-    """Note the restored codes' `codes:` entries and clear the restore's pending mark."""
-    for key, access_code_id in receipt.declared.items():
-        tx.set_declared(key, access_code_id)
-    tx.drop_kv(receipt.pending_mark)

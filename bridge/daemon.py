@@ -20,7 +20,7 @@ from typing import Any
 from bridge.application import Application, DeclaredReceipt
 from bridge.backup import PoolSettings
 from bridge.clock import Clock, SystemClock
-from bridge.config import LoadedConfig, parse_time_or_offset
+from bridge.config import DeviceOverride, LoadedConfig, parse_time_or_offset
 from bridge.driver import DriverEvent, LockDriver
 from bridge.drivercontext import DriverContext
 from bridge.engine import CodeRequest, Engine, EngineError
@@ -91,7 +91,7 @@ class EngineSettings:
     engine's own."""
 
     policy: Policy = field(default_factory=Policy)
-    device_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device_overrides: dict[str, DeviceOverride] = field(default_factory=dict)
     default_time_zone: Callable[[str, str], str | None] = _no_zone
     clock_synchronized: Callable[[], bool] = _synchronized
     command_timeout_s: float = 30.0
@@ -108,14 +108,14 @@ def engine_settings(loaded: LoadedConfig, guard: ClockGuard) -> EngineSettings:
     is synchronised, where schedules wait for it)."""
     config = loaded.config
     zones = {p.id: p.time_zone for p in config.properties}
-    overrides = {k: v.model_dump(exclude_none=True) for k, v in config.devices.items()}
     driver_property = {
         str(getattr(d, "name", "")): getattr(d, "property", None) for d in loaded.drivers
     }
     default_zone = next(iter(zones.values()), None) if len(zones) == 1 else None
 
     def zone_for(driver_name: str, external_id: str) -> str | None:
-        prop = overrides.get(external_id, {}).get("property") or driver_property.get(driver_name)
+        override = config.devices.get(external_id)
+        prop = (override.property if override else None) or driver_property.get(driver_name)
         if prop is not None:
             return zones.get(prop)
         return default_zone
@@ -134,7 +134,7 @@ def engine_settings(loaded: LoadedConfig, guard: ClockGuard) -> EngineSettings:
     sync_required = config.schedule.require_synchronized_clock
     return EngineSettings(
         policy=policy_from(loaded),
-        device_overrides=overrides,
+        device_overrides=dict(config.devices),
         default_time_zone=zone_for,
         clock_synchronized=guard.synchronized if sync_required else _synchronized,
         command_timeout_s=config.engine.command_timeout_s,

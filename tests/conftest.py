@@ -1,75 +1,32 @@
-"""Shared fixtures: a fake clock, an engine over simulated locks with a real SQLite store,
-and guards that fail a test which leaves tasks running or lets a known PIN reach the logs."""
+"""Shared fixtures: an engine over simulated locks with a fake clock and a real SQLite store
+(a tests/harness.py `Harness`), and guards that fail a test which leaves tasks running or lets
+a known PIN reach the logs."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bridge.backup import PoolSettings
 from bridge.clock import FakeClock
+from bridge.config import DeviceOverride
 from bridge.daemon import EngineSettings
-from bridge.engine import Engine
+from bridge.driver import LockDriver
 from bridge.logs import REDACTOR
+from bridge.model import Event
 from bridge.planner import Policy
 from bridge.secrets import PinCipher
 from bridge.store import Store
 from drivers.simulator import SimLockSpec, SimulatorDriver
 from drivers.simulator.lock import SEEN_PINS
 from tests.harness import START as START  # the harness's start; tests import it from here too
-from tests.harness import run_engine
-
-
-@dataclass
-class Harness:
-    """An engine running over simulated locks with a fake clock."""
-
-    clock: FakeClock
-    store: Store
-    driver: SimulatorDriver
-    engine: Engine
-    task: asyncio.Task[None] | None = None
-
-    def device_id(self, lock_id: str) -> str:
-        """The engine's device id for a simulated lock."""
-        for device in self.engine.devices.values():
-            if device.external_id == lock_id:
-                return device.device_id
-        raise KeyError(lock_id)
-
-    def slots(self, lock_id: str) -> dict[int, str]:
-        """What is physically on a simulated lock: {slot: pin}."""
-        return {n: s.pin for n, s in self.driver.lock(lock_id).slots.items()}
-
-    async def settle(self, rounds: int = 2000) -> None:
-        """Let the engine work until every lock is idle (real waits only for SQLite's thread)."""
-        for _ in range(rounds):
-            await asyncio.sleep(0.002)
-            if self.engine.settled():
-                await asyncio.sleep(0.005)
-                if self.engine.settled():
-                    return
-            wake = self.clock.next_wakeup()
-            if wake is not None and wake <= 0.5:
-                await self.clock.advance(wake)
-        raise AssertionError("engine did not settle")
-
-    async def advance(self, seconds: float, step: float = 60.0) -> None:
-        """Move the fake clock forward in steps, letting the engine settle after each."""
-        remaining = seconds
-        while remaining > 0:
-            hop = min(step, remaining)
-            await self.clock.advance(hop)
-            remaining -= hop
-            await self.settle()
+from tests.harness import Harness, run_engine
 
 
 async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Policy | None = None,
@@ -77,7 +34,7 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
                        key: bytes | None = None, state_file: Path | None = None,
                        pool: PoolSettings | None = None,
                        offline: tuple[str, ...] = (),
-                       device_overrides: dict[str, dict[str, object]] | None = None) -> Harness:
+                       device_overrides: dict[str, DeviceOverride] | None = None) -> Harness:
     """Build and start an engine over the given simulated locks (`offline` ones unreachable
     from the start)."""
     clock = clock or FakeClock(START)
@@ -94,17 +51,15 @@ async def make_harness(tmp_path: Path, specs: list[SimLockSpec], *, policy: Poli
         policy=policy or Policy(), default_time_zone=lambda d, e: time_zone,
         default_spacing_s=0.0, command_timeout_s=30.0, pool=pool or PoolSettings(),
         device_overrides=device_overrides or {})
-    engine, task = await run_engine(store, clock, {"sim": driver}, settings)
-    return Harness(clock, store, driver, engine, task)
+    events: list[Event] = []
+    drivers: dict[str, LockDriver] = {"sim": driver}
+    engine, task = await run_engine(store, clock, drivers, settings, events.extend)
+    return Harness(clock, store, engine, drivers, task, events)
 
 
 async def stop_harness(h: Harness) -> None:
-    """Cancel the engine and close the store."""
-    if h.task is not None:
-        h.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await h.task
-    await h.store.close()
+    """Stop the engine, the simulator and the store."""
+    await h.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from bridge.stateview import StateView
 from bridge.upstream.nats_link import NatsLink
 from bridge.upstream.nats_state import render_state
 from bridge.upstream.nats_subjects import FleetNames
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.nats_cluster import BACKEND_PASSWORD, BACKEND_USER, NatsCluster, password_file
 
 API_KEY = "seam_fleet_testkey_0123456789"

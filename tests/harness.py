@@ -1,11 +1,13 @@
-"""An engine over any drivers (not only the simulator), with a fake clock and a real store.
+"""The tests' one harness: an engine over any drivers (the simulator's or a real driver over
+a fake), with a fake clock and a real store.
 
 Every test engine is built and started by the daemon's own composition root (`make_engine`
-and `start_drivers_then_load` in bridge/daemon.py) through `run_engine`: `EngineHarness` here
-and the simulator's `Harness` in tests/conftest.py are two views of that one engine.
+and `start_drivers_then_load` in bridge/daemon.py) through `run_engine`: `start_engine` here
+starts one over any drivers, tests/conftest.py's `make_harness` one over simulated locks; both
+return a `Harness`, whose simulator helpers (`driver`, `slots`) serve the latter.
 
 `until` waits for a condition on real I/O (brokers, fakes) while letting the fake clock move
-through the short sleeps the engine and the drivers take, exactly as `Harness.settle` does.
+through the short sleeps the engine and the drivers take, as `Harness.settle` does.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from bridge.planner import Policy
 from bridge.records import CodeRecord
 from bridge.secrets import PinCipher
 from bridge.store import Store
+from drivers.simulator import SimulatorDriver
 
 # The fake clock's start in every harness.
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @dataclass
-class EngineHarness:
+class Harness:
     """An engine running over the given drivers."""
 
     clock: FakeClock
@@ -46,10 +49,11 @@ class EngineHarness:
     # Every event the engine committed, in order.
     events: list[Event] = field(default_factory=list)
 
-    def device_id(self, driver: str, external_id: str) -> str:
-        """The engine's id for one lock of one driver."""
+    def device_id(self, external_id: str, driver: str | None = None) -> str:
+        """The engine's id for a lock, by the id its driver gives it; `driver` names the
+        driver where more than one runs (None: the lock's id is enough)."""
         for device in self.engine.devices.values():
-            if device.driver == driver and device.external_id == external_id:
+            if device.external_id == external_id and driver in (None, device.driver):
                 return device.device_id
         raise KeyError((driver, external_id))
 
@@ -62,11 +66,48 @@ class EngineHarness:
         """A code as the engine has it now."""
         return self.engine.codes[access_code_id]
 
+    # -- over simulated locks ----------------------------------------------------------------
+
+    @property
+    def driver(self) -> SimulatorDriver:
+        """The simulator driver of a harness over simulated locks."""
+        sims = [d for d in self.drivers.values() if isinstance(d, SimulatorDriver)]
+        assert len(sims) == 1, "not a harness over one simulator driver"
+        return sims[0]
+
+    def slots(self, lock_id: str) -> dict[int, str]:
+        """What is physically on a simulated lock: {slot: pin}."""
+        return {n: s.pin for n, s in self.driver.lock(lock_id).slots.items()}
+
+    # -- waiting -----------------------------------------------------------------------------
+
     async def until(self, predicate: Callable[[], bool], *, timeout: float = 10.0,
                     what: str = "condition", advance: float = 0.0) -> None:
         """Wait (bounded, in real time) until `predicate()` holds; wake short fake-clock
         sleepers as they come due, and move the clock by `advance` each round if asked."""
         await until(predicate, timeout=timeout, what=what, clock=self.clock, advance=advance)
+
+    async def settle(self, rounds: int = 2000) -> None:
+        """Let the engine work until every lock is idle (real waits only for SQLite's thread)."""
+        for _ in range(rounds):
+            await asyncio.sleep(0.002)
+            if self.engine.settled():
+                await asyncio.sleep(0.005)
+                if self.engine.settled():
+                    return
+            wake = self.clock.next_wakeup()
+            if wake is not None and wake <= 0.5:
+                await self.clock.advance(wake)
+        raise AssertionError("engine did not settle")
+
+    async def advance(self, seconds: float, step: float = 60.0) -> None:
+        """Move the fake clock forward in steps, letting the engine settle after each."""
+        remaining = seconds
+        while remaining > 0:
+            hop = min(step, remaining)
+            await self.clock.advance(hop)
+            remaining -= hop
+            await self.settle()
 
     async def stop(self) -> None:
         """Stop the engine, the drivers and the store."""
@@ -100,7 +141,7 @@ async def until(predicate: Callable[[], bool], *, timeout: float = 10.0,
 async def start_engine(tmp_path: Path, drivers: dict[str, LockDriver], *,
                        clock: FakeClock | None = None, policy: Policy | None = None,
                        command_timeout_s: float = 10.0,
-                       property_zone: str | None = None) -> EngineHarness:
+                       property_zone: str | None = None) -> Harness:
     """Start the drivers (as the daemon does, before the engine loads), then the engine."""
     clock = clock or FakeClock(START)
     key_file = tmp_path / "engine.key"
@@ -113,7 +154,7 @@ async def start_engine(tmp_path: Path, drivers: dict[str, LockDriver], *,
         default_time_zone=lambda driver, external_id: property_zone)
     events: list[Event] = []
     engine, task = await run_engine(store, clock, drivers, settings, events.extend)
-    return EngineHarness(clock, store, engine, drivers, task, events)
+    return Harness(clock, store, engine, drivers, task, events)
 
 
 async def run_engine(store: Store, clock: FakeClock, drivers: dict[str, LockDriver],

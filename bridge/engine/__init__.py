@@ -7,8 +7,9 @@ owns what, are described in docs/architecture.md.
 
 from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.facade import Engine
-from bridge.engine.requests import CodeRequest
+from bridge.engine.requests import CodeRequest, Receipt
 from bridge.engine.state import EventListener
 from bridge.engine.worker import STORE_RETRY_S
 
-__all__ = ["STORE_RETRY_S", "CodeRequest", "Engine", "EngineError", "ErrorKind", "EventListener"]
+__all__ = ["STORE_RETRY_S", "CodeRequest", "Engine", "EngineError", "ErrorKind", "EventListener",
+           "Receipt"]

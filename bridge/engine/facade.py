@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from bridge.backup import PoolSettings
 from bridge.clock import Clock
+from bridge.config import DeviceOverride
 from bridge.driver import DriverEvent, LockDriver
 from bridge.engine.availability import AvailabilityTracker
 from bridge.engine.commands import CommandSender
@@ -19,13 +19,13 @@ from bridge.engine.housekeeping import Housekeeping
 from bridge.engine.pool import BackupPool
 from bridge.engine.reads import ReadApplier
 from bridge.engine.registry import LockRegistry
-from bridge.engine.requests import CodeRequest, Requests
+from bridge.engine.requests import CodeRequest, Receipt, Requests
 from bridge.engine.state import EngineState, EventListener
 from bridge.engine.worker import LockWorker, WorkerLoop
 from bridge.model import AccessCodeStatus, Event
 from bridge.planner import Policy, next_command, outcome_unknown
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import IntentOp, Store, Tx
+from bridge.store import IntentOp, Store
 
 
 class Engine:
@@ -39,7 +39,7 @@ class Engine:
         drivers: dict[str, LockDriver],
         *,
         rng: random.Random | None = None,
-        device_overrides: dict[str, dict[str, Any]] | None = None,
+        device_overrides: dict[str, DeviceOverride] | None = None,
         default_time_zone: Callable[[str, str], str | None] | None = None,
         clock_synchronized: Callable[[], bool] = lambda: True,
         command_timeout_s: float = 30.0,
@@ -228,61 +228,61 @@ class Engine:
 
     async def create_code(self, device_id: str, request: CodeRequest,
                           access_code_id: str | None = None,
-                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                          receipt: Receipt | None = None) -> CodeRecord:
         """Create a managed code; it goes onto the lock in the background."""
-        return await self._requests.create_code(device_id, request, access_code_id, on_commit)
+        return await self._requests.create_code(device_id, request, access_code_id, receipt)
 
     async def update_code(self, access_code_id: str, request: CodeRequest,
-                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                          receipt: Receipt | None = None) -> CodeRecord:
         """Change name, PIN, times or type; the lock is reprogrammed in the background."""
-        return await self._requests.update_code(access_code_id, request, on_commit)
+        return await self._requests.update_code(access_code_id, request, receipt)
 
     async def delete_code(self, access_code_id: str,
-                          on_commit: Callable[[Tx], None] | None = None) -> None:
+                          receipt: Receipt | None = None) -> None:
         """Take a code off its lock and forget it."""
-        await self._requests.delete_code(access_code_id, on_commit)
+        await self._requests.delete_code(access_code_id, receipt)
 
     async def convert_unmanaged(self, access_code_id: str, request: CodeRequest,
-                                on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                                receipt: Receipt | None = None) -> CodeRecord:
         """Make an unmanaged code managed: the bridge keeps it on the lock from now on."""
-        return await self._requests.convert_unmanaged(access_code_id, request, on_commit)
+        return await self._requests.convert_unmanaged(access_code_id, request, receipt)
 
     async def delete_unmanaged(self, access_code_id: str,
-                               on_commit: Callable[[Tx], None] | None = None) -> None:
+                               receipt: Receipt | None = None) -> None:
         """Remove an unmanaged code from its lock."""
-        await self._requests.delete_unmanaged(access_code_id, on_commit)
+        await self._requests.delete_unmanaged(access_code_id, receipt)
 
     async def unmanage_device(self, device_id: str,
-                              on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                              receipt: Receipt | None = None) -> DeviceRecord:
         """Take a lock out of lockbridge: its backup codes come off and its pool is off."""
-        return await self._requests.unmanage_device(device_id, on_commit)
+        return await self._requests.unmanage_device(device_id, receipt)
 
     async def manage_device(self, device_id: str,
-                            on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                            receipt: Receipt | None = None) -> DeviceRecord:
         """Bring an unmanaged lock back; its backup pool starts off, as on a new lock."""
-        return await self._requests.manage_device(device_id, on_commit)
+        return await self._requests.manage_device(device_id, receipt)
 
     async def enable_backup_pool(self, device_id: str,
-                                 on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                                 receipt: Receipt | None = None) -> DeviceRecord:
         """Switch a lock's backup pool on (for good, as a code asking for it would)."""
-        return await self._requests.enable_backup_pool(device_id, on_commit)
+        return await self._requests.enable_backup_pool(device_id, receipt)
 
     async def pull_backup(self, access_code_id: str, automatic: bool = False,
-                          on_commit: Callable[[Tx], None] | None = None,
+                          receipt: Receipt | None = None,
                           ) -> tuple[CodeRecord, CodeRecord]:
         """Hand out a backup for a time-bound code: (backup, original). Repeats return the same."""
-        return await self._pool.pull(access_code_id, automatic, on_commit)
+        return await self._pool.pull(access_code_id, automatic, receipt)
 
     async def record_events(self, events: Sequence[Event],
-                            on_commit: Callable[[Tx], None] | None = None) -> None:
+                            receipt: Receipt | None = None) -> None:
         """Commit events no code change carries (an automation's access_method.issued), with
-        `on_commit`'s rows in the same transaction; every listener hears of them."""
-        await self._state.commit(events=events, extra=on_commit)
+        the receipt's rows in the same transaction; every listener hears of them."""
+        await self._state.commit(events=events, receipt=receipt)
 
     async def restore_codes(self, codes: Sequence[CodeRecord],
-                            on_commit: Callable[[Tx], None]) -> None:
-        """Commit codes restored from the upstream (awaiting adoption) with `on_commit`."""
-        await self._requests.restore_codes(codes, on_commit)
+                            receipt: Receipt) -> None:
+        """Commit codes restored from the upstream (awaiting adoption) with their receipt."""
+        await self._requests.restore_codes(codes, receipt)
 
     def reconcile(self, device_id: str, slots: Iterable[int] = (), full: bool = False) -> None:
         """Ask a lock's worker to re-read some slots, or the whole lock, and fix what differs."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bridge import backup
 from bridge.backup import PoolSettings
@@ -25,7 +26,10 @@ from bridge.model import (
 )
 from bridge.pins import generate_pin
 from bridge.records import CodeRecord, DeviceRecord
-from bridge.store import Tx
+
+if TYPE_CHECKING:
+    # requests.py imports this module; the protocol is only a type here.
+    from bridge.engine.requests import Receipt
 
 _LOG = logging.getLogger("bridge.engine")
 
@@ -73,7 +77,7 @@ class BackupPool:
         return bool(backup.available(state.codes_of(code.device_id)))
 
     async def pull(self, access_code_id: str, automatic: bool = False,
-                   on_commit: Callable[[Tx], None] | None = None,
+                   receipt: Receipt | None = None,
                    ) -> tuple[CodeRecord, CodeRecord]:
         """Hand out a backup for a time-bound code: (backup, original). Repeats return the same."""
         state = self._state
@@ -104,7 +108,7 @@ class BackupPool:
                                     "backup_code": chosen.code,
                                     "automatic": automatic,
                                 })
-            await state.commit(codes=[pulled, linked], events=[event], extra=on_commit)
+            await state.commit(codes=[pulled, linked], events=[event], receipt=receipt)
             _LOG.info("lock %s: backup %s pulled for code %s%s", device.device_id,
                       chosen.access_code_id, access_code_id, " automatically" if automatic
                       else "")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from bridge.config import DeviceOverride
 from bridge.driver import Availability, DeviceInfo, DriverEvent, DriverEventKind
 from bridge.engine.availability import AvailabilityTracker
 from bridge.engine.gateway import DriverGateway
@@ -23,13 +24,16 @@ _LOG = logging.getLogger("bridge.engine")
 
 _DEVICE_NAMESPACE = uuid.UUID("6f1c3c52-7d4e-4c4b-9a53-2f0f8f6b1c11")
 
+# A lock the configuration says nothing about: everything as the driver reports it.
+_NO_OVERRIDE = DeviceOverride()
+
 
 class LockRegistry:
     """Turns what drivers report into device records and workers."""
 
     def __init__(self, state: EngineState, gateway: DriverGateway,
                  availability: AvailabilityTracker, start_worker: Callable[[str], None], *,
-                 overrides: dict[str, dict[str, Any]],
+                 overrides: dict[str, DeviceOverride],
                  default_time_zone: Callable[[str, str], str | None]) -> None:
         self._state = state
         self._gateway = gateway
@@ -78,11 +82,11 @@ class LockRegistry:
         committed, nothing indexed."""
         state = self._state
         device_id = _device_id(driver_name, info.external_id)
-        override = self._overrides.get(info.external_id, {})
+        override = self._overrides.get(info.external_id, _NO_OVERRIDE)
         info = _with_pin_overrides(info, override)
-        zone = lock_zone(override.get("time_zone"), info.time_zone,
+        zone = lock_zone(override.time_zone, info.time_zone,
                          self._zone_for(driver_name, info.external_id))
-        spacing = override.get("command_spacing_s")
+        spacing = override.command_spacing_s
         caps = info.capabilities
         if spacing is None and caps.min_command_spacing_s == 0:
             spacing = 0.0
@@ -91,7 +95,7 @@ class LockRegistry:
             device_id=device_id, driver=driver_name, external_id=info.external_id, info=info,
             created_at=existing.created_at if existing else state.clock.now(),
             availability=existing.availability if existing else Availability.ONLINE,
-            display_name=override.get("display_name") or info.display_name,
+            display_name=override.display_name or info.display_name,
             time_zone=zone, errors=driver_errors(existing.errors if existing else (),
                                                  existing.info if existing else None, info,
                                                  state.clock.now()),
@@ -135,7 +139,7 @@ class LockRegistry:
         """A driver learned more about a known lock (its slots, PIN rules): keep the new
         description; a changed slot range is read in full."""
         state = self._state
-        info = _with_pin_overrides(info, self._overrides.get(info.external_id, {}))
+        info = _with_pin_overrides(info, self._overrides.get(info.external_id, _NO_OVERRIDE))
         async with state.lock_for(device_id):
             device = state.devices[device_id]
             if device.info == info:
@@ -177,10 +181,10 @@ class LockRegistry:
         worker.wake.set()
 
 
-def _with_pin_overrides(info: DeviceInfo, override: dict[str, Any]) -> DeviceInfo:
+def _with_pin_overrides(info: DeviceInfo, override: DeviceOverride) -> DeviceInfo:
     """The lock's PIN rules with what the operator knows and the driver cannot read."""
-    length = override.get("pin_length")
-    prefixes = tuple(override.get("pin_forbidden_prefixes") or ())
+    length = override.pin_length
+    prefixes = tuple(override.pin_forbidden_prefixes)
     if length is None and not prefixes:
         return info
     rules = info.constraints

@@ -9,10 +9,10 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.driver import DriverError
 from bridge.engine.errors import EngineError, ErrorKind
@@ -34,6 +34,16 @@ _LOG = logging.getLogger("bridge.engine")
 # Fields of a CodeRequest an update copies onto the code when given.
 _UPDATABLE = ("name", "starts_at", "ends_at", "preferred_code_length",
               "allow_external_modification", "common_code_key", "use_backup_access_code_pool")
+
+
+class Receipt(Protocol):
+    """What a caller keeps with its change, in the change's own transaction (an API action
+    attempt, an upstream command's applied marker, an automation's rows): the engine asks it
+    to write itself when it commits the change, so a caller never holds a store transaction
+    and a crash keeps both or neither."""
+
+    def record(self, tx: Tx) -> None:
+        """Write the receipt's rows into the change's transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,7 @@ class Requests:
 
     async def create_code(self, device_id: str, request: CodeRequest,
                           access_code_id: str | None = None,
-                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                          receipt: Receipt | None = None) -> CodeRecord:
         """Create a managed code; it goes onto the lock in the background."""
         state = self._state
         async with state.lock_for(device_id):
@@ -100,12 +110,12 @@ class Requests:
                 enabled = pool_switched_on(device, "use_backup_access_code_pool")
                 if enabled is not None:
                     devices.append(enabled)
-            await state.commit(codes=[code], events=events, extra=on_commit, devices=devices)
+            await state.commit(codes=[code], events=events, receipt=receipt, devices=devices)
         state.wake(device_id)
         return state.codes[code.access_code_id]
 
     async def update_code(self, access_code_id: str, request: CodeRequest,
-                          on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                          receipt: Receipt | None = None) -> CodeRecord:
         """Change name, PIN, times or type; the lock is reprogrammed in the background."""
         state = self._state
         current = state.code(access_code_id)
@@ -138,7 +148,7 @@ class Requests:
             await state.commit(codes=[updated, *self._backup_follows(updated, device, now)],
                                events=[state.event(EventType.ACCESS_CODE_CHANGED,
                                                    current.device_id, access_code_id, {})],
-                               extra=on_commit)
+                               receipt=receipt)
         state.wake(current.device_id)
         return state.codes[access_code_id]
 
@@ -165,7 +175,7 @@ class Requests:
                                                                   now))], events=events)
 
     async def delete_code(self, access_code_id: str,
-                          on_commit: Callable[[Tx], None] | None = None) -> None:
+                          receipt: Receipt | None = None) -> None:
         """Take a code off its lock and forget it."""
         state = self._state
         current = state.code(access_code_id)
@@ -186,25 +196,25 @@ class Requests:
             if current.on_lock:
                 updated = state.refresh(_leaving(current, now), device, now)
                 await state.commit(codes=[updated, *followers], events=events,
-                                   extra=on_commit)
+                                   receipt=receipt)
             else:
                 await state.commit(codes=followers, drop=[access_code_id], events=events,
-                                   extra=on_commit)
+                                   receipt=receipt)
         state.wake(current.device_id)
 
     async def restore_codes(self, codes: Sequence[CodeRecord],
-                            on_commit: Callable[[Tx], None]) -> None:
-        """Commit codes restored from the upstream (awaiting adoption) with `on_commit`."""
+                            receipt: Receipt) -> None:
+        """Commit codes restored from the upstream (awaiting adoption) with `receipt`."""
         for code in codes:
             REDACTOR.remember(code.code)
-        await self._state.commit(codes=list(codes), extra=on_commit)
+        await self._state.commit(codes=list(codes), receipt=receipt)
         for device_id in {c.device_id for c in codes}:
             self._state.wake(device_id)
 
     # -- unmanaged codes ------------------------------------------------------------------
 
     async def convert_unmanaged(self, access_code_id: str, request: CodeRequest,
-                                on_commit: Callable[[Tx], None] | None = None) -> CodeRecord:
+                                receipt: Receipt | None = None) -> CodeRecord:
         """Make an unmanaged code managed: the bridge keeps it on the lock from now on."""
         state = self._state
         current = state.code(access_code_id, managed=False)
@@ -225,12 +235,12 @@ class Requests:
             )
             await state.commit(codes=[converted], events=[state.event(
                 EventType.ACCESS_CODE_UNMANAGED_CONVERTED_TO_MANAGED, current.device_id,
-                access_code_id, {})], extra=on_commit)
+                access_code_id, {})], receipt=receipt)
         state.wake(current.device_id)
         return state.codes[access_code_id]
 
     async def delete_unmanaged(self, access_code_id: str,
-                               on_commit: Callable[[Tx], None] | None = None) -> None:
+                               receipt: Receipt | None = None) -> None:
         """Remove an unmanaged code from its lock."""
         state = self._state
         current = state.code(access_code_id, managed=False)
@@ -248,12 +258,12 @@ class Requests:
                                   f"The lock did not remove the code: {exc}") from exc
             await state.commit(drop=[access_code_id], events=[state.event(
                 EventType.ACCESS_CODE_UNMANAGED_REMOVED, current.device_id, access_code_id, {})],
-                extra=on_commit)
+                receipt=receipt)
 
     # -- devices --------------------------------------------------------------------------
 
     async def unmanage_device(self, device_id: str,
-                              on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                              receipt: Receipt | None = None) -> DeviceRecord:
         """Take a lock out of lockbridge: its backup codes come off and its pool is off.
 
         Refused while lockbridge still manages other codes on it (nobody would take a guest's
@@ -277,14 +287,14 @@ class Requests:
                        for c in backups if c.on_lock]
             await state.commit(devices=[updated], codes=leaving, events=events,
                                drop=[c.access_code_id for c in backups if not c.on_lock],
-                               extra=on_commit)
+                               receipt=receipt)
         _LOG.info("lock %s is no longer managed; %d backup code(s) come off it", device_id,
                   len(leaving))
         state.wake(device_id)
         return state.devices[device_id]
 
     async def manage_device(self, device_id: str,
-                            on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                            receipt: Receipt | None = None) -> DeviceRecord:
         """Bring an unmanaged lock back; its backup pool starts off, as on a new lock."""
         state = self._state
         async with state.lock_for(device_id):
@@ -292,19 +302,19 @@ class Requests:
             updated = replace(device, is_managed=True)
             await state.commit(devices=[updated], events=[state.event(
                 EventType.DEVICE_UNMANAGED_CONVERTED_TO_MANAGED, device_id, None, {})],
-                extra=on_commit)
+                receipt=receipt)
         self.reconcile(device_id, full=True)
         return state.devices[device_id]
 
     async def enable_backup_pool(self, device_id: str,
-                                 on_commit: Callable[[Tx], None] | None = None) -> DeviceRecord:
+                                 receipt: Receipt | None = None) -> DeviceRecord:
         """Switch a lock's backup pool on (for good, as a code asking for it would), with the
-        caller's `on_commit` rows in the same transaction (kept too when it already was on)."""
+        caller's receipt in the same transaction (kept too when it already was on)."""
         state = self._state
         async with state.lock_for(device_id):
             enabled = pool_switched_on(state.device(device_id), "backup_access_code_pool_enabled")
             await state.commit(devices=[enabled] if enabled is not None else [],
-                               extra=on_commit)
+                               receipt=receipt)
         state.wake(device_id)
         return state.devices[device_id]
 

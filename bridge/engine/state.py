@@ -22,6 +22,7 @@ from bridge.records import CodeRecord, DeviceRecord
 from bridge.store import Intent, Store, Tx
 
 if TYPE_CHECKING:
+    from bridge.engine.requests import Receipt
     from bridge.engine.worker import LockWorker
 
 EventListener = Callable[[list[Event]], Awaitable[None] | None]
@@ -143,12 +144,14 @@ class EngineState:
         self, *, codes: Iterable[CodeRecord] = (), devices: Iterable[DeviceRecord] = (),
         events: Iterable[Event] = (), drop: Iterable[str] = (),
         intents: Iterable[Intent] = (), drop_intents: Iterable[tuple[str, int]] = (),
-        extra: Callable[[Tx], None] | None = None,
+        receipt: Receipt | None = None,
     ) -> list[Event]:
-        """Persist changes and their events in one transaction, then update memory."""
+        """Persist changes and their events (and a caller's `receipt`) in one transaction,
+        then update memory."""
         codes, devices, events = list(codes), list(devices), list(events)
         drop, intents, drop_intents = list(drop), list(intents), list(drop_intents)
-        if not (codes or devices or events or drop or intents or drop_intents or extra):
+        if not (codes or devices or events or drop or intents or drop_intents
+                or receipt is not None):
             return []
 
         def apply(tx: Tx) -> None:
@@ -164,8 +167,8 @@ class EngineState:
                 tx.put_intent(intent)
             for device_id, slot in drop_intents:
                 tx.drop_intent(device_id, slot)
-            if extra is not None:
-                extra(tx)
+            if receipt is not None:
+                receipt.record(tx)
 
         # Shielded: a caller cancelled while SQLite commits would leave the change on disk but
         # not in memory, and the listeners (the upstream links) would not hear of its events

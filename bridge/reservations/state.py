@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +81,7 @@ class AutomationState:
 
     async def commit(self, app: Application, change: Change) -> None:
         """Write the change and its events in one transaction, then remember it."""
-        await app.record(change.events, _writer(change))
+        await app.record(change.events, _Rows(change))
         for record in change.drop:
             self._forget(record)
         for record in change.put:
@@ -126,8 +125,16 @@ def new_event(app: Application, kind: EventType, data: dict[str, object]) -> Eve
                  data=data)
 
 
-def _writer(change: Change) -> Callable[[Tx], None]:
-    def write(tx: Tx) -> None:
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """An automation's change kept as rows of its own tables, in the transaction that commits
+    its events (the engine asks it to write them: an `Engine` receipt)."""
+
+    change: Change
+
+    def record(self, tx: Tx) -> None:
+        """Write the change's documents and its run."""
+        change = self.change
         for record in change.drop:
             tx.drop_document(*_table(record))
         for record in change.put:
@@ -141,8 +148,6 @@ def _writer(change: Change) -> Callable[[Tx], None]:
                        (change.run.automation_run_id, _json(to_document(change.run))))
             tx.execute("DELETE FROM automation_runs WHERE seq <= "
                        "(SELECT max(seq) FROM automation_runs) - ?", (KEEP_RUNS,))
-
-    return write
 
 
 def _json(doc: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bridge.application import Application, CodeChanges
+from bridge.config import DeviceOverride
 from bridge.driver import Availability, RejectReason
 from bridge.engine import CodeRequest, EngineError
 from bridge.model import AccessCodeStatus, AccessCodeType, EventType
@@ -500,7 +501,7 @@ async def test_pin_rules_the_operator_knows_apply_to_every_code(harness_factory)
     # A Schlage whose programming code starts 271, with every code 5 digits long: the driver
     # cannot read either rule from the lock, the config gives them.
     h = await harness_factory([SimLockSpec("back", "Back")], device_overrides={
-        "back": {"pin_length": 5, "pin_forbidden_prefixes": ["271"]}})
+        "back": DeviceOverride(pin_length=5, pin_forbidden_prefixes=["271"])})
     dev = h.device_id("back")
     with pytest.raises(EngineError) as refused:
         await h.engine.create_code(dev, CodeRequest(code="27199"))

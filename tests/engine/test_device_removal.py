@@ -19,7 +19,8 @@ from bridge.model import AccessCodeType, EventType
 from bridge.records import DeviceRecord
 from drivers.simulator import SimLockSpec
 from tests.api_helpers import Daemon, start_daemon, wait_until
-from tests.conftest import START, Harness, make_harness, stop_harness
+from tests.conftest import START, make_harness, stop_harness
+from tests.harness import Harness
 
 H = timedelta(hours=1)
 Factory = Callable[..., Awaitable[Harness]]
@@ -167,7 +168,7 @@ async def test_a_lock_brought_back_with_its_pool_keeps_the_receipt_with_the_last
     receipt = CommandReceipt("bring-back-1", '{"action": "devices.update"}')
     switch_on = h.engine.enable_backup_pool
 
-    async def stopped_here(device_id: str, on_commit: object = None) -> DeviceRecord:
+    async def stopped_here(device_id: str, receipt: object = None) -> DeviceRecord:
         raise RuntimeError("the process died")
 
     h.engine.enable_backup_pool = stopped_here  # type: ignore[method-assign]

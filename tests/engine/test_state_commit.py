@@ -31,14 +31,15 @@ async def test_a_caller_cancelled_during_the_commit_still_sees_memory_and_listen
     state.subscribe(heard.extend)
     in_commit, release = threading.Event(), threading.Event()
 
-    def slow(tx: Tx) -> None:
-        # Runs in the store's writer thread, inside the transaction.
-        in_commit.set()
-        release.wait(10)
+    class SlowReceipt:
+        def record(self, tx: Tx) -> None:
+            # Runs in the store's writer thread, inside the transaction.
+            in_commit.set()
+            release.wait(10)
 
     code = CodeRecord("c1", "dev", START, code="93817264")
     event = state.event(EventType.ACCESS_CODE_CREATED, "dev", "c1", {})
-    caller = asyncio.create_task(state.commit(codes=[code], events=[event], extra=slow))
+    caller = asyncio.create_task(state.commit(codes=[code], events=[event], receipt=SlowReceipt()))
     assert await asyncio.to_thread(in_commit.wait, 10)
     caller.cancel()
     release.set()

@@ -12,8 +12,8 @@ from bridge.model import AccessCodeStatus
 from bridge.serialize import access_code_json
 from bridge.stateview import StateView
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness, make_harness, stop_harness
-from tests.harness import until
+from tests.conftest import make_harness, stop_harness
+from tests.harness import Harness, until
 
 
 def status(h: Harness, access_code_id: str) -> str:

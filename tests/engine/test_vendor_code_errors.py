@@ -12,7 +12,7 @@ from bridge.driver import CodeWrite, CommandRejected, RejectReason, WriteResult
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeErrorCode, EventType
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 
 
 async def test_a_vendor_error_code_replaces_the_generic_one_until_a_write_succeeds(

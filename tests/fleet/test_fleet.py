@@ -24,7 +24,7 @@ from bridge.fleet.db import BridgeSeen, FleetDb, StateChange
 from bridge.fleet.schema import MIGRATIONS, migrate
 from bridge.upstream.nats_subjects import FleetNames
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness, make_harness, stop_harness
+from tests.conftest import make_harness, stop_harness
 from tests.fleet_helpers import (
     API_KEY,
     RunningBridge,
@@ -37,6 +37,7 @@ from tests.fleet_helpers import (
     start_replica,
 )
 from tests.fleet_postgres import fresh_database
+from tests.harness import Harness
 from tests.nats_cluster import NatsCluster
 from tests.upstream_helpers import eventually, unlock_events
 

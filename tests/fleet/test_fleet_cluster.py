@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness, make_harness, stop_harness
+from tests.conftest import make_harness, stop_harness
 from tests.fleet_helpers import (
     API_KEY,
     RunningBridge,
@@ -31,6 +31,7 @@ from tests.fleet_helpers import (
 )
 from tests.fleet_postgres import fresh_database
 from tests.fleet_processes import ReplicaProcess, start_replica_process
+from tests.harness import Harness
 from tests.nats_cluster import NatsCluster
 from tests.upstream_helpers import eventually, unlock_events
 

@@ -30,7 +30,8 @@ from bridge.secrets import PinCipher
 from bridge.stateview import StateView
 from bridge.store import Store
 from drivers.simulator import SimLockSpec
-from tests.conftest import START, Harness
+from tests.conftest import START
+from tests.harness import Harness
 
 H = timedelta(hours=1)
 OPTIONS = links.PortalOptions(customer_key="owner-1", read_only=True)

@@ -143,3 +143,27 @@ upstream:
     assert loaded.config.state_dir == folder / "state"
     z2m = loaded.drivers[1]
     assert z2m.broker.password_file == folder / "secrets" / "broker.password"
+
+
+def test_engine_settings_pass_each_device_override_as_the_configuration_has_it(
+        tmp_path: Path) -> None:
+    from bridge.clock import FakeClock
+    from bridge.config import DeviceOverride, load_config
+    from bridge.daemon import engine_settings
+    from bridge.timesync import ClockGuard
+
+    text = GOOD + """\
+properties:
+  - {id: beach, time_zone: Europe/Lisbon}
+  - {id: city, time_zone: America/New_York}
+devices:
+  front: {property: city, pin_length: 5}
+"""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    loaded = load_config(path)
+    settings = engine_settings(loaded, ClockGuard(FakeClock(), None))
+    assert settings.device_overrides == {"front": DeviceOverride(property="city", pin_length=5)}
+    assert settings.device_overrides["front"] is loaded.config.devices["front"]
+    assert settings.default_time_zone("sim", "front") == "America/New_York"
+    assert settings.default_time_zone("sim", "back") is None

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.upstream.commands import created_code_id
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.upstream_helpers import (
     BRIDGE_ID,
     eventually,

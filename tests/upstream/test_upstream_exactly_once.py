@@ -25,7 +25,8 @@ from bridge.upstream.commands import created_code_id
 from bridge.upstream.devserver import DevUpstream
 from bridge.upstream.protocol import CommandResult
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness, stop_harness
+from tests.conftest import stop_harness
+from tests.harness import Harness
 from tests.upstream_helpers import (
     BRIDGE_ID,
     RunningLink,

@@ -13,7 +13,7 @@ from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.reconnect import LinkState
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.upstream_helpers import (
     BRIDGE_ID,
     SwallowingProxy,

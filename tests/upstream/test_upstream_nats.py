@@ -27,7 +27,7 @@ from bridge.upstream.nats_link import NatsLink
 from bridge.upstream.nats_state import render_state
 from bridge.upstream.nats_subjects import MSG_ID, FleetNames, close_client
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.nats_cluster import NatsCluster, bridge_password, password_file
 from tests.upstream_helpers import bridge_event_ids, eventually, unlock_events
 

@@ -16,7 +16,7 @@ from bridge.reconnect import FailureKind
 from bridge.upstream.nats_link import NatsLink, classify
 from bridge.upstream.nats_subjects import FleetNames, close_client
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.nats_cluster import NatsCluster, password_file
 from tests.upstream.test_upstream_nats import published_event_ids
 from tests.upstream.test_upstream_tls import make_pki

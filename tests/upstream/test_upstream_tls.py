@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from bridge.clock import FakeClock
 from bridge.reconnect import LinkState
 from drivers.simulator import SimLockSpec
-from tests.conftest import Harness
+from tests.harness import Harness
 from tests.upstream_helpers import (
     BRIDGE_ID,
     TOKEN,

@@ -17,7 +17,7 @@ from bridge.records import CodeRecord
 from tests.conftest import START
 from tests.fakes.zigbee2mqtt import FakeZigbeeLock
 from tests.fakes.zwavejs_ui import FakeNode
-from tests.harness import EngineHarness, start_engine, until
+from tests.harness import Harness, start_engine, until
 from tests.mqtt_env import make_z2m, make_zui, running_z2m, running_zui, unique
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ Z2M_LOCKS = ("front", "back")
 NODES = (5, 6)
 
 
-def all_set(h: EngineHarness, codes: list[CodeRecord]) -> bool:
+def all_set(h: Harness, codes: list[CodeRecord]) -> bool:
     return all(c.access_code_id in h.engine.codes
                and h.code(c.access_code_id).status is AccessCodeStatus.SET for c in codes)
 
@@ -50,8 +50,8 @@ async def test_broker_killed_and_restarted_mid_way(private_mosquitto: Mosquitto,
         }
         h = await start_engine(tmp_path, drivers, clock=clock)
         try:
-            devices = [h.device_id("z2m", n) for n in Z2M_LOCKS] + \
-                [h.device_id("zwave", f"node{n}") for n in NODES]
+            devices = [h.device_id(n, driver="z2m") for n in Z2M_LOCKS] + \
+                [h.device_id(f"node{n}", driver="zwave") for n in NODES]
             pins = iter(f"{4000 + i * 37:04d}" for i in range(100))
 
             async def one_code_each() -> list[CodeRecord]:

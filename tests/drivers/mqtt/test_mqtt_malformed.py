@@ -59,9 +59,9 @@ async def test_garbage_is_logged_once_per_kind_and_ignored(
                                   '{"success": true, "result": true, '
                                   '"origin": {"lockbridge_request": "not-ours"}}')
             # Still working, for both drivers.
-            a = await h.engine.create_code(h.device_id("z2m", "front"),
+            a = await h.engine.create_code(h.device_id("front", driver="z2m"),
                                            CodeRequest(name="a", code="1234"))
-            b = await h.engine.create_code(h.device_id("zwave", "node5"),
+            b = await h.engine.create_code(h.device_id("node5", driver="zwave"),
                                            CodeRequest(name="b", code="5678"))
             await h.until(lambda: all(h.code(c.access_code_id).status is AccessCodeStatus.SET
                                       for c in (a, b)), what="codes set after the garbage")

@@ -25,7 +25,7 @@ from bridge.planner import Policy
 from drivers.nuki_web.config import Config
 from drivers.nuki_web.driver import NukiWebDriver
 from tests.fakes.nuki_web import FakeNukiWeb, FakeSmartlock
-from tests.harness import EngineHarness, start_engine
+from tests.harness import Harness, start_engine
 
 TOKEN = "nuki-api-token-for-engine-tests"
 LOCK = 4711
@@ -34,7 +34,7 @@ LOCK = 4711
 @dataclass
 class Rig:
     fake: FakeNukiWeb
-    harness: EngineHarness
+    harness: Harness
     device_id: str
 
     @property
@@ -72,7 +72,7 @@ async def _rig(tmp_path: Path, *, clock: FakeClock, driver_zone: str | None = "E
     harness = await start_engine(tmp_path, {"nuki": driver}, clock=clock,
                                  property_zone=property_zone, policy=policy,
                                  command_timeout_s=command_timeout_s)
-    return Rig(fake, harness, harness.device_id("nuki", str(LOCK)))
+    return Rig(fake, harness, harness.device_id(str(LOCK), driver="nuki"))
 
 
 @pytest.fixture

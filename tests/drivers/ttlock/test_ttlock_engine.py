@@ -18,7 +18,7 @@ from bridge.model import AccessCodeStatus, AccessCodeType
 from drivers.ttlock.driver import TTLockDriver
 from tests.drivers.ttlock.test_ttlock_driver import CLIENT_ID, PASSWORD, SECRET, USER, settings
 from tests.fakes.ttlock import FakeTTLock
-from tests.harness import EngineHarness, start_engine
+from tests.harness import Harness, start_engine
 
 FRONT, BACK, SHED, GATEWAY = 7252408, 7252409, 7252410, 347
 
@@ -26,10 +26,10 @@ FRONT, BACK, SHED, GATEWAY = 7252408, 7252409, 7252410, 347
 @dataclass
 class Rig:
     fake: FakeTTLock
-    harness: EngineHarness
+    harness: Harness
 
     def device(self, lock_id: int) -> str:
-        return self.harness.device_id("ttlock", str(lock_id))
+        return self.harness.device_id(str(lock_id), driver="ttlock")
 
     def status(self, access_code_id: str) -> AccessCodeStatus:
         return self.harness.code(access_code_id).status

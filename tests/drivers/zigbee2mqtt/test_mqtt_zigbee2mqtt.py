@@ -33,7 +33,7 @@ from bridge.model import (
 )
 from tests.conftest import START
 from tests.fakes.zigbee2mqtt import FakeZigbee2MQTT, FakeZigbeeLock
-from tests.harness import EngineHarness, start_engine, until
+from tests.harness import Harness, start_engine, until
 from tests.mqtt_env import make_z2m, running_z2m, unique
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ pytest_plugins = ["tests.mosquitto"]
 @asynccontextmanager
 async def setup(broker: Mosquitto, tmp_path: Path, locks: list[FakeZigbeeLock],
                 fake_options: dict[str, Any] | None = None,
-                **driver: object) -> AsyncIterator[tuple[EngineHarness, FakeZigbee2MQTT]]:
+                **driver: object) -> AsyncIterator[tuple[Harness, FakeZigbee2MQTT]]:
     base = unique("z2m-e2e")
     async with running_z2m(broker, base, locks, **(fake_options or {})) as fake:
         clock = FakeClock(START)
@@ -57,11 +57,11 @@ async def setup(broker: Mosquitto, tmp_path: Path, locks: list[FakeZigbeeLock],
             await h.stop()
 
 
-def status(h: EngineHarness, code_id: str) -> AccessCodeStatus:
+def status(h: Harness, code_id: str) -> AccessCodeStatus:
     return h.code(code_id).status
 
 
-async def event_types(h: EngineHarness, code_id: str) -> list[str]:
+async def event_types(h: Harness, code_id: str) -> list[str]:
     events = await h.store.read(lambda r: r.events(access_code_id=code_id))
     return [e.event_type.value for e in events]
 
@@ -70,7 +70,7 @@ async def test_codes_are_set_verified_and_cleared_with_leading_zeros(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     locks = [FakeZigbeeLock("front", "0x0001"), FakeZigbeeLock("back", "0x0002")]
     async with setup(mosquitto, tmp_path, locks) as (h, fake):
-        front, back = h.device_id("z2m", "front"), h.device_id("z2m", "back")
+        front, back = h.device_id("front", driver="z2m"), h.device_id("back", driver="z2m")
         a = await h.engine.create_code(front, CodeRequest(name="Staff", code="0155"))
         b = await h.engine.create_code(back, CodeRequest(name="Guest", code="90210"))
         await h.until(lambda: status(h, a.access_code_id) is AccessCodeStatus.SET
@@ -93,7 +93,7 @@ async def test_stale_cached_users_never_undo_a_fresh_write(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
     lock = FakeZigbeeLock("front", "0x0001", table={0: "1111"})
     async with setup(mosquitto, tmp_path, [lock]) as (h, fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await h.until(lambda: any(c.slot == 0 for c in h.engine.codes_of(device)),
                       what="the existing code imported as unmanaged")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2222"))
@@ -113,7 +113,7 @@ async def test_stale_cached_users_never_undo_a_fresh_write(mosquitto: Mosquitto,
 async def test_keypad_edit_is_detected_and_put_back(mosquitto: Mosquitto,
                                                    tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
                       what="set")
@@ -131,7 +131,7 @@ async def test_keypad_edit_is_detected_and_put_back(mosquitto: Mosquitto,
 async def test_keypad_unlock_becomes_a_lock_unlocked_event(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
                       what="set")
@@ -148,7 +148,7 @@ async def test_lock_without_expose_pin_is_unreadable_not_empty(mosquitto: Mosqui
     # A code set at the keypad before lockbridge came: Zigbee2MQTT withholds its PIN.
     lock = FakeZigbeeLock("front", "0x0001", expose_pin=False, table={0: "5150"})
     async with setup(mosquitto, tmp_path, [lock]) as (h, _fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         caps = h.engine.devices[device].info.capabilities
         assert caps.masks_pins_on_read
         await h.until(lambda: any(c.slot == 0 for c in h.engine.codes_of(device)),
@@ -168,7 +168,7 @@ async def test_refusal_is_reported_not_retried_forever(mosquitto: Mosquitto,
     lock = FakeZigbeeLock("front", "0x0001")
     lock.refuse.append("setPinCode failed: duplicate code")
     async with setup(mosquitto, tmp_path, [lock]) as (h, _):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1357"))
         await h.until(lambda: h.code(code.access_code_id).has_error(
             AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE), what="duplicate error")
@@ -179,7 +179,7 @@ async def test_refusal_is_reported_not_retried_forever(mosquitto: Mosquitto,
 
 async def test_offline_lock_waits_then_converges(mosquitto: Mosquitto, tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeZigbeeLock("front", "0x0001")]) as (h, fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await h.until(lambda: h.engine.settled(), what="first read done")
         await fake.set_online("front", False)
         await h.until(lambda: h.engine.devices[device].availability is Availability.OFFLINE,
@@ -200,7 +200,7 @@ async def test_offline_lock_waits_then_converges(mosquitto: Mosquitto, tmp_path:
 QUICK_TIMEOUTS = {"command_timeout_s": 0.2}
 
 
-def unmanaged_in(h: EngineHarness, device: str, slot: int) -> list[str | None]:
+def unmanaged_in(h: Harness, device: str, slot: int) -> list[str | None]:
     return [c.code for c in h.engine.codes_of(device) if not c.is_managed and c.slot == slot]
 
 
@@ -210,7 +210,7 @@ async def test_a_user_that_does_not_answer_blinds_nothing_and_is_never_written(
     keypad programming event asks for runs, and the next code goes to a checked empty user."""
     lock = FakeZigbeeLock("front", "0x0001", no_answer={2})
     async with setup(mosquitto, tmp_path, [lock], QUICK_TIMEOUTS) as (h, fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await fake.keypad_set("front", 0, "5150")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2468"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
@@ -234,7 +234,7 @@ async def test_the_range_the_lock_answers_for_beats_the_table(mosquitto: Mosquit
     range is remembered for the next start."""
     lock = FakeZigbeeLock("front", "0x0001", slots=5)
     async with setup(mosquitto, tmp_path, [lock], QUICK_TIMEOUTS) as (h, _fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await h.until(lambda: h.engine.settled(), what="the first read done")
         codes = [await h.engine.create_code(device, CodeRequest(name=f"G{i}", code=f"{i}482"))
                  for i in range(1, 7)]
@@ -259,7 +259,7 @@ async def test_a_silent_duplicate_on_a_lock_that_hides_pins_is_a_duplicate(
     Zigbee2MQTT never looks at); the user reads back empty twice, user 0's PIN is hidden."""
     lock = FakeZigbeeLock("front", "0x0001", expose_pin=False, table={0: "1357"})
     async with setup(mosquitto, tmp_path, [lock], QUICK_TIMEOUTS) as (h, _fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await h.until(lambda: unmanaged_in(h, device, 0) == [None], what="user 0 imported")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1357"))
         await h.until(lambda: h.code(code.access_code_id).has_error(
@@ -281,7 +281,7 @@ async def test_a_stale_republish_after_a_set_does_not_make_it_a_refusal(
                           program_event_on_rf=False)
     async with setup(mosquitto, tmp_path, [lock],
                      {**QUICK_TIMEOUTS, "republish_stale": True}) as (h, _fake):
-        device = h.device_id("z2m", "front")
+        device = h.device_id("front", driver="z2m")
         await h.until(lambda: unmanaged_in(h, device, 0) == [None], what="user 0 imported")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2222"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,

@@ -270,7 +270,7 @@ async def test_a_managed_code_disabled_at_the_lock_is_put_back(stack: ZWaveStack
     zw = ZWaveDriver(config, clock, tmp_path / "state")
     h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
     try:
-        device_id = h.device_id("zw", "7e570001-2")
+        device_id = h.device_id("7e570001-2", driver="zw")
         made = await h.engine.create_code(device_id, CodeRequest(name="Staff",
                                                                  code="24681357"))
         cid = made.access_code_id
@@ -434,7 +434,7 @@ async def test_a_moved_stay_reaches_the_locks_schedule(stack: ZWaveStack, tmp_pa
     zw = ZWaveDriver(config, clock, tmp_path / "state")
     h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
     try:
-        device_id = h.device_id("zw", "7e570001-3")
+        device_id = h.device_id("7e570001-3", driver="zw")
         made = await h.engine.create_code(device_id, CodeRequest(
             name="Guest", code="31337", type=AccessCodeType.TIME_BOUND,
             starts_at=now - timedelta(hours=2), ends_at=now + timedelta(days=2)))
@@ -492,7 +492,7 @@ async def test_only_the_propertys_zone_schedules_in_the_locks_time(stack: ZWaveS
     zw = ZWaveDriver(config, clock, tmp_path / "state")
     h = await start_engine(tmp_path, {"zw": zw}, clock=clock, property_zone=ZONE)
     try:
-        device_id = h.device_id("zw", "7e570001-3")
+        device_id = h.device_id("7e570001-3", driver="zw")
         assert h.engine.devices[device_id].time_zone == ZONE
         starts, ends = now + timedelta(days=1), now + timedelta(days=3)
         made = await h.engine.create_code(device_id, CodeRequest(

@@ -23,7 +23,7 @@ from bridge.engine import CodeRequest
 from bridge.engine.worker import SWEEP_INTERVAL_S
 from bridge.model import AccessCodeStatus
 from drivers.simulator.lock import SEEN_PINS
-from tests.harness import EngineHarness, start_engine
+from tests.harness import Harness, start_engine
 from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
 
 pytestmark = [
@@ -58,7 +58,7 @@ async def frames(stack: ZWaveStack, node: int) -> dict[str, Any]:
     return received
 
 
-async def quiet_for(h: EngineHarness, seconds: float, step: float = 600.0) -> None:
+async def quiet_for(h: Harness, seconds: float, step: float = 600.0) -> None:
     """Move the fake clock by `seconds` in steps, letting every lock finish what came due."""
     moved = 0.0
     while moved < seconds:
@@ -89,7 +89,7 @@ async def test_steady_state_costs_a_checksum_an_hour_or_a_sweep_a_day(
             await frames(stack, node)
         created = []
         for node in (PLAIN, SUMMED):
-            device_id = h.device_id("zw", f"7e570001-{node}")
+            device_id = h.device_id(f"7e570001-{node}", driver="zw")
             for pin in PINS:
                 made = await h.engine.create_code(device_id, CodeRequest(name="Guest", code=pin))
                 created.append(made.access_code_id)

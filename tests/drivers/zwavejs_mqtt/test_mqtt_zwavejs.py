@@ -19,7 +19,7 @@ from bridge.model import (
 )
 from tests.conftest import START
 from tests.fakes.zwavejs_ui import FakeNode, FakeZwaveJsUI
-from tests.harness import EngineHarness, start_engine
+from tests.harness import Harness, start_engine
 from tests.mqtt_env import make_zui, running_zui, unique
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ pytest_plugins = ["tests.mosquitto"]
 @asynccontextmanager
 async def setup(broker: Mosquitto, tmp_path: Path, nodes: list[FakeNode],
                 locks: list[dict[str, Any]] | None = None, echo_origin: bool = True,
-                **driver: object) -> AsyncIterator[tuple[EngineHarness, FakeZwaveJsUI]]:
+                **driver: object) -> AsyncIterator[tuple[Harness, FakeZwaveJsUI]]:
     prefix = unique("zw-e2e")
     locks = locks or [{"node_id": n.node_id, "id": f"lock{n.node_id}"} for n in nodes]
     async with running_zui(broker, prefix, "home", nodes, echo_origin=echo_origin) as fake:
@@ -44,14 +44,14 @@ async def setup(broker: Mosquitto, tmp_path: Path, nodes: list[FakeNode],
             await h.stop()
 
 
-def status(h: EngineHarness, code_id: str) -> AccessCodeStatus:
+def status(h: Harness, code_id: str) -> AccessCodeStatus:
     return h.code(code_id).status
 
 
 async def test_codes_are_set_verified_and_cleared_one_slot_at_a_time(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5), FakeNode(7)]) as (h, fake):
-        five, seven = h.device_id("zwave", "lock5"), h.device_id("zwave", "lock7")
+        five, seven = h.device_id("lock5", driver="zwave"), h.device_id("lock7", driver="zwave")
         info = h.engine.devices[five].info
         # Facts from getNodes: maker, product, slot count, PIN lengths.
         assert (info.manufacturer, info.model) == ("Kwikset", "916")
@@ -77,7 +77,7 @@ async def test_codes_are_set_verified_and_cleared_one_slot_at_a_time(
 async def test_keypad_edit_is_detected_and_put_back(mosquitto: Mosquitto,
                                                    tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5)]) as (h, fake):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
                       what="set")
@@ -93,7 +93,7 @@ async def test_keypad_edit_is_detected_and_put_back(mosquitto: Mosquitto,
 async def test_keypad_unlock_becomes_a_lock_unlocked_event(mosquitto: Mosquitto,
                                                           tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5)]) as (h, fake):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         code = await h.engine.create_code(device, CodeRequest(name="Staff", code="4821"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
                       what="set")
@@ -109,7 +109,7 @@ async def test_masked_codes_are_unreadable_not_empty(mosquitto: Mosquitto,
     node = FakeNode(5, masks=True, codes={1: "5150"})
     async with setup(mosquitto, tmp_path, [node],
                      locks=[{"node_id": 5, "id": "lock5", "masks_pins": True}]) as (h, _fake):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: any(c.slot == 1 for c in h.engine.codes_of(device)),
                       what="the occupied slot imported")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="2468"))
@@ -125,7 +125,7 @@ async def test_refusal_is_reported(mosquitto: Mosquitto, tmp_path: Path) -> None
     node = FakeNode(5)
     node.refuse.append("Unable to write value: Fail")
     async with setup(mosquitto, tmp_path, [node]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1357"))
         await h.until(lambda: h.code(code.access_code_id).has_error(
             AccessCodeErrorCode.FAILED_TO_SET_ON_DEVICE), what="failed_to_set_on_device")
@@ -141,7 +141,7 @@ async def test_a_duplicate_refused_only_by_notification_is_reported(
     node = FakeNode(5, masks=True, silent_duplicates=True, codes={1: "5150"})
     async with setup(mosquitto, tmp_path, [node],
                      locks=[{"node_id": 5, "id": "lock5", "masks_pins": True}]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: any(c.slot == 1 for c in h.engine.codes_of(device)),
                       what="the occupied slot imported")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="5150"))
@@ -153,7 +153,7 @@ async def test_a_duplicate_refused_only_by_notification_is_reported(
 
 async def test_dead_node_waits_then_converges(mosquitto: Mosquitto, tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5)]) as (h, fake):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: h.engine.settled(), what="first read done")
         await fake.set_status(5, "Dead")
         await h.until(lambda: h.engine.devices[device].availability is Availability.OFFLINE,
@@ -173,7 +173,7 @@ async def test_gateway_without_origin_echo_still_matches_answers(mosquitto: Mosq
                                                                 tmp_path: Path) -> None:
     async with setup(mosquitto, tmp_path, [FakeNode(5), FakeNode(6)],
                      echo_origin=False) as (h, fake):
-        codes = [await h.engine.create_code(h.device_id("zwave", f"lock{n}"),
+        codes = [await h.engine.create_code(h.device_id(f"lock{n}", driver="zwave"),
                                             CodeRequest(name="x", code=pin))
                  for n, pin in ((5, "1111"), (6, "2222"), (5, "3333"))]
         await h.until(lambda: all(status(h, c.access_code_id) is AccessCodeStatus.SET

@@ -27,7 +27,7 @@ from bridge.model import AccessCodeErrorCode, AccessCodeStatus, EventType
 from drivers.zwavejs_mqtt.driver import ZwaveJsMqttDriver
 from tests.conftest import START
 from tests.fakes.zwavejs_ui import FakeNode, FakeZwaveJsUI
-from tests.harness import EngineHarness, start_engine
+from tests.harness import Harness, start_engine
 from tests.mqtt_env import make_zui, running_zui, unique
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def lock_config(nodes: list[FakeNode]) -> list[dict[str, Any]]:
 async def engine(broker: Mosquitto, tmp_path: Path, nodes: list[FakeNode],
                  locks: list[dict[str, Any]] | None = None, gateway: str | None = "home",
                  fake: dict[str, Any] | None = None, **driver: Any,
-                 ) -> AsyncIterator[tuple[EngineHarness, FakeZwaveJsUI]]:
+                 ) -> AsyncIterator[tuple[Harness, FakeZwaveJsUI]]:
     """The engine over the driver over the fake; `gateway` None leaves both at their
     defaults."""
     prefix = unique("zw-i27")
@@ -82,11 +82,11 @@ async def alone(broker: Mosquitto, tmp_path: Path, nodes: list[FakeNode],
             await driver_.stop()
 
 
-def status(h: EngineHarness, code_id: str) -> AccessCodeStatus:
+def status(h: Harness, code_id: str) -> AccessCodeStatus:
     return h.code(code_id).status
 
 
-def all_set(h: EngineHarness, codes: list[Any]) -> bool:
+def all_set(h: Harness, codes: list[Any]) -> bool:
     return all(status(h, c.access_code_id) is AccessCodeStatus.SET for c in codes)
 
 
@@ -96,7 +96,7 @@ def all_set(h: EngineHarness, codes: list[Any]) -> bool:
 async def test_an_8_slot_lock_has_8_slots_and_no_phantom_codes(mosquitto: Mosquitto,
                                                                tmp_path: Path) -> None:
     async with engine(mosquitto, tmp_path, [FakeNode(5, slot_count=8)]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         assert h.engine.devices[device].info.capabilities.slot_count == 8
         await h.until(lambda: h.engine.settled(), what="first full read")
         assert h.engine.codes_of(device) == []
@@ -106,7 +106,7 @@ async def test_a_code_beyond_slot_30_of_a_250_slot_lock_is_seen(mosquitto: Mosqu
                                                                 tmp_path: Path) -> None:
     node = FakeNode(5, slot_count=250, codes={200: "2580"})
     async with engine(mosquitto, tmp_path, [node]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         assert h.engine.devices[device].info.capabilities.slot_count == 250
         await h.until(lambda: any(c.slot == 200 for c in h.engine.codes_of(device)),
                       what="the code in slot 200 imported", timeout=30.0)
@@ -141,7 +141,7 @@ async def test_a_slot_not_available_holds_no_code_and_is_never_used(mosquitto: M
                                                                    tmp_path: Path) -> None:
     node = FakeNode(5, slot_count=4, unavailable_slots={2})
     async with engine(mosquitto, tmp_path, [node]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: h.engine.settled(), what="first full read")
         assert h.engine.codes_of(device) == []  # no phantom "occupied, unreadable" code
         assert 2 in h.engine.devices[device].info.capabilities.reserved_slots
@@ -182,7 +182,7 @@ async def test_a_lock_that_does_not_acknowledge_is_offline_not_refusing(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     node = FakeNode(5)
     async with engine(mosquitto, tmp_path, [node]) as (h, gw):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: h.engine.settled(), what="first full read")
         node.reachable = False  # the gateway still thinks it Alive
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="8642"))
@@ -201,7 +201,7 @@ async def test_one_lost_acknowledgement_is_retried(mosquitto: Mosquitto,
                                                    tmp_path: Path) -> None:
     node = FakeNode(5)
     async with engine(mosquitto, tmp_path, [node]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: h.engine.settled(), what="first full read")
         node.refuse.append("noack")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="8642"))
@@ -236,7 +236,7 @@ async def test_a_duplicate_notice_without_parameters_is_a_duplicate(
                     codes={1: "5150"})
     async with engine(mosquitto, tmp_path, [node], fake={"payload_type": payload_type},
                       locks=[{"node_id": 5, "id": "lock5", "masks_pins": True}]) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: any(c.slot == 1 for c in h.engine.codes_of(device)),
                       what="the occupied slot imported")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="5150"))
@@ -251,7 +251,7 @@ async def test_a_duplicate_notice_without_parameters_is_a_duplicate(
 async def test_the_gateway_default_name_works_without_configuring_it(mosquitto: Mosquitto,
                                                                      tmp_path: Path) -> None:
     async with engine(mosquitto, tmp_path, [FakeNode(5)], gateway=None) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="1470"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
                       what="set")
@@ -269,7 +269,7 @@ async def test_named_nodes_in_every_layout(mosquitto: Mosquitto, tmp_path: Path,
                                            fake: dict[str, Any], driver: dict[str, Any]) -> None:
     node = FakeNode(5, name="Front Door", loc="Main House")
     async with engine(mosquitto, tmp_path, [node], fake=fake, **driver) as (h, gw):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         assert h.engine.devices[device].display_name == "Front Door"
         code = await h.engine.create_code(device, CodeRequest(name="Guest", code="4821"))
         await h.until(lambda: status(h, code.access_code_id) is AccessCodeStatus.SET,
@@ -311,7 +311,7 @@ async def test_a_gateway_still_booting_is_waited_for(mosquitto: Mosquitto,
     # Every API answers "Z-Wave client not connected" until the Z-Wave driver is ready.
     async with engine(mosquitto, tmp_path, [FakeNode(5, slot_count=8)],
                       fake={"boot_s": 0.5}) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         assert h.engine.devices[device].info.capabilities.slot_count == 8
 
 
@@ -320,7 +320,7 @@ async def test_nodes_are_learned_once_a_slow_gateway_is_ready(mosquitto: Mosquit
     node = FakeNode(5, slot_count=8, codes={8: "8080"})
     async with engine(mosquitto, tmp_path, [node], fake={"boot_s": 1.0},
                       startup_wait_s=0.2) as (h, _):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         await h.until(lambda: h.engine.devices[device].info.capabilities.slot_count == 8,
                       what="the slot count learned after the boot")
         # Reads failed while the gateway booted and back off on the engine's fake clock.
@@ -337,7 +337,7 @@ async def test_unsupervised_lock_set_verify_clear_and_keypad_edit(mosquitto: Mos
     # after the verification read; keypad programming publishes only the notification.
     node = FakeNode(5, supervised=False)
     async with engine(mosquitto, tmp_path, [node]) as (h, gw):
-        device = h.device_id("zwave", "lock5")
+        device = h.device_id("lock5", driver="zwave")
         a = await h.engine.create_code(device, CodeRequest(name="a", code="1470"))
         b = await h.engine.create_code(device, CodeRequest(name="b", code="2581"))
         await h.until(lambda: all_set(h, [a, b]), what="both set")
