@@ -197,6 +197,10 @@ class AutomationsConfig(_Strict):
     pin_source_by_customer: dict[str, Literal["preferred", "generated"]] = {}
     # Lock id (as under `devices:`) -> its time slots.
     time_slots: dict[str, TimeSlotRule] = {}
+    # An access grant whose stay ended this long ago is forgotten with its access methods (its
+    # codes are off the locks by then), so years of stays do not pile up; as
+    # schedule.forget_ended_codes_after_days does for codes.
+    forget_ended_grants_after_days: Annotated[float, Field(ge=0)] = 30
 
 
 class UpstreamConfig(_Strict):

@@ -20,6 +20,8 @@ _OBJECT_KEYS = {
     "space": "space", "spaces": "space", "access_grant": "access_grant",
     "access_grants": "access_grant", "access_method": "access_method",
     "access_methods": "access_method", "automation_runs": "automation_run",
+    # The customer portal (bridge/portal/web.py).
+    "customer_portal": "customer_portal",
 }
 # Answer keys that are plain values, not objects (lockbridge's own routes).
 _SCALAR_KEYS: dict[str, dict[str, Any]] = {
@@ -144,6 +146,8 @@ def _component_schemas() -> dict[str, Any]:
         "access_grant": {**loose, "required": ["access_grant_id", "starts_at", "ends_at"]},
         "access_method": {**loose, "required": ["access_method_id", "mode", "is_issued"]},
         "automation_run": {**loose, "required": ["automation_run_id", "trigger"]},
+        "customer_portal": {**loose, "required": ["url", "customer_key", "created_at",
+                                                  "expires_at", "workspace_id"]},
         "pagination": {**loose, "required": ["has_next_page", "next_page_cursor",
                                              "next_page_url"]},
         "error_response": {

@@ -89,10 +89,8 @@ class Portal:
 
     def api_routes(self) -> list[Route]:
         """`/customers/create_portal`, served with the API's key like every Seam route."""
-        # No response key named: /openapi.json has no customer_portal schema yet
-        # (bridge/api/openapi.py), so the document lists the route with its `ok` only.
         return [Route("/customers/create_portal", ("POST",), create.CreatePortal,
-                      self.create_portal, (),
+                      self.create_portal, ("customer_portal",),
                       "Create a customer portal magic link")]
 
     async def create_portal(self, call: Call) -> dict[str, Any]:

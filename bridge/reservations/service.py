@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bridge.application import Application
 from bridge.engine import EngineError, ErrorKind
@@ -40,6 +40,10 @@ from bridge.reservations.state import (
 from bridge.store import Store
 
 _LOG = logging.getLogger(__name__)
+# How long an ended stay's grant is kept by default (automations.forget_ended_grants_after_days).
+DEFAULT_RETENTION = timedelta(days=30)
+# The trigger of the run that tells what the retention forgot.
+PRUNE_TRIGGER = "forget_ended"
 
 
 class NotFound(Exception):
@@ -103,8 +107,11 @@ class ReservationService:
     """Spaces, reservations and access grants, kept as managed codes on the locks."""
 
     def __init__(self, app: Application, rules: Rules | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 retention: timedelta = DEFAULT_RETENTION) -> None:
         self.app = app
+        # An ended grant is kept this long after its ends_at, then forgotten.
+        self.retention = retention
         self.state = AutomationState()
         self._applier = GrantApplier(app, rules or Rules(), rng or random.Random(),
                                      self._persist)
@@ -324,6 +331,36 @@ class ReservationService:
             raise NotFound("access_method_not_found", "Access method not found")
         return found
 
+    # -- retention ---------------------------------------------------------------------------
+
+    async def forget_ended(self) -> AutomationRun | None:
+        """Forget the grants (with their access methods) whose stay ended more than the
+        retention ago, now by the clock; their codes come off the locks first if one is somehow
+        still there. The run telling of it, or None when nothing had ended that long ago."""
+        async with self._lock:
+            cutoff = self.app.clock.now() - self.retention
+            ended = [g for g in self.state.grants.values() if g.ends_at <= cutoff]
+            if not ended:
+                return None
+            log = RunLog()
+            for grant in ended:
+                await self._revoke(grant, log, drop=[], reason="ended")
+            _LOG.info("forgot %d access grant(s) ended before %s", len(ended),
+                      cutoff.isoformat())
+            return await self._finish_run(PRUNE_TRIGGER, None, log)
+
+    async def forget_ended_forever(self, every_s: float) -> None:
+        """`forget_ended` now and every `every_s` seconds of the clock, until cancelled."""
+        while True:  # until cancelled at shutdown
+            try:
+                await self.forget_ended()
+            except Exception:  # the store failed: tried again next round
+                _LOG.exception("ended access grants could not be forgotten")
+            await self.app.clock.sleep(every_s)
+
+    def _beyond_retention(self, ends_at: datetime) -> bool:
+        return ends_at <= self.app.clock.now() - self.retention
+
     # -- internals ---------------------------------------------------------------------------
 
     async def _upsert_reservation(self, customer_key: str, item: ReservationInput,
@@ -346,8 +383,8 @@ class ReservationService:
                                   item.ends_at, item.space_keys,
                                   known.created_at if known else now,
                                   item.user_identity_key, item.name, source)
-        person = self.state.identities.get(item.user_identity_key or "")
         current = self.state.grant_of(item.reservation_key)
+        person = self.state.identities.get(item.user_identity_key or "")
         grant = AccessGrant(
             current.access_grant_id if current else str(uuid.uuid4()),
             current.created_at if current else now, item.starts_at, item.ends_at,
@@ -356,6 +393,12 @@ class ReservationService:
             item.name or (person.name if person else None) or item.reservation_key,
             item.preferred_code)
         await self.state.commit(self.app, Change(put=[reservation]))
+        if current is None and self._beyond_retention(item.ends_at):
+            # A stay the retention forgot (or would at once), pushed again by a feed that
+            # still lists it or a re-sent push: no grant is made only to be forgotten.
+            log.ignored.append(f"{item.reservation_key}: ended more than "
+                               f"{_days(self.retention)} days ago, no access granted")
+            return
         await self._sync_grant(grant, current, log)
 
     async def _drop_reservation(self, reservation: Reservation, log: RunLog) -> None:
@@ -392,12 +435,16 @@ class ReservationService:
         await self.issuance.check_locked([m.access_method_id for m in keep])
 
     async def _revoke(self, grant: AccessGrant, log: RunLog,
-                      drop: list[Reservation]) -> None:
+                      drop: list[Reservation], reason: str | None = None) -> None:
+        """Take the grant's codes off and forget it and its methods; `reason` goes into the
+        events' data (`ended`: the retention forgot it)."""
         methods = self.state.methods_of(grant.access_grant_id)
         await self._applier.revoke(grant, methods, log)
-        events = [new_event(self.app, EventType.ACCESS_METHOD_DELETED, method_event_data(m, grant))
-                  for m in methods]
-        events.append(new_event(self.app, EventType.ACCESS_GRANT_DELETED, grant_event_data(grant)))
+        why: dict[str, object] = {"reason": reason} if reason else {}
+        events = [new_event(self.app, EventType.ACCESS_METHOD_DELETED,
+                            {**method_event_data(m, grant), **why}) for m in methods]
+        events.append(new_event(self.app, EventType.ACCESS_GRANT_DELETED,
+                                {**grant_event_data(grant), **why}))
         await self.state.commit(self.app, Change(drop=[grant, *methods, *drop], events=events))
 
     async def _resync_spaces(self, space_ids: set[str], trigger: str,
@@ -431,6 +478,10 @@ class ReservationService:
     def _identity_id(self, key: str) -> str:
         known = self.state.identities.get(key)
         return known.user_identity_id if known else str(uuid.uuid4())
+
+
+def _days(span: timedelta) -> str:
+    return f"{span / timedelta(days=1):g}"
 
 
 def _check_window(starts_at: datetime, ends_at: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bridge.application import Application
@@ -25,6 +26,8 @@ _LOG = logging.getLogger(__name__)
 EXTRA_KEY = "reservations"
 # The customer key of what the configuration declares.
 CONFIG_CUSTOMER = "config"
+# How often grants past their retention are looked for (a day's retention is kept to the hour).
+FORGET_ENDED_EVERY_S = 3600.0
 
 
 def rules_from(config: AutomationsConfig) -> Rules:
@@ -41,7 +44,9 @@ async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup
                              ) -> list[asyncio.Task[None]]:
     """Build, load and start the automations; the service goes to `bridge.extras`."""
     config = bridge.loaded.config
-    service = ReservationService(Application(bridge.engine), rules_from(config.automations))
+    retention = timedelta(days=config.automations.forget_ended_grants_after_days)
+    service = ReservationService(Application(bridge.engine), rules_from(config.automations),
+                                 retention=retention)
     await service.load(bridge.store)
     bridge.engine.subscribe(service.issuance.on_events)
     bridge.extras[EXTRA_KEY] = service
@@ -57,7 +62,9 @@ async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup
         # The store logged its outage; declared spaces are applied at the next start, and
         # methods are checked again as their codes change.
         _LOG.warning("reservation automations: the store cannot write; declared spaces wait")
-    tasks = [group.create_task(service.issuance.run(), name="reservations")]
+    tasks = [group.create_task(service.issuance.run(), name="reservations"),
+             group.create_task(service.forget_ended_forever(FORGET_ENDED_EVERY_S),
+                               name="reservations-retention")]
     feeds = [(space.key, feed) for space in config.spaces for feed in space.ical_feeds]
     if feeds:
         tasks.append(group.create_task(run_feeds(feeds, service, bridge.clock, bridge.extras),
