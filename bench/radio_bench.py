@@ -21,7 +21,6 @@ import asyncio
 import importlib
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +84,11 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
 
 async def _measure(stack: Any, folder: Path, codes: int, hours: int,
                    hide_check: bool) -> dict[str, Any]:
-    fast_config = importlib.import_module("tests.zwave_stack").fast_config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = fast_config(stack.url)
-    inner = ZWaveDriver(config, clock, folder / "state")
-    driver: Any = _EveryReconcile(inner) if hide_check else inner
     await _counts(stack)  # the mock's own start
-    h = await start_engine(folder, {"zw": driver}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder,
+                                    wrap=_EveryReconcile if hide_check else None)
     try:
         # A lock of many slots takes zwave-js a while to interview; the engine takes each
         # lock as the driver reports it.
@@ -130,7 +124,7 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
            "checksum_frames_per_day": round(day[SUMMED], 1),
            "multi_frames_per_day": round(day[MULTI], 1)}
     if not hide_check:
-        rescan = await _rescan(stack, folder / "second", clock)
+        rescan = await _rescan(stack, folder / "second", h.clock)
         out.update({"plain_rescan_frames": rescan[PLAIN],
                     "checksum_rescan_frames": rescan[SUMMED],
                     "multi_rescan_frames": rescan[MULTI]})
@@ -140,15 +134,11 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
 async def _rescan(stack: Any, folder: Path, clock: FakeClock) -> dict[int, int]:
     """A second lockbridge (its own store, nothing known) meets the locks, each holding the
     codes the first one converged: the code reads of its first scan, per lock."""
-    fast_config = importlib.import_module("tests.zwave_stack").fast_config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
     folder.mkdir()
-    config = fast_config(stack.url)
     await _counts(stack)
-    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
-                           clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder, clock=clock)
     try:
         await h.until(lambda: len(h.engine.devices) == len(LOCKS), timeout=300,
                       what="every lock")
@@ -183,14 +173,9 @@ async def latency(codes: int, tx_delay_ms: int, zwave_stack: Any) -> dict[str, A
 async def _converge_timed(stack: Any, folder: Path, codes: int) -> dict[str, Any]:
     """Real seconds from the first create to every code set and verified, and the frames the
     lock received meanwhile."""
-    fast_config = importlib.import_module("tests.zwave_stack").fast_config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = fast_config(stack.url)
-    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
-                           clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder)
     try:
         await h.until(lambda: len(h.engine.devices) == 1, timeout=300, what="the lock")
         await _quiet(h, 60, 30)

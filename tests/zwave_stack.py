@@ -20,12 +20,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bridge.clock import FakeClock
     from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import Harness
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "tests" / "zwave"
@@ -226,6 +230,22 @@ def fast_config(url: str, **fields: Any) -> Config:
     return Config.model_validate({"kind": "zwave", "name": "zw", "url": url,
                                   "command_spacing_s": 0, "reconnect_min_s": 0.2,
                                   "reconnect_max_s": 1, **fields})
+
+
+async def start_zwave_engine(url: str, folder: Path, *, clock: FakeClock | None = None,
+                             wrap: Callable[[ZWaveDriver], Any] | None = None,
+                             ) -> tuple[Harness, ZWaveDriver]:
+    """A Z-Wave driver (`fast_config`) for the stack at `url` under an engine whose store and
+    driver state are in `folder`, on a fake clock (now, to the second, unless given); `wrap`
+    puts something between the engine and the driver. Returns the harness and the driver."""
+    from bridge.clock import FakeClock
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    clock = clock or FakeClock(datetime.now(UTC).replace(microsecond=0))
+    driver = ZWaveDriver(fast_config(url), clock, folder / "state")
+    h = await start_engine(folder, {"zw": wrap(driver) if wrap else driver}, clock=clock)
+    return h, driver
 
 
 async def quiet_for(h: Any, seconds: float, step: float = 600.0,

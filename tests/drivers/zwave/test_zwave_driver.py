@@ -28,7 +28,13 @@ from bridge.driver import (
     SlotState,
 )
 from drivers.simulator.lock import SEEN_PINS
-from tests.zwave_stack import ZWaveStack, fast_config, missing_node, running_stack
+from tests.zwave_stack import (
+    ZWaveStack,
+    fast_config,
+    missing_node,
+    running_stack,
+    start_zwave_engine,
+)
 
 if TYPE_CHECKING:
     from drivers.zwave.driver import ZWaveDriver
@@ -233,17 +239,11 @@ async def test_a_managed_code_disabled_at_the_lock_is_put_back(stack: ZWaveStack
                                                                tmp_path: Path) -> None:
     """Through the engine: a code the lock keeps disabled does not open the door, so it is not
     the managed code as wanted; it is reported changed and written again, enabled."""
-    from bridge.clock import FakeClock
     from bridge.engine import CodeRequest
     from bridge.model import AccessCodeStatus, EventType
-    from drivers.zwave.driver import ZWaveDriver
-    from tests.harness import start_engine
 
     SEEN_PINS.update(PINS)
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = fast_config(stack.url)
-    zw = ZWaveDriver(config, clock, tmp_path / "state")
-    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, tmp_path)
     try:
         device_id = h.device_id("7e570001-2", driver="zw")
         made = await h.engine.create_code(device_id, CodeRequest(name="Staff",

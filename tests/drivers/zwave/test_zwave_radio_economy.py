@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.engine.worker import SWEEP_INTERVAL_S
 from bridge.model import AccessCodeStatus
 from drivers.simulator.lock import SEEN_PINS
-from tests.harness import start_engine
-from tests.zwave_stack import ZWaveStack, fast_config, missing_node, quiet_for, running_stack
+from tests.zwave_stack import (
+    ZWaveStack,
+    fast_config,
+    missing_node,
+    quiet_for,
+    running_stack,
+    start_zwave_engine,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,13 +57,8 @@ async def frames(stack: ZWaveStack, node: int) -> dict[str, Any]:
 
 async def test_steady_state_costs_a_checksum_an_hour_or_a_sweep_a_day(
         stack: ZWaveStack, tmp_path: Path) -> None:
-    from drivers.zwave.driver import ZWaveDriver
-
     SEEN_PINS.update(PINS)
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = fast_config(stack.url)
-    zw = ZWaveDriver(config, clock, tmp_path / "state")
-    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, tmp_path)
     try:
         # The first scan (and zwave-js's interview) are not what is counted here.
         await quiet_for(h, 60, step=30)
@@ -119,7 +118,6 @@ CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserC
 
 async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
         tmp_path: Path) -> None:
-    from drivers.zwave.driver import ZWaveDriver
 
     pins = {slot: f"{5000 + 7 * slot:04d}" for slot in KEYPAD_SLOTS}
     SEEN_PINS.update(pins.values())
@@ -130,12 +128,9 @@ async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
         async def first_scan(run: str) -> tuple[dict[str, Any], list[Any]]:
             """A fresh lockbridge (driver, engine, store) meets the lock: what it sent it
             before settling, and what its driver then knows of the lock's codes."""
-            clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-            config = fast_config(zwave.url)
             (tmp_path / run).mkdir()
-            zw = ZWaveDriver(config, clock, tmp_path / run / "state")
             await frames(zwave, MULTI)
-            h = await start_engine(tmp_path / run, {"zw": zw}, clock=clock)
+            h, zw = await start_zwave_engine(zwave.url, tmp_path / run)
             try:
                 await h.until(lambda: len(h.engine.devices) == 1, timeout=60, what="the lock")
                 await quiet_for(h, 60, step=30)
