@@ -21,7 +21,6 @@ import asyncio
 import importlib
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +59,18 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
     missing = zwave_stack.missing_node()
     if missing is not None:
         return {"skipped": missing}
-    zwave_stack.ensure_peers()
     out: dict[str, Any] = {"codes": codes, "slots": slots, "hours": hours}
+    nodes = [
+        {"id": PLAIN, "slots": slots, "schedules": False, "checksum": False},
+        {"id": SUMMED, "slots": slots, "schedules": False},
+        {"id": MULTI, "slots": slots, "schedules": False, "checksum": False,
+         "multi_report": True},
+    ]
     for variant in ("now", "baseline"):
-        with tempfile.TemporaryDirectory() as tmp:
-            stack = zwave_stack.ZWaveStack(Path(tmp) / "zwave", [
-                {"id": PLAIN, "slots": slots, "schedules": False, "checksum": False},
-                {"id": SUMMED, "slots": slots, "schedules": False},
-                {"id": MULTI, "slots": slots, "schedules": False, "checksum": False,
-                 "multi_report": True},
-            ])
-            try:
-                stack.start()
-                stack.wait_listening()
-                measured = await _measure(stack, Path(tmp), codes, hours,
-                                          hide_check=variant == "baseline")
-            finally:
-                stack.close()
+        with (tempfile.TemporaryDirectory() as tmp,
+              zwave_stack.running_stack(Path(tmp) / "zwave", nodes, show_log=False) as stack):
+            measured = await _measure(stack, Path(tmp), codes, hours,
+                                      hide_check=variant == "baseline")
         prefix = "" if variant == "now" else "baseline_"
         out.update({prefix + key: value for key, value in measured.items()})
     for node in ("plain", "checksum", "multi"):
@@ -90,18 +84,11 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
 
 async def _measure(stack: Any, folder: Path, codes: int, hours: int,
                    hide_check: bool) -> dict[str, Any]:
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
-    inner = ZWaveDriver(config, clock, folder / "state")
-    driver: Any = _EveryReconcile(inner) if hide_check else inner
     await _counts(stack)  # the mock's own start
-    h = await start_engine(folder, {"zw": driver}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder,
+                                    wrap=_EveryReconcile if hide_check else None)
     try:
         # A lock of many slots takes zwave-js a while to interview; the engine takes each
         # lock as the driver reports it.
@@ -137,7 +124,7 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
            "checksum_frames_per_day": round(day[SUMMED], 1),
            "multi_frames_per_day": round(day[MULTI], 1)}
     if not hide_check:
-        rescan = await _rescan(stack, folder / "second", clock)
+        rescan = await _rescan(stack, folder / "second", h.clock)
         out.update({"plain_rescan_frames": rescan[PLAIN],
                     "checksum_rescan_frames": rescan[SUMMED],
                     "multi_rescan_frames": rescan[MULTI]})
@@ -147,17 +134,11 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
 async def _rescan(stack: Any, folder: Path, clock: FakeClock) -> dict[int, int]:
     """A second lockbridge (its own store, nothing known) meets the locks, each holding the
     codes the first one converged: the code reads of its first scan, per lock."""
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
     folder.mkdir()
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
     await _counts(stack)
-    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
-                           clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder, clock=clock)
     try:
         await h.until(lambda: len(h.engine.devices) == len(LOCKS), timeout=300,
                       what="every lock")
@@ -173,18 +154,12 @@ async def latency(codes: int, tx_delay_ms: int, zwave_stack: Any) -> dict[str, A
     `tx_delay_ms` on the air, against the radio's floor: the same commands (a User Code Set
     and the Get that verifies it, per code) sent bare, one after the other, to zwave-js-server
     in the same run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = zwave_stack.ZWaveStack(Path(tmp) / "zwave", [
-            {"id": PLAIN, "slots": LATENCY_SLOTS, "schedules": False, "checksum": False,
-             "multi_report": True, "tx_delay_ms": tx_delay_ms},
-        ])
-        try:
-            stack.start()
-            stack.wait_listening()
-            converged = await _converge_timed(stack, Path(tmp), codes)
-            floor = await _bare_commands(stack, codes, first_slot=codes + 1)
-        finally:
-            stack.close()
+    node = {"id": PLAIN, "slots": LATENCY_SLOTS, "schedules": False, "checksum": False,
+            "multi_report": True, "tx_delay_ms": tx_delay_ms}
+    with (tempfile.TemporaryDirectory() as tmp,
+          zwave_stack.running_stack(Path(tmp) / "zwave", [node], show_log=False) as stack):
+        converged = await _converge_timed(stack, Path(tmp), codes)
+        floor = await _bare_commands(stack, codes, first_slot=codes + 1)
     floor_s = floor["set_s"] + floor["get_s"]
     return {"codes": codes, "tx_delay_ms": tx_delay_ms,
             "converge_s": round(converged["seconds"], 2),
@@ -198,16 +173,9 @@ async def latency(codes: int, tx_delay_ms: int, zwave_stack: Any) -> dict[str, A
 async def _converge_timed(stack: Any, folder: Path, codes: int) -> dict[str, Any]:
     """Real seconds from the first create to every code set and verified, and the frames the
     lock received meanwhile."""
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
-    start_engine = importlib.import_module("tests.harness").start_engine
+    start_zwave_engine = importlib.import_module("tests.zwave_stack").start_zwave_engine
 
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
-    h = await start_engine(folder, {"zw": ZWaveDriver(config, clock, folder / "state")},
-                           clock=clock)
+    h, _ = await start_zwave_engine(stack.url, folder)
     try:
         await h.until(lambda: len(h.engine.devices) == 1, timeout=300, what="the lock")
         await _quiet(h, 60, 30)
@@ -275,12 +243,7 @@ async def _counts(stack: Any) -> None:
 
 
 async def _quiet(h: Any, seconds: float, step: float) -> None:
-    """Move the fake clock in steps, letting every lock finish what came due."""
-    moved = 0.0
-    while moved < seconds:
-        hop = min(step, seconds - moved)
-        await h.clock.advance(hop)
-        moved += hop
-        await h.until(h.engine.settled, timeout=600, what="settled")
-        await asyncio.sleep(0.05)
-        await h.until(h.engine.settled, timeout=600, what="settled")
+    """Move the fake clock in steps, letting every lock finish what came due (a lock of many
+    slots may take minutes)."""
+    quiet_for = importlib.import_module("tests.zwave_stack").quiet_for
+    await quiet_for(h, seconds, step, timeout=600)

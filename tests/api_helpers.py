@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -114,6 +115,28 @@ class Daemon:
         assert took < 5, f"shutdown took {took:.1f} s"
         assert "stopped cleanly" in log, log[-2000:]
         return log
+
+
+class LocalApi(httpx.Client):
+    """The daemon's local API with its key, and the reads the daemon scenarios check."""
+
+    def __init__(self, base: str, key: str) -> None:
+        super().__init__(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+
+    def code(self, access_code_id: str) -> dict[str, Any]:
+        """One access code as /access_codes/get shows it."""
+        got: dict[str, Any] = self.get("/access_codes/get", params={
+            "access_code_id": access_code_id}).json()["access_code"]
+        return got
+
+    def code_errors(self, access_code_id: str) -> list[str]:
+        """The error codes an access code carries."""
+        return [e["error_code"] for e in self.code(access_code_id)["errors"]]
+
+    def device_errors(self, device_id: str) -> list[str]:
+        """The error codes a device carries."""
+        got = self.get("/devices/get", params={"device_id": device_id}).json()["device"]
+        return [e["error_code"] for e in got["errors"]]
 
 
 def start_daemon(tmp: Path, config_text: str = CONFIG, key: str | None = None,

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -19,8 +20,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.clock import FakeClock
+    from drivers.zwave.config import Config
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import Harness
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "tests" / "zwave"
@@ -194,6 +203,63 @@ class ZWaveStack:
         """What the mock lock itself holds: {slot: code} (its memory, not zwave-js's cache)."""
         raw = await self.control("slots", node=node)
         return {int(k): v["code"] for k, v in raw.items()}
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, nodes: list[dict[str, Any]] | None = None, *,
+                  show_log: bool = True) -> Iterator[ZWaveStack]:
+    """A started stack listening on its port, closed on the way out; its server's log is
+    printed then (pytest shows it only when the test fails)."""
+    ensure_peers()
+    stack = ZWaveStack(workdir, nodes)
+    try:
+        stack.start()
+        stack.wait_listening()
+        yield stack
+    finally:
+        stack.close()
+        if show_log:
+            print(stack.server_log()[-4000:])
+
+
+def fast_config(url: str, **fields: Any) -> Config:
+    """A driver config for the stack at `url`: no command spacing and quick reconnects, so a
+    test waits for the lock, not for politeness; `fields` add to it or override it."""
+    from drivers.zwave.config import Config
+
+    return Config.model_validate({"kind": "zwave", "name": "zw", "url": url,
+                                  "command_spacing_s": 0, "reconnect_min_s": 0.2,
+                                  "reconnect_max_s": 1, **fields})
+
+
+async def start_zwave_engine(url: str, folder: Path, *, clock: FakeClock | None = None,
+                             wrap: Callable[[ZWaveDriver], Any] | None = None,
+                             ) -> tuple[Harness, ZWaveDriver]:
+    """A Z-Wave driver (`fast_config`) for the stack at `url` under an engine whose store and
+    driver state are in `folder`, on a fake clock (now, to the second, unless given); `wrap`
+    puts something between the engine and the driver. Returns the harness and the driver."""
+    from bridge.clock import FakeClock
+    from drivers.zwave.driver import ZWaveDriver
+    from tests.harness import start_engine
+
+    clock = clock or FakeClock(datetime.now(UTC).replace(microsecond=0))
+    driver = ZWaveDriver(fast_config(url), clock, folder / "state")
+    h = await start_engine(folder, {"zw": wrap(driver) if wrap else driver}, clock=clock)
+    return h, driver
+
+
+async def quiet_for(h: Any, seconds: float, step: float = 600.0,
+                    timeout: float = 60.0) -> None:
+    """Move a harness's fake clock by `seconds` in steps, letting every lock finish what came
+    due (`h` is a tests.harness.Harness; Any so that bench/ can pass one without its types)."""
+    moved = 0.0
+    while moved < seconds:
+        hop = min(step, seconds - moved)
+        await h.clock.advance(hop)
+        moved += hop
+        await h.until(h.engine.settled, timeout=timeout, what="settled")
+        await asyncio.sleep(0.05)  # a read's answer on its way is counted before the next hop
+        await h.until(h.engine.settled, timeout=timeout, what="settled")
 
 
 def _terminate(proc: subprocess.Popen[Any] | None) -> None:

@@ -10,7 +10,6 @@ resends everything unacknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import uuid
@@ -25,12 +24,13 @@ from bridge.clock import Clock
 from bridge.config import UpstreamConfig
 from bridge.engine import Engine
 from bridge.model import Event
-from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
+from bridge.reconnect import Backoff, FailureKind, ReconnectSupervisor
 from bridge.serialize import access_code_json, device_json, unmanaged_code_json
 from bridge.statecheck import CONTINUE_AFTER_UPSTREAM, StateLost
 from bridge.stateview import StateView
 from bridge.store import Store
 from bridge.upstream.commands import CommandRunner
+from bridge.upstream.lifecycle import SupervisedLink
 from bridge.upstream.outbox import Outbox, OutboxState, plan_resume
 from bridge.upstream.protocol import (
     PROTOCOL_VERSION,
@@ -193,7 +193,7 @@ def classify(error: BaseException) -> FailureKind:
     return FailureKind.TRANSIENT
 
 
-class UpstreamLink:
+class UpstreamLink(SupervisedLink):
     """The outbox, the command runner and the supervised websocket sessions."""
 
     def __init__(self, config: UpstreamConfig, store: Store, engine: Engine, clock: Clock,
@@ -228,36 +228,6 @@ class UpstreamLink:
         self._engine.subscribe(self._committed)
         state = await self.outbox.load()
         self._reflected_seq = max(self._reflected_seq, state.last_seq)
-
-    async def run(self) -> None:
-        """Keep the link up until cancelled."""
-        try:
-            await self.supervisor.run()
-        finally:
-            self._up.clear()
-            await self.commands.close()
-
-    @property
-    def state(self) -> LinkState:
-        """The supervisor's state."""
-        return self.supervisor.state
-
-    @property
-    def connected(self) -> bool:
-        """True while a session is past `welcome`."""
-        return self._up.is_set()
-
-    @property
-    def outbox_depth(self) -> int:
-        """Events committed but not yet acknowledged by the upstream."""
-        return self.outbox.unacked
-
-    async def wait_connected(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a session; True if one is up."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._up.wait()
-        return self._up.is_set()
 
     # -- engine side ------------------------------------------------------------------------
 

@@ -39,11 +39,12 @@ from bridge.clock import Clock
 from bridge.config import NatsUpstreamConfig
 from bridge.engine import Engine
 from bridge.model import Event
-from bridge.reconnect import Backoff, FailureKind, LinkState, ReconnectSupervisor
+from bridge.reconnect import Backoff, FailureKind, ReconnectSupervisor
 from bridge.statecheck import StateLost
 from bridge.stateview import StateView
 from bridge.store import Store
 from bridge.upstream.commands import CommandRunner, retry_later
+from bridge.upstream.lifecycle import SupervisedLink
 from bridge.upstream.nats_state import StateMirror
 from bridge.upstream.nats_subjects import (
     KV_OPERATION,
@@ -94,7 +95,7 @@ def classify(error: BaseException) -> FailureKind:
     return FailureKind.TRANSIENT
 
 
-class NatsLink:
+class NatsLink(SupervisedLink):
     """The outbox, the command runner and the state mirror over supervised NATS sessions."""
 
     def __init__(self, config: NatsUpstreamConfig, store: Store, engine: Engine, clock: Clock,
@@ -128,36 +129,6 @@ class NatsLink:
         """Subscribe to the engine and read the outbox watermarks; call before `run`."""
         self._engine.subscribe(self._committed)
         await self.outbox.load()
-
-    async def run(self) -> None:
-        """Keep the link up until cancelled."""
-        try:
-            await self.supervisor.run()
-        finally:
-            self._up.clear()
-            await self.commands.close()
-
-    @property
-    def state(self) -> LinkState:
-        """The supervisor's state."""
-        return self.supervisor.state
-
-    @property
-    def connected(self) -> bool:
-        """True while a session is up."""
-        return self._up.is_set()
-
-    @property
-    def outbox_depth(self) -> int:
-        """Events committed but not yet acknowledged by JetStream."""
-        return self.outbox.unacked
-
-    async def wait_connected(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a session; True if one is up."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._up.wait()
-        return self._up.is_set()
 
     def _committed(self, events: list[Event]) -> None:
         self.outbox.committed(events)

@@ -9,13 +9,13 @@ Maker API instance can also answer through Hubitat's cloud, which this driver re
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
+from drivers.cloud_config import TokenSettings
 
 # Names a resolver answers only on the LAN (mDNS, the RFC 8375 home domain, common router ones).
 _LAN_SUFFIXES = (".local", ".lan", ".home", ".home.arpa", ".internal")
@@ -41,10 +41,8 @@ class LockConfig(BaseModel):
     ignore: bool = False
 
 
-class Config(BaseModel):
+class Config(TokenSettings):
     """The Hubitat driver's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["hubitat"]
     name: str = "hubitat"
@@ -52,8 +50,6 @@ class Config(BaseModel):
     # The hub on the LAN, e.g. http://192.168.1.20, and the Maker API instance's app id.
     url: str
     app_id: Annotated[int, Field(ge=1)]
-    token: str | None = None
-    token_file: Path | None = None
     devices: dict[Annotated[int, Field(ge=1)], LockConfig] = {}
     # Where the bridge listens for the events the hub POSTs (None: no listener, polling only),
     # and the URL the hub is told to post to (default: http://<listen_host>:<port>/hubitat/events).
@@ -74,8 +70,6 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Config:
-        if (self.token is None) == (self.token_file is None):
-            raise ValueError("give exactly one of token (as ${ENV_VAR}) or token_file")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname or \
                 parts.path.strip("/") or parts.query:

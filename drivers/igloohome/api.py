@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 from typing import Any
@@ -30,6 +29,8 @@ import aiohttp
 from bridge.clock import Clock
 from bridge.config import read_secret
 from bridge.driver import Reauthenticate, RetryLater
+from drivers.call_budget import CallBudget
+from drivers.cloud_login import RefusedLogin, renew_in
 from drivers.igloohome.config import Config
 
 _LOG = logging.getLogger(__name__)
@@ -60,17 +61,13 @@ class Account:
         self._access: str | None = None
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
-        # A budget of calls: up to one second's worth at once, refilled at max_calls_per_s;
-        # after a 429 no call before `_paused_until`.
-        self._budget = float(self._burst())
-        self._budget_at = clock.monotonic()
-        self._paused_until = 0.0
-        self._rate_strikes = 0
+        # Up to one second's worth of calls at once, refilled at max_calls_per_s; none while
+        # a 429 pauses the account.
+        self._calls = CallBudget(clock, service="Igloohome", rate=config.max_calls_per_s,
+                                 burst=float(max(1, int(config.max_calls_per_s))),
+                                 inline_wait_s=config.request_timeout_s)
         self.refused = False
-        # A digest of the secret Igloohome refused and when: not sent again before
-        # refused_retry_s (a changed secret file is tried at once).
-        self._refused_secret: str | None = None
-        self._refused_at = 0.0
+        self._refused_login = RefusedLogin(clock, config.refused_retry_s)
 
     async def open(self) -> None:
         if self._session is None:
@@ -98,7 +95,7 @@ class Account:
             if status >= 300:
                 error = answer.get("error") if isinstance(answer, dict) else None
                 raise ApiRefusal(status, error if isinstance(error, str) else "")
-            self._rate_strikes = 0
+            self._calls.calm()
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -112,9 +109,8 @@ class Account:
                 return self._access
             secret = read_secret(self._config.client_secret, self._config.client_secret_file,
                                  "client secret") or ""
-            digest = hashlib.sha256(f"{self._config.client_id}\0{secret}".encode()).hexdigest()
-            if digest == self._refused_secret and \
-                    self._clock.monotonic() - self._refused_at < self._config.refused_retry_s:
+            digest = RefusedLogin.digest(self._config.client_id, secret)
+            if self._refused_login.holds(digest):
                 raise Reauthenticate("Igloohome refused the client credentials; waiting for new "
                                      "ones (or for refused_retry_s) before logging in again")
             status, answer = await self._send(
@@ -123,7 +119,7 @@ class Account:
                 headers={"Authorization": _basic(self._config.client_id, secret)})
             if status in (400, 401) and isinstance(answer, dict) and \
                     answer.get("error") in ("invalid_client", "unauthorized_client"):
-                self._refused_secret, self._refused_at = digest, self._clock.monotonic()
+                self._refused_login.refused(digest)
                 self._refuse(f"Igloohome refused the client id or secret "
                              f"({answer.get('error')})")
             if status >= 300 or not isinstance(answer, dict):
@@ -131,12 +127,10 @@ class Account:
             access = answer.get("access_token")
             if not isinstance(access, str) or not access:
                 raise RetryLater("Igloohome's token answer has no access_token")
-            lifetime = answer.get("expires_in")
-            lifetime_s = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
             # A new login a minute before the end, or half-way for a short-lived token.
-            self._renew_at = self._clock.monotonic() + lifetime_s - min(60.0, lifetime_s / 2)
+            self._renew_at = self._clock.monotonic() + renew_in(answer, 60.0)
             self._access = access
-            self._refused_secret = None
+            self._refused_login.accepted()
             if self.refused:
                 _LOG.info("igloohome %s: Igloohome accepts the client again", self._config.name)
             self.refused = False
@@ -158,7 +152,7 @@ class Account:
         """One request within request_timeout_s, paced; a 429 pauses the whole account."""
         if self._session is None:
             raise RetryLater("the Igloohome driver is not started")
-        await self._pace()
+        await self._calls.take()
         path = url.split("/igloohome", 1)[-1] if "/igloohome" in url else "/oauth2/token"
         try:
             async with self._session.request(
@@ -183,35 +177,14 @@ class Account:
                 return status, None
             raise RetryLater("Igloohome sent an answer that is not JSON") from None
 
-    def _burst(self) -> int:
-        return max(1, int(self._config.max_calls_per_s))
-
-    async def _pace(self) -> None:
-        """At most max_calls_per_s on average; while paused by a 429, wait when the pause ends
-        within a request's timeout, else fail at once (the engine retries later)."""
-        now = self._clock.monotonic()
-        if self._paused_until > now:
-            wait = self._paused_until - now
-            if wait > self._config.request_timeout_s:
-                raise RetryLater(f"Igloohome asked for fewer calls; calls resume in {wait:.0f} s")
-            await self._clock.sleep(wait)
-            now = self._clock.monotonic()
-        rate = self._config.max_calls_per_s
-        self._budget = min(float(self._burst()), self._budget + (now - self._budget_at) * rate)
-        self._budget_at = now
-        self._budget -= 1.0
-        if self._budget < 0:
-            await self._clock.sleep(-self._budget / rate)
-
     def _pause(self, retry_after: str | None) -> float:
         """No call for Retry-After seconds when given, else a doubling backoff."""
-        self._rate_strikes += 1
-        wait = min(self._config.rate_limit_backoff_cap_s,
-                   self._config.rate_limit_backoff_s * 2.0 ** (self._rate_strikes - 1))
+        wait = self._calls.doubling(self._config.rate_limit_backoff_s,
+                                    self._config.rate_limit_backoff_cap_s)
         if retry_after is not None:
             with contextlib.suppress(ValueError):
                 wait = max(0.0, float(retry_after))
-        self._paused_until = max(self._paused_until, self._clock.monotonic() + wait)
+        self._calls.pause(wait)
         _LOG.warning("igloohome %s: Igloohome limits the calls (HTTP 429); pausing calls for "
                      "%.0f s", self._config.name, wait)
         return wait

@@ -8,15 +8,13 @@ secret is a secret: only as ${ENV_VAR} or from a file.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
-from bridge.hosts import is_loopback
 from bridge.zones import TimeZoneName
+from drivers.cloud_config import ClientSecretSettings, require_https
 
 
 class LockConfig(BaseModel):
@@ -32,10 +30,8 @@ class LockConfig(BaseModel):
     pins: Literal["auto", "algopin"] = "auto"
 
 
-class Config(BaseModel):
+class Config(ClientSecretSettings):
     """The Igloohome driver's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["igloohome"]
     name: str = "igloohome"
@@ -43,10 +39,6 @@ class Config(BaseModel):
     # Igloohome's hosts: the token endpoint and the API (one URL for both in tests).
     auth_url: str = "https://auth.igloohome.co"
     url: str = "https://api.igloodeveloper.co"
-    client_id: Annotated[str, Field(min_length=1)]
-    # The config loader refuses a literal client_secret: ${ENV_VAR} or a file.
-    client_secret: str | None = Field(default=None, repr=False)
-    client_secret_file: Path | None = None
     # Igloohome gives no time zone of a lock; algoPIN windows are sent with this zone's offset
     # unless a lock names its own (the engine's rule picks the zone and sends it with windows).
     time_zone: TimeZoneName | None = None
@@ -76,16 +68,9 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Config:
-        if (self.client_secret is None) == (self.client_secret_file is None):
-            raise ValueError("give exactly one of client_secret (as ${ENV_VAR}) or "
-                             "client_secret_file")
         for field, url in (("auth_url", self.auth_url), ("url", self.url)):
-            parts = urlsplit(url)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise ValueError(f"{field} must look like https://api.igloodeveloper.co")
-            if parts.scheme == "http" and not is_loopback(parts.hostname):
-                raise ValueError(f"{field}: the client secret and tokens would cross the "
-                                 "network in clear: use https (plain http only to loopback)")
+            require_https(url, malformed=f"{field} must look like https://api.igloodeveloper.co",
+                          carried=f"{field}: the client secret and tokens")
         return self
 
     def lock(self, device_id: str) -> LockConfig:

@@ -7,15 +7,13 @@ a secret: `token` only as ${ENV_VAR}, or `token_file`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
-from bridge.hosts import is_loopback
 from bridge.zones import TimeZoneName
+from drivers.cloud_config import TokenSettings, require_https
 
 
 class SmartlockConfig(BaseModel):
@@ -28,17 +26,13 @@ class SmartlockConfig(BaseModel):
     ignore: bool = False
 
 
-class Config(BaseModel):
+class Config(TokenSettings):
     """The Nuki Web driver's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["nuki_web"]
     name: str = "nuki"
     property: str | None = None
     url: str = "https://api.nuki.io"
-    token: str | None = None
-    token_file: Path | None = None
     # Nuki stores a code's validity in UTC. The locks' zone, reported to the engine, which picks
     # the zone by its one rule (bridge.zones.lock_zone) and sends it with every window.
     time_zone: TimeZoneName | None = None
@@ -55,14 +49,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Config:
-        if (self.token is None) == (self.token_file is None):
-            raise ValueError("give exactly one of token (as ${ENV_VAR}) or token_file")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("url must look like https://api.nuki.io")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("the API token would cross the network in clear: use https "
-                             "(plain http only to a server on loopback)")
+        require_https(self.url, malformed="url must look like https://api.nuki.io",
+                      carried="the API token")
         return self
 
     def smartlock(self, smartlock_id: int) -> SmartlockConfig:

@@ -38,6 +38,8 @@ import aiohttp
 from bridge.clock import Clock
 from bridge.config import read_secret
 from bridge.driver import FixConfig, Reauthenticate, RetryLater
+from drivers.call_budget import CallBudget
+from drivers.cloud_login import renew_in
 from drivers.memory import load_memory, save_memory
 from drivers.smartthings.config import Config
 
@@ -90,10 +92,9 @@ class Account:
         self._access: str | None = None
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
-        self._budget = self._burst()
-        self._budget_at = clock.monotonic()
-        self._paused_until = 0.0
-        self._rate_strikes = 0
+        self._calls = CallBudget(clock, service="SmartThings", rate=config.max_calls_per_s,
+                                 burst=max(1.0, config.max_calls_per_s * _BURST_S),
+                                 inline_wait_s=_MAX_INLINE_WAIT_S)
         # The digest of the token file's content the refused grant came from: nothing is sent
         # again until the file holds another token.
         self._refused_seed: str | None = None
@@ -160,7 +161,7 @@ class Account:
         if self._session is None:
             raise RetryLater("the SmartThings driver is not started")
         for _ in range(_MAX_ATTEMPTS):
-            await self._pace()
+            await self._calls.take()
             try:
                 async with self._session.request(method, url, allow_redirects=False,
                                                  **kwargs) as answer:
@@ -172,40 +173,19 @@ class Account:
             if status >= 500:
                 raise Unreachable(f"SmartThings answered HTTP {status}")
             if status != 429:
-                self._rate_strikes = 0
+                self._calls.calm()
                 return status, text
             self._pause(retry_after, text)
         raise RetryLater("SmartThings keeps answering 429 (too many requests)")
 
     # -- pacing ---------------------------------------------------------------------------
 
-    def _burst(self) -> float:
-        return max(1.0, self._config.max_calls_per_s * _BURST_S)
-
-    async def _pace(self) -> None:
-        """Within the account's budget; while SmartThings asked for a pause, wait when it ends
-        soon, else fail now (the engine retries later)."""
-        now = self._clock.monotonic()
-        if self._paused_until > now:
-            wait = self._paused_until - now
-            if wait > _MAX_INLINE_WAIT_S:
-                raise RetryLater(f"SmartThings asked for fewer calls; calls resume in "
-                                 f"{wait:.0f} s")
-            await self._clock.sleep(wait)
-            now = self._clock.monotonic()
-        rate = self._config.max_calls_per_s
-        self._budget = min(self._burst(), self._budget + (now - self._budget_at) * rate)
-        self._budget_at = now
-        self._budget -= 1.0
-        if self._budget < 0:
-            await self._clock.sleep(-self._budget / rate)
-
     def _pause(self, retry_after: str | None, text: str) -> None:
         """Pause every call for the wait SmartThings states, at least `rate_limit_backoff_s`,
         doubled for each 429 in a row: refused attempts count against the window too ("attempt
         20 limit 10"), so calls resumed exactly when the oldest one leaves it would be refused
         again and again."""
-        self._rate_strikes += 1
+        strikes = self._calls.strike()
         wait = 0.0
         stated = _RETRY_IN.search(text)
         if stated is not None:
@@ -215,10 +195,9 @@ class Account:
                 wait = max(0.0, float(retry_after))
         wait = min(self._config.rate_limit_backoff_cap_s,
                    max(wait, self._config.rate_limit_backoff_s)
-                   * 2.0 ** (self._rate_strikes - 1))
-        self._paused_until = max(self._paused_until, self._clock.monotonic() + wait)
-        # After the pause, calls resume at the budget's pace, not in a burst.
-        self._budget = min(self._budget, 0.0)
+                   * 2.0 ** (strikes - 1))
+        self._calls.pause(wait)
+        self._calls.spend_burst()
         _LOG.warning("smartthings %s: SmartThings limits the calls (HTTP 429); pausing calls "
                      "for %.1f s", self._config.name, wait)
 
@@ -288,11 +267,8 @@ class Account:
         save_memory(self._memory_file, {
             "seed": seed, "refresh_token": rotated if isinstance(rotated, str) and rotated
             else refresh})
-        lifetime = answer.get("expires_in")
-        lifetime_s = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
         self._access = access
-        self._renew_at = self._clock.monotonic() + lifetime_s - \
-            min(self._config.refresh_margin_s, lifetime_s / 2)
+        self._renew_at = self._clock.monotonic() + renew_in(answer, self._config.refresh_margin_s)
         if self.refused:
             _LOG.info("smartthings %s: SmartThings accepts the account again", self._config.name)
         self.refused = False

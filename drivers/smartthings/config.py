@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
-from bridge.hosts import is_loopback
+from drivers.cloud_config import ClientSecretSettings, require_https
 
 
 class LockConfig(BaseModel):
@@ -28,10 +27,8 @@ class LockConfig(BaseModel):
     ignore: bool = False
 
 
-class Config(BaseModel):
+class Config(ClientSecretSettings):
     """The SmartThings driver's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["smartthings"]
     name: str = "smartthings"
@@ -39,10 +36,6 @@ class Config(BaseModel):
     # The API (…/v1 is added) and the OAuth token endpoint (default: <url>/v1/oauth/token).
     url: str = "https://api.smartthings.com"
     token_url: str | None = None
-    client_id: Annotated[str, Field(min_length=1)]
-    # The config loader refuses a literal client_secret: ${ENV_VAR} or a file.
-    client_secret: str | None = Field(default=None, repr=False)
-    client_secret_file: Path | None = None
     # The refresh token of the first authorization. Read again when SmartThings refuses the
     # one the driver keeps: writing a new one here reconnects the account.
     refresh_token_file: Path
@@ -71,18 +64,10 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Config:
-        if (self.client_secret is None) == (self.client_secret_file is None):
-            raise ValueError("give exactly one of client_secret (as ${ENV_VAR}) or "
-                             "client_secret_file")
         for url in (self.url, self.token_url):
-            if url is None:
-                continue
-            parts = urlsplit(url)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise ValueError("url and token_url must look like https://api.smartthings.com")
-            if parts.scheme == "http" and not is_loopback(parts.hostname):
-                raise ValueError("tokens would cross the network in clear: use https (plain "
-                                 "http only to a server on loopback)")
+            if url is not None:
+                require_https(url, carried="tokens", malformed="url and token_url must look "
+                              "like https://api.smartthings.com")
         return self
 
     def lock(self, device_id: str) -> LockConfig:

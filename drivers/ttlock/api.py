@@ -34,6 +34,8 @@ import aiohttp
 from bridge.clock import Clock
 from bridge.config import read_secret
 from bridge.driver import Reauthenticate, RetryLater
+from drivers.call_budget import CallBudget
+from drivers.cloud_login import RefusedLogin, renew_in
 from drivers.ttlock.config import Config
 
 _LOG = logging.getLogger(__name__)
@@ -86,19 +88,13 @@ class Account:
         # Monotonic second after which the access token is refreshed (margin included).
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
-        # Pacing, a budget of calls: up to one second's worth at once, refilled at
-        # `max_calls_per_s` (below zero: calls already waiting their turn); after a 30006 /
-        # 30007 no call before `_paused_until`.
-        self._budget = float(self._burst())
-        self._budget_at = clock.monotonic()
-        self._paused_until = 0.0
-        self._rate_strikes = 0
+        # Pacing: up to one second's worth of calls at once, refilled at `max_calls_per_s`;
+        # none while a 30006 / 30007 pauses the account.
+        self._calls = CallBudget(clock, service="TTLock", rate=config.max_calls_per_s,
+                                 burst=float(max(1, int(config.max_calls_per_s))),
+                                 inline_wait_s=config.request_timeout_s)
         self.refused = False
-        # After TTLock refused the login: a digest of the secrets it refused and when, so the
-        # same ones are not sent again before `refused_retry_s` (a storm of wrong passwords
-        # could get the app account locked).
-        self._refused_secrets: str | None = None
-        self._refused_at = 0.0
+        self._refused_login = RefusedLogin(clock, config.refused_retry_s)
 
     async def open(self) -> None:
         """Make the HTTP session (no request yet)."""
@@ -158,9 +154,8 @@ class Account:
                 self._refresh = None
             password = read_secret(self._config.password, self._config.password_file,
                                    "password") or ""
-            digest = hashlib.sha256(f"{self._client()}\0{password}".encode()).hexdigest()
-            if digest == self._refused_secrets and self._clock.monotonic() - \
-                    self._refused_at < self._config.refused_retry_s:
+            digest = RefusedLogin.digest(str(self._client()), password)
+            if self._refused_login.holds(digest):
                 raise Reauthenticate("TTLock refused the account's credentials; waiting for "
                                      "new ones (or for refused_retry_s) before logging in again")
             answer = await self._post("/oauth2/token", {
@@ -170,7 +165,7 @@ class Account:
             errcode = _errcode(answer)
             if errcode != 0:
                 if errcode in CLIENT_REFUSED | ACCOUNT_REFUSED:
-                    self._refused_secrets, self._refused_at = digest, self._clock.monotonic()
+                    self._refused_login.refused(digest)
                 self._check_account(errcode, answer)
                 raise RetryLater(f"TTLock did not log in (errcode {errcode})")
             return self._keep(answer)
@@ -187,14 +182,11 @@ class Account:
         access, refresh = answer.get("access_token"), answer.get("refresh_token")
         if not isinstance(access, str) or not access:
             raise RetryLater("TTLock's token answer has no access_token")
-        lifetime = answer.get("expires_in")
-        lifetime_s = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-        # Refresh `refresh_margin_s` before the end, or half-way for a short-lived token.
-        margin = min(self._config.refresh_margin_s, lifetime_s / 2)
         self._access = access
         self._refresh = refresh if isinstance(refresh, str) and refresh else self._refresh
-        self._renew_at = self._clock.monotonic() + lifetime_s - margin
-        self._refused_secrets = None
+        # Refresh `refresh_margin_s` before the end, or half-way for a short-lived token.
+        self._renew_at = self._clock.monotonic() + renew_in(answer, self._config.refresh_margin_s)
+        self._refused_login.accepted()
         if self.refused:
             _LOG.info("ttlock %s: TTLock accepts the account again", self._config.name)
         self.refused = False
@@ -236,7 +228,7 @@ class Account:
         """One form POST within `timeout_s`, paced; a rate refusal pauses the whole account."""
         if self._session is None:
             raise RetryLater("the TTLock driver is not started")
-        await self._pace()
+        await self._calls.take()
         try:
             async with self._session.post(
                     self._base + path, data=form,
@@ -265,42 +257,20 @@ class Account:
             raise RetryLater(f"TTLock refused the call for the "
                              f"{'monthly quota' if errcode == MONTHLY_LIMIT else 'call rate'} "
                              f"(errcode {errcode}); calls resume in {wait:.0f} s")
-        self._rate_strikes = 0
+        self._calls.calm()
         return answer_json
-
-    def _burst(self) -> int:
-        return max(1, int(self._config.max_calls_per_s))
-
-    async def _pace(self) -> None:
-        """Leave at most `max_calls_per_s` on average (a second's worth at once); while paused
-        by TTLock, wait when the pause ends within a request's timeout, else fail at once (the
-        engine retries later)."""
-        now = self._clock.monotonic()
-        if self._paused_until > now:
-            wait = self._paused_until - now
-            if wait > self._config.request_timeout_s:
-                raise RetryLater(f"TTLock asked for fewer calls; calls resume in {wait:.0f} s")
-            await self._clock.sleep(wait)
-            now = self._clock.monotonic()
-        rate = self._config.max_calls_per_s
-        self._budget = min(float(self._burst()), self._budget + (now - self._budget_at) * rate)
-        self._budget_at = now
-        self._budget -= 1.0
-        if self._budget < 0:
-            await self._clock.sleep(-self._budget / rate)
 
     def _pause(self, retry_after: str | None, errcode: int) -> float:
         """Stop calling for Retry-After seconds when given, else a doubling backoff."""
         if errcode == MONTHLY_LIMIT:
             wait = self._config.monthly_limit_backoff_s
         else:
-            self._rate_strikes += 1
-            wait = min(self._config.rate_limit_backoff_cap_s,
-                       self._config.rate_limit_backoff_s * 2.0 ** (self._rate_strikes - 1))
+            wait = self._calls.doubling(self._config.rate_limit_backoff_s,
+                                        self._config.rate_limit_backoff_cap_s)
         if retry_after is not None:
             with contextlib.suppress(ValueError):
                 wait = max(0.0, float(retry_after))
-        self._paused_until = max(self._paused_until, self._clock.monotonic() + wait)
+        self._calls.pause(wait)
         _LOG.warning("ttlock %s: TTLock limits the calls (%s); pausing calls for %.0f s",
                      self._config.name, f"errcode {errcode}" if errcode else "HTTP", wait)
         return wait

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.drivercontext import DriverContext
-from bridge.hosts import is_loopback
 from bridge.zones import TimeZoneName
+from drivers.cloud_config import ClientSecretSettings, require_https, require_one
 
 
 class LockConfig(BaseModel):
@@ -29,19 +28,14 @@ class LockConfig(BaseModel):
     ignore: bool = False
 
 
-class Config(BaseModel):
+class Config(ClientSecretSettings):
     """The TTLock driver's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["ttlock"]
     name: str = "ttlock"
     property: str | None = None
     url: str = "https://euapi.ttlock.com"
-    client_id: Annotated[str, Field(min_length=1)]
-    # The config loader refuses a literal client_secret or password: ${ENV_VAR} or a file.
-    client_secret: str | None = Field(default=None, repr=False)
-    client_secret_file: Path | None = None
+    # The config loader refuses a literal password, as the client_secret: ${ENV_VAR} or a file.
     # The TTLock app account that administers the locks (not the developer account).
     username: Annotated[str, Field(min_length=1)]
     password: str | None = Field(default=None, repr=False)
@@ -80,17 +74,9 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Config:
-        if (self.client_secret is None) == (self.client_secret_file is None):
-            raise ValueError("give exactly one of client_secret (as ${ENV_VAR}) or "
-                             "client_secret_file")
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("give exactly one of password (as ${ENV_VAR}) or password_file")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("url must look like https://euapi.ttlock.com")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("the password and tokens would cross the network in clear: use "
-                             "https (plain http only to a server on loopback)")
+        require_one(self.password, self.password_file, "password")
+        require_https(self.url, malformed="url must look like https://euapi.ttlock.com",
+                      carried="the password and tokens")
         return self
 
     def lock(self, lock_id: int) -> LockConfig:

@@ -6,12 +6,10 @@ account, each until it is fixed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.api_helpers import start_daemon, wait_until
+from tests.api_helpers import LocalApi, start_daemon, wait_until
 from tests.fakes.hubitat import FakeHubitatThread
 
 pytestmark = pytest.mark.slow
@@ -57,7 +55,7 @@ def test_lock_codes_on_a_hubitat_lock_through_the_api(tmp_path: Path) -> None:
 
 def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
               token_file: Path) -> None:
-    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+    api = LocalApi(base, key)
     (device,) = api.get("/devices/list").json()["devices"]
     assert device["display_name"] == "Apartment 3" and device["device_type"] == "hubitat_lock"
     device_id = device["device_id"]
@@ -66,23 +64,11 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
     def truth() -> dict[int, str]:
         return {p: e["code"] for p, e in fake.call(lock.truth).items()}
 
-    def code(access_code_id: str) -> dict[str, Any]:
-        got: dict[str, Any] = api.get("/access_codes/get", params={
-            "access_code_id": access_code_id}).json()["access_code"]
-        return got
-
-    def errors_of(access_code_id: str) -> list[str]:
-        return [e["error_code"] for e in code(access_code_id)["errors"]]
-
-    def device_errors() -> list[str]:
-        got = api.get("/devices/get", params={"device_id": device_id}).json()["device"]
-        return [e["error_code"] for e in got["errors"]]
-
     # Create: the code goes on, confirmed by the hub's lockCodes.
     made = api.post("/access_codes/create", json={"device_id": device_id, "name": "Guest",
                                                   "code": "2468"}).json()["access_code"]
     pins.add("2468")
-    wait_until(lambda: code(made["access_code_id"])["status"] == "set", what="code set")
+    wait_until(lambda: api.code(made["access_code_id"])["status"] == "set", what="code set")
     assert truth() == {1: "2468"}
 
     # Delete: it comes off.
@@ -96,7 +82,8 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
     late = api.post("/access_codes/create", json={"device_id": device_id, "name": "Late",
                                                   "code": "1357"}).json()["access_code"]
     pins.add("1357")
-    wait_until(lambda: "hubitat_device_programming_delay" in errors_of(late["access_code_id"]),
+    wait_until(lambda: "hubitat_device_programming_delay" in
+               api.code_errors(late["access_code_id"]),
                what="hubitat_device_programming_delay")
     assert truth() == {}
     fake.call(setattr, lock, "online", True)
@@ -117,7 +104,8 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
                                                   "code": "9753"}).json()["access_code"]
     pins.add("9753")
     wait_until(lambda: "hubitat_no_free_positions_available"
-               in errors_of(full["access_code_id"]), what="hubitat_no_free_positions_available")
+               in api.code_errors(full["access_code_id"]),
+               what="hubitat_no_free_positions_available")
     assert truth() == {1: "1111", 2: "2222", 3: "3333"}
     fake.call(setattr, fake.hub, "drop_events", False)
 
@@ -127,9 +115,10 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
     api.post("/access_codes/create", json={"device_id": device_id, "name": "During",
                                            "code": "8642"})
     pins.add("8642")
-    wait_until(lambda: "device_disconnected" in device_errors(), what="lock disconnected")
+    wait_until(lambda: "device_disconnected" in
+               api.device_errors(device_id), what="lock disconnected")
     fake.call(fake.hub.set_reachable, True)
-    wait_until(lambda: "device_disconnected" not in device_errors(), timeout=60,
+    wait_until(lambda: "device_disconnected" not in api.device_errors(device_id), timeout=60,
                what="lock connected again")
 
     # A credential failure: the token was replaced in the Maker API app.
@@ -137,7 +126,8 @@ def _scenario(base: str, key: str, fake: FakeHubitatThread, pins: set[str],
     api.post("/access_codes/create", json={"device_id": device_id, "name": "After",
                                            "code": "7531"})
     pins.add("7531")
-    wait_until(lambda: "account_disconnected" in device_errors(), what="account disconnected")
+    wait_until(lambda: "account_disconnected" in
+               api.device_errors(device_id), what="account disconnected")
     token_file.write_text("a-new-token\n")
-    wait_until(lambda: "account_disconnected" not in device_errors(), timeout=60,
+    wait_until(lambda: "account_disconnected" not in api.device_errors(device_id), timeout=60,
                what="account connected again")

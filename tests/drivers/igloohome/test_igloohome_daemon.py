@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.api_helpers import assert_valid, start_daemon, wait_until
+from tests.api_helpers import LocalApi, assert_valid, start_daemon, wait_until
 from tests.fakes.igloohome import FakeIgloohomeThread
 
 pytestmark = pytest.mark.slow
@@ -61,24 +60,15 @@ def test_guest_codes_on_igloohome_locks_through_the_api(tmp_path: Path) -> None:
 
 
 def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) -> list[str]:
-    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+    api = LocalApi(base, key)
     devices = {d["display_name"]: d for d in api.get("/devices/list").json()["devices"]}
     padlock, door = devices["Padlock"], devices["Front door"]
     assert padlock["device_type"] == "igloohome_lock"
     assert padlock["can_program_offline_access_codes"]
     assert door["can_program_online_access_codes"]
 
-    def code(access_code_id: str) -> dict[str, Any]:
-        got: dict[str, Any] = api.get("/access_codes/get", params={
-            "access_code_id": access_code_id}).json()["access_code"]
-        return got
-
     def errors_of(thing: dict[str, Any]) -> list[str]:
         return [e["error_code"] for e in thing["errors"]]
-
-    def device_errors(device_id: str) -> list[str]:
-        return errors_of(api.get("/devices/get", params={"device_id": device_id})
-                         .json()["device"])
 
     # An algoPIN lock picks the PIN: asking for one is refused when asked.
     refused = api.post("/access_codes/create", json={"device_id": padlock["device_id"],
@@ -91,9 +81,9 @@ def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) ->
     stay = api.post("/access_codes/create", json={
         "device_id": padlock["device_id"], "name": "Guest Smith",
         "starts_at": starts.isoformat(), "ends_at": ends.isoformat()}).json()["access_code"]
-    wait_until(lambda: code(stay["access_code_id"])["is_scheduled_on_device"],
+    wait_until(lambda: api.code(stay["access_code_id"])["is_scheduled_on_device"],
                what="the algoPIN scheduled on the lock")
-    got = code(stay["access_code_id"])
+    got = api.code(stay["access_code_id"])
     expected = fake.call(fake.api.expected_algopin, PADLOCK, "hourly", starts, ends, 1)
     pins.add(expected)
     assert got["code"] == expected
@@ -104,9 +94,10 @@ def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) ->
         "access_code_id": stay["access_code_id"]}).json())
     # It cannot be deleted before its end: the removal fails, and says why.
     api.delete("/access_codes/delete", params={"access_code_id": stay["access_code_id"]})
-    wait_until(lambda: "failed_to_remove_from_device" in errors_of(code(stay["access_code_id"])),
+    wait_until(lambda: "failed_to_remove_from_device" in
+               errors_of(api.code(stay["access_code_id"])),
                what="the early delete refused")
-    failed = next(e for e in code(stay["access_code_id"])["errors"]
+    failed = next(e for e in api.code(stay["access_code_id"])["errors"]
                   if e["error_code"] == "failed_to_remove_from_device")
     assert "cannot be deleted before its end" in failed["message"]
 
@@ -115,7 +106,7 @@ def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) ->
         "device_id": door["device_id"], "name": "Guest Jones", "code": "2468",
         "starts_at": starts.isoformat(), "ends_at": ends.isoformat()}).json()["access_code"]
     pins.add("2468")
-    wait_until(lambda: code(made["access_code_id"])["is_scheduled_on_device"],
+    wait_until(lambda: api.code(made["access_code_id"])["is_scheduled_on_device"],
                what="the custom PIN scheduled on the door")
     held = fake.call(lambda: fake.api.locks[DOOR].custom["2468"])
     assert (held.start, held.end) == (starts, ends)
@@ -130,12 +121,12 @@ def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) ->
     late = api.post("/access_codes/create", json={
         "device_id": door["device_id"], "name": "Late", "code": "13579"}).json()["access_code"]
     pins.add("13579")
-    wait_until(lambda: "igloohome_bridge_offline" in errors_of(code(late["access_code_id"])),
+    wait_until(lambda: "igloohome_bridge_offline" in errors_of(api.code(late["access_code_id"])),
                what="the bridge offline on the code")
     fake.call(fake.api.set_bridge_online, BRIDGE, True)
     wait_until(lambda: "13579" in fake.call(lambda: set(fake.api.locks[DOOR].custom)),
                what="the code on the door once the bridge is back", timeout=30)
-    wait_until(lambda: errors_of(code(late["access_code_id"])) == [], what="its error gone")
+    wait_until(lambda: errors_of(api.code(late["access_code_id"])) == [], what="its error gone")
 
     # The bridge's queue is full of other jobs.
     fake.call(setattr, fake.api.bridges[BRIDGE], "max_pending_jobs", 0)
@@ -143,20 +134,20 @@ def _scenario(base: str, key: str, fake: FakeIgloohomeThread, pins: set[str]) ->
         "device_id": door["device_id"], "name": "Busy", "code": "86420"}).json()["access_code"]
     pins.add("86420")
     wait_until(lambda: "igloohome_bridge_too_many_pending_jobs" in errors_of(
-        code(busy["access_code_id"])), what="the full queue on the code")
+        api.code(busy["access_code_id"])), what="the full queue on the code")
     fake.call(setattr, fake.api.bridges[BRIDGE], "max_pending_jobs", 20)
 
     # The cloud stops answering: the locks are disconnected, and come back.
     fake.call(setattr, fake.api, "latency_s", 3.0)
-    wait_until(lambda: "device_disconnected" in device_errors(padlock["device_id"]),
+    wait_until(lambda: "device_disconnected" in api.device_errors(padlock["device_id"]),
                what="the padlock disconnected")
     fake.call(setattr, fake.api, "latency_s", 0.0)
-    wait_until(lambda: device_errors(padlock["device_id"]) == [], what="the padlock back")
+    wait_until(lambda: api.device_errors(padlock["device_id"]) == [], what="the padlock back")
 
     # The client secret was rotated in iglooaccess: every lock's account is disconnected.
     tokens = fake.call(lambda: list(fake.api.tokens))
     fake.call(fake.api.revoke_client)
     for device_id in (padlock["device_id"], door["device_id"]):
-        wait_until(lambda d=device_id: "account_disconnected" in device_errors(d),
+        wait_until(lambda d=device_id: "account_disconnected" in api.device_errors(d),
                    what="account disconnected")
     return [*tokens, fake.api.client_secret]

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.api_helpers import start_daemon, wait_until
+from tests.api_helpers import LocalApi, start_daemon, wait_until
 from tests.fakes.smartthings import FakeSmartThingsThread
 
 pytestmark = pytest.mark.slow
@@ -62,7 +60,7 @@ def test_lock_codes_on_a_smartthings_lock_through_the_api(tmp_path: Path) -> Non
 
 def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
               tmp: Path) -> list[str]:
-    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+    api = LocalApi(base, key)
     (device,) = api.get("/devices/list").json()["devices"]
     assert device["display_name"] == "Apartment 3"
     assert device["device_type"] == "smartthings_lock"
@@ -72,23 +70,11 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
     def truth() -> dict[int, str]:
         return fake.call(lambda: {s: c.pin for s, c in lock.slots.items()})  # type: ignore[no-any-return]
 
-    def code(access_code_id: str) -> dict[str, Any]:
-        got: dict[str, Any] = api.get("/access_codes/get", params={
-            "access_code_id": access_code_id}).json()["access_code"]
-        return got
-
-    def errors_of(access_code_id: str) -> list[str]:
-        return [e["error_code"] for e in code(access_code_id)["errors"]]
-
-    def device_errors() -> list[str]:
-        got = api.get("/devices/get", params={"device_id": device_id}).json()["device"]
-        return [e["error_code"] for e in got["errors"]]
-
     # Create: on the lock once its codeChanged says so.
     made = api.post("/access_codes/create", json={"device_id": device_id, "name": "Guest",
                                                   "code": "246802"}).json()["access_code"]
     pins.add("246802")
-    wait_until(lambda: code(made["access_code_id"])["status"] == "set", what="code set")
+    wait_until(lambda: api.code(made["access_code_id"])["status"] == "set", what="code set")
     assert list(truth().values()) == ["246802"]
 
     # Schedule: the bridge puts a time-bound code on at its start and takes it off at its end.
@@ -113,7 +99,7 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
                                                      "code": "864208"}).json()["access_code"]
     pins.add("864208")
     wait_until(lambda: "smartthings_failed_to_set_access_code"
-               in errors_of(refused["access_code_id"]),
+               in api.code_errors(refused["access_code_id"]),
                what="smartthings_failed_to_set_access_code")
     assert "864208" not in truth().values()
     api.delete("/access_codes/delete", params={"access_code_id": refused["access_code_id"]})
@@ -124,7 +110,7 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
                                                   "code": "975319"}).json()["access_code"]
     pins.add("975319")
     wait_until(lambda: "smartthings_failed_to_set_after_multiple_retries"
-               in errors_of(late["access_code_id"]), timeout=40,
+               in api.code_errors(late["access_code_id"]), timeout=40,
                what="smartthings_failed_to_set_after_multiple_retries")
     fake.call(setattr, lock, "hub_busy", False)
     fake.run(fake.api.run_pending)
@@ -133,20 +119,22 @@ def _scenario(base: str, key: str, fake: FakeSmartThingsThread, pins: set[str],
 
     # An outage: the lock drops off its hub, then comes back.
     fake.call(setattr, lock, "online", False)
-    wait_until(lambda: "device_offline" in device_errors(), what="lock offline")
+    wait_until(lambda: "device_offline" in api.device_errors(device_id), what="lock offline")
     fake.call(setattr, lock, "online", True)
-    wait_until(lambda: "device_offline" not in device_errors(), what="lock online again")
+    wait_until(lambda: "device_offline" not in
+               api.device_errors(device_id), what="lock online again")
 
     # A credential failure: the grant is revoked; a new authorization's token reconnects it.
     fake.call(fake.api.revoke_refresh_tokens)
-    wait_until(lambda: "account_disconnected" in device_errors(), what="account disconnected")
+    wait_until(lambda: "account_disconnected" in
+               api.device_errors(device_id), what="account disconnected")
     _, refresh = fake.call(fake.api.issue_token)
     (tmp / "refresh.token").write_text(refresh + "\n")
-    wait_until(lambda: "account_disconnected" not in device_errors(),
+    wait_until(lambda: "account_disconnected" not in api.device_errors(device_id),
                what="account connected again")
     after = api.post("/access_codes/create", json={"device_id": device_id, "name": "After",
                                                    "code": "135791"}).json()["access_code"]
     pins.add("135791")
-    wait_until(lambda: code(after["access_code_id"])["status"] == "set", what="code set after")
+    wait_until(lambda: api.code(after["access_code_id"])["status"] == "set", what="code set after")
     return [refresh, *fake.call(lambda: list(fake.api.access_tokens)),
             *fake.call(lambda: list(fake.api.refresh_tokens))]

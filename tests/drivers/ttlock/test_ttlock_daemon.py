@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.api_helpers import assert_valid, start_daemon, wait_until
+from tests.api_helpers import LocalApi, assert_valid, start_daemon, wait_until
 from tests.fakes.ttlock import FakeTTLockThread, md5_hex
 
 pytestmark = pytest.mark.slow
@@ -62,19 +60,15 @@ def test_guest_codes_on_a_ttlock_lock_through_the_api(tmp_path: Path) -> None:
 
 
 def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> list[str]:
-    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+    api = LocalApi(base, key)
     devices = {d["display_name"]: d for d in api.get("/devices/list").json()["devices"]}
     device, shed, garage = devices["Apartment 3"], devices["Shed"], devices["Garage"]
     assert device["device_type"] == "ttlock_lock"
     assert device["properties"]["supported_code_lengths"] == [4, 5, 6, 7, 8, 9]
     lock = fake.api.locks[FRONT]
 
-    def device_errors(device_id: str) -> list[str]:
-        got = api.get("/devices/get", params={"device_id": device_id}).json()["device"]
-        return [e["error_code"] for e in got["errors"]]
-
     # A lock paired to no gateway: the cloud cannot reach it, and the device says why.
-    wait_until(lambda: "ttlock_lock_not_paired_to_gateway" in device_errors(shed["device_id"]),
+    wait_until(lambda: "ttlock_lock_not_paired_to_gateway" in api.device_errors(shed["device_id"]),
                what="the shed's gateway error")
     # Shaped as Seam's device with that error.
     assert_valid("/devices/get", "get", api.get("/devices/get", params={
@@ -86,17 +80,12 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
     fake.call(fake.api.locks[SHED].gateway_rssi.__setitem__, GATEWAY, -70)
     wait_until(lambda: staff["code"] in fake.call(lambda: set(fake.api.locks[SHED].codes)),
                what="the shed's code on the lock once paired")
-    wait_until(lambda: device_errors(shed["device_id"]) == [], what="the shed's error gone")
+    wait_until(lambda: api.device_errors(shed["device_id"]) == [], what="the shed's error gone")
 
     # A PIN TTLock can never take is refused when asked.
     refused = api.post("/access_codes/create", json={"device_id": device["device_id"],
                                                      "name": "x", "code": "123"})
     assert refused.status_code == 400
-
-    def code(access_code_id: str) -> dict[str, Any]:
-        got: dict[str, Any] = api.get("/access_codes/get", params={
-            "access_code_id": access_code_id}).json()["access_code"]
-        return got
 
     starts = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
     ends = starts + timedelta(days=3)
@@ -106,7 +95,7 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
     pin = made["code"]
     pins.add(pin)
     # The lock keeps the window itself: the code goes on days ahead, scheduled on the device.
-    wait_until(lambda: code(made["access_code_id"])["is_scheduled_on_device"],
+    wait_until(lambda: api.code(made["access_code_id"])["is_scheduled_on_device"],
                what="code scheduled on the lock")
     held = fake.call(lambda: lock.codes[pin])
     assert (held.start_ms, held.end_ms) == (int(starts.timestamp() * 1000),
@@ -118,7 +107,7 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
     dup = api.post("/access_codes/create", json={"device_id": device["device_id"],
                                                  "name": "Dup", "code": "246810"}).json()
     wait_until(lambda: "duplicate_code_on_device" in [
-        e["error_code"] for e in code(dup["access_code"]["access_code_id"])["errors"]],
+        e["error_code"] for e in api.code(dup["access_code"]["access_code_id"])["errors"]],
         what="the duplicate reported")
     # A lock whose passcode storage is full.
     fake.call(setattr, lock, "capacity", 2)
@@ -126,7 +115,7 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
                                                   "name": "Full"}).json()["access_code"]
     pins.add(full["code"])
     wait_until(lambda: "no_space_for_access_code_on_device" in [
-        e["error_code"] for e in code(full["access_code_id"])["errors"]],
+        e["error_code"] for e in api.code(full["access_code_id"])["errors"]],
         what="no space reported")
     fake.call(setattr, lock, "capacity", 250)
     api.delete("/access_codes/delete", params={"access_code_id": full["access_code_id"]})
@@ -140,17 +129,17 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
 
     # The gateway is unplugged: its lock is offline.
     fake.call(setattr, fake.api.gateways[GATEWAY], "online", False)
-    wait_until(lambda: "device_offline" in device_errors(device["device_id"]),
+    wait_until(lambda: "device_offline" in api.device_errors(device["device_id"]),
                what="lock offline")
     fake.call(setattr, fake.api.gateways[GATEWAY], "online", True)
-    wait_until(lambda: device_errors(device["device_id"]) == [], what="lock back online")
+    wait_until(lambda: api.device_errors(device["device_id"]) == [], what="lock back online")
 
     # The account no longer lists a lock (transferred to another account): removed, with a
     # clear error, not offline.
     fake.call(fake.api.locks.pop, GARAGE)
-    wait_until(lambda: "device_removed" in device_errors(garage["device_id"]),
+    wait_until(lambda: "device_removed" in api.device_errors(garage["device_id"]),
                what="the garage removed")
-    assert "device_offline" not in device_errors(garage["device_id"])
+    assert "device_offline" not in api.device_errors(garage["device_id"])
 
     # The app password was changed: every lock of the account is disconnected.
     tokens = fake.call(lambda: [*fake.api.access_tokens, *fake.api.refresh_tokens])
@@ -161,6 +150,6 @@ def _scenario(base: str, key: str, fake: FakeTTLockThread, pins: set[str]) -> li
 
     fake.call(refuse)
     for device_id in (device["device_id"], shed["device_id"]):
-        wait_until(lambda d=device_id: "account_disconnected" in device_errors(d),
+        wait_until(lambda d=device_id: "account_disconnected" in api.device_errors(d),
                    what="account disconnected")
     return tokens

@@ -15,7 +15,7 @@ from bridge.clock import SystemClock
 from bridge.driver import Availability, DriverEvent
 from tests.contract import ContractSubject, DriverContract
 from tests.harness import until
-from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
+from tests.zwave_stack import ZWaveStack, missing_node, running_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,15 +25,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZWaveStack]:
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path_factory.mktemp("zwave-contract"), nodes=[
-        {"id": 2, "slots": 10, "schedules": False}])
-    try:
-        zwave.start()
-        zwave.wait_listening()
+    with running_stack(tmp_path_factory.mktemp("zwave-contract"),
+                       [{"id": 2, "slots": 10, "schedules": False}], show_log=False) as zwave:
         yield zwave
-    finally:
-        zwave.close()
 
 
 class TestZWave(DriverContract):

@@ -21,7 +21,7 @@ from bridge.driver import Availability
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus, AccessCodeType, Event, EventType
 from drivers.simulator.lock import SEEN_PINS
-from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
+from tests.zwave_stack import ZWaveStack, missing_node, running_stack
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,15 +52,8 @@ drivers:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ZWaveStack]:
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path / "zwave")
-    try:
-        zwave.start()
-        zwave.wait_listening()
+    with running_stack(tmp_path / "zwave") as zwave:
         yield zwave
-    finally:
-        zwave.close()
-        print(zwave.server_log()[-4000:])
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

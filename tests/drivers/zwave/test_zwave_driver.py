@@ -28,7 +28,13 @@ from bridge.driver import (
     SlotState,
 )
 from drivers.simulator.lock import SEEN_PINS
-from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
+from tests.zwave_stack import (
+    ZWaveStack,
+    fast_config,
+    missing_node,
+    running_stack,
+    start_zwave_engine,
+)
 
 if TYPE_CHECKING:
     from drivers.zwave.driver import ZWaveDriver
@@ -47,29 +53,17 @@ PINS = ["4711", "24681357", "90210", "55667788", "31337"]
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ZWaveStack]:
     """A fresh mock network and zwave-js-server in the test's temp folder."""
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path / "zwave")
-    try:
-        zwave.start()
-        zwave.wait_listening()
+    with running_stack(tmp_path / "zwave") as zwave:
         yield zwave
-    finally:
-        zwave.close()
-        # Shown only when the test fails.
-        print(zwave.server_log()[-4000:])
 
 
 @pytest.fixture
 async def driver(stack: ZWaveStack, tmp_path: Path) -> AsyncIterator[Driven]:
     """A started driver on the stack, and the events it reported."""
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
 
     SEEN_PINS.update(PINS)  # the log guard fails the test if any of these reach a log line
-    config = Config.model_validate({
-        "kind": "zwave", "name": "zw", "url": stack.url, "time_zone": ZONE,
-        "command_spacing_s": 0, "reconnect_min_s": 0.2, "reconnect_max_s": 1,
-    })
+    config = fast_config(stack.url, time_zone=ZONE)
     events: list[DriverEvent] = []
 
     async def sink(event: DriverEvent) -> None:
@@ -204,71 +198,52 @@ async def test_disabled_and_missing_slots(stack: ZWaveStack, driver: Driven) -> 
 async def test_a_supervision_fail_is_judged_by_the_read_back(tmp_path: Path) -> None:
     """A lock with Supervision answers Fail: the slot read back and the lock's duplicate notice
     decide what it meant, not the Fail alone."""
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
 
-    ensure_peers()
-    stack = ZWaveStack(tmp_path / "zwave", [{"id": 2, "slots": 10, "supervision": True}])
     SEEN_PINS.update(PINS)
-    zw = None
-    try:
-        stack.start()
-        stack.wait_listening()
-        config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                        "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                        "reconnect_max_s": 1})
-        zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+    supervised = [{"id": 2, "slots": 10, "supervision": True}]
+    with running_stack(tmp_path / "zwave", supervised) as stack:
+        zw = ZWaveDriver(fast_config(stack.url), SystemClock(), tmp_path / "state")
 
         async def sink(event: DriverEvent) -> None:
             pass
 
-        await zw.start(sink)
-        a = zw.devices()[0].external_id
-        # Fail, yet the lock took the code: it is set.
-        await stack.control("fail_sets", node=2, count=1, keep=True)
-        result = await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
-        assert (result.slot, result.confirmed) == (3, True)
-        assert await stack.slots(2) == {3: "4711"}
-        # Fail, and the slot stayed empty with no notice: refused (failed_to_set_on_device).
-        await stack.control("fail_sets", node=2, count=1, keep=False)
-        with pytest.raises(CommandRejected) as refused:
-            await zw.write_code(a, CodeWrite(slot=4, pin="90210", name="Other"))
-        assert refused.value.reason is RejectReason.OTHER
-        # Fail with the duplicate notice, which names no slot (some Yale locks): a duplicate.
-        await stack.control("keypad_silent_set", node=2, slot=6, code="31337")
-        await stack.control("duplicate_params", node=2, value=False)
-        with pytest.raises(CommandRejected) as refused:
-            await zw.write_code(a, CodeWrite(slot=7, pin="31337", name="Dup"))
-        assert refused.value.reason is RejectReason.DUPLICATE_PIN
-        # A clear answered Fail that emptied the slot is done.
-        await stack.control("fail_sets", node=2, count=1, keep=True)
-        await zw.clear_code(a, 3)
-        assert await stack.slots(2) == {6: "31337"}
-    finally:
-        if zw is not None:
+        try:
+            await zw.start(sink)
+            a = zw.devices()[0].external_id
+            # Fail, yet the lock took the code: it is set.
+            await stack.control("fail_sets", node=2, count=1, keep=True)
+            result = await zw.write_code(a, CodeWrite(slot=3, pin="4711", name="Guest"))
+            assert (result.slot, result.confirmed) == (3, True)
+            assert await stack.slots(2) == {3: "4711"}
+            # Fail, and the slot stayed empty with no notice: refused (failed_to_set_on_device).
+            await stack.control("fail_sets", node=2, count=1, keep=False)
+            with pytest.raises(CommandRejected) as refused:
+                await zw.write_code(a, CodeWrite(slot=4, pin="90210", name="Other"))
+            assert refused.value.reason is RejectReason.OTHER
+            # Fail with the duplicate notice, which names no slot (some Yale locks): a duplicate.
+            await stack.control("keypad_silent_set", node=2, slot=6, code="31337")
+            await stack.control("duplicate_params", node=2, value=False)
+            with pytest.raises(CommandRejected) as refused:
+                await zw.write_code(a, CodeWrite(slot=7, pin="31337", name="Dup"))
+            assert refused.value.reason is RejectReason.DUPLICATE_PIN
+            # A clear answered Fail that emptied the slot is done.
+            await stack.control("fail_sets", node=2, count=1, keep=True)
+            await zw.clear_code(a, 3)
+            assert await stack.slots(2) == {6: "31337"}
+        finally:
             await zw.stop()
-        stack.close()
-        print(stack.server_log()[-4000:])
 
 
 async def test_a_managed_code_disabled_at_the_lock_is_put_back(stack: ZWaveStack,
                                                                tmp_path: Path) -> None:
     """Through the engine: a code the lock keeps disabled does not open the door, so it is not
     the managed code as wanted; it is reported changed and written again, enabled."""
-    from bridge.clock import FakeClock
     from bridge.engine import CodeRequest
     from bridge.model import AccessCodeStatus, EventType
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
-    from tests.harness import start_engine
 
     SEEN_PINS.update(PINS)
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
-    zw = ZWaveDriver(config, clock, tmp_path / "state")
-    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, tmp_path)
     try:
         device_id = h.device_id("7e570001-2", driver="zw")
         made = await h.engine.create_code(device_id, CodeRequest(name="Staff",
@@ -381,12 +356,9 @@ async def test_server_restart_reconnects_and_locks_come_back(stack: ZWaveStack,
 
 async def test_locks_are_remembered_while_the_server_is_down(stack: ZWaveStack,
                                                             tmp_path: Path) -> None:
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
 
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
+    config = fast_config(stack.url)
 
     async def sink(event: DriverEvent) -> None:
         pass
@@ -420,17 +392,13 @@ async def test_a_moved_stay_reaches_the_locks_schedule(stack: ZWaveStack, tmp_pa
     from bridge.clock import FakeClock
     from bridge.engine import CodeRequest
     from bridge.model import AccessCodeStatus, AccessCodeType
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
     from tests.harness import start_engine
 
     SEEN_PINS.update(PINS)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     clock = FakeClock(now)
-    config = Config.model_validate({
-        "kind": "zwave", "name": "zw", "url": stack.url, "time_zone": ZONE,
-        "command_spacing_s": 0, "reconnect_min_s": 0.2, "reconnect_max_s": 1,
-    })
+    config = fast_config(stack.url, time_zone=ZONE)
     zw = ZWaveDriver(config, clock, tmp_path / "state")
     h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
     try:
@@ -478,17 +446,13 @@ async def test_only_the_propertys_zone_schedules_in_the_locks_time(stack: ZWaveS
     from bridge.clock import FakeClock
     from bridge.engine import CodeRequest
     from bridge.model import AccessCodeType
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
     from tests.harness import start_engine
 
     SEEN_PINS.update(PINS)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     clock = FakeClock(now)
-    config = Config.model_validate({
-        "kind": "zwave", "name": "zw", "url": stack.url, "command_spacing_s": 0,
-        "reconnect_min_s": 0.2, "reconnect_max_s": 1,
-    })
+    config = fast_config(stack.url)
     zw = ZWaveDriver(config, clock, tmp_path / "state")
     h = await start_engine(tmp_path, {"zw": zw}, clock=clock, property_zone=ZONE)
     try:

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.engine.worker import SWEEP_INTERVAL_S
 from bridge.model import AccessCodeStatus
 from drivers.simulator.lock import SEEN_PINS
-from tests.harness import Harness, start_engine
-from tests.zwave_stack import ZWaveStack, ensure_peers, missing_node
+from tests.zwave_stack import (
+    ZWaveStack,
+    fast_config,
+    missing_node,
+    quiet_for,
+    running_stack,
+    start_zwave_engine,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,18 +42,11 @@ HOUR = 3600.0
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[ZWaveStack]:
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path / "zwave", [
+    with running_stack(tmp_path / "zwave", [
         {"id": PLAIN, "slots": 10, "schedules": False, "checksum": False},
         {"id": SUMMED, "slots": 10, "schedules": False},
-    ])
-    try:
-        zwave.start()
-        zwave.wait_listening()
+    ]) as zwave:
         yield zwave
-    finally:
-        zwave.close()
-        print(zwave.server_log()[-4000:])
 
 
 async def frames(stack: ZWaveStack, node: int) -> dict[str, Any]:
@@ -58,30 +55,10 @@ async def frames(stack: ZWaveStack, node: int) -> dict[str, Any]:
     return received
 
 
-async def quiet_for(h: Harness, seconds: float, step: float = 600.0) -> None:
-    """Move the fake clock by `seconds` in steps, letting every lock finish what came due."""
-    moved = 0.0
-    while moved < seconds:
-        hop = min(step, seconds - moved)
-        await h.clock.advance(hop)
-        moved += hop
-        await h.until(h.engine.settled, timeout=60, what="settled")
-        await asyncio.sleep(0.05)  # a read's answer on its way is counted before the next hop
-        await h.until(h.engine.settled, timeout=60, what="settled")
-
-
 async def test_steady_state_costs_a_checksum_an_hour_or_a_sweep_a_day(
         stack: ZWaveStack, tmp_path: Path) -> None:
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
-
     SEEN_PINS.update(PINS)
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": stack.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
-    zw = ZWaveDriver(config, clock, tmp_path / "state")
-    h = await start_engine(tmp_path, {"zw": zw}, clock=clock)
+    h, _ = await start_zwave_engine(stack.url, tmp_path)
     try:
         # The first scan (and zwave-js's interview) are not what is counted here.
         await quiet_for(h, 60, step=30)
@@ -141,31 +118,19 @@ CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserC
 
 async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
         tmp_path: Path) -> None:
-    from drivers.zwave.config import Config
-    from drivers.zwave.driver import ZWaveDriver
 
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path / "zwave", [
-        {"id": MULTI, "slots": BIG_LOCK_SLOTS, "schedules": False, "checksum": False,
-         "multi_report": True},
-    ])
     pins = {slot: f"{5000 + 7 * slot:04d}" for slot in KEYPAD_SLOTS}
     SEEN_PINS.update(pins.values())
-    try:
-        zwave.start()
-        zwave.wait_listening()
-
+    with running_stack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": BIG_LOCK_SLOTS, "schedules": False, "checksum": False,
+         "multi_report": True},
+    ]) as zwave:
         async def first_scan(run: str) -> tuple[dict[str, Any], list[Any]]:
             """A fresh lockbridge (driver, engine, store) meets the lock: what it sent it
             before settling, and what its driver then knows of the lock's codes."""
-            clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-            config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
-                                            "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                            "reconnect_max_s": 1})
             (tmp_path / run).mkdir()
-            zw = ZWaveDriver(config, clock, tmp_path / run / "state")
             await frames(zwave, MULTI)
-            h = await start_engine(tmp_path / run, {"zw": zw}, clock=clock)
+            h, zw = await start_zwave_engine(zwave.url, tmp_path / run)
             try:
                 await h.until(lambda: len(h.engine.devices) == 1, timeout=60, what="the lock")
                 await quiet_for(h, 60, step=30)
@@ -189,59 +154,48 @@ async def test_the_first_scan_reads_several_codes_a_frame_and_skips_empty_slots(
         sent, listed = await first_scan("thirty")
         assert sent == {"UserCodeCCExtendedUserCodeGet": FIRST_SCAN_FRAMES}
         assert {read.slot: read.pin for read in listed} == pins
-    finally:
-        zwave.close()
-        print(zwave.server_log()[-4000:])
 
 
 async def test_a_lost_multi_code_report_costs_that_slot_alone(tmp_path: Path) -> None:
     from bridge.clock import SystemClock
     from bridge.driver import DriverEvent, RetryLater, SlotState
-    from drivers.zwave.config import Config
     from drivers.zwave.driver import ZWaveDriver
 
-    ensure_peers()
-    zwave = ZWaveStack(tmp_path / "zwave", [
-        {"id": MULTI, "slots": 40, "schedules": False, "checksum": False, "multi_report": True},
-    ])
     pins = {3: "3333", 4: "4444", 12: "1212", 30: "3030"}
     SEEN_PINS.update(pins.values())
-    config = Config.model_validate({"kind": "zwave", "name": "zw", "url": zwave.url,
-                                    "command_spacing_s": 0, "reconnect_min_s": 0.2,
-                                    "reconnect_max_s": 1})
-    zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
-    events: list[DriverEvent] = []
+    with running_stack(tmp_path / "zwave", [
+        {"id": MULTI, "slots": 40, "schedules": False, "checksum": False, "multi_report": True},
+    ]) as zwave:
+        config = fast_config(zwave.url)
+        zw = ZWaveDriver(config, SystemClock(), tmp_path / "state")
+        events: list[DriverEvent] = []
 
-    async def sink(event: DriverEvent) -> None:
-        events.append(event)
+        async def sink(event: DriverEvent) -> None:
+            events.append(event)
 
-    try:
-        zwave.start()
-        zwave.wait_listening()
-        await zw.start(sink)
-        external_id = f"7e570001-{MULTI}"
-        for slot, pin in pins.items():
-            await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
-        # The lock never answers for slot 12, alone or as the first of a multi-code read.
-        await zwave.control("mute_slot", node=MULTI, slot=12)
-        await frames(zwave, MULTI)
-        reads = {read.slot: read for read in await zw.read_slots(external_id, list(pins))}
-        # One report from slot 3 (slots 3 to 10; it points to 12), one lost from 12; then 12
-        # alone (lost again: unreadable, never empty) and 30 alone.
-        assert {slot: read.pin for slot, read in reads.items()
-                if read.state is SlotState.KNOWN} == {3: "3333", 4: "4444", 30: "3030"}
-        assert reads[12].state is SlotState.UNREADABLE
-        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
-                                              "UserCodeCCGet": 2}
-        # Listing the lock: slots 1 to 8 in one report (pointing to 12), 12 lost in bulk and
-        # alone: the engine is told to retry, and the walk resumes there.
-        with pytest.raises(RetryLater):
-            await zw.list_codes(external_id)
-        assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
-                                              "UserCodeCCGet": 1}
-        # Reads are not news: no slot changed for the engine's sake.
-        assert not [e for e in events if e.kind.value == "slot_changed"]
-    finally:
-        await zw.stop()
-        zwave.close()
-        print(zwave.server_log()[-4000:])
+        try:
+            await zw.start(sink)
+            external_id = f"7e570001-{MULTI}"
+            for slot, pin in pins.items():
+                await zwave.control("keypad_silent_set", node=MULTI, slot=slot, code=pin)
+            # The lock never answers for slot 12, alone or as the first of a multi-code read.
+            await zwave.control("mute_slot", node=MULTI, slot=12)
+            await frames(zwave, MULTI)
+            reads = {read.slot: read for read in await zw.read_slots(external_id, list(pins))}
+            # One report from slot 3 (slots 3 to 10; it points to 12), one lost from 12; then 12
+            # alone (lost again: unreadable, never empty) and 30 alone.
+            assert {slot: read.pin for slot, read in reads.items()
+                    if read.state is SlotState.KNOWN} == {3: "3333", 4: "4444", 30: "3030"}
+            assert reads[12].state is SlotState.UNREADABLE
+            assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                                  "UserCodeCCGet": 2}
+            # Listing the lock: slots 1 to 8 in one report (pointing to 12), 12 lost in bulk and
+            # alone: the engine is told to retry, and the walk resumes there.
+            with pytest.raises(RetryLater):
+                await zw.list_codes(external_id)
+            assert await frames(zwave, MULTI) == {"UserCodeCCExtendedUserCodeGet": 2,
+                                                  "UserCodeCCGet": 1}
+            # Reads are not news: no slot changed for the engine's sake.
+            assert not [e for e in events if e.kind.value == "slot_changed"]
+        finally:
+            await zw.stop()
