@@ -57,9 +57,11 @@ async def make_rig(tmp_path: Path, *, listen: bool = True, max_codes: int = 20,
     url = await hub.start()
     token_file = tmp_path / "hubitat.token"
     token_file.write_text(TOKEN + "\n")
+    # request_timeout_s is generous: two test processes share two cores (1 s timed out once
+    # under load), and no test here waits for a request to time out.
     settings: dict[str, Any] = {
         "kind": "hubitat", "url": url, "app_id": APP, "token_file": str(token_file),
-        "poll_interval_s": 0.2, "request_timeout_s": 1.0, "confirm_wait_s": 1.0,
+        "poll_interval_s": 0.2, "request_timeout_s": 5.0, "confirm_wait_s": 1.0,
         "confirm_poll_s": 0.1, "command_spacing_s": 0}
     if listen:
         settings.update(listen_host="127.0.0.1", listen_port=0)
@@ -83,7 +85,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await hub.stop()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)
