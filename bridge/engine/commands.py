@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -65,20 +66,18 @@ class CommandSender:
             return
         code, request, intent_slot = prepared
         worker.last_command_at = self._state.clock.monotonic()
+        outcome: Awaitable[None]
         try:
             result = await self._gateway.call(device, driver.write_code(device.external_id,
                                                                         request))
         except CommandRejected as exc:
-            worker.intents.pop(intent_slot, None)
-            await self._write_rejected(command.access_code_id, intent_slot, exc)
-            return
+            outcome = self._write_rejected(command.access_code_id, intent_slot, exc)
         except DriverError as exc:
-            worker.intents.pop(intent_slot, None)
-            await self._write_failed(command.access_code_id, intent_slot, exc)
-            return
-        worker.intents.pop(intent_slot, None)
-        REDACTOR.remember(result.pin)
-        await self._record_write(code, device, request, result, intent_slot)
+            outcome = self._write_failed(command.access_code_id, intent_slot, exc)
+        else:
+            REDACTOR.remember(result.pin)
+            outcome = self._record_write(code, device, request, result, intent_slot)
+        await _settle_or_keep(worker, intent_slot, outcome)
 
     async def _prepare_write(self, worker: LockWorker, device: DeviceRecord, command: Command
                              ) -> tuple[CodeRecord, CodeWrite, int] | None:
@@ -253,14 +252,14 @@ class CommandSender:
             await state.commit(intents=[intent])
             worker.intents[slot] = intent
         worker.last_command_at = state.clock.monotonic()
+        outcome: Awaitable[None]
         try:
             await self._gateway.call(device, driver.clear_code(device.external_id, slot))
         except DriverError as exc:
-            worker.intents.pop(slot, None)
-            await self._clear_failed(command.access_code_id, slot, exc)
-            return
-        worker.intents.pop(slot, None)
-        await self._cleared(command.access_code_id, device_id, slot)
+            outcome = self._clear_failed(command.access_code_id, slot, exc)
+        else:
+            outcome = self._cleared(command.access_code_id, device_id, slot)
+        await _settle_or_keep(worker, slot, outcome)
 
     async def _cleared(self, access_code_id: str, device_id: str, slot: int) -> None:
         state = self._state
@@ -341,3 +340,18 @@ class CommandSender:
         drops = [(code.device_id, drop_intent)] if drop_intent is not None else []
         await state.commit(codes=[updated], events=events, drop_intents=drops)
         _LOG.warning("lock %s code %s: %s", code.device_id, code.access_code_id, message)
+
+
+async def _settle_or_keep(worker: LockWorker, slot: int, outcome: Awaitable[None]) -> None:
+    """Record what a command to the lock did, then forget its intent. When that record cannot
+    be committed (the store is out of space, or the bridge is stopping), the lock may hold what
+    was sent while memory still shows the slot as before: the intent stays, and the slot is
+    read back, so the read settles it as it does after a restart (a read without the intent
+    would take our own write for a change made at the keypad)."""
+    try:
+        await outcome
+    except BaseException:
+        if slot >= 0:
+            worker.pending_reads.add(slot)
+        raise
+    worker.intents.pop(slot, None)

@@ -8,14 +8,16 @@ import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from bridge.clock import FakeClock
+from bridge.engine import CodeRequest
 from bridge.engine.state import EngineState
 from bridge.model import Event, EventType
 from bridge.planner import Policy
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher
-from bridge.store import Store, Tx
+from bridge.store import Store, StoreUnavailable, Tx
 from drivers.simulator.lock import SimLock, SimLockSpec
 from tests.harness import START
 
@@ -54,3 +56,46 @@ async def test_a_caller_cancelled_during_the_commit_still_sees_memory_and_listen
     assert stored.access_code_id == "c1"
     assert state.codes["c1"] == code, "the change is on disk, so memory must hold it too"
     assert [e.event_id for e in heard] == [event.event_id], "listeners hear of its events"
+
+
+async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot(
+        harness_factory: Any) -> None:
+    """The lock took a changed PIN, then the store refused to record it (disk full): once the
+    store writes again, a read of the slot settles the intent as our own write, not as a change
+    at the keypad, and deleting the code then takes that PIN off the lock."""
+    h = await harness_factory([SimLockSpec("front", "Front")])
+    device_id = h.device_id("front")
+    made = await h.engine.create_code(device_id, CodeRequest(name="Guest", code="4821"))
+    await h.settle()
+    assert h.slots("front") == {h.code(made.access_code_id).slot: "4821"}
+    driver = h.driver
+    inner_write, inner_store_write = driver.write_code, h.store.write
+    refuse_next_commit = False
+
+    async def write_then_lose_the_disk(external_id: str, code: Any) -> Any:
+        nonlocal refuse_next_commit
+        result = await inner_write(external_id, code)
+        refuse_next_commit = True
+        return result
+
+    async def store_write(fn: Any) -> Any:
+        nonlocal refuse_next_commit
+        if refuse_next_commit:
+            refuse_next_commit = False
+            raise StoreUnavailable("disk full (test)")
+        return await inner_store_write(fn)
+
+    driver.write_code = write_then_lose_the_disk  # type: ignore[method-assign]
+    h.store.write = store_write  # type: ignore[method-assign]
+    await h.engine.update_code(made.access_code_id, CodeRequest(code="5932"))
+    await h.until(lambda: not refuse_next_commit and "5932" in h.slots("front").values(),
+                  what="the new PIN on the lock, its record refused")
+    # The worker waits for the store (5 s), then reads the slot back.
+    await h.until(lambda: h.code(made.access_code_id).on_lock_pin == "5932"
+                  and h.code(made.access_code_id).verified, advance=1,
+                  what="the write settled by a read")
+    assert not h.events_of(EventType.ACCESS_CODE_MODIFIED_EXTERNAL_TO_SEAM), \
+        "our own write was taken for a change at the keypad"
+    await h.engine.delete_code(made.access_code_id)
+    await h.settle()
+    assert h.slots("front") == {}, "the deleted code's PIN is still on the lock"
