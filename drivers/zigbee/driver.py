@@ -148,6 +148,14 @@ class ZigbeeDriver:
         async with lock.guard:
             return await self._read(lock, info, list(slots))
 
+    async def codes_unchanged(self, external_id: str) -> bool | None:
+        """Always None, and no frame sent: the Door Lock cluster keeps no checksum of its PINs.
+        Having this at all tells the engine that reads wake a battery lock's radio, so it
+        sweeps the managed slots once a day instead of every reconcile; keypad changes in
+        between arrive as the lock's programming events (`on_lock_command`)."""
+        self._lock(external_id)
+        return None
+
     async def list_codes(self, external_id: str) -> list[SlotRead]:
         """Every slot that holds a code, or could (unreadable ones are listed as such)."""
         lock, info = self._lock(external_id)
