@@ -104,6 +104,22 @@ def slot_read(slot: int, user_status: int, code: bytes | str | None) -> SlotRead
     return SlotRead(slot=slot, state=SlotState.KNOWN, pin=pin)
 
 
+def event_user(user_id: int | None, slots: range) -> int | None:
+    """The user id an operation or programming event names, or None when it names none of
+    the lock's users (0xFFFF or a missing field: some locks send no user for a keypad
+    change).
+
+    A user id outside the lock's users whose two bytes swapped are inside is taken swapped:
+    a lock (or a reading of it) that sends the uint16 big-endian turns user 3 into 768."""
+    if user_id is None:
+        return None
+    user = int(user_id)
+    if user in slots:
+        return user
+    swapped = ((user & 0xFF) << 8) | ((user >> 8) & 0xFF)
+    return swapped if swapped in slots else None
+
+
 def decode_pin(code: bytes | str | None) -> str | None:
     """The PIN as digits, or None when the lock sent none, a mask or anything but digits."""
     if code is None:

@@ -63,6 +63,7 @@ _PROGRAMMING_EVENT = 0x21
 _SOURCE_KEYPAD = 0x00
 _OPERATION_UNLOCK = 0x02
 _PROGRAMMING_PIN_EVENTS = frozenset({0x02, 0x03, 0x04})  # added, deleted, changed
+_NO_USER = 0xFFFF
 _YEAR_DAY_SCHEDULE_ID = 0
 _CACHE_VERSION = 1
 
@@ -84,6 +85,9 @@ class _Lock:
     # User ids a command of ours is working on: the lock's programming events for them are
     # echoes of our own writes, not changes made at the keypad.
     busy: set[int] = field(default_factory=set)
+    # User ids seen holding a code in this session (read, or written by us): what a keypad
+    # programming event that names no usable user id may have changed.
+    occupied: set[int] = field(default_factory=set)
     removed: bool = False
 
 
@@ -430,7 +434,12 @@ class ZigbeeDriver:
             # Not the command's own response: the lock has no such user (INVALID_VALUE and
             # the like; an unsupported command was refused in `_call`).
             return SlotRead(slot=slot, state=SlotState.UNREADABLE, reason="no such user")
-        return doorlock.slot_read(slot, int(answer.user_status), answer.code)
+        read = doorlock.slot_read(slot, int(answer.user_status), answer.code)
+        if read.state is SlotState.EMPTY:
+            lock.occupied.discard(slot)
+        else:
+            lock.occupied.add(slot)
+        return read
 
     async def _put_schedule(self, lock: _Lock, cluster: Any, slot: int, starts_at: datetime,
                             ends_at: datetime) -> None:
@@ -510,20 +519,41 @@ class ZigbeeDriver:
         """An operation or programming event the lock sent on its own."""
         if lock.info is None:
             return
-        user = getattr(args, "user_id", None)
+        raw_user = getattr(args, "user_id", None)
+        user = doorlock.event_user(raw_user, lock.info.capabilities.slots())
         if command_id == _PROGRAMMING_EVENT:
             code = int(getattr(args, "program_event_code", -1))
-            if code in _PROGRAMMING_PIN_EVENTS and isinstance(user, int) \
-                    and user not in lock.busy and user in lock.info.capabilities.slots():
-                self._events.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.ieee,
-                                              slot=int(user)))
+            if code in _PROGRAMMING_PIN_EVENTS:
+                self._on_pin_programmed(lock, user,
+                                        int(getattr(args, "program_event_source", -1)))
         elif command_id == _OPERATION_EVENT:
             source = int(getattr(args, "operation_event_source", -1))
             code = int(getattr(args, "operation_event_code", -1))
             if source == _SOURCE_KEYPAD and code == _OPERATION_UNLOCK:
+                # A user outside lockbridge's slots (a master code) is still named.
+                named = user if user is not None else \
+                    (int(raw_user) if raw_user is not None and raw_user != _NO_USER else None)
                 self._events.emit(DriverEvent(DriverEventKind.KEYPAD_USED, lock.ieee,
-                                              slot=int(user) if user is not None else None))
+                                              slot=named))
         self._set_availability(lock, Availability.ONLINE)
+
+    def _on_pin_programmed(self, lock: _Lock, user: int | None, source: int) -> None:
+        """A PIN was added, changed or deleted: the engine reads that user at once, so a
+        keypad change is not left for the daily sweep (the lock keeps no checksum)."""
+        if user is not None:
+            if user not in lock.busy:  # else the echo of our own command on it
+                lock.occupied.discard(user)
+                self._events.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.ieee,
+                                              slot=user))
+            return
+        if source != _SOURCE_KEYPAD and lock.busy:
+            return  # an echo of our own write that names no user
+        # No usable user id: any code seen on the lock may be the one changed. A code added
+        # where none was seen is found when its slot is next read.
+        _LOG.info("zigbee %s: %s reported a PIN change without a user id; reading the %d "
+                  "users seen holding a code", self.name, lock.ieee, len(lock.occupied))
+        for slot in sorted(lock.occupied - lock.busy):
+            self._events.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.ieee, slot=slot))
 
     # -- the remembered lock list --------------------------------------------------------------
 

@@ -78,3 +78,16 @@ def test_slot_range_from_the_device_first(limits: LockLimits, first: int,
                                           configured: int | None,
                                           expected: tuple[int, int]) -> None:
     assert limits.slot_range(first, configured) == expected
+
+
+@pytest.mark.parametrize(("user_id", "slots", "user"), [
+    (3, range(1, 30), 3),
+    (0x0300, range(1, 30), 3),  # user 3 with its two bytes swapped
+    (0xFFFF, range(1, 30), None),  # no user named
+    (None, range(1, 30), None),
+    (0, range(1, 30), None),  # the master code's user, not one of lockbridge's
+    (0x0100, range(0, 300), 0x0100),  # a real user 256 is not taken for a swapped 1
+    (0x0500, range(1, 5), None),  # swapped or not, not a user of this lock
+])
+def test_the_user_an_event_names(user_id: int | None, slots: range, user: int | None) -> None:
+    assert doorlock.event_user(user_id, slots) == user
