@@ -64,6 +64,11 @@ _SOURCE_KEYPAD = 0x00
 _OPERATION_UNLOCK = 0x02
 _PROGRAMMING_PIN_EVENTS = frozenset({0x02, 0x03, 0x04})  # added, deleted, changed
 _NO_USER = 0xFFFF
+# A lock out of reach longer than this may have been changed at its keypad with the event lost:
+# its users are read again when the engine next lists it. A shorter blip (a missed poll, one
+# frame not acknowledged) keeps what was read, so the engine's re-read after a reconnect does not
+# walk every user of the lock again.
+_OUTAGE_FORGETS_READS_S = 900.0
 _YEAR_DAY_SCHEDULE_ID = 0
 _CACHE_VERSION = 1
 
@@ -88,6 +93,11 @@ class _Lock:
     # User ids seen holding a code in this session (read, or written by us): what a keypad
     # programming event that names no usable user id may have changed.
     occupied: set[int] = field(default_factory=set)
+    # Each user's last answered Get PIN Code in this session, until a programming event, a
+    # rejoin or a long outage says it may be stale: `list_codes` reads only the others.
+    seen: dict[int, SlotRead] = field(default_factory=dict)
+    # When the lock stopped answering (clock.monotonic()), while it does not.
+    unreachable_since: float | None = None
     removed: bool = False
 
 
@@ -161,11 +171,21 @@ class ZigbeeDriver:
         return None
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
-        """Every slot that holds a code, or could (unreadable ones are listed as such)."""
+        """Every slot that holds a code, or could (unreadable ones are listed as such).
+
+        Only the lock's own users are read (its NumberOfPINUsersSupported), one Get PIN Code
+        each: the cluster has no bulk read and no checksum. Users read earlier in this session
+        and not reported changed since are not read again, so the engine's re-read after a
+        short outage costs nothing, and a walk cut short by its timeout resumes where it
+        stopped."""
         lock, info = self._lock(external_id)
+        users = list(info.capabilities.slots())
         async with lock.guard:
-            reads = await self._read(lock, info, list(info.capabilities.slots()))
-        _LOG.info("zigbee %s: read %d user slots of %s", self.name, len(reads), lock.ieee)
+            unread = [user for user in users if user not in lock.seen]
+            fresh = {r.slot: r for r in await self._read(lock, info, unread)} if unread else {}
+        reads = [fresh[user] if user in fresh else lock.seen[user] for user in users]
+        _LOG.info("zigbee %s: listed %d users of %s (%d read now, the others known from this "
+                  "session)", self.name, len(reads), lock.ieee, len(fresh))
         return [r for r in reads if r.state is not SlotState.EMPTY]
 
     async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
@@ -339,6 +359,7 @@ class ZigbeeDriver:
             lock = _Lock(ieee=ieee, settings=self._config.lock(ieee))
             self._locks[ieee] = lock
         lock.device, lock.removed = device, False
+        lock.seen.clear()  # a new session or a rejoin: what was read may be stale
         lock.manufacturer = str(device.manufacturer or lock.manufacturer or "")
         lock.model = str(device.model or lock.model or "")
         cluster.add_listener(_ClusterEvents(self, lock))
@@ -405,6 +426,7 @@ class ZigbeeDriver:
         if lock is None:
             return
         lock.removed, lock.device = True, None
+        lock.seen.clear()
         self._set_availability(lock, Availability.REMOVED)
         self._save_cache()
 
@@ -439,6 +461,7 @@ class ZigbeeDriver:
             lock.occupied.discard(slot)
         else:
             lock.occupied.add(slot)
+        lock.seen[slot] = read
         return read
 
     async def _put_schedule(self, lock: _Lock, cluster: Any, slot: int, starts_at: datetime,
@@ -508,6 +531,13 @@ class ZigbeeDriver:
         if lock.availability is availability or (lock.removed and \
                 availability is not Availability.REMOVED):
             return
+        now = self._clock.monotonic()
+        if availability is Availability.ONLINE:
+            since, lock.unreachable_since = lock.unreachable_since, None
+            if since is not None and now - since > _OUTAGE_FORGETS_READS_S:
+                lock.seen.clear()
+        elif lock.unreachable_since is None:
+            lock.unreachable_since = now
         lock.availability = availability
         if lock.info is not None:
             _LOG.info("zigbee %s: lock %s is %s", self.name, lock.ieee, availability.value)
@@ -543,13 +573,15 @@ class ZigbeeDriver:
         if user is not None:
             if user not in lock.busy:  # else the echo of our own command on it
                 lock.occupied.discard(user)
+                lock.seen.pop(user, None)
                 self._events.emit(DriverEvent(DriverEventKind.SLOT_CHANGED, lock.ieee,
                                               slot=user))
             return
         if source != _SOURCE_KEYPAD and lock.busy:
             return  # an echo of our own write that names no user
-        # No usable user id: any code seen on the lock may be the one changed. A code added
-        # where none was seen is found when its slot is next read.
+        # No usable user id: any code seen on the lock may be the one changed, and a code
+        # added may be in any user, so the next listing reads every user again.
+        lock.seen.clear()
         _LOG.info("zigbee %s: %s reported a PIN change without a user id; reading the %d "
                   "users seen holding a code", self.name, lock.ieee, len(lock.occupied))
         for slot in sorted(lock.occupied - lock.busy):

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def _drop_reads_of(lock: FakeDoorLock, user: int) -> None:
     """The lock drops every Get PIN Code for one user (command 0x06, user id little-endian)."""
     original = lock.handle_cluster_command
 
-    def handle(packet, hdr, rest):  # type: ignore[no-untyped-def]
+    def handle(packet: Any, hdr: Any, rest: bytes) -> None:
         if packet.cluster_id == 0x0101 and hdr.command_id == 0x06 and \
                 rest[:2] == user.to_bytes(2, "little"):
             return None
@@ -294,3 +295,19 @@ async def test_known_locks_are_served_before_the_radio_answers(tmp_path: Path) -
         FakeNetwork.remove(rig.network.name)
         FakeNetwork.remove(again.network.name)
 
+
+
+async def test_listing_again_reads_only_the_users_reported_changed(rig: ZigbeeRig) -> None:
+    lock = new_lock(profile="kwikset", slots={2: (1, 0, "2222")})
+    ieee = await rig.join(lock)
+    assert [r.pin for r in await rig.driver.list_codes(ieee)] == ["2222"]
+    lock.reset_counters()
+    assert [r.pin for r in await rig.driver.list_codes(ieee)] == ["2222"]
+    assert lock.frame_kinds == {}  # nothing reported changed: nothing read
+    SEEN_PINS.add("5151")
+    lock.keypad_set(5, "5151")
+    await until(lambda: any(e.kind is DriverEventKind.SLOT_CHANGED and e.slot == 5
+                            for e in rig.events), what="the keypad change")
+    listed = await rig.driver.list_codes(ieee)
+    assert {r.slot: r.pin for r in listed} == {2: "2222", 5: "5151"}
+    assert lock.frame_kinds == {"zcl:get_pin_code": 1}

@@ -177,3 +177,46 @@ async def test_the_first_scan_reads_the_lock_s_own_users_once(tmp_path: Path) ->
     finally:
         await rig.h.stop()
         FakeNetwork.remove(rig.lock.network.name if rig.lock.network else "")
+
+
+async def _out_of_reach(rig: Rig, seconds: float) -> None:
+    """The lock stops acknowledging frames (a write to it fails with a delivery error, so it
+    is marked offline) for `seconds` of the fake clock, then answers again."""
+    rig.lock.online, rig.lock.unreachable = False, "delivery_error"
+    await rig.h.engine.create_code(rig.device_id, CodeRequest(name="Late", code="9876"))
+    await rig.h.until(lambda: not rig.h.engine.devices[rig.device_id].online, advance=0.5,
+                      timeout=30, what="the lock marked offline")
+    await quiet_for(rig.h, seconds, step=60)
+    rig.lock.online = True
+    await rig.h.until(lambda: 9876 in {int(s.pin) for s in rig.lock.slots.values()},
+                      advance=5, timeout=60, what="the lock back and the late code on it")
+    await quiet_for(rig.h, 120, step=30)
+
+
+async def test_a_short_outage_is_not_followed_by_a_walk_of_every_user(tmp_path: Path) -> None:
+    rig = await start(tmp_path, users=250, codes=5)
+    try:
+        rig.frames()
+        await _out_of_reach(rig, 300)
+        # The engine re-reads a lock that comes back; what this session read of it still
+        # stands: the probe that found it, and the late code's set and read-back. Before,
+        # every user again: 249 Get PIN Code.
+        assert rig.frames() == {"zcl:Read_Attributes": 1, "zcl:set_pin_code": 1,
+                                "zcl:get_pin_code": 1}
+    finally:
+        await rig.h.stop()
+        FakeNetwork.remove(rig.lock.network.name if rig.lock.network else "")
+
+
+async def test_a_long_outage_has_every_user_read_again(tmp_path: Path) -> None:
+    rig = await start(tmp_path, users=250, codes=5)
+    try:
+        rig.frames()
+        await _out_of_reach(rig, 1800)
+        # Keypad changes made while the lock was out of reach for half an hour may have been
+        # lost with their events: the lock is listed again, every user read once.
+        assert rig.frames(pin_commands_only=True) == {"zcl:set_pin_code": 1,
+                                                      "zcl:get_pin_code": 249 + 1}
+    finally:
+        await rig.h.stop()
+        FakeNetwork.remove(rig.lock.network.name if rig.lock.network else "")
