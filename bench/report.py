@@ -143,6 +143,33 @@ def _radio(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _zigbee_radio(r: dict[str, Any]) -> list[Row]:
+    if "skipped" in r:
+        return [("radio (zigpy fake)", r["skipped"], "-", "-", "-")]
+    walk = f"{r['walk_frames']} (slot-by-slot walk)"
+    ratio = r["day_ratio"]
+    return [
+        (f"zigbee radio: frames per code converged ({r['codes']} codes)",
+         f"{r['frames_per_code_converged']}", f"{r['baseline_frames_per_code_converged']}",
+         "<= 2", _met(r["frames_per_code_converged"] <= 2)),
+        ("zigbee radio: frames per lock per day, steady (no checksum on Door Lock)",
+         f"{r['frames_per_day']}" + (f" (ratio {ratio:.3f})" if ratio is not None else ""),
+         f"{r['baseline_frames_per_day']} (hourly re-read)", "daily sweep + events",
+         _met(r["frames_per_day"] <= r["codes"])),
+        ("zigbee radio: a code cleared at the keypad, read and put back",
+         f"{r['keypad_clear_frames']} frames", f"{r['baseline_keypad_clear_frames']} frames",
+         "read at once", _met(r["keypad_clear_frames"] <= 3)),
+        (f"zigbee radio: first scan of an empty {r['slots']}-user lock / holding "
+         f"{r['codes']} codes",
+         f"{r['first_scan_frames']} / {r['rescan_frames']} frames "
+         f"(ratio {r['first_scan_ratio']:.3f} / {r['rescan_ratio']:.3f})", walk,
+         "the lock's own users only", _met(r["first_scan_frames"] < r["walk_frames"])),
+        (f"zigbee radio: back from a 5-minute outage ({r['slots']}-user lock)",
+         f"{r['outage_frames']} frames (ratio {r['outage_ratio']:.3f})", walk,
+         "reads only what it must", _met(r["outage_frames"] < r["walk_frames"])),
+    ]
+
+
 def _radio_floor(r: dict[str, Any] | None) -> list[Row]:
     if not r:
         return []
@@ -164,4 +191,5 @@ _RENDERERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "api_latency": _generic("API latency, create code to driver call", "p99 < 10 ms", _p99_ok),
     "upstream_replay": _generic("upstream replay after an outage", "ratio >= 0.3", _replay_ok),
     "radio": _radio,
+    "zigbee_radio": _zigbee_radio,
 }

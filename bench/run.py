@@ -1,6 +1,7 @@
 """Run every benchmark scenario, print a table and write it as JSON (bench/results/latest.json).
 
-    .venv/bin/python -m bench.run            # default sizes (radio: the zwave-js mock, minutes)
+    .venv/bin/python -m bench.run            # default sizes (radio: the zwave-js mock, minutes;
+                                             # zigbee_radio: the zigpy fake, seconds)
     .venv/bin/python -m bench.run --tiny     # seconds; what the test suite's smoke test runs
     .venv/bin/python -m bench.run --scale 10 100 1000 5000 --only scale
 
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, radio_bench, scenarios, upstream_bench
+from bench import api_bench, radio_bench, scenarios, upstream_bench, zigbee_radio_bench
 from bench.report import table
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -34,7 +35,7 @@ SIZES: dict[str, dict[str, Any]] = {
              "radio_codes": 2, "radio_slots": 10, "radio_hours": 2},
 }
 SCENARIOS = ("cold_converge", "scale", "steady_state", "schedule_churn", "startup",
-             "api_latency", "upstream_replay", "radio")
+             "api_latency", "upstream_replay", "radio", "zigbee_radio")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if "radio" in wanted:
         _progress("radio", size)
         results["radio"] = asyncio.run(radio_bench.radio(
+            size["radio_codes"], size["radio_slots"], size["radio_hours"]))
+    if "zigbee_radio" in wanted:
+        _progress("zigbee_radio", size)
+        results["zigbee_radio"] = asyncio.run(zigbee_radio_bench.zigbee_radio(
             size["radio_codes"], size["radio_slots"], size["radio_hours"]))
     doc = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
            "sizes": size, "results": results}

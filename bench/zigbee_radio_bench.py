@@ -8,8 +8,9 @@ with its driver's change check hidden, which is how the engine drove it before (
 slot read again each hourly reconcile). The Door Lock cluster keeps no checksum of its PINs, so
 "now" is a sweep of the managed slots a day, keypad changes in between arriving as the lock's
 programming events. The first scan is counted on the empty lock, and by a second lockbridge (a
-fresh store) meeting the same lock holding the codes the first one converged, against the
-slot-by-slot walk of every user id the lock has.
+fresh store) meeting the same lock holding the codes the first one converged, and after a
+five-minute outage (which makes the engine re-read the lock), each against the slot-by-slot
+walk of every user id the lock has.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ async def zigbee_radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
     out["walk_frames"] = slots
     out["first_scan_ratio"] = round(out["first_scan_frames"] / slots, 3)
     out["rescan_ratio"] = round(out["rescan_frames"] / slots, 3)
+    out["outage_ratio"] = round(out["outage_frames"] / slots, 3)
     return out
 
 
@@ -107,12 +109,15 @@ async def _measure(fakes: Any, folder: Path, codes: int, slots: int, hours: int,
                           what="the keypad clear put right")
             await _quiet(h, 60, 30)
             keypad = lock.frames_received
+            outage = await _short_outage(h, lock, device_id) if not hide_check else None
         finally:
             await h.stop()
         out = {"first_scan_frames": scan,
                "frames_per_code_converged": round(converge / codes, 2),
                "frames_per_day": round(day, 1),
                "keypad_clear_frames": keypad}
+        if outage is not None:
+            out["outage_frames"] = outage
         if not hide_check:
             lock.reset_counters()
             again, _ = await _start(name, folder / "second", clock, hide_check)
@@ -127,6 +132,23 @@ async def _measure(fakes: Any, folder: Path, codes: int, slots: int, hours: int,
         return out
     finally:
         fakes.FakeNetwork.remove(name)
+
+
+async def _short_outage(h: Any, lock: Any, device_id: str) -> int:
+    """The lock stops acknowledging frames for five minutes (a write to it fails with a
+    delivery error, so it is marked offline), then answers again: the frames it receives
+    from then on, the engine's re-read of a lock that comes back included."""
+    lock.reset_counters()
+    lock.online, lock.unreachable = False, "delivery_error"
+    await h.engine.create_code(device_id, CodeRequest(name="Late", code="9876"))
+    await h.until(lambda: not h.engine.devices[device_id].online, advance=0.5, timeout=60,
+                  what="the lock marked offline")
+    await _quiet(h, 300, 60)
+    lock.online = True
+    await h.until(lambda: any(slot.pin == "9876" for slot in lock.slots.values()),
+                  advance=5, timeout=120, what="the lock back and the late code on it")
+    await _quiet(h, 120, 30)
+    return int(lock.frames_received)
 
 
 async def _start(network: str, folder: Path, clock: FakeClock,

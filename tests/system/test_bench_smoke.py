@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.paths import ROOT
 
 SCENARIOS = ("cold_converge", "scale", "steady_state", "schedule_churn", "startup",
-             "api_latency", "upstream_replay")
+             "api_latency", "upstream_replay", "zigbee_radio")
 
 
 def test_every_scenario_runs_at_a_tiny_size(tmp_path: Path) -> None:
@@ -27,7 +27,8 @@ def test_every_scenario_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert results["api_latency"]["requests"] == 20
     assert results["startup"]["wall_s"] > 0
     assert results["upstream_replay"]["events"] == 200
+    assert results["zigbee_radio"]["frames_per_code_converged"] > 0
     # The table names every scenario.
     for title in ("cold converge", "scale", "steady state", "schedule churn", "startup",
-                  "API latency", "upstream replay"):
+                  "API latency", "upstream replay", "zigbee radio"):
         assert title in run.stdout
