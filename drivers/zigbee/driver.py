@@ -553,7 +553,8 @@ class ZigbeeDriver:
         user = doorlock.event_user(raw_user, lock.info.capabilities.slots())
         if command_id == _PROGRAMMING_EVENT:
             code = int(getattr(args, "program_event_code", -1))
-            if code in _PROGRAMMING_PIN_EVENTS:
+            if code in _PROGRAMMING_PIN_EVENTS and (user is not None or _names_no_user(raw_user)):
+                # (A user outside lockbridge's slots, a master code, is none of its business.)
                 self._on_pin_programmed(lock, user,
                                         int(getattr(args, "program_event_source", -1)))
         elif command_id == _OPERATION_EVENT:
@@ -561,8 +562,9 @@ class ZigbeeDriver:
             code = int(getattr(args, "operation_event_code", -1))
             if source == _SOURCE_KEYPAD and code == _OPERATION_UNLOCK:
                 # A user outside lockbridge's slots (a master code) is still named.
-                named = user if user is not None else \
-                    (int(raw_user) if raw_user is not None and raw_user != _NO_USER else None)
+                named = user
+                if named is None and raw_user is not None and not _names_no_user(raw_user):
+                    named = int(raw_user)
                 self._events.emit(DriverEvent(DriverEventKind.KEYPAD_USED, lock.ieee,
                                               slot=named))
         self._set_availability(lock, Availability.ONLINE)
@@ -627,6 +629,11 @@ class _ClusterEvents:
     def cluster_command(self, tsn: int, command_id: int, args: Any) -> None:
         """A command the lock sent (zigpy's listener interface)."""
         self._driver.on_lock_command(self._lock, command_id, args)
+
+
+def _names_no_user(user_id: int | None) -> bool:
+    """An event's user id field is missing or says "no user" (0xFFFF)."""
+    return user_id is None or int(user_id) == _NO_USER
 
 
 def _door_lock(device: Device) -> Any:

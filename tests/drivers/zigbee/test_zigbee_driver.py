@@ -311,3 +311,19 @@ async def test_listing_again_reads_only_the_users_reported_changed(rig: ZigbeeRi
     listed = await rig.driver.list_codes(ieee)
     assert {r.slot: r.pin for r in listed} == {2: "2222", 5: "5151"}
     assert lock.frame_kinds == {"zcl:get_pin_code": 1}
+
+
+async def test_a_master_code_changed_at_the_keypad_is_none_of_lockbridges_business(
+        rig: ZigbeeRig) -> None:
+    lock = new_lock(profile="kwikset", slots={2: (1, 0, "2222")})
+    ieee = await rig.join(lock)
+    await rig.driver.list_codes(ieee)
+    SEEN_PINS.update({"9090", "5151"})
+    lock.keypad_set(0, "9090")  # user 0: the master code, below lockbridge's first slot
+    lock.keypad_set(5, "5151")  # events arrive in order: once 5's is in, 0's was handled
+    await until(lambda: any(e.kind is DriverEventKind.SLOT_CHANGED and e.slot == 5
+                            for e in rig.events), what="the keypad change")
+    assert [e.slot for e in rig.events if e.kind is DriverEventKind.SLOT_CHANGED] == [5]
+    lock.reset_counters()
+    await rig.driver.list_codes(ieee)
+    assert lock.frame_kinds == {"zcl:get_pin_code": 1}
