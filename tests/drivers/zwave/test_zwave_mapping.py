@@ -331,6 +331,19 @@ def test_supervision_fail_is_seen() -> None:
     assert not mapping.supervision_failed(None)
 
 
+@pytest.mark.parametrize(("result", "succeeded"), [
+    ({"status": 255}, True),
+    # Working carries the lock's remaining duration; its final report never reaches us.
+    ({"status": 1, "remainingDuration": {"value": 2, "unit": "seconds"}}, False),
+    ({"status": 2}, False),
+    ({"status": 0}, False),
+    (None, False),  # unsupervised: zwave-js-server answers `{}`, the library None
+    ({}, False),
+])
+def test_only_a_supervision_success_confirms_a_set(result: object, succeeded: bool) -> None:
+    assert mapping.supervision_succeeded(result) is succeeded
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("code", "message", "kind", "reason"), [
