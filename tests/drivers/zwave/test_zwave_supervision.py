@@ -188,3 +188,31 @@ async def test_a_new_session_reads_only_the_slots_confirmed_by_supervision(
                                                        GET: 2}
         finally:
             await again.stop()
+
+
+async def test_through_the_engine_a_success_then_duplicate_ends_as_a_duplicate(
+        tmp_path: Path) -> None:
+    """The engine is told the slot changed, reads it, writes again, and this time the read back
+    and the notice make it `duplicate_code_on_device`; the lock keeps only its own code."""
+    from bridge.model import AccessCodeErrorCode
+
+    SEEN_PINS.update(["31337"])
+    nodes = [{"id": SUPERVISED, "slots": 10, "schedules": False, "checksum": False,
+              "supervision": True, "duplicate_success": True, "duplicate_notice_ms": 300}]
+    with running_stack(tmp_path / "zwave", nodes) as stack:
+        h, _ = await start_zwave_engine(stack.url, tmp_path)
+        try:
+            await h.until(lambda: len(h.engine.devices) == 1, timeout=60, what="the lock")
+            await quiet_for(h, 60, step=30)
+            # Typed at the keypad after lockbridge listed the lock, and not announced.
+            await stack.control("keypad_silent_set", node=SUPERVISED, slot=9, code="31337")
+            device_id = h.device_id(f"7e570001-{SUPERVISED}", driver="zw")
+            made = await h.engine.create_code(device_id, CodeRequest(name="Dup", code="31337"))
+            cid = made.access_code_id
+            await h.until(lambda: h.code(cid).has_error(
+                AccessCodeErrorCode.DUPLICATE_CODE_ON_DEVICE), advance=0.5, timeout=60,
+                what="duplicate_code_on_device")
+            assert await stack.slots(SUPERVISED) == {9: "31337"}
+            assert h.code(cid).status is not AccessCodeStatus.SET
+        finally:
+            await h.stop()
