@@ -307,6 +307,7 @@ class ZWaveDriver:
                 # One frame: the lock's own Supervision Report says the code is in the slot.
                 self._learn_written(lock, slot, SlotValue(usercode.UserIdStatus.ENABLED, pin))
                 return WriteResult(slot=slot, pin=pin, confirmed=True)
+            await self._until_done(result)
             failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
             try:
@@ -337,6 +338,7 @@ class ZWaveDriver:
             if self._lock_confirmed(lock, result, slot, None):
                 self._learn_written(lock, slot, SlotValue(usercode.UserIdStatus.AVAILABLE))
                 return
+            await self._until_done(result)
             # A Fail is judged by the read back, as for a write.
             failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
@@ -793,6 +795,14 @@ class ZWaveDriver:
             self._doubt_success(lock)
             return False
         return True
+
+    async def _until_done(self, result: Any) -> None:
+        """Before reading back a Set the lock answered Working: wait as long as it said it
+        needs (bounded), since its final report never reaches us and a read now would show
+        the slot as it was."""
+        working_s = mapping.supervision_working_s(result)
+        if working_s:
+            await self._clock.sleep(min(working_s, self._config.command_timeout_s))
 
     def _learn_written(self, lock: _Lock, slot: int, value: SlotValue) -> None:
         """Know a slot as a read would once the lock confirmed it by Supervision; remembered

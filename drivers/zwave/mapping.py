@@ -336,7 +336,8 @@ def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
         can_read=True,
         masks_pins_on_read=False,
         native_schedules=native,
-        # Every write is read back from the lock before it is reported, so no window is needed.
+        # The lock confirms every write before it is reported (its Supervision Success, or a
+        # read back), so no window is needed.
         confirmation_window_s=0.0,
         # Z-Wave locks keep no names for codes.
         name_max_length=16,
@@ -611,6 +612,22 @@ def local_clock(zone: str, now: datetime) -> tuple[int, int, int]:
 def supervision_succeeded(result: Any) -> bool:
     """True when the lock answered a supervised Set with Success: it has done it."""
     return isinstance(result, dict) and result.get("status") == SUPERVISION_SUCCESS
+
+
+def supervision_working_s(result: Any) -> float | None:
+    """Seconds a lock that answered Working said it still needs; None when it did not answer
+    Working or named no duration (zwave-js's Duration as JSON: `{value, unit}` in seconds or
+    minutes, or "default" / "unknown": @zwave-js/core/build/esm/values/Duration.js 137-146)."""
+    if not isinstance(result, dict) or result.get("status") != SUPERVISION_WORKING:
+        return None
+    duration = result.get("remainingDuration")
+    if not isinstance(duration, dict):
+        return None
+    value, unit = duration.get("value"), duration.get("unit")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    scale = {"seconds": 1.0, "minutes": 60.0}.get(unit) if isinstance(unit, str) else None
+    return None if scale is None else float(value) * scale
 
 
 def supervision_failed(result: Any) -> bool:

@@ -273,19 +273,23 @@ function lockBehaviors(spec) {
       return undefined;
     },
   };
-  // Test control `working_sets`: the next User Code Sets are stored and, under Supervision,
-  // answered Working (zwave-js's Supervision hook turns a duration into a Working report).
+  // Test control `working_sets`: the next User Code Sets are answered, under Supervision,
+  // Working for 1 s (zwave-js's Supervision hook turns a duration into a Working report), and
+  // stored half a second later: a read at once still shows the slot as it was.
   const workingSets = {
     handleCC(controller, self, received) {
       const sets = userCodeSets(received);
       const left = self.state.get("working_sets") ?? 0;
       if (!sets || left <= 0) return undefined;
       self.state.set("working_sets", left - 1);
-      for (const set of sets) {
-        self.state.set(key.status(set.userId), set.userIdStatus);
-        self.state.set(key.code(set.userId), set.userIdStatus === 0 ? undefined : set.userCode);
-      }
-      return { action: "ok", durationMs: 2000 };
+      setTimeout(() => {
+        for (const set of sets) {
+          self.state.set(key.status(set.userId), set.userIdStatus);
+          self.state.set(key.code(set.userId),
+                         set.userIdStatus === 0 ? undefined : set.userCode);
+        }
+      }, 500);
+      return { action: "ok", durationMs: 1000 };
     },
   };
   // The stock mock has no answer to Notification Get; the interview would wait for a timeout.

@@ -123,7 +123,9 @@ async def test_working_fail_and_a_late_duplicate_are_read_back(tmp_path: Path) -
             assert await frames(stack, SUPERVISED) == {SET: 1}
             assert [(r.slot, r.pin) for r in await zw.list_codes(lock)] == [(1, PINS[0])]
             await frames(stack, SUPERVISED)  # listing walked the other nine slots
-            # Working: the lock is not done, and its final report never reaches the driver.
+            # Working: the lock is not done, and its final report never reaches the driver,
+            # which reads the slot once the time the lock named is up (a read at once would
+            # still find it empty).
             await stack.control("working_sets", node=SUPERVISED, count=1)
             result = await zw.write_code(lock, CodeWrite(slot=2, pin=PINS[1], name="Guest"))
             assert result.confirmed
