@@ -79,6 +79,7 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
     for node in ("plain", "checksum", "multi"):
         out[f"{node}_rescan_ratio"] = round(out[f"{node}_rescan_frames"] / slots, 3)
     out["latency"] = await latency(codes, TX_DELAY_MS, zwave_stack)
+    out["supervision"] = await supervision(codes, zwave_stack)
     return out
 
 
@@ -247,3 +248,52 @@ async def _quiet(h: Any, seconds: float, step: float) -> None:
     slots may take minutes)."""
     quiet_for = importlib.import_module("tests.zwave_stack").quiet_for
     await quiet_for(h, seconds, step, timeout=600)
+
+
+# A lock that confirms each Set itself (Supervision CC), beside the same lock without it.
+SUPERVISED = 5
+
+
+async def supervision(codes: int, zwave_stack: Any) -> dict[str, Any]:
+    """Frames per code converged and per code deleted on a lock that answers Supervision (the
+    driver takes its Success as confirmation), against the same lock unsupervised (a Set and
+    the Get that verifies it) on the same mock network, in the same run."""
+    nodes = [{"id": node, "slots": codes + 2, "schedules": False, "checksum": False,
+              "supervision": node == SUPERVISED} for node in (SUPERVISED, PLAIN)]
+    start_zwave_engine = zwave_stack.start_zwave_engine
+    with (tempfile.TemporaryDirectory() as tmp,
+          zwave_stack.running_stack(Path(tmp) / "zwave", nodes, show_log=False) as stack):
+        h, _ = await start_zwave_engine(stack.url, Path(tmp))
+        try:
+            await h.until(lambda: len(h.engine.devices) == 2, timeout=300, what="both locks")
+            await _quiet(h, 60, 30)
+            created: list[str] = []
+            for node in (SUPERVISED, PLAIN):
+                await stack.control("received", node=node)
+                device_id = h.device_id(f"7e570001-{node}", driver="zw")
+                for index in range(codes):
+                    made = await h.engine.create_code(device_id, CodeRequest(
+                        name=f"Guest {index}", code=f"{3000 + 7 * index:04d}"))
+                    created.append(made.access_code_id)
+            await h.until(lambda: all(h.code(c).status is AccessCodeStatus.SET
+                                      and h.code(c).verified for c in created),
+                          advance=0.5, timeout=600, what="converged")
+            await _quiet(h, 120, 30)
+            converge = {node: sum((await stack.control("received", node=node)).values())
+                        for node in (SUPERVISED, PLAIN)}
+            for code_id in created:
+                await h.engine.delete_code(code_id)
+            await h.until(lambda: not any(c in h.engine.codes for c in created),
+                          advance=0.5, timeout=600, what="deleted")
+            await _quiet(h, 120, 30)
+            clear = {node: sum((await stack.control("received", node=node)).values())
+                     for node in (SUPERVISED, PLAIN)}
+        finally:
+            await h.stop()
+    now, before = converge[SUPERVISED] / codes, converge[PLAIN] / codes
+    return {"codes": codes,
+            "frames_per_code_converged": round(now, 2),
+            "baseline_frames_per_code_converged": round(before, 2),
+            "ratio": round(now / before, 3) if before else None,
+            "frames_per_clear": round(clear[SUPERVISED] / codes, 2),
+            "baseline_frames_per_clear": round(clear[PLAIN] / codes, 2)}

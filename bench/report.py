@@ -140,6 +140,7 @@ def _radio(r: dict[str, Any]) -> list[Row]:
          f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
          _met(r["multi_rescan_frames"] < r["slots"])),
         *_radio_floor(r.get("latency")),
+        *_radio_supervision(r.get("supervision")),
     ]
 
 
@@ -168,6 +169,18 @@ def _zigbee_radio(r: dict[str, Any]) -> list[Row]:
          f"{r['outage_frames']} frames (ratio {r['outage_ratio']:.3f})", walk,
          "reads only what it must", _met(r["outage_frames"] < r["walk_frames"])),
     ]
+
+
+def _radio_supervision(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    return [(f"radio: frames per code converged / cleared, lock with Supervision ({r['codes']} "
+             "codes)",
+             f"{r['frames_per_code_converged']} / {r['frames_per_clear']} "
+             f"(ratio {r['ratio']:.3f})",
+             f"{r['baseline_frames_per_code_converged']} / {r['baseline_frames_per_clear']} "
+             "(same lock unsupervised)",
+             "1 where the lock confirms", _met(r["frames_per_code_converged"] <= 1))]
 
 
 def _radio_floor(r: dict[str, Any] | None) -> list[Row]:

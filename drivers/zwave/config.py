@@ -30,6 +30,9 @@ class NodeConfig(BaseModel):
     fixed_length: Annotated[int, Field(ge=1, le=10)] | None = None
     no_leading_zero: bool = False
     native_schedules: bool = True
+    # False: read every write back even when the lock's Supervision Report says Success (a
+    # model that answers Success and then refuses the code, or keeps nothing).
+    trust_supervision: bool = True
     ignore: bool = False
 
 

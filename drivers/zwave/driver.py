@@ -78,6 +78,9 @@ _NODE_EVENTS = ("dead", "alive", "sleep", "wake up", "interview started", "inter
 _EVENT_QUEUE = 1000
 # One announcement can arrive twice (as a Notification event and as legacy Alarm values).
 _SAME_SIGNAL_S = 2.0
+# How long after a write the lock confirmed by Supervision alone a duplicate notice is still
+# taken as being about it: the confirmation window a write on a lock needs, about 60 s.
+_LATE_DUPLICATE_S = 60.0
 _CACHE_VERSION = 1
 
 
@@ -104,6 +107,12 @@ class _Lock:
     # write tells those that came after it was sent.
     seq: int = 0
     duplicates: dict[int, int] = field(default_factory=dict)
+    # Slots whose last command the lock confirmed by Supervision alone (no read back), with when
+    # (monotonic): zwave-js's value cache does not have them (it learns a slot only from a
+    # report), and a duplicate notice after such a write means the lock refused it after all.
+    supervised_unread: dict[int, float] = field(default_factory=dict)
+    # The lock answered Success to a write it then refused: its Success confirms nothing more.
+    success_doubted: bool = False
     # Slots the lock reported "status not available" (254) in this run: they do not exist.
     missing: set[int] = field(default_factory=set)
     checksum_supported: bool | None = None
@@ -268,7 +277,8 @@ class ZWaveDriver:
                     if value.occupied and slot in slots]
 
     async def write_code(self, external_id: str, code: CodeWrite) -> WriteResult:
-        """Set one code (and its schedule), then read the slot back before calling it set.
+        """Set one code (and its schedule); set once the lock's Supervision Report says Success,
+        else once a read of the slot shows it.
 
         A Supervision Fail is not by itself a refusal: the read back and the lock's duplicate
         notice judge it (a lock that does not answer at all is RetryLater, from zwave-js)."""
@@ -293,6 +303,11 @@ class ZWaveDriver:
             result = await self._call(node.async_invoke_cc_api(
                 CommandClass.USER_CODE, "set", usercode.user_id(slot),
                 usercode.UserIdStatus.ENABLED, pin, wait_for_result=True))
+            if self._lock_confirmed(lock, result, slot, sent_at):
+                # One frame: the lock's own Supervision Report says the code is in the slot.
+                self._learn_written(lock, slot, SlotValue(usercode.UserIdStatus.ENABLED, pin))
+                return WriteResult(slot=slot, pin=pin, confirmed=True)
+            await self._until_done(result)
             failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
             try:
@@ -312,13 +327,18 @@ class ZWaveDriver:
             raise RetryLater(f"the lock did not keep the code in slot {slot}")
 
     async def clear_code(self, external_id: str, slot: int) -> None:
-        """Clear exactly one slot (never user id 0, which would clear them all)."""
+        """Clear exactly one slot (never user id 0, which would clear them all); done once the
+        lock's Supervision Report says Success, else once a read shows the slot empty."""
         lock, info = self._lock(external_id)
         slot = mapping.check_slot(slot, info.capabilities)
         node = self._node(lock)
         async with lock.guard, self._operating(lock, slot):
             result = await self._call(node.async_invoke_cc_api(
                 CommandClass.USER_CODE, "clear", usercode.user_id(slot), wait_for_result=True))
+            if self._lock_confirmed(lock, result, slot, None):
+                self._learn_written(lock, slot, SlotValue(usercode.UserIdStatus.AVAILABLE))
+                return
+            await self._until_done(result)
             # A Fail is judged by the read back, as for a write.
             failed = mapping.supervision_failed(result)
             value = await self._get_slot(lock, node, slot)
@@ -608,6 +628,7 @@ class ZWaveDriver:
         after = mapping.with_change(before, prop, new)
         lock.known[slot] = after
         lock.fresh.add(slot)
+        lock.supervised_unread.pop(slot, None)
         if after != before and not lock.busy.get(slot) and not lock.bulk_reads:
             # The lock reported a change nobody here asked for: a keypad edit, another client.
             self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, _external(lock, self._home_id),
@@ -624,6 +645,7 @@ class ZWaveDriver:
             lock.seq += 1
             lock.duplicates[slot or 0] = lock.seq
             lock.duplicate_seen.set()
+            self._late_duplicate(lock, slot)
             return
         last, lock.last_signal = lock.last_signal, (signal, now)
         if last is not None and last[0] == signal and now - last[1] < _SAME_SIGNAL_S:
@@ -751,8 +773,78 @@ class ZWaveDriver:
         """What the lock just said of one slot (254: the slot does not exist)."""
         lock.known[slot] = value
         lock.fresh.add(slot)
+        # Its report reached zwave-js's cache too.
+        lock.supervised_unread.pop(slot, None)
         if value.status == usercode.UserIdStatus.NOT_AVAILABLE:
             self._slot_missing(lock, slot)
+
+    def _lock_confirmed(self, lock: _Lock, result: Any, slot: int, sent_at: int | None) -> bool:
+        """Whether the lock's answer to a User Code Set (`sent_at`: the duplicate notice count
+        when a write was sent; None for a clear) confirms it without reading the slot back.
+
+        Only a Supervision Report Success does, and not from a lock that once answered Success
+        and sent a duplicate notice all the same: that lock refused the code it called done.
+        zwave-js answers a Set with the lock's Supervision result, or nothing when the lock was
+        not asked under Supervision; Working (the lock is not done, and its final report never
+        reaches us) and Fail leave it to the read. NoSupport never arrives: zwave-js sends the
+        Set again unsupervised (mapping.supervision_succeeded has the sources)."""
+        if not mapping.supervision_succeeded(result) or lock.success_doubted \
+                or not self._config.node(lock.node_id).trust_supervision:
+            return False
+        if sent_at is not None and usercode.noticed_duplicate(lock.duplicates, slot, sent_at):
+            self._doubt_success(lock)
+            return False
+        return True
+
+    async def _until_done(self, result: Any) -> None:
+        """Before reading back a Set the lock answered Working: wait as long as it said it
+        needs (bounded), since its final report never reaches us and a read now would show
+        the slot as it was."""
+        working_s = mapping.supervision_working_s(result)
+        if working_s:
+            await self._clock.sleep(min(working_s, self._config.command_timeout_s))
+
+    def _learn_written(self, lock: _Lock, slot: int, value: SlotValue) -> None:
+        """Know a slot as a read would once the lock confirmed it by Supervision; remembered
+        as unread, for zwave-js's cache lacks it (`_checksum_agrees` reads it if it matters)."""
+        lock.known[slot] = value
+        lock.fresh.add(slot)
+        fresh_entry = slot not in lock.supervised_unread
+        # A clear cannot be refused as a duplicate: no notice is ever about it.
+        lock.supervised_unread[slot] = self._clock.monotonic() if value.occupied \
+            else float("-inf")
+        if fresh_entry:
+            self._save_cache()
+
+    def _doubt_success(self, lock: _Lock) -> None:
+        """The lock answered Success to a write it refused: read its writes back from now on."""
+        if lock.success_doubted:
+            return
+        lock.success_doubted = True
+        _LOG.warning("zwave %s: node %d answered Supervision Success to a User Code Set and then "
+                     "reported the code a duplicate; its writes are read back from now on "
+                     "(nodes.%d.trust_supervision: false keeps it so after a restart)",
+                     self.name, lock.node_id, lock.node_id)
+
+    def _late_duplicate(self, lock: _Lock, slot: int | None) -> None:
+        """A duplicate notice after a write the lock confirmed by Supervision alone: the lock
+        refused it after all, so the slot is unknown again and the engine reads it."""
+        now = self._clock.monotonic()
+        recent = {s: at for s, at in lock.supervised_unread.items()
+                  if now - at <= _LATE_DUPLICATE_S}
+        if slot is None:
+            if lock.busy or not recent:
+                # During a command, a notice naming no slot is about that command.
+                return
+            slot = max(recent, key=recent.__getitem__)
+        elif slot not in recent or lock.busy.get(slot):
+            return
+        del lock.supervised_unread[slot]
+        self._doubt_success(lock)
+        lock.known.pop(slot, None)
+        lock.fresh.discard(slot)
+        self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, _external(lock, self._home_id),
+                               slot=slot))
 
     async def _checksum_agrees(self, lock: _Lock, node: Node) -> bool:
         """True when the lock's user code checksum matches what is known of its slots."""
@@ -771,6 +863,16 @@ class ZWaveDriver:
             return False
         lock.checksum_supported = True
         local = mapping.user_code_checksum(lock.known)
+        unread = [slot for slot in sorted(lock.supervised_unread) if slot not in lock.fresh]
+        if local != remote and unread:
+            # This session began from zwave-js's cache, which lacks the slots the lock confirmed
+            # by Supervision (it learns a slot only from a report): read those alone, not all.
+            try:
+                for slot in unread:
+                    await self._get_slot(lock, node, slot)
+            except _NoReport:
+                return False
+            local = mapping.user_code_checksum(lock.known)
         if local != remote:
             _LOG.info("zwave %s: node %d: user code checksum differs from what is known; "
                       "reading its slots", self.name, lock.node_id)
@@ -920,7 +1022,10 @@ class ZWaveDriver:
             for item in doc["locks"]:
                 lock = _Lock(node_id=int(item["node_id"]),
                              snapshot=_snapshot_from_json(item["snapshot"]),
-                             year_day_slots=item.get("year_day_slots"))
+                             year_day_slots=item.get("year_day_slots"),
+                             # Slot numbers only: too old to be doubted, still to be read.
+                             supervised_unread={int(slot): float("-inf") for slot
+                                                in item.get("supervised_unread", [])})
                 if self._config.node(lock.node_id).ignore:
                     continue
                 lock.info = self._describe(lock)
@@ -938,7 +1043,8 @@ class ZWaveDriver:
             "home_id": self._home_id,
             "locks": [
                 {"node_id": lock.node_id, "year_day_slots": lock.year_day_slots,
-                 "snapshot": _snapshot_to_json(lock.snapshot)}
+                 "snapshot": _snapshot_to_json(lock.snapshot),
+                 "supervised_unread": sorted(lock.supervised_unread)}
                 for _, lock in sorted(self._locks.items())
                 if lock.snapshot is not None and not lock.removed
             ],

@@ -56,7 +56,12 @@ NODE_ALIVE = 4
 # zwave-js reports user code length limits of 4 to 10 when a lock says nothing else.
 DEFAULT_MIN_LENGTH = 4
 DEFAULT_MAX_LENGTH = 10
+# SupervisionStatus of zwave-js (@zwave-js/core definitions/Supervision.ts; in the installed
+# zwave-js 15.29: @zwave-js/core/build/esm/definitions/Supervision.js lines 3-9): NoSupport 0,
+# Working 1, Fail 2, Success 255.
+SUPERVISION_WORKING = 1
 SUPERVISION_FAIL = 2
+SUPERVISION_SUCCESS = 0xFF
 
 
 # -- wire payloads -------------------------------------------------------------------------
@@ -331,7 +336,8 @@ def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
         can_read=True,
         masks_pins_on_read=False,
         native_schedules=native,
-        # Every write is read back from the lock before it is reported, so no window is needed.
+        # The lock confirms every write before it is reported (its Supervision Success, or a
+        # read back), so no window is needed.
         confirmation_window_s=0.0,
         # Z-Wave locks keep no names for codes.
         name_max_length=16,
@@ -586,6 +592,42 @@ def local_clock(zone: str, now: datetime) -> tuple[int, int, int]:
     """(hour, minute, weekday 1=Monday..7=Sunday) of `now` in the zone, for the Clock CC."""
     local = now.astimezone(ZoneInfo(zone))
     return local.hour, local.minute, local.isoweekday()
+
+
+# What a User Code `set` / `clear` through `invoke_cc_api` returns, in the sources installed
+# under tests/zwave/node_modules (zwave-js 15.29.0, @zwave-js/server 3.10.2):
+# - the CC API method returns what the driver's `sendCommand` returns
+#   (@zwave-js/cc/build/esm/cc/UserCodeCC.js lines 327-345 `set`, 402-421 `clear`);
+# - `sendCommand` (zwave-js/build/esm/lib/driver/Driver.js lines 5687-5732) returns the lock's
+#   SupervisionResult `{status, remainingDuration?}` when the Set went under Supervision, and
+#   nothing otherwise; a NoSupport answer is never returned, the Set is sent again unsupervised
+#   (lines 5703-5708); an Application Status "rejected request" comes back as Fail (5714-5719);
+# - only the first Supervision Report comes back: the CC API asks for no status updates
+#   (`requestStatusUpdates` unset, lines 5662-5676), so a Working lock's final report is lost;
+# - the server answers `{response}` (@zwave-js/server/dist-esm/lib/endpoint/message_handler.js
+#   lines 37-39), `{}` when there is none, which zwave-js-server-python returns as None
+#   (zwave_js_server/model/endpoint.py lines 217-227).
+# `set_value` would not save the read: zwave-js verifies every User Code value it sets with a
+# Get of its own, Supervision or not (UserCodeCC.js lines 241-252).
+def supervision_succeeded(result: Any) -> bool:
+    """True when the lock answered a supervised Set with Success: it has done it."""
+    return isinstance(result, dict) and result.get("status") == SUPERVISION_SUCCESS
+
+
+def supervision_working_s(result: Any) -> float | None:
+    """Seconds a lock that answered Working said it still needs; None when it did not answer
+    Working or named no duration (zwave-js's Duration as JSON: `{value, unit}` in seconds or
+    minutes, or "default" / "unknown": @zwave-js/core/build/esm/values/Duration.js 137-146)."""
+    if not isinstance(result, dict) or result.get("status") != SUPERVISION_WORKING:
+        return None
+    duration = result.get("remainingDuration")
+    if not isinstance(duration, dict):
+        return None
+    value, unit = duration.get("value"), duration.get("unit")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    scale = {"seconds": 1.0, "minutes": 60.0}.get(unit) if isinstance(unit, str) else None
+    return None if scale is None else float(value) * scale
 
 
 def supervision_failed(result: Any) -> bool:

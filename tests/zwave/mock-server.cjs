@@ -14,7 +14,8 @@
 // (ports default to free ones; the bound ports are printed, and written to F, as JSON)
 // FILE.json: [{"id": 2, "slots": 10, "schedules": false, "supervision": false}, ...]
 // (`supervision`: the lock has the Supervision CC, so zwave-js supervises its Sets and a refusal
-// is answered Fail, as Schlage and newer Yale locks do; `checksum: false`: no User Code
+// is answered Fail, as Schlage and newer Yale locks do; with `duplicate_success` a supervised
+// duplicate is answered Success instead and the notice follows `duplicate_notice_ms` later; `checksum: false`: no User Code
 // checksum; `multi_report`: the lock answers User Code v2's Extended User Code Get with several
 // codes a frame (Report More); `report_bytes`: the payload such a report may fill, 46 by
 // default; `tx_delay_ms`: how long each frame to or from the node takes on the air, 10 by
@@ -257,12 +258,38 @@ function lockBehaviors(spec) {
             // The lock refuses, and says so with an Access Control notification (some Yale
             // locks without its parameters: test control `duplicate_params`).
             const params = self.state.get("duplicate_params") === false ? undefined : [set.userId];
+            if (spec.supervision && spec.duplicate_success) {
+              // A lock whose Supervision Report says only that it took the command: Success,
+              // and the duplicate notice a moment later.
+              setTimeout(() => notify(self, controller, 0x0f, params).catch(() => {}),
+                         spec.duplicate_notice_ms ?? 300);
+              return { action: "ok" };
+            }
             void notify(self, controller, 0x0f, params);
             return { action: spec.supervision ? "fail" : "ok" };
           }
         }
       }
       return undefined;
+    },
+  };
+  // Test control `working_sets`: the next User Code Sets are answered, under Supervision,
+  // Working for 1 s (zwave-js's Supervision hook turns a duration into a Working report), and
+  // stored half a second later: a read at once still shows the slot as it was.
+  const workingSets = {
+    handleCC(controller, self, received) {
+      const sets = userCodeSets(received);
+      const left = self.state.get("working_sets") ?? 0;
+      if (!sets || left <= 0) return undefined;
+      self.state.set("working_sets", left - 1);
+      setTimeout(() => {
+        for (const set of sets) {
+          self.state.set(key.status(set.userId), set.userIdStatus);
+          self.state.set(key.code(set.userId),
+                         set.userIdStatus === 0 ? undefined : set.userCode);
+        }
+      }, 500);
+      return { action: "ok", durationMs: 1000 };
     },
   };
   // The stock mock has no answer to Notification Get; the interview would wait for a timeout.
@@ -278,7 +305,7 @@ function lockBehaviors(spec) {
     },
   };
   return [count, offline, unansweredSlots, failSets, refuseMissingSlots, rejectDuplicates,
-          notificationStatus, ...multiCodeReads(spec)];
+          workingSets, notificationStatus, ...multiCodeReads(spec)];
 }
 
 /** User Code v2 multi-code reads for a lock with `multi_report` (the stock mock node says it has
@@ -440,6 +467,10 @@ async function control(mocks, req) {
     case "fail_sets": {
       node.state.set("fail_sets", req.count ?? 1);
       node.state.set("fail_sets_keep", !!req.keep);
+      return true;
+    }
+    case "working_sets": {
+      node.state.set("working_sets", req.count ?? 1);
       return true;
     }
     case "duplicate_params": {

@@ -331,6 +331,32 @@ def test_supervision_fail_is_seen() -> None:
     assert not mapping.supervision_failed(None)
 
 
+@pytest.mark.parametrize(("result", "succeeded"), [
+    ({"status": 255}, True),
+    # Working carries the lock's remaining duration; its final report never reaches us.
+    ({"status": 1, "remainingDuration": {"value": 2, "unit": "seconds"}}, False),
+    ({"status": 2}, False),
+    ({"status": 0}, False),
+    (None, False),  # unsupervised: zwave-js-server answers `{}`, the library None
+    ({}, False),
+])
+def test_only_a_supervision_success_confirms_a_set(result: object, succeeded: bool) -> None:
+    assert mapping.supervision_succeeded(result) is succeeded
+
+
+@pytest.mark.parametrize(("result", "seconds"), [
+    ({"status": 1, "remainingDuration": {"value": 2, "unit": "seconds"}}, 2.0),
+    ({"status": 1, "remainingDuration": {"value": 1, "unit": "minutes"}}, 60.0),
+    ({"status": 1, "remainingDuration": "unknown"}, None),
+    ({"status": 1, "remainingDuration": "default"}, None),
+    ({"status": 1}, None),
+    ({"status": 255}, None),
+    (None, None),
+])
+def test_a_working_lock_says_how_long_it_needs(result: object, seconds: float | None) -> None:
+    assert mapping.supervision_working_s(result) == seconds
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("code", "message", "kind", "reason"), [
@@ -374,6 +400,7 @@ def test_config_is_registered_and_strict() -> None:
     assert Config.model_validate({"kind": "zwave", "url": "ws://192.168.1.20:3000",
                                   "allow_remote": True}).allow_remote
     assert Config.model_validate({"kind": "zwave", "url": "ws://[::1]:3000"})
+    bad: dict[str, Any]
     for bad in ({"url": "http://127.0.0.1:3000"}, {"time_zone": "Mars/Olympus"},
                 {"nodes": {1: {}}}, {"unknown": 1}, {"reconnect_min_s": 9, "reconnect_max_s": 1}):
         with pytest.raises(ValueError):
