@@ -139,8 +139,22 @@ def _radio(r: dict[str, Any]) -> list[Row]:
          f"{r['multi_rescan_frames']} frames (ratio {r['multi_rescan_ratio']:.3f})",
          f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
          _met(r["multi_rescan_frames"] < r["slots"])),
+        *_managed_first(r.get("managed_first")),
         *_radio_floor(r.get("latency")),
     ]
+
+
+def _managed_first(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    frames = r["frames_until_verified"]
+    return [(f"radio: restart, frames until the {r['codes']} managed codes are verified, "
+             f"{r['slots']}-slot lock, no checksum",
+             f"{frames} frames (ratio {r['ratio']:.3f}); whole first scan "
+             f"{r['first_scan_frames']} ({r['first_scan_ratio']:.3f})",
+             f"{r['walk_frames']} (slot-by-slot walk first)", "managed slots first",
+             _met(frames is not None and r["verified_before_walk"]
+                  and frames <= r["codes"] and r["first_scan_frames"] <= r["walk_frames"]))]
 
 
 def _radio_floor(r: dict[str, Any] | None) -> list[Row]:
