@@ -267,22 +267,24 @@ class WorkerLoop:
         free. A driver that remembers what it read in its session (Z-Wave) does not read those
         slots again in the walk; one that does costs the managed slots twice, and stays
         correct."""
+        if device.info.capabilities.addressing is not Addressing.SLOT:
+            return False  # codes kept under the lock's own ids: its listing says what is there
         state = self._state
         codes = state.codes_of(device.device_id)
         unread = scan_first_slots(device, codes, worker.intents).difference(worker.scan_read)
         if unread:
+            # Tried once a scan: a read that fails backs off, and the walk after the pause
+            # reads these slots too, so a driver that can list but not read slots is walked.
+            worker.scan_read.update(unread)
             if await self._codes_unchanged(worker, device, driver):
-                # The lock holds what its driver last saw: the walk is answered from that.
-                worker.scan_read.update(unread)
-                return False
+                return False  # the lock holds what its driver last saw: a walk costs nothing
             slots = tuple(sorted(unread))
             await self._pace(worker, device)
             worker.busy = True
             try:
-                if await self._read_some(worker, device, driver, slots,
-                                         timeout=self._gateway.command_timeout(device)
-                                         + FULL_READ_S_PER_SLOT * len(slots)):
-                    worker.scan_read.update(slots)
+                await self._read_some(worker, device, driver, slots,
+                                      timeout=self._gateway.command_timeout(device)
+                                      + FULL_READ_S_PER_SLOT * len(slots))
             finally:
                 worker.busy = False
             return True
@@ -334,8 +336,7 @@ class WorkerLoop:
         await self._reads.apply(device.device_id, reads, full=True)
 
     async def _read_some(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver,
-                         slots: tuple[int, ...], timeout: float | None = None) -> bool:
-        """Read these slots and apply what they show; False if the read failed."""
+                         slots: tuple[int, ...], timeout: float | None = None) -> None:
         worker.pending_reads.difference_update(slots)
         try:
             reads = await self._gateway.call(device, driver.read_slots(device.external_id,
@@ -344,12 +345,11 @@ class WorkerLoop:
         except DriverError as exc:
             worker.pending_reads.update(slots)
             await self._read_failed(worker, device.device_id, exc)
-            return False
+            return
         worker.read_failures.reset()
         await self._reads.apply(device.device_id, reads, full=False)
         for slot in slots:
             worker.intents.pop(slot, None)
-        return True
 
     async def _read_failed(self, worker: LockWorker, device_id: str, exc: DriverError) -> None:
         """A read failed: mark the lock if it is unreachable, and back off further reads."""

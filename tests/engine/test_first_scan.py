@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.clock import FakeClock
-from bridge.driver import CodeWrite, SlotRead
+from bridge.driver import CodeWrite, CommandRejected, RejectReason, SlotRead
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
 from drivers.simulator import SimLockSpec, SimulatorDriver
@@ -137,6 +137,29 @@ async def test_a_lock_whose_driver_says_nothing_changed_is_not_read_twice(
         await h.settle()
         assert asked == ["front"]
         assert recorder.calls == [("walk", None)]
+    finally:
+        await h.stop()
+
+
+async def test_a_lock_whose_slots_cannot_be_read_alone_is_still_walked(
+        tmp_path: Path) -> None:
+    clock = FakeClock(START)
+    spec = SimLockSpec("front", "Front", slot_count=SLOTS)
+    await _converged_then_stopped(tmp_path, clock, spec)
+    driver = SimulatorDriver("sim", [spec], clock, tmp_path / "locks.json")
+    recorder = Recorder(driver, clock)
+
+    async def refused(external_id: str, slots: Sequence[int]) -> list[SlotRead]:
+        recorder.calls.append(("read", tuple(slots)))
+        raise CommandRejected(RejectReason.UNSUPPORTED, "this hub only lists a lock's codes")
+
+    driver.read_slots = refused  # type: ignore[method-assign]
+    h = await start_engine(tmp_path, {"sim": driver}, clock=clock)
+    recorder.harness = h
+    try:
+        # The managed slots are tried once; after the read's backoff the lock is walked.
+        await h.until(lambda: recorder.walked, advance=5, what="the walk")
+        assert [call for call, _ in recorder.calls[:2]] == ["read", "walk"]
     finally:
         await h.stop()
 
