@@ -79,6 +79,8 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
     for node in ("plain", "checksum", "multi"):
         out[f"{node}_rescan_ratio"] = round(out[f"{node}_rescan_frames"] / slots, 3)
     out["managed_first"] = await managed_first(codes, slots, zwave_stack)
+    out["managed_first_checksum"] = await managed_first(codes, slots, zwave_stack,
+                                                        checksum=True)
     out["latency"] = await latency(codes, TX_DELAY_MS, zwave_stack)
     return out
 
@@ -180,13 +182,15 @@ class _WalkWatch:
         return await self._inner.list_codes(external_id)
 
 
-async def managed_first(codes: int, slots: int, zwave_stack: Any) -> dict[str, Any]:
-    """A lockbridge restarted with its store holding `codes` managed codes on a plain lock of
-    `slots` slots (no checksum, no multi-code reads): the frames the lock received until
-    every managed code was verified, against the slot-by-slot walk of every slot, and the
-    whole first scan's frames, both counted by the mock in the same run."""
+async def managed_first(codes: int, slots: int, zwave_stack: Any,
+                        checksum: bool = False) -> dict[str, Any]:
+    """A lockbridge restarted with its store holding `codes` managed codes on a lock of
+    `slots` slots without multi-code reads (and without a User Code checksum unless
+    `checksum`): the frames the lock received until every managed code was verified, against
+    the slot-by-slot walk of every slot, and the whole first scan's frames, both counted by
+    the mock in the same run. With a checksum that agrees, nothing is read slot by slot."""
     start_zwave_engine = zwave_stack.start_zwave_engine
-    node = {"id": PLAIN, "slots": slots, "schedules": False, "checksum": False}
+    node = {"id": PLAIN, "slots": slots, "schedules": False, "checksum": checksum}
     with (tempfile.TemporaryDirectory() as tmp,
           zwave_stack.running_stack(Path(tmp) / "zwave", [node], show_log=False) as stack):
         folder = Path(tmp) / "bridge"  # the store and the driver's state, over the restart
@@ -224,7 +228,7 @@ async def managed_first(codes: int, slots: int, zwave_stack: Any) -> dict[str, A
     watch = watches[0]
     before_walk = _user_code_frames(watch.before_walk or {})
     first_scan = before_walk + after_walk
-    return {"codes": codes, "slots": slots,
+    return {"codes": codes, "slots": slots, "checksum": checksum,
             "frames_until_verified": before_walk if watch.before_walk is not None else None,
             "verified_before_walk": watch.verified_before_walk,
             "first_scan_frames": first_scan, "walk_frames": slots,

@@ -140,6 +140,7 @@ def _radio(r: dict[str, Any]) -> list[Row]:
          f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
          _met(r["multi_rescan_frames"] < r["slots"])),
         *_managed_first(r.get("managed_first")),
+        *_managed_first_checksum(r.get("managed_first_checksum")),
         *_radio_floor(r.get("latency")),
     ]
 
@@ -155,6 +156,15 @@ def _managed_first(r: dict[str, Any] | None) -> list[Row]:
              f"{r['walk_frames']} (slot-by-slot walk first)", "managed slots first",
              _met(frames is not None and r["verified_before_walk"]
                   and frames <= r["codes"] and r["first_scan_frames"] <= r["walk_frames"]))]
+
+
+def _managed_first_checksum(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    return [(f"radio: restart, {r['codes']} managed codes, {r['slots']}-slot lock whose "
+             "checksum agrees", f"{r['first_scan_frames']} frames (whole first scan)",
+             f"{r['walk_frames']} (slot-by-slot walk)", "the checksum alone",
+             _met(r["first_scan_frames"] <= 1))]
 
 
 def _radio_floor(r: dict[str, Any] | None) -> list[Row]:
