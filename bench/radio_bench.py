@@ -78,6 +78,9 @@ async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
         out[f"{node}_day_ratio"] = round(now / before, 3) if before else None
     for node in ("plain", "checksum", "multi"):
         out[f"{node}_rescan_ratio"] = round(out[f"{node}_rescan_frames"] / slots, 3)
+    out["managed_first"] = await managed_first(codes, slots, zwave_stack)
+    out["managed_first_checksum"] = await managed_first(codes, slots, zwave_stack,
+                                                        checksum=True)
     out["latency"] = await latency(codes, TX_DELAY_MS, zwave_stack)
     out["supervision"] = await supervision(codes, zwave_stack)
     return out
@@ -148,6 +151,90 @@ async def _rescan(stack: Any, folder: Path, clock: FakeClock) -> dict[int, int]:
                 for node in LOCKS}
     finally:
         await h.stop()
+
+
+class _WalkWatch:
+    """Between the engine and the driver: when the engine starts its walk of every slot, the
+    frames the lock received until then (the mock's own count), and whether every managed
+    code had been read in this run and found verified by then."""
+
+    def __init__(self, inner: Any, stack: Any, managed: Any) -> None:
+        self._inner = inner
+        self._stack = stack
+        # {slot: verified} of the managed codes, as the engine has them now.
+        self._managed = managed
+        self.read: set[int] = set()
+        self.before_walk: dict[str, int] | None = None
+        self.verified_before_walk = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def read_slots(self, external_id: str, slots: Any) -> Any:
+        reads = await self._inner.read_slots(external_id, slots)
+        self.read.update(slots)
+        return reads
+
+    async def list_codes(self, external_id: str) -> Any:
+        if self.before_walk is None:
+            self.before_walk = await self._stack.control("received", node=PLAIN)
+            managed: dict[int, bool] = self._managed()
+            self.verified_before_walk = all(managed.values()) and set(managed) <= self.read
+        return await self._inner.list_codes(external_id)
+
+
+async def managed_first(codes: int, slots: int, zwave_stack: Any,
+                        checksum: bool = False) -> dict[str, Any]:
+    """A lockbridge restarted with its store holding `codes` managed codes on a lock of
+    `slots` slots without multi-code reads (and without a User Code checksum unless
+    `checksum`): the frames the lock received until every managed code was verified, against
+    the slot-by-slot walk of every slot, and the whole first scan's frames, both counted by
+    the mock in the same run. With a checksum that agrees, nothing is read slot by slot."""
+    start_zwave_engine = zwave_stack.start_zwave_engine
+    node = {"id": PLAIN, "slots": slots, "schedules": False, "checksum": checksum}
+    with (tempfile.TemporaryDirectory() as tmp,
+          zwave_stack.running_stack(Path(tmp) / "zwave", [node], show_log=False) as stack):
+        folder = Path(tmp) / "bridge"  # the store and the driver's state, over the restart
+        folder.mkdir()
+        h, _ = await start_zwave_engine(stack.url, folder)
+        try:
+            await h.until(lambda: len(h.engine.devices) == 1, timeout=300, what="the lock")
+            await _quiet(h, 60, 30)
+            device_id = h.device_id(f"7e570001-{PLAIN}", driver="zw")
+            created = [(await h.engine.create_code(device_id, CodeRequest(
+                name=f"Guest {index}", code=f"{5000 + 7 * index:04d}"))).access_code_id
+                for index in range(codes)]
+            await h.until(lambda: all(h.code(c).status is AccessCodeStatus.SET
+                                      and h.code(c).verified for c in created),
+                          advance=0.5, timeout=600, what="converged")
+            clock = h.clock
+        finally:
+            await h.stop()
+        await stack.control("received", node=PLAIN)
+        watches: list[_WalkWatch] = []
+
+        def watched(driver: Any) -> _WalkWatch:
+            watches.append(_WalkWatch(driver, stack, lambda: {
+                again.code(c).slot: again.code(c).verified for c in created}))
+            return watches[0]
+
+        again, _ = await start_zwave_engine(stack.url, folder, clock=clock, wrap=watched)
+        try:
+            await again.until(lambda: len(again.engine.devices) == 1, timeout=300,
+                              what="the lock")
+            await _quiet(again, 60, 30)
+            after_walk = _user_code_frames(await stack.control("received", node=PLAIN))
+        finally:
+            await again.stop()
+    watch = watches[0]
+    before_walk = _user_code_frames(watch.before_walk or {})
+    first_scan = before_walk + after_walk
+    return {"codes": codes, "slots": slots, "checksum": checksum,
+            "frames_until_verified": before_walk if watch.before_walk is not None else None,
+            "verified_before_walk": watch.verified_before_walk,
+            "first_scan_frames": first_scan, "walk_frames": slots,
+            "ratio": round(before_walk / slots, 3),
+            "first_scan_ratio": round(first_scan / slots, 3)}
 
 
 async def latency(codes: int, tx_delay_ms: int, zwave_stack: Any) -> dict[str, Any]:

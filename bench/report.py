@@ -139,6 +139,8 @@ def _radio(r: dict[str, Any]) -> list[Row]:
          f"{r['multi_rescan_frames']} frames (ratio {r['multi_rescan_ratio']:.3f})",
          f"{r['slots']} (slot-by-slot walk)", "reads only what it must",
          _met(r["multi_rescan_frames"] < r["slots"])),
+        *_managed_first(r.get("managed_first")),
+        *_managed_first_checksum(r.get("managed_first_checksum")),
         *_radio_floor(r.get("latency")),
         *_radio_supervision(r.get("supervision")),
     ]
@@ -181,6 +183,28 @@ def _radio_supervision(r: dict[str, Any] | None) -> list[Row]:
              f"{r['baseline_frames_per_code_converged']} / {r['baseline_frames_per_clear']} "
              "(same lock unsupervised)",
              "1 where the lock confirms", _met(r["frames_per_code_converged"] <= 1))]
+
+
+def _managed_first(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    frames = r["frames_until_verified"]
+    return [(f"radio: restart, frames until the {r['codes']} managed codes are verified, "
+             f"{r['slots']}-slot lock, no checksum",
+             f"{frames} frames (ratio {r['ratio']:.3f}); whole first scan "
+             f"{r['first_scan_frames']} ({r['first_scan_ratio']:.3f})",
+             f"{r['walk_frames']} (slot-by-slot walk first)", "managed slots first",
+             _met(frames is not None and r["verified_before_walk"]
+                  and frames <= r["codes"] and r["first_scan_frames"] <= r["walk_frames"]))]
+
+
+def _managed_first_checksum(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    return [(f"radio: restart, {r['codes']} managed codes, {r['slots']}-slot lock whose "
+             "checksum agrees", f"{r['first_scan_frames']} frames (whole first scan)",
+             f"{r['walk_frames']} (slot-by-slot walk)", "the checksum alone",
+             _met(r["first_scan_frames"] <= 1))]
 
 
 def _radio_floor(r: dict[str, Any] | None) -> list[Row]:

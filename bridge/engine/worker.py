@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bridge.backoff import Backoff, Throttle
 from bridge.clock import Clock
-from bridge.driver import Availability, DriverError, LockDriver
+from bridge.driver import Addressing, Availability, DriverError, LockDriver
 from bridge.engine.faults import FAULT_WARNING_HOLD_S
 from bridge.engine.gateway import ChangeCheck, DriverGateway
-from bridge.planner import CommandKind, Policy, next_command, next_wakeup
-from bridge.records import DeviceRecord
+from bridge.planner import Command, CommandKind, Policy, next_command, next_wakeup
+from bridge.records import CodeRecord, DeviceRecord
 from bridge.store import Intent, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class LockWorker:
     unreadable_reads: int = 0
     # When the lock's slots were last read whole or swept (clock.monotonic()), if ever.
     last_sweep_at: float | None = None
+    # Slots read ahead of the walk of every slot now due (`full_read`): the managed codes' own.
+    scan_read: set[int] = field(default_factory=set)
 
     @classmethod
     def for_lock(cls, device_id: str, policy: Policy) -> LockWorker:
@@ -215,7 +218,8 @@ class WorkerLoop:
         can_read = device.info.capabilities.can_read
         reads_allowed = can_read and state.clock.monotonic() >= worker.reads_resume_at
         if worker.full_read and reads_allowed:
-            await self._read_all(worker, device, driver)
+            if not await self._before_the_walk(worker, device, driver):
+                await self._read_all(worker, device, driver)
             return True
         if not can_read:
             if worker.full_read:
@@ -233,6 +237,11 @@ class WorkerLoop:
                 worker.pending_reads.clear()
                 worker.intents.clear()
             return False
+        await self._send(worker, device, driver, command)
+        return True
+
+    async def _send(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver,
+                    command: Command) -> None:
         await self._pace(worker, device)
         worker.busy = True
         try:
@@ -244,7 +253,66 @@ class WorkerLoop:
                 await self._commands.clear(worker, device, driver, command)
         finally:
             worker.busy = False
+
+    async def _before_the_walk(self, worker: LockWorker, device: DeviceRecord,
+                               driver: LockDriver) -> bool:
+        """The lock's full read is due: first read the slots its managed codes are known to
+        hold (one driver call, several slots a frame where the lock can), then put back in its
+        own slot each code found wrong or take off each one that should go; True if it did
+        one of these, False when the walk of every slot comes next.
+
+        On a lock read slot by slot (a battery Z-Wave lock: about a second a slot) the walk of
+        250 slots takes minutes; the codes lockbridge manages are verified and repaired before
+        it. A code that needs a free slot still waits for the walk: only it shows which are
+        free. A driver that remembers what it read in its session (Z-Wave) does not read those
+        slots again in the walk; one that does costs the managed slots twice, and stays
+        correct."""
+        if device.info.capabilities.addressing is not Addressing.SLOT:
+            return False  # codes kept under the lock's own ids: its listing says what is there
+        state = self._state
+        codes = state.codes_of(device.device_id)
+        unread = scan_first_slots(device, codes, worker.intents).difference(worker.scan_read)
+        if unread:
+            # Tried once a scan: a read that fails backs off, and the walk after the pause
+            # reads these slots too, so a driver that can list but not read slots is walked.
+            worker.scan_read.update(unread)
+            if await self._codes_unchanged(worker, device, driver):
+                return False  # the lock holds what its driver last saw: a walk costs nothing
+            slots = tuple(sorted(unread))
+            await self._pace(worker, device)
+            worker.busy = True
+            try:
+                await self._read_some(worker, device, driver, slots,
+                                      timeout=self._gateway.command_timeout(device)
+                                      + FULL_READ_S_PER_SLOT * len(slots))
+            finally:
+                worker.busy = False
+            return True
+        # Only commands to a code's own known slot: pending reads wait for the walk, which
+        # reads every slot anyway.
+        command = next_command(device, [c for c in codes if c.slot is not None],
+                               state.clock.now(), state.policy, state.clock_synchronized())
+        if command is None:
+            return False
+        await self._send(worker, device, driver, command)
         return True
+
+    async def _codes_unchanged(self, worker: LockWorker, device: DeviceRecord,
+                               driver: LockDriver) -> bool:
+        """True when the driver can tell cheaply (a checksum: one frame) that the lock holds
+        what it last saw; False when it holds something else, cannot tell, or the ask fails."""
+        if not isinstance(driver, ChangeCheck):
+            return False
+        await self._pace(worker, device)
+        worker.busy = True
+        try:
+            unchanged = await self._gateway.call(device,
+                                                 driver.codes_unchanged(device.external_id))
+        except DriverError:
+            return False  # read as if it changed; a failing read then backs off as usual
+        finally:
+            worker.busy = False
+        return unchanged is True
 
     async def _read_all(self, worker: LockWorker, device: DeviceRecord,
                         driver: LockDriver) -> None:
@@ -262,16 +330,18 @@ class WorkerLoop:
         finally:
             worker.busy = False
         worker.full_read = False
+        worker.scan_read.clear()
         worker.last_sweep_at = self._state.clock.monotonic()
         worker.read_failures.reset()
         await self._reads.apply(device.device_id, reads, full=True)
 
     async def _read_some(self, worker: LockWorker, device: DeviceRecord, driver: LockDriver,
-                         slots: tuple[int, ...]) -> None:
+                         slots: tuple[int, ...], timeout: float | None = None) -> None:
         worker.pending_reads.difference_update(slots)
         try:
             reads = await self._gateway.call(device, driver.read_slots(device.external_id,
-                                                                       list(slots)))
+                                                                       list(slots)),
+                                             timeout=timeout)
         except DriverError as exc:
             worker.pending_reads.update(slots)
             await self._read_failed(worker, device.device_id, exc)
@@ -327,3 +397,15 @@ class WorkerLoop:
             ok = False
         if ok:
             await self._availability.set(device.device_id, Availability.ONLINE)
+
+
+def scan_first_slots(device: DeviceRecord, codes: Sequence[CodeRecord],
+                     intents: Iterable[int]) -> set[int]:
+    """The slots read before a walk of every slot of the lock: those its managed codes are
+    known to hold or to be headed for, and those a command was in flight for."""
+    caps = device.info.capabilities
+    if caps.addressing is not Addressing.SLOT:
+        return set()
+    lock_slots = caps.slots()
+    known = {c.slot for c in codes if c.is_managed and c.slot is not None}
+    return {slot for slot in (*known, *intents) if slot is not None and slot in lock_slots}

@@ -244,7 +244,7 @@ class ZWaveDriver:
         checksum: one frame instead of one User Code Get per slot. None when the lock keeps
         no checksum (or it is switched off): the engine then reads it seldom and relies on the
         lock's own reports of keypad changes."""
-        lock, _ = self._lock(external_id)
+        lock, info = self._lock(external_id)
         node = self._node(lock)
         snap = lock.snapshot
         if not self._config.use_checksum or lock.checksum_supported is False or snap is None \
@@ -252,6 +252,10 @@ class ZWaveDriver:
             return None
         async with lock.guard:
             agrees = await self._checksum_agrees(lock, node)
+            if agrees:
+                # What is known of every slot is what the lock holds: `list_codes` answers
+                # from it without asking the checksum again.
+                lock.fresh.update(info.capabilities.slots())
         return agrees if lock.checksum_supported else None
 
     async def list_codes(self, external_id: str) -> list[SlotRead]:
@@ -260,16 +264,20 @@ class ZWaveDriver:
         Only the lock's own slots are read (its count of users, from zwave-js's interview);
         a lock with User Code v2's multi-code read is read several codes a frame, skipping
         the empty slots it points past. Slots read earlier in this session are not read
-        again, so a walk cut short by the engine's timeout resumes where it stopped.
+        again, so a walk cut short by the engine's timeout resumes where it stopped, and one
+        after the engine read the managed slots first costs no extra frame. When every slot
+        is known in this session (a checksum that just agreed) nothing is sent.
         """
         lock, info = self._lock(external_id)
         node = self._node(lock)
         slots = info.capabilities.slots()
         async with lock.guard:
-            if await self._checksum_agrees(lock, node):
+            unread = [slot for slot in slots if slot not in lock.fresh]
+            if not unread:
+                pass  # all known in this session: nothing to ask the lock
+            elif await self._checksum_agrees(lock, node):
                 lock.fresh.update(slots)
             else:
-                unread = [slot for slot in slots if slot not in lock.fresh]
                 frames = await self._read_fresh(lock, node, unread)
                 _LOG.info("zwave %s: read %d slots of node %d in %d frames", self.name,
                           len(unread), lock.node_id, frames)
