@@ -86,6 +86,11 @@ class LockCapabilities:
     # The longest one command may take, the driver's own waits included (a cloud that applies a
     # code asynchronously); None: the engine's command timeout.
     command_timeout_s: float | None = None
+    # Listing the whole lock costs a radio round trip per slot (Z-Wave, Zigbee: minutes on a
+    # 250-slot battery lock), so the engine reads its managed codes' slots before the walk.
+    # False where a listing is one call (a cloud, a hub, MQTT state): one more call would cost
+    # a rate-limited cloud a request and gain nothing.
+    lists_slot_by_slot: bool = False
 
     def slots(self) -> range:
         """Every slot number the lock has, including reserved ones."""

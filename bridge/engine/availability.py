@@ -78,8 +78,6 @@ class AvailabilityTracker:
         device_id = device.device_id
         worker = self._state.workers[device_id]
         worker.full_read = True
-        # What was read before the lock went away is read again first.
-        worker.scan_read.clear()
         worker.probes.reset()
         worker.read_failures.reset()
         worker.reads_resume_at = 0.0

@@ -80,6 +80,10 @@ class LockWorker:
     last_sweep_at: float | None = None
     # Slots read ahead of the walk of every slot now due (`full_read`): the managed codes' own.
     scan_read: set[int] = field(default_factory=set)
+    # The lock was listed whole since the engine started. Managed slots go first only in that
+    # first scan: after an outage a radio driver lists from what its session read (no frame
+    # for a short one), where reading the managed slots first would cost one frame each.
+    walked: bool = False
 
     @classmethod
     def for_lock(cls, device_id: str, policy: Policy) -> LockWorker:
@@ -267,8 +271,11 @@ class WorkerLoop:
         free. A driver that remembers what it read in its session (Z-Wave) does not read those
         slots again in the walk; one that does costs the managed slots twice, and stays
         correct."""
-        if device.info.capabilities.addressing is not Addressing.SLOT:
-            return False  # codes kept under the lock's own ids: its listing says what is there
+        caps = device.info.capabilities
+        if worker.walked or caps.addressing is not Addressing.SLOT or not caps.lists_slot_by_slot:
+            # Codes kept under the lock's own ids, or a listing that is one call: the listing
+            # says what is there, and a read first would only cost one more call.
+            return False
         state = self._state
         codes = state.codes_of(device.device_id)
         unread = scan_first_slots(device, codes, worker.intents).difference(worker.scan_read)
@@ -330,6 +337,7 @@ class WorkerLoop:
         finally:
             worker.busy = False
         worker.full_read = False
+        worker.walked = True
         worker.scan_read.clear()
         worker.last_sweep_at = self._state.clock.monotonic()
         worker.read_failures.reset()

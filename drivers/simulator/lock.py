@@ -63,6 +63,8 @@ class SimLockSpec:
     id_addressed: bool = False
     latency_s: float = 0.0
     command_spacing_s: float = 0.0
+    # Declares a listing that walks slot by slot, as a radio lock's does (the engine's tests).
+    lists_slot_by_slot: bool = False
     confirmation_window_s: float = 0.0
     time_zone: str | None = None
     refuses_sets: bool = False
@@ -115,6 +117,7 @@ class SimLock:
             algorithmic_pins=s.algorithmic_pins,
             confirmation_window_s=s.confirmation_window_s,
             min_command_spacing_s=s.command_spacing_s,
+            lists_slot_by_slot=s.lists_slot_by_slot,
         )
         cons = PinConstraints(
             min_length=s.min_length,

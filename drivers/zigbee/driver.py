@@ -407,6 +407,8 @@ class ZigbeeDriver:
             reserved_slots=frozenset(cfg.reserved_slots), can_read=True,
             native_schedules=schedules, confirmation_window_s=0.0,
             min_command_spacing_s=self._config.command_spacing_s,
+            # Door Lock has no bulk read: a listing is a Get PIN Code per user.
+            lists_slot_by_slot=True,
             # A write is up to three exchanges (set, schedule, read back), each allowed the
             # long reply time of a sleepy lock.
             command_timeout_s=3 * (self._config.command_timeout_s + 1) + 5)

@@ -343,6 +343,8 @@ def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
         name_max_length=16,
         can_delete_unmanaged=True,
         min_command_spacing_s=settings.command_spacing_s,
+        # A listing is User Code Gets (several a frame at best): managed slots go first.
+        lists_slot_by_slot=True,
     )
     fixed = settings.fixed_length
     if fixed is not None and not lock.min_length <= fixed <= lock.max_length:

@@ -79,7 +79,7 @@ async def _converged_then_stopped(tmp_path: Path, clock: FakeClock,
 async def test_a_restart_verifies_and_repairs_managed_codes_before_walking_the_lock(
         tmp_path: Path) -> None:
     clock = FakeClock(START)
-    spec = SimLockSpec("front", "Front", slot_count=SLOTS)
+    spec = SimLockSpec("front", "Front", slot_count=SLOTS, lists_slot_by_slot=True)
     slots = await _converged_then_stopped(tmp_path, clock, spec)
     changed, cleared = sorted(slots.values())[1:3]
     # While lockbridge is down, the keypad changes one managed code and deletes another.
@@ -118,7 +118,7 @@ async def test_a_restart_verifies_and_repairs_managed_codes_before_walking_the_l
 async def test_a_lock_whose_driver_says_nothing_changed_is_not_read_twice(
         tmp_path: Path) -> None:
     clock = FakeClock(START)
-    spec = SimLockSpec("front", "Front", slot_count=SLOTS)
+    spec = SimLockSpec("front", "Front", slot_count=SLOTS, lists_slot_by_slot=True)
     await _converged_then_stopped(tmp_path, clock, spec)
     driver = SimulatorDriver("sim", [spec], clock, tmp_path / "locks.json")
     recorder = Recorder(driver, clock)
@@ -144,7 +144,7 @@ async def test_a_lock_whose_driver_says_nothing_changed_is_not_read_twice(
 async def test_a_lock_whose_slots_cannot_be_read_alone_is_still_walked(
         tmp_path: Path) -> None:
     clock = FakeClock(START)
-    spec = SimLockSpec("front", "Front", slot_count=SLOTS)
+    spec = SimLockSpec("front", "Front", slot_count=SLOTS, lists_slot_by_slot=True)
     await _converged_then_stopped(tmp_path, clock, spec)
     driver = SimulatorDriver("sim", [spec], clock, tmp_path / "locks.json")
     recorder = Recorder(driver, clock)
@@ -160,6 +160,24 @@ async def test_a_lock_whose_slots_cannot_be_read_alone_is_still_walked(
         # The managed slots are tried once; after the read's backoff the lock is walked.
         await h.until(lambda: recorder.walked, advance=5, what="the walk")
         assert [call for call, _ in recorder.calls[:2]] == ["read", "walk"]
+    finally:
+        await h.stop()
+
+
+async def test_a_lock_listed_in_one_call_is_not_read_first(tmp_path: Path) -> None:
+    # A cloud's or a hub's listing is one request: reading the managed slots before it would
+    # cost a rate-limited cloud one more request per lock at every start and reconnect.
+    clock = FakeClock(START)
+    spec = SimLockSpec("front", "Front", slot_count=SLOTS)
+    await _converged_then_stopped(tmp_path, clock, spec)
+    driver = SimulatorDriver("sim", [spec], clock, tmp_path / "locks.json")
+    recorder = Recorder(driver, clock)
+    h = await start_engine(tmp_path, {"sim": driver}, clock=clock)
+    recorder.harness = h
+    try:
+        await h.until(lambda: recorder.walked, advance=5, what="the walk")
+        await h.settle()
+        assert recorder.calls == [("walk", None)]
     finally:
         await h.stop()
 
