@@ -129,10 +129,13 @@ def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
     held = code.on_lock_held
     if held is None:
         return True  # nothing known beyond the PIN (a record from before this was kept)
-    wanted = wanted_held(code, device)
-    if not same_window(held.window, wanted.window, device.time_zone):
+    # `wanted_held`, taken apart: the name is built only when it is compared. This runs for
+    # every code of the lock at every step of its worker (the API's create-to-lock path).
+    if not same_window(held.window, local_window(code, device), device.time_zone):
         return False
-    return wanted.name is None or held.name is None or held.name == wanted.name
+    if held.name is None or not device.info.capabilities.keeps_names:
+        return True
+    return held.name == wanted_name(code, device)
 
 
 def held_after_read(code: CodeRecord, read: SlotRead) -> Held | None:
