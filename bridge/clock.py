@@ -8,7 +8,14 @@ import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+
+class Timer(Protocol):
+    """A callback scheduled on a clock (`Clock.call_later`)."""
+
+    def cancel(self) -> object:
+        """Do not call it (a no-op once it ran)."""
 
 
 class Clock(Protocol):
@@ -22,6 +29,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Suspend the caller for `seconds` of this clock's time."""
+
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """Call `callback(*args)` on the running loop once `seconds` of this clock's time
+        passed: a wait without a task of its own (a sleeping lock worker)."""
 
 
 def stopwatch() -> Callable[[], float]:
@@ -46,6 +57,10 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         """`asyncio.sleep`."""
         await asyncio.sleep(max(0.0, seconds))
+
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """`loop.call_later`."""
+        return asyncio.get_running_loop().call_later(max(0.0, seconds), callback, *args)
 
 
 class FakeClock:
@@ -73,6 +88,22 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + seconds, next(self._ids), fut))
         await fut
+
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """Call `callback(*args)` once `advance` moved the clock past `seconds` from now (on
+        the next loop turn when `seconds` <= 0, as `sleep` does); it counts as a sleeper."""
+        loop = asyncio.get_running_loop()
+        if seconds <= 0:
+            return loop.call_soon(callback, *args)
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._mono + seconds, next(self._ids), fut))
+
+        def fire(done: asyncio.Future[None]) -> None:
+            if not done.cancelled():
+                callback(*args)
+
+        fut.add_done_callback(fire)
+        return fut
 
     def pending_sleepers(self) -> int:
         """How many tasks are asleep on this clock."""

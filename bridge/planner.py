@@ -129,10 +129,13 @@ def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
     held = code.on_lock_held
     if held is None:
         return True  # nothing known beyond the PIN (a record from before this was kept)
-    wanted = wanted_held(code, device)
-    if not same_window(held.window, wanted.window, device.time_zone):
+    # `wanted_held`, taken apart: the name is built only when it is compared. This runs for
+    # every code of the lock at every step of its worker (the API's create-to-lock path).
+    if not same_window(held.window, local_window(code, device), device.time_zone):
         return False
-    return wanted.name is None or held.name is None or held.name == wanted.name
+    if held.name is None or not device.info.capabilities.keeps_names:
+        return True
+    return held.name == wanted_name(code, device)
 
 
 def held_after_read(code: CodeRecord, read: SlotRead) -> Held | None:
@@ -249,12 +252,21 @@ def next_command(
         return Command(CommandKind.READ, None, slots=reads)
     clears: list[tuple[datetime, CodeRecord]] = []
     writes: list[tuple[datetime, CodeRecord]] = []
+    # Every step of a lock's worker walks all of its codes (200 a lock is common): the checks
+    # of `in_backoff` and `should_be_on_lock` are inlined for the ongoing codes most locks hold.
+    ongoing = AccessCodeType.ONGOING
     for code in codes:
-        if not code.is_managed or in_backoff(code, now) or code.gave_up:
+        if not code.is_managed or code.gave_up:
             continue
-        if not clock_synchronized and code.type is AccessCodeType.TIME_BOUND and not code.deleted:
+        retry_at = code.next_attempt_at
+        if retry_at is not None and now < retry_at:
             continue
-        wanted = should_be_on_lock(code, device, now, policy)
+        if code.type is ongoing:
+            wanted = not code.deleted
+        elif not clock_synchronized and not code.deleted:
+            continue
+        else:
+            wanted = should_be_on_lock(code, device, now, policy)
         if not wanted and code.on_lock:
             clears.append((code.ends_at or code.created_at, code))
         elif wanted and not holds_wanted(code, device):

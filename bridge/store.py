@@ -804,7 +804,23 @@ class Reader:
 
     def _code(self, row: tuple[str, str, bytes]) -> CodeRecord:
         code_id, public, sealed = row
-        return code_from_row(json.loads(public), json.loads(self._cipher.open(sealed, code_id)))
+        return code_from_row(_row_json(public), _row_json(self._cipher.open(sealed, code_id)))
+
+
+# The C scanner json.loads ends in (typeshed does not declare the attribute).
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = \
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _row_json(text: str) -> Any:
+    """`json.loads(text)` for the JSON the store wrote itself (compact, nothing around it),
+    without its wrappers: 2 us less a call, 60,000 calls in the startup read of 30,000 codes.
+    Anything else (whitespace, trailing data, an error) goes through json.loads as it is."""
+    try:
+        value, end = _SCAN_JSON(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 # SQLite's page cache during a scan that reads every page once (KiB, as a negative cache_size).

@@ -3,10 +3,11 @@ and the time schedules go by: the clock, but never earlier than a trusted time a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bridge.clock import Clock
+from bridge.clock import Clock, Timer
 
 if TYPE_CHECKING:
     from bridge.store import Reader
@@ -85,3 +86,7 @@ class ScheduleClock:
     async def sleep(self, seconds: float) -> None:
         """The underlying clock's sleep."""
         await self._clock.sleep(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """The underlying clock's `call_later`."""
+        return self._clock.call_later(seconds, callback, *args)

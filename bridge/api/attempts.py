@@ -12,7 +12,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,12 @@ class Attempt:
 
     def to_record(self) -> dict[str, Any]:
         """What the store keeps."""
-        return {**asdict(self), "action_type": self.action_type.value}
+        # Field by field: dataclasses.asdict deep-copies each value, twice per create.
+        return {"action_attempt_id": self.action_attempt_id,
+                "action_type": self.action_type.value, "access_code_id": self.access_code_id,
+                "device_id": self.device_id, "created_at": self.created_at,
+                "status": self.status, "error_type": self.error_type,
+                "error_message": self.error_message, "revision": self.revision}
 
     @classmethod
     def from_record(cls, raw: dict[str, Any]) -> Attempt:
@@ -73,6 +78,10 @@ class Attempt:
         """The attempt as the application layer keeps it with the change it tracks."""
         return AttemptReceipt(self.action_attempt_id, self.to_record())
 
+
+if [f.name for f in fields(Attempt)] != list(Attempt("", ActionType.CREATE_ACCESS_CODE, "", "",
+                                                        "").to_record()):
+    raise TypeError("Attempt.to_record must list every field of Attempt, in order")
 
 CodeJson = Callable[[CodeRecord], dict[str, Any]]
 
@@ -86,6 +95,9 @@ class ActionAttempts:
         self._store = store
         self._code_json = code_json
         self._attempts: dict[str, Attempt] = {}
+        # access_code_id -> ids of its pending attempts: a commit judges those, not every
+        # attempt kept (up to KEEP_ATTEMPTS, at each of a create's commits).
+        self._pending: dict[str, dict[str, None]] = {}
 
     async def load(self) -> None:
         """Read every stored attempt and start judging pending ones on each engine commit."""
@@ -96,7 +108,7 @@ class ActionAttempts:
             except (TypeError, ValueError, KeyError):
                 _LOG.warning("skipping an unreadable action attempt record")
                 continue
-            self._attempts[attempt.action_attempt_id] = attempt
+            self._keep(attempt)
         self._engine.subscribe(self._on_events)
 
     def started(self, action_type: ActionType, code: CodeRecord, now: datetime) -> Attempt:
@@ -106,7 +118,7 @@ class ActionAttempts:
 
     async def adopt(self, attempt: Attempt, persisted: bool = True) -> Attempt:
         """Keep an attempt (persisting it unless `persisted`) and judge it at once."""
-        self._attempts[attempt.action_attempt_id] = attempt
+        self._keep(attempt)
         if not persisted:
             await self._put(attempt)
         return await self.refresh(attempt)
@@ -125,7 +137,7 @@ class ActionAttempts:
             return attempt
         judged = self._judge(attempt)
         if judged != attempt:
-            self._attempts[judged.action_attempt_id] = judged
+            self._keep(judged)
             await self._put(judged)
         return judged
 
@@ -173,10 +185,26 @@ class ActionAttempts:
             return replace(attempt, status="success")
         return attempt
 
+    def _keep(self, attempt: Attempt) -> None:
+        self._attempts[attempt.action_attempt_id] = attempt
+        if attempt.status == "pending":
+            self._pending.setdefault(attempt.access_code_id, {})[attempt.action_attempt_id] = None
+        else:
+            self._unpend(attempt)
+
+    def _unpend(self, attempt: Attempt) -> None:
+        pending = self._pending.get(attempt.access_code_id)
+        if pending is not None:
+            pending.pop(attempt.action_attempt_id, None)
+            if not pending:
+                del self._pending[attempt.access_code_id]
+
     async def _on_events(self, events: list[Event]) -> None:
         touched = {e.access_code_id for e in events if e.access_code_id}
-        for attempt in list(self._attempts.values()):
-            if attempt.status == "pending" and attempt.access_code_id in touched:
+        due = [attempt_id for code_id in touched for attempt_id in self._pending.get(code_id, ())]
+        for attempt_id in due:
+            attempt = self._attempts.get(attempt_id)
+            if attempt is not None and attempt.status == "pending":
                 await self.refresh(attempt)
 
     async def _put(self, attempt: Attempt) -> None:

@@ -7,6 +7,7 @@ unchanged; any other unknown field is refused (`invalid_input`).
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -249,6 +250,7 @@ class Empty(Request):
     """A route without parameters."""
 
 
+@functools.cache  # a model's fields never change; asked on every request
 def list_fields(model: type[Request]) -> frozenset[str]:
     """Names of the fields that hold arrays (repeated keys in a query string)."""
     names = set()

@@ -23,8 +23,7 @@ from bridge.api.status_page import SECURITY_HEADERS, STATIC_FILES, static_file, 
 from bridge.application import Application
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
-from bridge.portal.web import PREFIX as PORTAL_PREFIX
-from bridge.portal.web import Portal
+from bridge.portal import PREFIX as PORTAL_PREFIX
 from bridge.serialize import access_code_json
 from bridge.version import software_version
 
@@ -116,7 +115,12 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
     app[_API_KEY] = api
     app[_KEYLESS] = keyless
     app[_THROTTLE] = auth.Throttle(bridge.clock)
-    portal = Portal(bridge, api.app) if bridge.loaded.config.portal.enabled else None
+    portal = None
+    if bridge.loaded.config.portal.enabled:
+        # Imported only when enabled: its pages and sessions are no part of most bridges.
+        from bridge.portal.web import Portal
+
+        portal = Portal(bridge, api.app)
     routes = api.routes() + (portal.api_routes() if portal else [])
     # Built on first request: most bridges never serve it, and building it costs startup time.
     document: dict[str, Any] = {}

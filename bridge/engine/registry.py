@@ -46,20 +46,20 @@ class LockRegistry:
         """Register every lock every driver reports; mark the others removed."""
         state = self._state
         records: list[DeviceRecord] = []
-        reported: list[tuple[str, str, Availability]] = []
+        # (driver, lock, its device id, its availability): the id is a UUIDv5, made once here.
+        reported: list[tuple[str, str, str, Availability]] = []
         for name, driver in self._gateway.drivers.items():
             for info in driver.devices():
                 record = self._describe(name, info)
                 if record != state.devices.get(record.device_id):
                     records.append(record)
-                reported.append((name, info.external_id,
+                reported.append((name, info.external_id, record.device_id,
                                  self._gateway.reported(driver, info.external_id)))
         # One transaction for every lock (a restart of a 1,000-lock bridge rewrote each alone).
         await state.commit(devices=records)
-        for name, external_id, _ in reported:
-            self._adopt(name, external_id)
-        for name, external_id, availability in reported:
-            device_id = _device_id(name, external_id)
+        for name, external_id, device_id, _ in reported:
+            self._adopt(name, external_id, device_id)
+        for _, _, device_id, availability in reported:
             if availability is not state.devices[device_id].availability:
                 await self._availability.set(device_id, availability)
         for device in list(state.devices.values()):
@@ -106,11 +106,11 @@ class LockRegistry:
         )
         return record
 
-    def _adopt(self, driver_name: str, external_id: str) -> None:
+    def _adopt(self, driver_name: str, external_id: str, device_id: str | None = None) -> None:
         """Index a lock whose record is committed, and give it a worker (once): a driver's
-        event about it may look it up from now on."""
+        event about it may look it up from now on. `device_id`: its id, if already made."""
         state = self._state
-        device_id = _device_id(driver_name, external_id)
+        device_id = device_id or _device_id(driver_name, external_id)
         state.by_external[(driver_name, external_id)] = device_id
         if device_id not in state.workers:
             state.workers[device_id] = LockWorker.for_lock(device_id, state.policy)

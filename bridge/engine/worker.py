@@ -47,6 +47,38 @@ FAULT_RESTART = Backoff(1.0, 300.0)
 PENDING_REREAD = Backoff(0.5, 30.0)
 
 
+class Wake:
+    """A lock worker's wake-up flag: `set` by whoever changed something for the lock, taken by
+    its worker's `LockWorker.wait` (its only waiter). Smaller than an asyncio.Event (no deque of
+    waiters), one per lock."""
+
+    __slots__ = ("_set", "waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        # The future of the worker's wait in progress, if any.
+        self.waiter: asyncio.Future[bool] | None = None
+
+    def set(self) -> None:
+        """Wake the worker (now if it waits, else at its next wait)."""
+        self._set = True
+        if self.waiter is not None:
+            _resolve(self.waiter, True)
+
+    def is_set(self) -> bool:
+        """True when a wake-up is waiting to be taken."""
+        return self._set
+
+    def clear(self) -> None:
+        """Take the wake-up."""
+        self._set = False
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 @dataclass(slots=True)
 class LockWorker:
     """What one lock's work has in hand."""
@@ -57,7 +89,7 @@ class LockWorker:
     # Reads that fail while the lock still reports itself online (a marginal mesh, a lock that
     # cannot answer reads) back off instead of being retried at every step.
     read_failures: Throttle
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     pending_reads: set[int] = field(default_factory=set)
     full_read: bool = True
     next_probe_at: float = 0.0
@@ -97,18 +129,21 @@ class LockWorker:
             self.wake.clear()
             return True
         self.waiting = True
-        waker = asyncio.ensure_future(self.wake.wait())
-        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        # One future, resolved by whichever comes first: the wake-up (True) or the clock's
+        # timer (False). Two tasks and an asyncio.wait per sleeping lock cost about 2 KB each.
+        woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.wake.waiter = woken
+        timer = clock.call_later(seconds, _resolve, woken, False)
         try:
-            done, _ = await asyncio.wait({waker, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            await woken
         finally:
-            # Cancelled, not awaited: awaiting here could swallow our own cancellation.
-            for task in (waker, sleeper):
-                task.cancel()
+            # Also when cancelled: the timer must not outlive the wait, nor the wake-up
+            # resolve a future nobody awaits.
+            timer.cancel()
+            self.wake.waiter = None
             self.waiting = False
-        woken = waker in done
         self.wake.clear()
-        return woken
+        return woken.result()
 
     async def pace(self, clock: Clock, spacing: float) -> None:
         """One command at a time per lock, at least `spacing` seconds apart."""

@@ -23,7 +23,7 @@ from bridge.api.errors import ApiError
 from bridge.api.routes import Call, Route
 from bridge.application import Application
 from bridge.model import Event
-from bridge.portal import create, pages, views
+from bridge.portal import PREFIX, create, pages, views
 from bridge.portal.actions import Actions
 from bridge.portal.feed import EventFeed
 from bridge.portal.links import LinkState, PortalSession, find_session, open_link, start_session
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from bridge.daemon import Bridge
 
 _LOG = logging.getLogger(__name__)
-PREFIX = "/portal"
 COOKIE = "lockbridge_portal"
 # Events shown when the activity page opens, before live ones arrive.
 RECENT_EVENTS = 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sqlite3
@@ -20,7 +21,7 @@ from bridge.driver import Addressing, LocalWindow, LockState
 from bridge.model import Event, EventType
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
-from bridge.store import MIGRATIONS, Reader, Store, StoreError, StoreUnavailable
+from bridge.store import MIGRATIONS, Reader, Store, StoreError, StoreUnavailable, _row_json
 from drivers.simulator.lock import SimLock, SimLockSpec
 from tests.paths import ROOT
 
@@ -282,3 +283,16 @@ async def test_a_full_scan_leaves_the_page_cache_as_it_was(tmp_path: Path) -> No
         await store.read(lambda r: r.codes())
     assert await store.read(cache_size) == before
     await store.close()
+
+
+@pytest.mark.parametrize("text", ['{"a": 1, "b": [true, null]}', ' {"a": 1} ', '"x"', "[]"])
+def test_the_rows_json_reader_reads_what_json_reads(text: str) -> None:
+    assert _row_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1} x', '{"a": 1', "", "nope"])
+def test_the_rows_json_reader_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        _row_json(text)
