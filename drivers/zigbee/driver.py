@@ -200,6 +200,9 @@ class ZigbeeDriver:
         cluster = self._cluster(lock)
         user_type = UserType.YEAR_DAY_SCHEDULE if scheduled else UserType.UNRESTRICTED
         async with lock.guard, self._working_on(lock, slot):
+            # Whatever the answer, the user is no longer what this session read: a Set whose
+            # answer is lost may still have landed, and a listing must read it again.
+            lock.seen.pop(slot, None)
             answer = await self._call(lock, cluster.set_pin_code(
                 slot, UserStatus.ENABLED, user_type, pin,
                 timeout=self._config.command_timeout_s))
@@ -230,6 +233,7 @@ class ZigbeeDriver:
         slot = _check_slot(slot, info.capabilities)
         cluster = self._cluster(lock)
         async with lock.guard, self._working_on(lock, slot):
+            lock.seen.pop(slot, None)  # as for a Set: a lost answer may hide a cleared user
             answer = await self._call(lock, cluster.clear_pin_code(
                 slot, timeout=self._config.command_timeout_s))
             doorlock.clear_pin_outcome(_status(answer), slot)

@@ -20,6 +20,7 @@ from bridge.driver import (
     Availability,
     CodeWrite,
     CommandRejected,
+    DriverError,
     DriverEvent,
     DriverEventKind,
     LocalWindow,
@@ -311,6 +312,24 @@ async def test_listing_again_reads_only_the_users_reported_changed(rig: ZigbeeRi
     listed = await rig.driver.list_codes(ieee)
     assert {r.slot: r.pin for r in listed} == {2: "2222", 5: "5151"}
     assert lock.frame_kinds == {"zcl:get_pin_code": 1}
+
+
+async def test_a_set_whose_answer_is_lost_is_read_again_at_the_next_listing(
+        rig: ZigbeeRig) -> None:
+    # The lock keeps the PIN but its answer comes after the driver gave up. Listed from the
+    # session's memory, the user would look empty: a code deleted meanwhile would be forgotten
+    # by lockbridge with its PIN still on the lock.
+    lock = new_lock(profile="kwikset")
+    ieee = await rig.join(lock)
+    assert await rig.driver.list_codes(ieee) == []
+    SEEN_PINS.add("2468")
+    lock.latency = 3.0  # beyond the driver's command_timeout_s (2)
+    with pytest.raises(DriverError):
+        await rig.driver.write_code(ieee, CodeWrite(slot=5, pin="2468", name="G"))
+    lock.latency = 0.0
+    await until(lambda: rig.truth(lock).get(5) == "2468", what="the late Set on the lock")
+    listed = await rig.driver.list_codes(ieee)
+    assert {r.slot: r.pin for r in listed} == {5: "2468"}
 
 
 async def test_a_master_code_changed_at_the_keypad_is_none_of_lockbridges_business(
