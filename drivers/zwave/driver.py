@@ -836,23 +836,24 @@ class ZWaveDriver:
 
     def _late_duplicate(self, lock: _Lock, slot: int | None) -> None:
         """A duplicate notice after a write the lock confirmed by Supervision alone: the lock
-        refused it after all, so the slot is unknown again and the engine reads it."""
+        refused it after all, so the slot is unknown again and the engine reads it.
+
+        A notice that names no slot may be about any such write of the last minute: it can
+        arrive after the next command was sent, or after it was done. Each is read again (the
+        good ones come back confirmed); the command under way judges the notice itself."""
         now = self._clock.monotonic()
-        recent = {s: at for s, at in lock.supervised_unread.items()
-                  if now - at <= _LATE_DUPLICATE_S}
-        if slot is None:
-            if lock.busy or not recent:
-                # During a command, a notice naming no slot is about that command.
-                return
-            slot = max(recent, key=recent.__getitem__)
-        elif slot not in recent or lock.busy.get(slot):
+        recent = {s for s, at in lock.supervised_unread.items()
+                  if now - at <= _LATE_DUPLICATE_S and not lock.busy.get(s)}
+        doubted = sorted(recent) if slot is None else [slot] if slot in recent else []
+        if not doubted:
             return
-        del lock.supervised_unread[slot]
         self._doubt_success(lock)
-        lock.known.pop(slot, None)
-        lock.fresh.discard(slot)
-        self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED, _external(lock, self._home_id),
-                               slot=slot))
+        for each in doubted:
+            del lock.supervised_unread[each]
+            lock.known.pop(each, None)
+            lock.fresh.discard(each)
+            self._emit(DriverEvent(DriverEventKind.SLOT_CHANGED,
+                                   _external(lock, self._home_id), slot=each))
 
     async def _checksum_agrees(self, lock: _Lock, node: Node) -> bool:
         """True when the lock's user code checksum matches what is known of its slots."""

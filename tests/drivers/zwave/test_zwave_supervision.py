@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from bridge.clock import SystemClock
-from bridge.driver import CodeWrite, CommandRejected, DriverEvent, DriverEventKind, RejectReason
+from bridge.driver import (
+    CodeWrite,
+    CommandRejected,
+    DriverEvent,
+    DriverEventKind,
+    RejectReason,
+    SlotState,
+)
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
 from drivers.simulator.lock import SEEN_PINS
@@ -153,6 +160,46 @@ async def test_working_fail_and_a_late_duplicate_are_read_back(tmp_path: Path) -
             # Any later write to this lock is read back too.
             assert (await zw.write_code(lock, CodeWrite(slot=4, pin="4444", name="G"))).confirmed
             assert await frames(stack, SUPERVISED) == {SET: 1, GET: 1}
+        finally:
+            await zw.stop()
+
+
+async def test_a_late_notice_naming_no_slot_has_every_recent_write_read_again(
+        tmp_path: Path) -> None:
+    """A lock answers Success to a PIN it holds elsewhere and says so, naming no slot, only
+    after the next write is done: the notice may be about either write, so both slots are
+    read again, and the refused one is found empty."""
+    from drivers.zwave.driver import ZWaveDriver
+
+    SEEN_PINS.update(["31337", "4444"])
+    nodes = [{"id": SUPERVISED, "slots": 10, "schedules": False, "checksum": False,
+              "supervision": True, "duplicate_success": True, "duplicate_notice_ms": 600}]
+    with running_stack(tmp_path / "zwave", nodes) as stack:
+        zw = ZWaveDriver(fast_config(stack.url), SystemClock(), tmp_path / "state")
+        events: list[DriverEvent] = []
+
+        async def sink(event: DriverEvent) -> None:
+            events.append(event)
+
+        try:
+            await zw.start(sink)
+            lock = zw.devices()[0].external_id
+            await zw.list_codes(lock)
+            await stack.control("duplicate_params", node=SUPERVISED, value=False)
+            await stack.control("keypad_silent_set", node=SUPERVISED, slot=6, code="31337")
+            assert (await zw.write_code(lock, CodeWrite(slot=7, pin="31337",
+                                                        name="Dup"))).confirmed
+            assert (await zw.write_code(lock, CodeWrite(slot=4, pin="4444",
+                                                        name="G"))).confirmed
+            await bounded(lambda: {e.slot for e in events
+                                   if e.kind is DriverEventKind.SLOT_CHANGED} >= {4, 7},
+                          "both recent writes reported changed")
+            assert await stack.slots(SUPERVISED) == {4: "4444", 6: "31337"}
+            # Neither slot is listed from what the Success made the driver believe.
+            assert 7 not in {r.slot for r in await zw.list_codes(lock)}
+            reads = {r.slot: r for r in await zw.read_slots(lock, [4, 7])}
+            assert reads[4].pin == "4444"
+            assert reads[7].state is SlotState.EMPTY
         finally:
             await zw.stop()
 
