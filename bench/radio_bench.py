@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import EveryReconcile
 from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
@@ -38,17 +39,6 @@ TX_DELAY_MS = 200
 LATENCY_SLOTS = 64
 CODE_READS = ("UserCodeCCGet", "UserCodeCCExtendedUserCodeGet", "UserCodeCCUserCodeChecksumGet")
 
-
-class _EveryReconcile:
-    """A driver as the engine saw every driver before: no change check to ask."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "codes_unchanged":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 async def radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
@@ -92,7 +82,7 @@ async def _measure(stack: Any, folder: Path, codes: int, hours: int,
 
     await _counts(stack)  # the mock's own start
     h, _ = await start_zwave_engine(stack.url, folder,
-                                    wrap=_EveryReconcile if hide_check else None)
+                                    wrap=EveryReconcile if hide_check else None)
     try:
         # A lock of many slots takes zwave-js a while to interview; the engine takes each
         # lock as the driver reports it.

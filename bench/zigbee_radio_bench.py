@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import EveryReconcile
 from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.model import AccessCodeStatus
@@ -33,17 +34,6 @@ IEEE = "00:0d:6f:00:0b:e4:c4:01"
 PIN_READS = ("zcl:get_pin_code",)
 _NETWORKS = itertools.count(1)
 
-
-class _EveryReconcile:
-    """The driver as the engine saw it before: no change check to ask."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "codes_unchanged":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 async def zigbee_radio(codes: int, slots: int, hours: int) -> dict[str, Any]:
@@ -176,7 +166,7 @@ async def _start(network: str, folder: Path, clock: FakeClock,
         "database": str(folder.parent / "zigpy.db"),
         "command_spacing_s": 0, "command_timeout_s": 5, "probe_timeout_s": 2})
     driver = ZigbeeDriver(config, clock, folder / "state")
-    h = await start_engine(folder, {"zb": _EveryReconcile(driver) if hide_check else driver},
+    h = await start_engine(folder, {"zb": EveryReconcile(driver) if hide_check else driver},
                            clock=clock)
     return h, driver
 
