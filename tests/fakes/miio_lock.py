@@ -165,6 +165,7 @@ sub-devices) builds on it too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import struct
 import time
@@ -399,6 +400,13 @@ class MiioEndpoint:
         # just-started fake does not send 0.
         return 1000 + int(time.monotonic() - self._started)
 
+    def _wrong_token(self, data: bytes) -> bool:
+        """A miIO packet (magic 0x2131) whose checksum is not MD5(header, this token, payload)."""
+        if len(data) < 32 or data[:2] != b"\x21\x31":
+            return False
+        expected = hashlib.md5(data[:16] + self.device_token + data[32:]).digest()
+        return data[16:32] != expected
+
     def _hello_reply(self) -> bytes:
         # Built like python-miio's own fake device (push_server/serverprotocol.py _build_ack),
         # with ff*16 in the checksum field as provisioned devices send (python-miio#798, #730).
@@ -414,13 +422,19 @@ class MiioEndpoint:
             return self._hello_reply()
         try:
             msg = Message.parse(data, token=self.device_token)
-        except construct.ChecksumError:
+        except Exception as exc:
+            # A miIO packet whose checksum this token does not give is a wrong token, whether
+            # python-miio's parser says so by the checksum or, when the wrong key happens to
+            # leave valid padding (about 1 packet in 256), first by failing to decode the JSON
+            # it decrypted (miio/protocol.py: EncryptionAdapter._decode runs before the
+            # checksum and raises PayloadDecodeException).
+            if not isinstance(exc, construct.ChecksumError) and not self._wrong_token(data):
+                # Not a miIO packet at all: devices ignore it.
+                log.debug("fake miio device %s: unparsable packet", self.address)
+                return None
             self.bad_token_count += 1
             if self.wrong_token_reply == "checksum":
                 return self._bad_checksum_reply()
-            return None
-        except Exception:  # not a miIO packet at all: devices ignore it
-            log.debug("fake miio device %s: unparsable packet", self.address)
             return None
         request = msg.data.value
         if not isinstance(request, dict):

@@ -155,6 +155,42 @@ async def test_wrong_token_silent_times_out() -> None:
         assert (await get(dev, 4, 1))["code"] == 0
 
 
+def _packet(tok: bytes, request_id: int) -> bytes:
+    """A request as python-miio sends it, encrypted with `tok`."""
+    from datetime import datetime
+
+    from miio.protocol import Message
+
+    header = {"length": 0, "unknown": 0, "device_id": b"\x0a\x1b\x2c\x3d",
+              "ts": datetime(1970, 1, 1, 0, 16, 40)}
+    body = {"id": request_id, "method": "get_properties", "params": []}
+    msg = {"data": {"value": body}, "header": {"value": header}, "checksum": 0}
+    return bytes(Message.build(msg, token=tok))
+
+
+async def test_a_wrong_token_is_refused_even_when_its_padding_decrypts() -> None:
+    # With the wrong key, about one packet in 256 decrypts to valid padding: python-miio's
+    # parser then fails on the JSON before it looks at the checksum. The device refuses that
+    # packet as a wrong token like any other (the suite saw "4 refused tries" counted as 3).
+    import construct
+    from miio.protocol import Message
+
+    tok, other = token(), bytes.fromhex(token())
+    async with FakeMiioLock(f"{LOOPBACK}11", tok, LOOCK) as lock:
+        for request_id in range(1, 20_000):
+            packet = _packet(other, request_id)
+            try:
+                Message.parse(packet, token=bytes.fromhex(tok))
+            except construct.ChecksumError:
+                continue
+            except Exception:  # PayloadDecodeException, or UnboundLocalError from its quirks
+                break
+        else:
+            pytest.fail("no packet decrypted to valid padding in 20,000 tries")
+        assert lock._handle(packet) is None
+        assert (lock.bad_token_count, lock.request_count) == (1, 0)
+
+
 async def test_wrong_token_checksum_reply() -> None:
     tok = token()
     async with FakeMiioLock(f"{LOOPBACK}8", tok, LOOCK, wrong_token_reply="checksum") as lock:
