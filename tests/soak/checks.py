@@ -53,6 +53,34 @@ def write_counts(state: Path, gateways: Gateways) -> dict[str, int]:
     return counts
 
 
+def slot_write_counts(state: Path) -> dict[str, dict[int, int]]:
+    """How many sets every slot of every simulated lock has applied since the soak began."""
+    sim = state / "sim.json"
+    return load_write_counts(sim) if sim.exists() else {}
+
+
+def rewritten_slots(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]],
+                    contents: dict[str, dict[int, str]], shown: list[dict[str, Any]],
+                    devices: dict[str, str]) -> str:
+    """Which simulated slots were written between two counts, and what the daemon's API shows
+    for the PIN each now holds (for the report of a write nobody asked for; no PIN in it)."""
+    lock_of = {device: lock for lock, device in devices.items()}
+    notes = []
+    for lock, slots in after.items():
+        for slot, count in sorted(slots.items()):
+            if count == before.get(lock, {}).get(slot, 0):
+                continue
+            pin = contents.get(lock, {}).get(slot)
+            there = [f"{'backup' if c.get('is_backup') else 'code'} {c.get('status')}"
+                     f" {c.get('type')} ends {c.get('ends_at')}"
+                     f" pulled={bool(c.get('pulled_backup_access_code_id'))}"
+                     for c in shown if lock_of.get(c.get("device_id", "")) == lock
+                     and pin is not None and c.get("code") == pin]
+            notes.append(f"{lock} slot {slot} {'empty' if pin is None else 'holds a PIN'}: "
+                         f"{', '.join(there) or 'no code shown with it'}")
+    return "; ".join(notes) or "no simulated slot"
+
+
 def check_codes(model: m.Model, shown: list[dict[str, Any]], devices: dict[str, str],
                 contents: dict[str, dict[int, str]], now: datetime,
                 ) -> tuple[list[str], Counter[str]]:

@@ -200,11 +200,19 @@ async def _settle_and_check(run: Soak, report: Report, settle_s: float,
 
     # Quiet: nothing changes now, so nothing may be written (a reconciliation included).
     before = checks.write_counts(run.state, run.gateways)
+    slots_before = checks.slot_write_counts(run.state)
     await asyncio.sleep(quiet_s)
     after = checks.write_counts(run.state, run.gateways)
     rewritten = {lock: after[lock] - before[lock] for lock in after if after[lock] != before[lock]}
     if rewritten:
-        report.violations.append(f"codes written again with no change in between: {rewritten}")
+        shown = []
+        with contextlib.suppress(Refused, Unsure):
+            shown = (await run.api("/access_codes/list", {}))["access_codes"]
+        where = checks.rewritten_slots(slots_before, checks.slot_write_counts(run.state),
+                                       checks.lock_contents(run.state, run.gateways), shown,
+                                       run.devices)
+        report.violations.append(f"codes written again with no change in between: {rewritten}"
+                                 f" ({where})")
     report.violations += checks.check_writes(after, run.changes, run.write_allowance)
     report.figures["lock_writes"] = sum(after.values())
 
