@@ -148,6 +148,10 @@ def schedule_window(start: int, end: int) -> LocalWindow:
     return LocalWindow(from_local_time(start), from_local_time(end))
 
 
+# PIN users assumed for a lock that does not say how many it holds, nor its config.
+DEFAULT_PIN_USERS = 30
+
+
 @dataclass(frozen=True, slots=True)
 class LockLimits:
     """What a lock says it can hold (None where it did not answer)."""
@@ -164,4 +168,8 @@ class LockLimits:
         the first usable slot at 1, and the count shrinks by the slots skipped."""
         if self.pin_users:
             return first_slot, max(0, self.pin_users - first_slot)
-        return first_slot, configured_count or 30
+        if configured_count:
+            return first_slot, configured_count
+        # Neither: assume the 30 PIN users of common locks (Kwikset, Schlage), user ids 0..29
+        # (ZCL Door Lock; Zigbee2MQTT checks 0..count-1), so user id 30 is never sent.
+        return first_slot, max(0, DEFAULT_PIN_USERS - first_slot)

@@ -72,7 +72,9 @@ def test_local_time_counts_from_2000_in_the_locks_zone() -> None:
     (LockLimits(pin_users=4), 1, 30, (1, 3)),       # the device wins over a table
     (LockLimits(pin_users=250), 0, None, (0, 250)),
     (LockLimits(), 1, 8, (1, 8)),                    # no answer: the configured count
-    (LockLimits(), 1, None, (1, 30)),
+    # no answer, no setting: 30 users numbered from 0, so user id 30 is never used
+    (LockLimits(), 1, None, (1, 29)),
+    (LockLimits(), 0, None, (0, 30)),
 ])
 def test_slot_range_from_the_device_first(limits: LockLimits, first: int,
                                           configured: int | None,
