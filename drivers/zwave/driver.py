@@ -555,7 +555,8 @@ class ZWaveDriver:
             snap = replace(snap, missing_slots=tuple(sorted({*snap.missing_slots,
                                                               *lock.missing})))
         return mapping.device_info(snap, self._home_id or 0, self._settings(lock.node_id),
-                                   lock.year_day_slots)
+                                   lock.year_day_slots,
+                                   exchange_timeout_s=self._config.command_timeout_s)
 
     def _slot_missing(self, lock: _Lock, slot: int) -> None:
         """The lock reported `slot` as not available: reserve it, and tell the engine."""

@@ -319,8 +319,13 @@ def snapshot(state: NodeState) -> LockSnapshot | None:
 
 
 def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
-                year_day_slots: int | None) -> DeviceInfo:
-    """The lock as lockbridge sees it: slots, PIN rules, schedules, pacing."""
+                year_day_slots: int | None, *, exchange_timeout_s: float | None = None,
+                ) -> DeviceInfo:
+    """The lock as lockbridge sees it: slots, PIN rules, schedules, pacing.
+
+    `exchange_timeout_s` is the driver's limit on one exchange with zwave-js; a write is up to
+    four of them (a schedule, the User Code Set, the wait a lock answering Supervision Working
+    asks for, the read back), and the engine must not give up on it sooner."""
     # The zone is not the driver's to require: the engine picks it by its one rule (device,
     # driver, property) and keeps the windows itself when there is none.
     native = (settings.native_schedules and lock.supports(CC_SCHEDULE_ENTRY_LOCK)
@@ -345,6 +350,8 @@ def device_info(lock: LockSnapshot, home_id: int, settings: NodeSettings,
         min_command_spacing_s=settings.command_spacing_s,
         # A listing is User Code Gets (several a frame at best): managed slots go first.
         lists_slot_by_slot=True,
+        command_timeout_s=None if exchange_timeout_s is None else 4 * (exchange_timeout_s + 1)
+        + 5,
     )
     fixed = settings.fixed_length
     if fixed is not None and not lock.min_length <= fixed <= lock.max_length:

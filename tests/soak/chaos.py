@@ -141,6 +141,28 @@ class Soak:
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
             raise Unsure(f"{route}: {exc!r}") from exc
 
+    async def codes_in_hand(self) -> int:
+        """Managed codes, backups included, the daemon is still setting or removing (its
+        /metrics gauge): the API does not list a pool's unpulled backups, yet their writes
+        (a refill, a repair after a wipe) count in the quiet check."""
+        if not self.daemon.running:
+            raise Refused("daemon down")
+        url = f"http://127.0.0.1:{self.daemon.port}/metrics"
+        try:
+            async with self.session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S)) as resp:
+                text = await resp.text()
+        except aiohttp.ClientConnectorError as exc:
+            raise Refused("/metrics: not connected") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unsure(f"/metrics: {exc!r}") from exc
+        pending = 0.0
+        for line in text.splitlines():
+            if line.startswith("lockbridge_access_codes{") and (
+                    'status="setting"' in line or 'status="removing"' in line):
+                pending += float(line.rsplit(" ", 1)[1])
+        return int(pending)
+
     # -- operations -------------------------------------------------------------------------
 
     def _choose_lock(self, rng: random.Random) -> str | None:

@@ -184,6 +184,10 @@ async def _settle_and_check(run: Soak, report: Report, settle_s: float,
                 datetime.now(UTC))
             if run.pending:
                 problems.append(f"{len(run.pending)} upstream command(s) still without a result")
+            in_hand = await run.codes_in_hand()
+            if in_hand:
+                problems.append(f"{in_hand} code(s), backups included, still being set or "
+                                "removed")
             if not _upstream_caught_up(run):
                 problems.append("the upstream has not acknowledged every event")
         except (Refused, Unsure) as exc:

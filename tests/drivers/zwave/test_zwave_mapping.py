@@ -85,6 +85,20 @@ def test_a_lock_still_interviewed_without_code_values_is_not_described_yet() -> 
     assert mapping.snapshot(state) is None
 
 
+def test_the_engine_waits_for_a_write_as_long_as_its_exchanges_may_take() -> None:
+    """A write is a schedule, the Set, the wait a lock answering Supervision Working asks for
+    (bounded by one exchange's limit) and the read back: the engine's timeout on the command
+    must cover all four, or a slow lock's write is abandoned and sent again."""
+    snap = mapping.snapshot(recorded_node(2))
+    assert snap is not None
+    info = mapping.device_info(snap, HOME, NodeSettings(), None, exchange_timeout_s=25.0)
+    stated = info.capabilities.command_timeout_s
+    assert stated is not None and stated > 4 * 25.0
+    # Without the driver's limit the engine's own applies.
+    assert mapping.device_info(snap, HOME, NodeSettings(), None).capabilities \
+        .command_timeout_s is None
+
+
 def test_device_info_from_the_recorded_lock() -> None:
     snap = mapping.snapshot(recorded_node(2))
     assert snap is not None
