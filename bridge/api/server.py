@@ -24,6 +24,7 @@ from bridge.application import Application
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.portal import PREFIX as PORTAL_PREFIX
+from bridge.reservations.starter import HANDLE_KEY as AUTOMATIONS_KEY
 from bridge.serialize import access_code_json
 from bridge.version import software_version
 
@@ -98,11 +99,12 @@ async def build_api(bridge: Bridge) -> Api:
                               lambda code: access_code_json(code, app.state, bridge_id))
     await attempts.load()
     api = Api(app, bridge.drivers, bridge.store, bridge_id, attempts)
-    automations = bridge.extras.get("reservations")
+    automations = bridge.extras.get(AUTOMATIONS_KEY)
     if automations is not None:
         from bridge.api.automations import AutomationRoutes
 
-        api.extensions.append(AutomationRoutes(automations, bridge_id).routes)
+        # The service is built by the first request of these routes where the start did not.
+        api.extensions.append(AutomationRoutes(automations.service, bridge_id).routes)
     return api
 
 
