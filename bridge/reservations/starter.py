@@ -124,7 +124,8 @@ async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup
     issuing, watching and forgetting them), else on the first request to its routes."""
     automations = Automations(bridge)
     bridge.extras[HANDLE_KEY] = automations
-    if bridge.loaded.config.spaces or await bridge.store.read(_in_use):
+    in_use = bool(bridge.loaded.config.spaces) or await bridge.store.read(_in_use)
+    if in_use:
         await automations.service()
     return [group.create_task(automations.run(), name="reservations")]
 

@@ -1,8 +1,8 @@
-"""The reservation automations are built only where they are in use: a daemon whose
+"""What a default daemon builds only on demand. The reservation automations: a daemon whose
 configuration declares no space and whose store holds no automation record does not import
 them before READY, yet serves their routes (the first request builds the service, whose
 issuance watch then runs), and a restart over the records those requests left builds it at
-start again."""
+start again. And prometheus_client, imported by the first command timed or the first scrape."""
 
 from __future__ import annotations
 
@@ -108,3 +108,11 @@ async def test_a_default_daemon_builds_the_automations_on_first_use(tmp_path: Pa
         assert service.state.space_by_key("loft") is not None
         assert service.state.methods[method_id].issued_at is not None
         assert (await _method(daemon, grant["access_grant_id"]))["code"] == "482617"
+
+
+def test_the_metrics_library_waits_for_the_first_command_or_scrape(tmp_path: Path) -> None:
+    # /metrics itself is covered by test_health_metrics.py and tests/engine/test_metrics.py.
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(state=tmp_path / "state"))
+    imported = _imported_at_ready(config)
+    assert "bridge.metrics" in imported and "prometheus_client" not in imported
