@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -158,11 +159,12 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
 
 def _add_status_page(app: web.Application, bridge: Bridge) -> None:
     """`/status` (and `/`): the page, its script and style, and the data it renders."""
-    version = software_version()
+    # Read on the page's first refresh, not before READY: it searches the installed packages.
+    version = functools.cache(software_version)
     files = {path: (static_file(name), kind) for path, (name, kind) in STATIC_FILES.items()}
 
     async def summary(request: web.Request) -> web.Response:
-        return web.json_response(status_summary(bridge, bridge.clock.now(), version),
+        return web.json_response(status_summary(bridge, bridge.clock.now(), version()),
                                  headers=SECURITY_HEADERS)
 
     async def home(request: web.Request) -> web.Response:
