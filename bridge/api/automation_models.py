@@ -23,7 +23,7 @@ Anything = Any | None
 class _Loose(BaseModel):
     """A pushed item: its known fields checked, other fields accepted (a PMS sends more)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 # -- spaces ------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ DELETE_ACTED_ON = frozenset({"customer_keys", "reservation_keys", "user_identity
 class RequestedMethod(BaseModel):
     """One of `requested_access_methods`: lockbridge issues PIN codes only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     mode: Literal["code"]
     code: Pin | None = None
@@ -190,7 +190,7 @@ class RequestedMethod(BaseModel):
 class GrantIdentity(BaseModel):
     """`user_identity` of `/access_grants/create`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     user_identity_key: Key | None = None
     full_name: Name | None = None

@@ -1,46 +1,64 @@
 """The automation routes: Seam's spaces, customers' push_data / delete_data, access grants and
 access methods, and lockbridge's own /automation_runs/list, over the reservation service
-(bridge/reservations/). Objects are shaped as Seam's SDK reads them."""
+(bridge/reservations/). Objects are shaped as Seam's SDK reads them.
+
+The routes are served by every daemon, but most never get a request: the service and its
+modules are imported and built by the first request that needs them (`Automations.service`),
+so this module imports nothing of bridge/reservations/ at load."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import wraps
+from typing import TYPE_CHECKING, Any
 
 from bridge.api import automation_models as am
 from bridge.api.errors import not_found
 from bridge.api.paging import page
 from bridge.api.routes import Body, Call, Route
-from bridge.reservations.apply import method_codes, shown_issued
-from bridge.reservations.records import (
-    AccessGrant,
-    AccessMethod,
-    AutomationRun,
-    Space,
-    run_json,
-)
-from bridge.reservations.service import (
-    GrantInput,
-    IdentityInput,
-    NotFound,
-    ReservationInput,
-    ReservationService,
-)
 from bridge.serialize import iso, workspace_id
+
+if TYPE_CHECKING:
+    from bridge.reservations.records import AccessGrant, AccessMethod, AutomationRun, Space
+    from bridge.reservations.service import ReservationService
 
 _ISSUE_ERRORS = frozenset({"failed_to_set_on_device", "no_space_for_access_code_on_device",
                            "duplicate_code_on_device", "duplicate_code_attempt_prevented"})
+Handler = Callable[[Call], Awaitable[Body]]
 
 
 class AutomationRoutes:
-    """The handlers over one reservation service."""
+    """The handlers over the reservation service that `service` builds on its first call (and
+    returns from then on)."""
 
-    def __init__(self, service: ReservationService, bridge_id: str) -> None:
-        self.service = service
+    def __init__(self, service: Callable[[], Awaitable[ReservationService]],
+                 bridge_id: str) -> None:
+        self._get_service = service
+        self._service: ReservationService | None = None
         self.bridge_id = bridge_id
+
+    @property
+    def service(self) -> ReservationService:
+        """The reservation service (every handler is called through `_with_service`)."""
+        assert self._service is not None, "called before the service was built"
+        return self._service
 
     def routes(self) -> list[Route]:
         """Every automation route, with the methods Seam's SDK uses and POST."""
+        return [replace(route, handler=self._with_service(route.handler))
+                for route in self._table()]
+
+    def _with_service(self, handler: Handler) -> Handler:
+        @wraps(handler)
+        async def call(params: Call) -> Body:
+            if self._service is None:
+                self._service = await self._get_service()
+            return await handler(params)
+
+        return call
+
+    def _table(self) -> list[Route]:
         get, patch, delete = ("GET", "POST"), ("PATCH", "POST", "PUT"), ("DELETE", "POST")
         post = ("POST",)
         return [
@@ -140,6 +158,8 @@ class AutomationRoutes:
 
     async def push_data(self, call: Call) -> Body:
         """Upsert identities and reservations; the run says what happened on each lock."""
+        from bridge.reservations.service import IdentityInput, ReservationInput
+
         p: am.PushData = call.params
         identities = [IdentityInput(i.user_identity_key, i.name or i.full_name,
                                     i.email_address, i.phone_number)
@@ -171,6 +191,8 @@ class AutomationRoutes:
 
     async def grants_create(self, call: Call) -> Body:
         """A grant with a code access method, its codes created at once."""
+        from bridge.reservations.service import GrantInput
+
         p: am.AccessGrantsCreate = call.params
         identity = p.user_identity
         wanted = GrantInput(
@@ -241,6 +263,8 @@ class AutomationRoutes:
 
     async def runs_list(self, call: Call) -> Body:
         """Automation runs, oldest first."""
+        from bridge.reservations.records import run_json
+
         p: am.AutomationRunsList = call.params
         runs = [r for r in self.service.state.runs
                 if (p.customer_key is None or r.customer_key == p.customer_key)
@@ -260,6 +284,8 @@ class AutomationRoutes:
                 "device_ids": list(space.device_ids), "source": space.source}
 
     def _grant(self, grant: AccessGrant) -> Body:
+        from bridge.reservations.apply import shown_issued
+
         methods = self.service.state.methods_of(grant.access_grant_id)
         identity = self.service.state.identities.get(grant.user_identity_key or "")
         method_ids = [m.access_method_id for m in methods]
@@ -283,6 +309,8 @@ class AutomationRoutes:
         }
 
     def _method(self, method: AccessMethod) -> Body:
+        from bridge.reservations.apply import method_codes, shown_issued
+
         codes = method_codes(method, self.service.app.state.codes)
         issued = shown_issued(method, self.service.app.state.codes)
         pin = next((c.code for c in codes.values() if c is not None and c.code), None)
@@ -349,6 +377,8 @@ def _grant_matches(g: AccessGrant, p: am.AccessGrantsList, wanted: set[str] | No
 
 async def _found(work: Any) -> Any:
     """`work` awaited, its NotFound as the API's not-found answer."""
+    from bridge.reservations.service import NotFound
+
     try:
         return await work
     except NotFound as exc:
@@ -356,6 +386,8 @@ async def _found(work: Any) -> Any:
 
 
 def _sync_found(find: Callable[[], Any]) -> Any:
+    from bridge.reservations.service import NotFound
+
     try:
         return find()
     except NotFound as exc:

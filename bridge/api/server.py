@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from bridge.application import Application
 from bridge.listener import LOOPBACK_KEYLESS, beyond_loopback, keyless_paths
 from bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from bridge.portal import PREFIX as PORTAL_PREFIX
+from bridge.reservations.starter import HANDLE_KEY as AUTOMATIONS_KEY
 from bridge.serialize import access_code_json
 from bridge.version import software_version
 
@@ -98,11 +100,12 @@ async def build_api(bridge: Bridge) -> Api:
                               lambda code: access_code_json(code, app.state, bridge_id))
     await attempts.load()
     api = Api(app, bridge.drivers, bridge.store, bridge_id, attempts)
-    automations = bridge.extras.get("reservations")
+    automations = bridge.extras.get(AUTOMATIONS_KEY)
     if automations is not None:
         from bridge.api.automations import AutomationRoutes
 
-        api.extensions.append(AutomationRoutes(automations, bridge_id).routes)
+        # The service is built by the first request of these routes where the start did not.
+        api.extensions.append(AutomationRoutes(automations.service, bridge_id).routes)
     return api
 
 
@@ -156,11 +159,12 @@ def make_app(api: Api, bridge: Bridge, max_body_bytes: int = 65536,
 
 def _add_status_page(app: web.Application, bridge: Bridge) -> None:
     """`/status` (and `/`): the page, its script and style, and the data it renders."""
-    version = software_version()
+    # Read on the page's first refresh, not before READY: it searches the installed packages.
+    version = functools.cache(software_version)
     files = {path: (static_file(name), kind) for path, (name, kind) in STATIC_FILES.items()}
 
     async def summary(request: web.Request) -> web.Response:
-        return web.json_response(status_summary(bridge, bridge.clock.now(), version),
+        return web.json_response(status_summary(bridge, bridge.clock.now(), version()),
                                  headers=SECURITY_HEADERS)
 
     async def home(request: web.Request) -> web.Response:

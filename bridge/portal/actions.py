@@ -27,7 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built by its first request, as the API's models are (bridge/api/models.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 _M = TypeVar("_M", bound=_Body)

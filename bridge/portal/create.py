@@ -27,7 +27,7 @@ class CustomerData(BaseModel):
     on a box; the rest of Seam's customer data (spaces, reservations...) is accepted and kept
     nowhere."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     customer_key: Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -35,7 +35,7 @@ class CustomerData(BaseModel):
 class DeepLink(BaseModel):
     """`deep_link`: the lock the portal opens on."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     device_id: UUID
 

@@ -29,12 +29,12 @@ from bridge.portal.feed import EventFeed
 from bridge.portal.links import LinkState, PortalSession, find_session, open_link, start_session
 from bridge.portal.scope import PortalScope, ScopeError, scope_for, space_devices
 from bridge.records import DeviceRecord
-from bridge.reservations.service import ReservationService
 from bridge.reservations.starter import EXTRA_KEY as RESERVATIONS_KEY
 from bridge.serialize import iso
 
 if TYPE_CHECKING:
     from bridge.daemon import Bridge
+    from bridge.reservations.service import ReservationService
 
 _LOG = logging.getLogger(__name__)
 COOKIE = "lockbridge_portal"
@@ -261,9 +261,10 @@ class Portal:
     # -- sessions ---------------------------------------------------------------------------
 
     def reservations(self) -> ReservationService | None:
-        """The reservation automations, when the daemon runs them."""
-        service = self.bridge.extras.get(RESERVATIONS_KEY)
-        return service if isinstance(service, ReservationService) else None
+        """The reservation automations, once the daemon has built them (at start where they
+        are in use, else at the first request to their routes; bridge/reservations/starter.py)."""
+        service: ReservationService | None = self.bridge.extras.get(RESERVATIONS_KEY)
+        return service
 
     async def viewer(self, request: web.Request, required: bool = True) -> Viewer | None:
         """The request's live session and scope; None (or a 401 when `required`) without."""
