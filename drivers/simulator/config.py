@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -72,7 +73,8 @@ class LockConfig(BaseModel):
     confirmation_window_s: Annotated[float, Field(ge=0)] | None = None
     time_zone: TimeZoneName | None = None
     refuses_sets: bool | None = None
-    faults: Faults = Faults()
+    # A factory, not a shared default: pydantic deep-copies a model default for every lock.
+    faults: Faults = Field(default_factory=Faults)
 
     @model_validator(mode="after")
     def _lengths(self) -> LockConfig:
@@ -107,8 +109,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
-        ids = [lock.id for lock in self.locks]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        counts = Counter(lock.id for lock in self.locks)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"lock ids used twice: {', '.join(dupes)}")
         return self
