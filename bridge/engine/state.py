@@ -7,7 +7,6 @@ written in one store transaction, then memory follows, then listeners hear of th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.clock import Clock
 from bridge.engine.errors import EngineError, ErrorKind
+from bridge.engine.ids import new_id
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, Event, EventType
 from bridge.planner import Policy, with_status
@@ -121,7 +121,7 @@ class EngineState:
     def event(self, kind: EventType, device_id: str | None, access_code_id: str | None,
               data: dict[str, Any]) -> Event:
         """A new event, stamped now."""
-        return Event(event_id=str(uuid.uuid4()), event_type=kind, occurred_at=self.clock.now(),
+        return Event(event_id=new_id(), event_type=kind, occurred_at=self.clock.now(),
                      device_id=device_id, access_code_id=access_code_id, data=data)
 
     def refresh(self, code: CodeRecord, device: DeviceRecord, now: datetime) -> CodeRecord:
