@@ -17,7 +17,7 @@ from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
 from bridge.pins import clash, pin_violation
-from bridge.records import CodeRecord, DeviceRecord, Held
+from bridge.records import CodeRecord, DeviceRecord, Held, replace_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,4 +461,4 @@ def with_status(code: CodeRecord, device: DeviceRecord, now: datetime,
     status, scheduled = derive_status(code, device, now, policy)
     if status is code.status and scheduled == code.is_scheduled_on_device:
         return code
-    return replace(code, status=status, is_scheduled_on_device=scheduled)
+    return replace_code(code, status=status, is_scheduled_on_device=scheduled)

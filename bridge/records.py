@@ -253,6 +253,37 @@ def _generate(decoding: bool) -> Callable[..., CodeRecord]:
     return built
 
 
+def _copier() -> Callable[..., CodeRecord]:
+    """`replace_code`'s body: a new record slot by slot from the old one's (one generated line
+    per field, as `_generate`), then the changes over them."""
+    names: dict[str, Any] = {"_new": object.__new__, "_cls": CodeRecord,
+                             "_setattr": object.__setattr__}
+    lines = ["    record = _new(_cls)"]
+    for number, field in enumerate(dataclasses.fields(CodeRecord)):
+        names[f"_set{number}"] = getattr(CodeRecord, field.name).__set__
+        lines.append(f"    _set{number}(record, old.{field.name})")
+    lines += ["    for name, value in changes.items():",
+              "        _setattr(record, name, value)",
+              "    return record"]
+    source = "\n".join([f"def copy(old, changes, *, {', '.join(f'{n}={n}' for n in names)}):",
+                         *lines])
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<CodeRecord copier>", "exec"), dict(names), namespace)
+    built: Callable[..., CodeRecord] = namespace["copy"]
+    return built
+
+
+def replace_code(code: CodeRecord, /, **changes: Any) -> CodeRecord:
+    """`dataclasses.replace(code, **changes)` in about a fifth of its time: the engine copies a
+    code (38 fields) about six times on its way to the lock, and `dataclasses.replace` goes
+    through `fields()` and the frozen `__init__`'s `object.__setattr__` per field. Valid while
+    CodeRecord's __init__ only assigns (checked by `_generate`)."""
+    if not changes.keys() <= _CODE_FIELD_NAMES:
+        unknown = ", ".join(sorted(changes.keys() - _CODE_FIELD_NAMES))
+        raise TypeError(f"CodeRecord has no field {unknown}")
+    return _copy_code(code, changes)
+
+
 def _needs(name: str) -> None:
     raise TypeError(f"CodeRecord needs {name}")
 
@@ -377,3 +408,5 @@ _NO_SYNC_JSON = _encode(NO_SYNC)
 _assemble: Callable[[dict[str, Any]], CodeRecord] = _generate(decoding=False)
 _from_current_row: Callable[[dict[str, Any], dict[str, str | None]], CodeRecord] = \
     _generate(decoding=True)
+_CODE_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(CodeRecord))
+_copy_code: Callable[[CodeRecord, dict[str, Any]], CodeRecord] = _copier()

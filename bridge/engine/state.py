@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from bridge.engine.ids import new_id
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, Event, EventType
 from bridge.planner import Policy, with_status
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, replace_code
 from bridge.store import Intent, Store, Tx
 
 if TYPE_CHECKING:
@@ -129,9 +128,9 @@ class EngineState:
         updated = with_status(code, device, now, self.policy)
         if updated.status in (AccessCodeStatus.SETTING, AccessCodeStatus.REMOVING):
             if updated.pending_since is None:
-                updated = replace(updated, pending_since=now)
+                updated = replace_code(updated, pending_since=now)
         elif updated.pending_since is not None:
-            updated = replace(updated, pending_since=None)
+            updated = replace_code(updated, pending_since=None)
         return updated
 
     # -- the committer ----------------------------------------------------------------------
