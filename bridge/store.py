@@ -418,15 +418,22 @@ class Store:
         Writes that wait together share one transaction and one fsync (group commit): the
         writer thread takes every waiting write, runs them in one transaction and commits once.
         """
+        result, appended = await self.submit(fn)
+        return result, appended
+
+    def submit(self, fn: Callable[[Tx], _T]) -> asyncio.Future[tuple[_T, list[Event]]]:
+        """`write`, asked for now, as a future that resolves as `write` returns. Cancelled
+        before its group starts, the write is not run (as when `write` is cancelled); a caller
+        that must not drop it awaits it through `asyncio.shield`, which then makes no task
+        (the engine's committer: three commits a code)."""
         loop = asyncio.get_running_loop()
         if not self._group_commit:
-            return await loop.run_in_executor(self._writer, self._run_tx, fn)
+            return loop.run_in_executor(self._writer, self._run_tx, fn)
         done: asyncio.Future[tuple[Any, list[Event]]] = loop.create_future()
         self._waiting.append((fn, done))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
-        result, appended = await done
-        return result, appended
+        return done
 
     # -- reading ---------------------------------------------------------------------------
 
