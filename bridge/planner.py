@@ -131,7 +131,11 @@ def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
         return True  # nothing known beyond the PIN (a record from before this was kept)
     # `wanted_held`, taken apart: the name is built only when it is compared. This runs for
     # every code of the lock at every step of its worker (the API's create-to-lock path).
-    if not same_window(held.window, local_window(code, device), device.time_zone):
+    if code.type is not AccessCodeType.TIME_BOUND:
+        # No window is wanted for it (`local_window` is None): the lock must hold none.
+        if held.window is not None:
+            return False
+    elif not same_window(held.window, local_window(code, device), device.time_zone):
         return False
     if held.name is None or not device.info.capabilities.keeps_names:
         return True
