@@ -295,8 +295,14 @@ def next_wakeup(
 ) -> datetime | None:
     """The earliest future moment at which `next_command` or a status could change by itself."""
     moments: list[datetime] = []
+    ongoing = AccessCodeType.ONGOING
     for code in codes:
         if not code.is_managed:
+            continue
+        if (code.type is ongoing and code.next_attempt_at is None and code.pending_since is None
+                and code.starts_at is None and code.ends_at is None):
+            # Nothing about it changes with time (every moment below is None): most codes of
+            # a converged lock, walked after every step of its worker.
             continue
         if code.next_attempt_at is not None and code.next_attempt_at > now:
             moments.append(code.next_attempt_at)
