@@ -17,7 +17,7 @@ from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
 from bridge.pins import clash, pin_violation
-from bridge.records import CodeRecord, DeviceRecord, Held
+from bridge.records import CodeRecord, DeviceRecord, Held, replace_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,11 @@ def holds_wanted(code: CodeRecord, device: DeviceRecord) -> bool:
         return True  # nothing known beyond the PIN (a record from before this was kept)
     # `wanted_held`, taken apart: the name is built only when it is compared. This runs for
     # every code of the lock at every step of its worker (the API's create-to-lock path).
-    if not same_window(held.window, local_window(code, device), device.time_zone):
+    if code.type is not AccessCodeType.TIME_BOUND:
+        # No window is wanted for it (`local_window` is None): the lock must hold none.
+        if held.window is not None:
+            return False
+    elif not same_window(held.window, local_window(code, device), device.time_zone):
         return False
     if held.name is None or not device.info.capabilities.keeps_names:
         return True
@@ -291,8 +295,14 @@ def next_wakeup(
 ) -> datetime | None:
     """The earliest future moment at which `next_command` or a status could change by itself."""
     moments: list[datetime] = []
+    ongoing = AccessCodeType.ONGOING
     for code in codes:
         if not code.is_managed:
+            continue
+        if (code.type is ongoing and code.next_attempt_at is None and code.pending_since is None
+                and code.starts_at is None and code.ends_at is None):
+            # Nothing about it changes with time (every moment below is None): most codes of
+            # a converged lock, walked after every step of its worker.
             continue
         if code.next_attempt_at is not None and code.next_attempt_at > now:
             moments.append(code.next_attempt_at)
@@ -461,4 +471,4 @@ def with_status(code: CodeRecord, device: DeviceRecord, now: datetime,
     status, scheduled = derive_status(code, device, now, policy)
     if status is code.status and scheduled == code.is_scheduled_on_device:
         return code
-    return replace(code, status=status, is_scheduled_on_device=scheduled)
+    return replace_code(code, status=status, is_scheduled_on_device=scheduled)

@@ -416,17 +416,24 @@ class Store:
         change is durable. An exception from `fn` undoes only its own change and is raised here.
 
         Writes that wait together share one transaction and one fsync (group commit): the
-        writer thread takes every waiting write, runs each in a savepoint and commits once.
+        writer thread takes every waiting write, runs them in one transaction and commits once.
         """
+        result, appended = await self.submit(fn)
+        return result, appended
+
+    def submit(self, fn: Callable[[Tx], _T]) -> asyncio.Future[tuple[_T, list[Event]]]:
+        """`write`, asked for now, as a future that resolves as `write` returns. Cancelled
+        before its group starts, the write is not run (as when `write` is cancelled); a caller
+        that must not drop it awaits it through `asyncio.shield`, which then makes no task
+        (the engine's committer: three commits a code)."""
         loop = asyncio.get_running_loop()
         if not self._group_commit:
-            return await loop.run_in_executor(self._writer, self._run_tx, fn)
+            return loop.run_in_executor(self._writer, self._run_tx, fn)
         done: asyncio.Future[tuple[Any, list[Event]]] = loop.create_future()
         self._waiting.append((fn, done))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
-        result, appended = await done
-        return result, appended
+        return done
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -586,35 +593,24 @@ class Store:
             raise
 
     def _run_group(self, fns: list[Callable[[Tx], Any]]) -> list[Any]:
-        """Run `fns` in one transaction, each in its own savepoint, and commit once; each entry
-        of the answer is `(result, appended events)` or `_Failed`. When the group as a whole
-        fails (a disk error, the commit itself) or the store is in an outage, each write runs
-        alone, exactly as without grouping, so one write's trouble is never another's."""
+        """Run `fns` in one transaction and commit once; each entry of the answer is `(result,
+        appended events)` or `_Failed`. When the group as a whole fails (a disk error, the
+        commit itself) or the store is in an outage, each write runs alone, exactly as without
+        grouping, so one write's trouble is never another's."""
         conn = self._wconn
         if conn is None:
             raise StoreError("store is closed")
         if len(fns) == 1 or not self.health.writable:
             return [self._run_alone(fn) for fn in fns]
         self.health.before_write(conn)
-        outcomes: list[Any] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn in fns:
-                tx = Tx(conn, self._cipher)
-                conn.execute(f"SAVEPOINT {_SAVEPOINT}")
-                try:
-                    result = fn(tx)
-                except Exception as exc:
-                    if not conn.in_transaction or (isinstance(exc, sqlite3.Error)
-                                                   and disk_problem(exc) is not None):
-                        raise _GroupFailed from exc
-                    conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
-                    conn.execute(f"RELEASE {_SAVEPOINT}")
-                    outcomes.append(_Failed(exc))
-                    continue
-                conn.execute(f"RELEASE {_SAVEPOINT}")
-                outcomes.append((result, tx.appended))
-            conn.execute("COMMIT")
+            try:
+                outcomes = self._group_pass(conn, fns, isolated=False)
+            except _WriteRaised:
+                # Undone, and run again with each write in its own savepoint: only the write
+                # that raised fails. (Writes are run again after a rollback anyway: see below.)
+                rollback(conn)
+                outcomes = self._group_pass(conn, fns, isolated=True)
         except (sqlite3.Error, _GroupFailed):
             rollback(conn)
             _LOG.debug("a group of %d writes failed as a whole; each runs alone", len(fns))
@@ -624,6 +620,40 @@ class Store:
             raise
         self.groups += 1
         self.grouped_writes += len(fns)
+        return outcomes
+
+    def _group_pass(self, conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]], *,
+                    isolated: bool) -> list[Any]:
+        """One transaction over `fns`, committed. Not `isolated`: the writes one after the
+        other, _WriteRaised at the first that raises (nearly every group: two statements a
+        write less than a savepoint around each, a third of the writer's statements in the
+        cold converge). `isolated`: each write in its own savepoint, one that raises rolled
+        back alone and its exception its outcome."""
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[Any] = []
+        for fn in fns:
+            tx = Tx(conn, self._cipher)
+            if not isolated:
+                try:
+                    result = fn(tx)
+                except Exception as exc:
+                    raise _WriteRaised from exc
+                outcomes.append((result, tx.appended))
+                continue
+            conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            try:
+                result = fn(tx)
+            except Exception as exc:
+                if not conn.in_transaction or (isinstance(exc, sqlite3.Error)
+                                               and disk_problem(exc) is not None):
+                    raise _GroupFailed from exc
+                conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                conn.execute(f"RELEASE {_SAVEPOINT}")
+                outcomes.append(_Failed(exc))
+                continue
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+            outcomes.append((result, tx.appended))
+        conn.execute("COMMIT")
         return outcomes
 
     def _run_alone(self, fn: Callable[[Tx], Any]) -> Any:
@@ -677,6 +707,10 @@ class _Failed:
 
 class _GroupFailed(Exception):
     """A group's transaction cannot go on (a disk error, or SQLite ended it)."""
+
+
+class _WriteRaised(Exception):
+    """A write of a group run without savepoints raised: the group runs again with them."""
 
 
 class Reader:

@@ -39,7 +39,7 @@ from bridge.planner import (
     should_be_on_lock,
     wanted_name,
 )
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, replace_code
 from bridge.store import Intent, IntentOp
 
 _LOG = logging.getLogger("bridge.engine")
@@ -110,11 +110,11 @@ class CommandSender:
                                 window=local_window(code, device), first_sent_at=first_sent)
             intent_slot = slot if slot is not None else -1
             intent = Intent(device_id, intent_slot, IntentOp.WRITE, code.access_code_id, pin)
-            before_call = replace(code, slot=slot, appearance_name=name)
+            before_call = replace_code(code, slot=slot, appearance_name=name)
             if slot is None and not first_sent:
                 # A lock that numbers codes itself answers a create with no id: when this create
                 # first went out is what later proves a code with its PIN is ours.
-                before_call = replace(before_call, sync=replace(
+                before_call = replace_code(before_call, sync=replace(
                     code.sync, first_sent_at=state.clock.now()))
             await state.commit(intents=[intent], codes=[before_call])
             worker.intents[intent_slot] = intent

@@ -85,7 +85,8 @@ class Housekeeping:
             # Dropped first: a run that fails part way must leave the next one a full look.
             seen = self._upkept.pop(device_id, None)
             if seen is not None and seen.still_holds(device, synced, now):
-                look = [c for c in codes if c.access_code_id in changed_ids]
+                look = [c for c in codes if c.access_code_id in changed_ids] \
+                    if changed_ids else []
                 until = seen.until
             else:
                 look, until = codes, None
@@ -93,7 +94,8 @@ class Housekeeping:
             if device.backup_pool_enabled:
                 changed.extend(self._pool.refill(device, codes, now))
             device_updated = self._device_warnings(device, now)
-            device_updated = self._pool.issues(device_updated, [*codes, *changed], now)
+            if device_updated.backup_pool_enabled:  # (`issues` leaves any other lock as it is)
+                device_updated = self._pool.issues(device_updated, [*codes, *changed], now)
             if changed or events or device_updated is not device:
                 await state.commit(codes=changed, events=events, drop=sorted(forgotten),
                                    devices=[device_updated] if device_updated is not device

@@ -36,6 +36,8 @@ def with_issue(issues: tuple[Issue, ...], code: str, message: str,
 
 def drop_codes(issues: tuple[Issue, ...], codes: Iterable[str]) -> tuple[Issue, ...]:
     """`issues` without those of the given codes (the same tuple when none is there)."""
+    if not issues:
+        return issues  # most codes carry none: no set of codes to build
     wanted = {str(c) for c in codes}
     if not any(i.code in wanted for i in issues):
         return issues

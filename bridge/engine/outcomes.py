@@ -20,7 +20,7 @@ from bridge.model import (
     Issue,
 )
 from bridge.planner import holds_wanted, outcome_known, uses_native_schedule
-from bridge.records import CodeRecord, DeviceRecord, Held
+from bridge.records import CodeRecord, CodeSync, DeviceRecord, Held, replace_code
 
 # Makes one event: (kind, device_id, access_code_id, data).
 EventMaker = Callable[[EventType, str | None, str | None, dict[str, Any]], Event]
@@ -75,7 +75,7 @@ def confirmed(code: CodeRecord, device: DeviceRecord, now: datetime,
             and warnings is code.warnings and errors is code.errors):
         # Confirmed again as it was (a reconcile's read): the same record, no copy to make.
         return code, events
-    updated = replace(code, verified=True, ever_set=True, pending_since=None, attempts=0,
+    updated = replace_code(code, verified=True, ever_set=True, pending_since=None, attempts=0,
                       warnings=warnings, errors=errors)
     return updated, events
 
@@ -104,8 +104,7 @@ def written(code: CodeRecord, request: CodeWrite, result: WriteResult,
                                    and not verified else 0,
                                    next_attempt_at=None,
                                    errors=drop_codes(code.errors, RETRYABLE_ERRORS),
-                                   sync=replace(code.sync, first_sent_at=None,
-                                                not_applied=False))
+                                   sync=_answered(code.sync))
     if caps.algorithmic_pins and result.pin != code.code:
         changed["code"] = result.pin
         changed["warnings"] = with_issue(
@@ -113,7 +112,15 @@ def written(code: CodeRecord, request: CodeWrite, result: WriteResult,
             "This lock generates its own PINs; the code set is the lock's",
             now) if code.requested_code else code.warnings
     changed["warnings"] = _vendor_warnings(changed.get("warnings", code.warnings), result, now)
-    return outcome_known(replace(code, **changed)), verified
+    return outcome_known(replace_code(code, **changed)), verified
+
+
+def _answered(sync: CodeSync) -> CodeSync:
+    """The marks once the lock answered a write: no earlier create to remember, nothing left
+    not applied (the same object when neither is set: NO_SYNC for nearly every code)."""
+    if sync.first_sent_at is None and not sync.not_applied:
+        return sync
+    return replace(sync, first_sent_at=None, not_applied=False)
 
 
 def _vendor_warnings(warnings: tuple[Issue, ...], result: WriteResult,

@@ -14,7 +14,7 @@ from bridge.logs import REDACTOR
 from bridge.model import AccessCodeType, AccessCodeWarningCode
 from bridge.pins import generate_pin
 from bridge.planner import permanent_problem, pin_conflict
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, replace_code
 
 if TYPE_CHECKING:
     from bridge.engine.requests import CodeRequest
@@ -47,7 +47,7 @@ def validate_and_choose_pin(device: DeviceRecord, code: CodeRecord, request: Cod
             raise EngineError(ErrorKind.DUPLICATE_ACCESS_CODE, "Another code on this lock uses "
                               "this PIN (or one it would prefix) at the same time", "code")
         REDACTOR.remember(request.code)
-        return replace(code, code=request.code, requested_code=request.code)
+        return replace_code(code, code=request.code, requested_code=request.code)
     preferred = request.preferred_code
     if preferred is not None:
         problem = permanent_problem(preferred, None, device) or (
@@ -55,7 +55,7 @@ def validate_and_choose_pin(device: DeviceRecord, code: CodeRecord, request: Cod
             if pin_conflict(preferred, code, device, others) else None)
         if problem is None:
             REDACTOR.remember(preferred)
-            return replace(code, code=preferred, requested_code=preferred)
+            return replace_code(code, code=preferred, requested_code=preferred)
         # Remembered as requested, so the warning stays once the generated PIN is set.
         code = replace(code, requested_code=preferred, warnings=with_issue(
             code.warnings, AccessCodeWarningCode.CODE_DIFFERS_FROM_REQUESTED,
@@ -95,4 +95,4 @@ def _generated(device: DeviceRecord, code: CodeRecord, others: list[CodeRecord],
     taken = [c.code for c in others if c.code and not c.deleted]
     pin = generate_pin(device.info.constraints, taken, rng, length)
     REDACTOR.remember(pin)
-    return replace(code, code=pin)
+    return replace_code(code, code=pin)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 from bridge import backup
 from bridge.backup import PoolSettings
 from bridge.engine.errors import EngineError, ErrorKind
+from bridge.engine.ids import new_id
 from bridge.engine.issues import drop_codes, with_issue
 from bridge.engine.state import EngineState
 from bridge.logs import REDACTOR
@@ -122,7 +122,7 @@ class BackupPool:
         taken = [c.code for c in codes if c.code and not c.deleted]
         made: list[CodeRecord] = []
         for _ in range(count):
-            code_id = str(uuid.uuid4())
+            code_id = new_id()
             try:
                 pin = generate_pin(device.info.constraints, taken, self._rng)
             except ValueError:

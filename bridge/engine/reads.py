@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from bridge.driver import SlotRead, SlotState
 from bridge.engine import outcomes
+from bridge.engine.ids import new_id
 from bridge.engine.issues import drop_codes, with_issue
 from bridge.engine.outcomes import EventMaker
 from bridge.engine.state import EngineState
@@ -189,7 +189,7 @@ class ReadApplier:
                 batch.dropped_codes.append(unmanaged.access_code_id)
             return
         if unmanaged is None:
-            new = CodeRecord(access_code_id=str(uuid.uuid4()), device_id=device_id,
+            new = CodeRecord(access_code_id=new_id(), device_id=device_id,
                              created_at=batch.now, is_managed=False, name=read.name,
                              code=pin, slot=slot, status=AccessCodeStatus.SET)
             batch.changed.append(new)

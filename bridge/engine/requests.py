@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from bridge.driver import DriverError
 from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.gateway import DriverGateway
+from bridge.engine.ids import new_id
 from bridge.engine.issues import RETRYABLE_ERRORS, drop_codes, with_issue
 from bridge.engine.outcomes import without_first_sent
 from bridge.engine.pinchoice import validate_and_choose_pin
@@ -87,7 +87,7 @@ class Requests:
             device = state.device(device_id)
             now = state.clock.now()
             code = CodeRecord(
-                access_code_id=access_code_id or str(uuid.uuid4()),
+                access_code_id=access_code_id or new_id(),
                 device_id=device_id,
                 created_at=now,
                 type=request.type or (AccessCodeType.TIME_BOUND if request.starts_at

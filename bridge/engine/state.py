@@ -7,18 +7,17 @@ written in one store transaction, then memory follows, then listeners hear of th
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.clock import Clock
 from bridge.engine.errors import EngineError, ErrorKind
+from bridge.engine.ids import new_id
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, Event, EventType
 from bridge.planner import Policy, with_status
-from bridge.records import CodeRecord, DeviceRecord
+from bridge.records import CodeRecord, DeviceRecord, replace_code
 from bridge.store import Intent, Store, Tx
 
 if TYPE_CHECKING:
@@ -51,6 +50,8 @@ class EngineState:
         # device_id -> ids of its codes committed since housekeeping last took them (see
         # `take_changed`): upkeep looks again only at what changed, not at every code.
         self._changed: dict[str, set[str]] = {}
+        # Commits whose callers were cancelled, followed to memory and listeners (see commit).
+        self._following: set[asyncio.Task[None]] = set()
 
     def load(self, devices: Iterable[DeviceRecord], codes: Iterable[CodeRecord]) -> None:
         """Replace memory with what the store holds."""
@@ -121,7 +122,7 @@ class EngineState:
     def event(self, kind: EventType, device_id: str | None, access_code_id: str | None,
               data: dict[str, Any]) -> Event:
         """A new event, stamped now."""
-        return Event(event_id=str(uuid.uuid4()), event_type=kind, occurred_at=self.clock.now(),
+        return Event(event_id=new_id(), event_type=kind, occurred_at=self.clock.now(),
                      device_id=device_id, access_code_id=access_code_id, data=data)
 
     def refresh(self, code: CodeRecord, device: DeviceRecord, now: datetime) -> CodeRecord:
@@ -129,9 +130,9 @@ class EngineState:
         updated = with_status(code, device, now, self.policy)
         if updated.status in (AccessCodeStatus.SETTING, AccessCodeStatus.REMOVING):
             if updated.pending_since is None:
-                updated = replace(updated, pending_since=now)
+                updated = replace_code(updated, pending_since=now)
         elif updated.pending_since is not None:
-            updated = replace(updated, pending_since=None)
+            updated = replace_code(updated, pending_since=None)
         return updated
 
     # -- the committer ----------------------------------------------------------------------
@@ -172,19 +173,62 @@ class EngineState:
 
         # Shielded: a caller cancelled while SQLite commits would leave the change on disk but
         # not in memory, and the listeners (the upstream links) would not hear of its events
-        # until some later commit. Once asked for, a change lands in all three.
-        return await asyncio.shield(self._write_and_tell(apply, codes, devices, drop))
-
-    async def _write_and_tell(self, apply: Callable[[Tx], None], codes: list[CodeRecord],
-                              devices: list[DeviceRecord], drop: list[str]) -> list[Event]:
-        _, appended = await self.store.write(apply)
+        # until some later commit. Once asked for, a change lands in all three. (The write's
+        # own future is shielded, not a task made per commit: three commits a code.)
+        written = self.store.submit(apply)
+        try:
+            _, appended = await asyncio.shield(written)
+        except asyncio.CancelledError:
+            self._follow_later(written, codes, devices, drop)
+            raise
         self._remember(codes, devices, drop)
         if appended:
-            for listener in self._listeners:
-                result = listener(appended)
-                if result is not None:
-                    await result
+            telling = self._tell(appended)
+            if telling is not None:
+                await asyncio.shield(telling)
         return appended
+
+    def _follow_later(self, written: Awaitable[tuple[None, list[Event]]],
+                      codes: list[CodeRecord], devices: list[DeviceRecord],
+                      drop: list[str]) -> None:
+        """The caller of a commit was cancelled: memory and the listeners follow the write
+        when it lands, in a task of their own."""
+        async def follow() -> None:
+            _, appended = await written
+            self._remember(codes, devices, drop)
+            if appended:
+                telling = self._tell(appended)
+                if telling is not None:
+                    await telling
+
+        task = asyncio.get_running_loop().create_task(follow())
+        self._following.add(task)
+        task.add_done_callback(self._followed)
+
+    def _followed(self, task: asyncio.Task[None]) -> None:
+        # Nobody awaits it: a failed write or listener was the cancelled caller's to hear of,
+        # as when the whole commit ran in a shielded task.
+        self._following.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    def _tell(self, appended: list[Event]) -> Awaitable[None] | None:
+        """Hand committed events to every listener in turn; from the first listener that
+        answers with an awaitable on, what is left to await (None when every one was
+        synchronous)."""
+        for index, listener in enumerate(self._listeners):
+            result = listener(appended)
+            if result is not None:
+                return self._tell_rest(result, appended, index + 1)
+        return None
+
+    async def _tell_rest(self, pending: Awaitable[None], appended: list[Event],
+                         start: int) -> None:
+        await pending
+        for listener in self._listeners[start:]:
+            result = listener(appended)
+            if result is not None:
+                await result
 
     def _remember(self, codes: list[CodeRecord], devices: list[DeviceRecord],
                   drop: list[str]) -> None:

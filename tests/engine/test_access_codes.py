@@ -463,18 +463,18 @@ async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory
     assert list(h.slots("front").values()) == ["5555"]
     h.driver.lock("front").fail_clears = 100  # the first guest's code will not come off
     writes = 0
-    write = h.store.write
+    submit = h.store.submit
 
-    async def counted(fn):
+    def counted(fn):  # the engine's committer asks the store through `submit`
         nonlocal writes
         writes += 1
-        return await write(fn)
+        return submit(fn)
 
-    h.store.write = counted
+    h.store.submit = counted
     await h.advance(2 * 3600, step=60)
     # Two hours of waiting behind a code that will not leave: a look a minute at most, not a
     # commit per step.
-    assert writes <= 3 * 120, writes
+    assert 0 < writes <= 3 * 120, writes
     h.driver.lock("front").fail_clears = 0
     await h.advance(3600, step=60)
     assert a.access_code_id not in h.engine.codes or not h.engine.codes[a.access_code_id].on_lock

@@ -69,7 +69,7 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
     await h.settle()
     assert h.slots("front") == {h.code(made.access_code_id).slot: "4821"}
     driver = h.driver
-    inner_write, inner_store_write = driver.write_code, h.store.write
+    inner_write, inner_submit = driver.write_code, h.store.submit
     refuse_next_commit = False
 
     async def write_then_lose_the_disk(external_id: str, code: Any) -> Any:
@@ -78,15 +78,18 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
         refuse_next_commit = True
         return result
 
-    async def store_write(fn: Any) -> Any:
+    def store_submit(fn: Any) -> Any:
+        # The engine's committer asks the store through `submit`.
         nonlocal refuse_next_commit
         if refuse_next_commit:
             refuse_next_commit = False
-            raise StoreUnavailable("disk full (test)")
-        return await inner_store_write(fn)
+            refused = asyncio.get_running_loop().create_future()
+            refused.set_exception(StoreUnavailable("disk full (test)"))
+            return refused
+        return inner_submit(fn)
 
     driver.write_code = write_then_lose_the_disk  # type: ignore[method-assign]
-    h.store.write = store_write  # type: ignore[method-assign]
+    h.store.submit = store_submit  # type: ignore[method-assign]
     await h.engine.update_code(made.access_code_id, CodeRequest(code="5932"))
     await h.until(lambda: not refuse_next_commit and "5932" in h.slots("front").values(),
                   what="the new PIN on the lock, its record refused")
@@ -99,3 +102,41 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
     await h.engine.delete_code(made.access_code_id)
     await h.settle()
     assert h.slots("front") == {}, "the deleted code's PIN is still on the lock"
+
+
+async def test_listeners_after_an_awaited_one_still_hear_when_the_caller_is_cancelled(
+        tmp_path: Path) -> None:
+    """Listeners are told in turn, an awaitable one awaited before the next; a caller cancelled
+    while one of them is awaited does not stop the telling."""
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    state = EngineState(store, FakeClock(START), Policy(), lambda: True)
+    info = SimLock(SimLockSpec("l", "L"), clock=None).info()  # type: ignore[arg-type]
+    await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
+    told: list[str] = []
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(events: list[Event]) -> None:
+        told.append("slow")
+        entered.set()
+        await release.wait()
+        told.append("slow done")
+
+    state.subscribe(lambda events: told.append("first") and None)
+    state.subscribe(slow)
+    state.subscribe(lambda events: told.append("last") and None)
+    event = state.event(EventType.ACCESS_CODE_CREATED, "dev", "c1", {})
+    caller = asyncio.create_task(state.commit(
+        codes=[CodeRecord("c1", "dev", START, code="93817264")], events=[event]))
+    await asyncio.wait_for(entered.wait(), 10)
+    assert "c1" in state.codes, "memory follows the write before listeners are told"
+    caller.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller
+    release.set()
+    for _ in range(200):
+        if "last" in told:
+            break
+        await asyncio.sleep(0.01)
+    await store.close()
+    assert told == ["first", "slow", "slow done", "last"]

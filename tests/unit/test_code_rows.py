@@ -10,7 +10,15 @@ import pytest
 
 from bridge.driver import LocalWindow
 from bridge.model import AccessCodeStatus, AccessCodeType, Issue
-from bridge.records import NO_SYNC, CodeRecord, CodeSync, Held, code_from_row, code_to_row
+from bridge.records import (
+    NO_SYNC,
+    CodeRecord,
+    CodeSync,
+    Held,
+    code_from_row,
+    code_to_row,
+    replace_code,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -82,3 +90,24 @@ def test_a_row_without_its_id_is_refused() -> None:
     del public["access_code_id"]
     with pytest.raises(TypeError):
         code_from_row(public, secrets)
+
+
+def test_the_fast_copy_of_a_code_equals_dataclasses_replace() -> None:
+    # The engine copies codes through replace_code; every field must come across, changed or
+    # not, and a name that is no field is refused as dataclasses.replace refuses it.
+    window = LocalWindow(NOW, NOW + timedelta(hours=2), "Europe/Paris")
+    code = CodeRecord(
+        "a", "d", NOW, type=AccessCodeType.TIME_BOUND, name="Guest", code="1234",
+        starts_at=NOW, ends_at=NOW + timedelta(days=1), slot=7, on_lock_pin="1234",
+        on_lock_held=Held(window, "Guest"), errors=(Issue("e", "an error", NOW),),
+        attempts=2, revision=5, sync=CodeSync(outcome_unknown=True))
+    changes = {"slot": 9, "verified": True, "on_lock_pin": None, "warnings": ()}
+    copied = replace_code(code, **changes)
+    assert copied == dataclasses.replace(code, **changes)
+    assert all(getattr(copied, f.name) is getattr(code, f.name)
+               for f in dataclasses.fields(CodeRecord) if f.name not in changes)
+    assert replace_code(code) == code and replace_code(code) is not code
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copied.slot = 3  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field pin"):
+        replace_code(code, pin="9999")
