@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.mosquitto"]
 
 
+# How long the MQTT drivers wait for their peer here. A round trip through the real broker takes
+# milliseconds, but under a full parallel suite 0.25 s was once missed by a lock that did answer
+# (a listing failed with RetryLater). A silent lock costs each exchange this long, and a write is
+# up to two exchanges, well inside the bound the contract gives a call that must give up.
+ANSWER_TIMEOUT_S = 0.75
+ANSWER_BOUND_S = 4.0
+
 class TestSimulator(DriverContract):
     @pytest.fixture
     async def subject(self) -> AsyncIterator[ContractSubject]:
@@ -52,7 +59,8 @@ class TestZigbee2Mqtt(DriverContract):
         base = unique("z2m-contract")
         lock = FakeZigbeeLock("front", "0x0001", pin_code_count=10, expose_pin=request.param)
         async with running_z2m(mosquitto, base, [lock]):
-            driver = make_z2m(mosquitto, FakeClock(), tmp_path, base, answer_timeout_s=0.25,
+            driver = make_z2m(mosquitto, FakeClock(), tmp_path, base,
+                              answer_timeout_s=ANSWER_TIMEOUT_S,
                               locks=[{"friendly_name": "front", "slot_count": 10}])
             events: list[DriverEvent] = []
 
@@ -68,7 +76,7 @@ class TestZigbee2Mqtt(DriverContract):
             await driver.start(sink)
             try:
                 yield ContractSubject(driver, "front", lambda: dict(lock.table), silence,
-                                      answer_bound_s=3.0, events=events, mute_slot=mute)
+                                      answer_bound_s=ANSWER_BOUND_S, events=events, mute_slot=mute)
             finally:
                 await driver.stop()
 
@@ -82,7 +90,7 @@ class TestZwaveJsMqtt(DriverContract):
         async with running_zui(mosquitto, prefix, "home", [node]) as fake:
             driver = make_zui(mosquitto, FakeClock(), tmp_path, prefix, "home",
                               [{"node_id": 5, "id": "front", "masks_pins": request.param}],
-                              answer_timeout_s=0.25)
+                              answer_timeout_s=ANSWER_TIMEOUT_S)
             events: list[DriverEvent] = []
 
             async def sink(event: DriverEvent) -> None:
@@ -100,7 +108,7 @@ class TestZwaveJsMqtt(DriverContract):
             await driver.start(sink)
             try:
                 yield ContractSubject(driver, "front", lambda: dict(node.codes), silence,
-                                      answer_bound_s=3.0, events=events, mute_slot=mute)
+                                      answer_bound_s=ANSWER_BOUND_S, events=events, mute_slot=mute)
                 # Whatever a test did, the CC's clear-everything was never asked for.
                 assert fake.clears_without_slot() == 0 and node.wiped == 0
             finally:
