@@ -194,7 +194,10 @@ class EngineState:
         """The caller of a commit was cancelled: memory and the listeners follow the write
         when it lands, in a task of their own."""
         async def follow() -> None:
-            _, appended = await written
+            # Through a shield too, as the callers that were not cancelled: each then wakes
+            # the same number of loop turns after its write lands, so the commits of one group
+            # reach memory and listeners in the order they reached the disk.
+            _, appended = await asyncio.shield(written)
             self._remember(codes, devices, drop)
             if appended:
                 telling = self._tell(appended)

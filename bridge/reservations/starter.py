@@ -61,8 +61,13 @@ class Automations:
         if self._service is None:
             async with self._building:
                 if self._service is None:
-                    self._service = await self._build()
+                    service = await self._build()
+                    # Kept from the moment it listens to the engine: a later step that fails
+                    # (or a cancelled first request) must not leave a second build to follow,
+                    # with a second listener.
+                    self._service = service
                     self._built.set()
+                    await self._start(service)
         return self._service
 
     async def run(self) -> None:
@@ -88,9 +93,7 @@ class Automations:
         from datetime import timedelta
 
         from bridge.application import Application
-        from bridge.engine import EngineError
-        from bridge.reservations.service import NotFound, ReservationService
-        from bridge.store import StoreUnavailable
+        from bridge.reservations.service import ReservationService
 
         bridge = self._bridge
         config = bridge.loaded.config
@@ -100,6 +103,15 @@ class Automations:
         await service.load(bridge.store)
         bridge.engine.subscribe(service.issuance.on_events)
         bridge.extras[EXTRA_KEY] = service
+        return service
+
+    async def _start(self, service: ReservationService) -> None:
+        """Apply the declared spaces and tell of methods issued while the daemon was down."""
+        from bridge.engine import EngineError
+        from bridge.reservations.service import NotFound
+        from bridge.store import StoreUnavailable
+
+        config = self._bridge.loaded.config
         try:
             for space in config.spaces:
                 try:
@@ -114,7 +126,6 @@ class Automations:
             # methods are checked again as their codes change.
             _LOG.warning("reservation automations: the store cannot write; declared spaces "
                          "wait")
-        return service
 
 
 async def start_reservations(bridge: Bridge, group: asyncio.TaskGroup

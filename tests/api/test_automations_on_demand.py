@@ -116,3 +116,34 @@ def test_the_metrics_library_waits_for_the_first_command_or_scrape(tmp_path: Pat
     config.write_text(CONFIG.format(state=tmp_path / "state"))
     imported = _imported_at_ready(config)
     assert "bridge.metrics" in imported and "prometheus_client" not in imported
+
+
+async def test_a_first_build_that_fails_half_way_is_not_built_twice(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """The first request's build fails after the service started listening to the engine (its
+    check of issued methods raised): the service is kept, so the next request neither builds a
+    second one nor adds a second listener."""
+    from bridge.reservations.issuance import Issuance
+
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(state=tmp_path / "state"))
+    calls: list[int] = []
+    real_check_all = Issuance.check_all
+
+    async def failing_once(self: Issuance) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the first check fails")
+        await real_check_all(self)
+
+    monkeypatch.setattr(Issuance, "check_all", failing_once)
+    async with running_daemon(config) as daemon:
+        listeners = len(daemon.bridge.engine._state._listeners)
+        status, _ = await daemon.post("/spaces/list", {})
+        assert status >= 500
+        service = daemon.bridge.extras[EXTRA_KEY]
+        assert len(daemon.bridge.engine._state._listeners) == listeners + 1
+        await _call(daemon, "/spaces/list", {})
+        assert daemon.bridge.extras[EXTRA_KEY] is service, "built a second time"
+        assert len(daemon.bridge.engine._state._listeners) == listeners + 1, \
+            "a second service listens to the engine"

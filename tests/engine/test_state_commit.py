@@ -140,3 +140,50 @@ async def test_listeners_after_an_awaited_one_still_hear_when_the_caller_is_canc
         await asyncio.sleep(0.01)
     await store.close()
     assert told == ["first", "slow", "slow done", "last"]
+
+
+async def test_commits_of_one_group_reach_memory_and_listeners_in_their_order_even_cancelled(
+        tmp_path: Path) -> None:
+    """Two changes to one code that share a group commit: the later one is on disk last, so it
+    must be the one in memory, and listeners hear the events in sequence order, also when the
+    later caller was cancelled while the group committed (its change is followed for it)."""
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    state = EngineState(store, FakeClock(START), Policy(), lambda: True)
+    info = SimLock(SimLockSpec("l", "L"), clock=None).info()  # type: ignore[arg-type]
+    await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
+    heard: list[Event] = []
+    state.subscribe(heard.extend)
+    in_commit, release = threading.Event(), threading.Event()
+
+    class HoldTheWriter:
+        def record(self, tx: Tx) -> None:
+            in_commit.set()
+            release.wait(10)
+
+    holding = asyncio.create_task(state.commit(receipt=HoldTheWriter()))
+    assert await asyncio.to_thread(in_commit.wait, 10)
+    # Both wait behind the held group, so they commit together, A before B.
+    first = asyncio.create_task(state.commit(
+        codes=[CodeRecord("c1", "dev", START, name="A", code="93817264")],
+        events=[state.event(EventType.ACCESS_CODE_CREATED, "dev", "c1", {})]))
+    second = asyncio.create_task(state.commit(
+        codes=[CodeRecord("c1", "dev", START, name="B", code="93817264")],
+        events=[state.event(EventType.ACCESS_CODE_CHANGED, "dev", "c1", {})]))
+    await asyncio.sleep(0)  # both are queued for the writer
+    second.cancel()
+    release.set()
+    await holding
+    await first
+    with contextlib.suppress(asyncio.CancelledError):
+        await second
+    for _ in range(200):
+        if len(heard) == 2:
+            break
+        await asyncio.sleep(0.01)
+    [stored] = await store.read(lambda r: r.codes())
+    await store.close()
+    assert stored.name == "B"
+    assert state.codes["c1"].name == "B", "memory holds an older change than the disk"
+    sequences = [e.sequence for e in heard]
+    assert sequences == sorted(sequences) and len(sequences) == 2, sequences
