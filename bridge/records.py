@@ -239,7 +239,7 @@ def _generate(decoding: bool) -> Callable[..., CodeRecord]:
     if hasattr(CodeRecord, "__post_init__"):
         raise TypeError("CodeRecord has a __post_init__, which the generated builder would skip")
     probe = object.__new__(_CodeSlots)
-    probe.__class__ = CodeRecord  # TypeError when the two layouts differ
+    probe.__class__ = CodeRecord  # type: ignore[assignment]  # TypeError if layouts differ
     names: dict[str, Any] = {"_new": object.__new__, "_slots": _CodeSlots, "_cls": CodeRecord,
                              "_missing": _NO_DEFAULT, "_needs": _needs, "_intern": sys.intern}
     lines = ["    record = _new(_slots)", "    get = values.get"]
@@ -288,7 +288,7 @@ class _CodeSlots:
     """A CodeRecord under construction (see `_generate`): CodeRecord's slots, in its order, on
     the same base, so an instance can become a CodeRecord by assigning `__class__`."""
 
-    __slots__ = CodeRecord.__slots__  # type: ignore[attr-defined]
+    __slots__ = CodeRecord.__slots__
 
 
 def _copier() -> Callable[..., CodeRecord]:

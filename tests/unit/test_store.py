@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from bridge import store as store_module
 from bridge.driver import Addressing, LocalWindow, LockState
 from bridge.model import Event, EventType
-from bridge import store as store_module
 from bridge.records import CodeRecord, DeviceRecord, Held
 from bridge.secrets import PinCipher, load_or_create_key
 from bridge.store import MIGRATIONS, Reader, Store, StoreError, StoreUnavailable, _row_json
