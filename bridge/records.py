@@ -220,9 +220,15 @@ def code_from_row(public: dict[str, Any], secrets: dict[str, str | None]) -> Cod
 
 
 def _generate(decoding: bool) -> Callable[..., CodeRecord]:
-    """A function that builds a CodeRecord slot by slot through each slot's descriptor, one
-    generated line per field (as `dataclasses` generates `__init__`), where the frozen
-    dataclass's __init__ goes through object.__setattr__ field by field: about half its time.
+    """A function that builds a CodeRecord, one generated line per field (as `dataclasses`
+    generates `__init__`), where the frozen dataclass's __init__ goes through
+    object.__setattr__ field by field: about half its time.
+
+    The record is built as a `_CodeSlots`, a plain class with CodeRecord's slots and layout,
+    whose plain attribute stores the interpreter specialises (a slot's descriptor called per
+    field was 60% of the startup read's builder), then made a CodeRecord by assigning its
+    class, which Python allows between classes of the same slots and layout (tried here, at
+    import: a CodeRecord that gains a base or a weakref slot fails here, not on a read).
 
     Without `decoding`: `_assemble(values)`, `CodeRecord(**values)`. With it:
     `_from_current_row(public, secrets)`, a stored row as `code_from_row` reads it: the
@@ -232,27 +238,28 @@ def _generate(decoding: bool) -> Callable[..., CodeRecord]:
     A missing field without a default raises TypeError, as __init__ would."""
     if hasattr(CodeRecord, "__post_init__"):
         raise TypeError("CodeRecord has a __post_init__, which the generated builder would skip")
-    names: dict[str, Any] = {"_new": object.__new__, "_cls": CodeRecord,
+    probe = object.__new__(_CodeSlots)
+    probe.__class__ = CodeRecord  # type: ignore[assignment]  # TypeError if layouts differ
+    names: dict[str, Any] = {"_new": object.__new__, "_slots": _CodeSlots, "_cls": CodeRecord,
                              "_missing": _NO_DEFAULT, "_needs": _needs, "_intern": sys.intern}
-    lines = ["    record = _new(_cls)", "    get = values.get"]
+    lines = ["    record = _new(_slots)", "    get = values.get"]
     if decoding:
         lines += ["    pin = secrets.get('code')"]
     for number, field in enumerate(dataclasses.fields(CodeRecord)):
         name = field.name
-        names[f"_set{number}"] = getattr(CodeRecord, name).__set__
         has_default = field.default is not dataclasses.MISSING
         if has_default:
             names[f"_default{number}"] = field.default
         if decoding and name == "code":
-            lines.append(f"    _set{number}(record, pin)")
+            lines.append(f"    record.{name} = pin")
             continue
         if decoding and name in _SECRET_FIELDS:
             lines += [f"    value = secrets.get({name!r})",
-                      f"    _set{number}(record, pin if value == pin else value)"]
+                      f"    record.{name} = pin if value == pin else value"]
             continue
         decoder = _DECODER_OF.get(name) if decoding else None
         if decoder is None and has_default:
-            lines.append(f"    _set{number}(record, get({name!r}, _default{number}))")
+            lines.append(f"    record.{name} = get({name!r}, _default{number})")
             continue
         lines.append(f"    value = get({name!r}, _missing)")
         if has_default:
@@ -265,7 +272,9 @@ def _generate(decoding: bool) -> Callable[..., CodeRecord]:
                          f"value = _decode{number}(value)")
         if decoding and name == "device_id":
             lines.append("    value = _intern(value)")
-        lines.append(f"    _set{number}(record, value)")
+        lines.append(f"    record.{name} = value")
+    # Every slot is set: from here on it is a frozen CodeRecord like any other.
+    lines.append("    record.__class__ = _cls")
     arguments = "values, secrets" if decoding else "values"
     source = "\n".join([f"def build({arguments}, *, {', '.join(f'{n}={n}' for n in names)}):",
                          *lines, "    return record"])
@@ -273,6 +282,13 @@ def _generate(decoding: bool) -> Callable[..., CodeRecord]:
     exec(compile(source, "<CodeRecord builder>", "exec"), dict(names), namespace)
     built: Callable[..., CodeRecord] = namespace["build"]
     return built
+
+
+class _CodeSlots:
+    """A CodeRecord under construction (see `_generate`): CodeRecord's slots, in its order, on
+    the same base, so an instance can become a CodeRecord by assigning `__class__`."""
+
+    __slots__ = CodeRecord.__slots__
 
 
 def _copier() -> Callable[..., CodeRecord]:

@@ -58,13 +58,18 @@ class EngineState:
         devices, codes = list(devices), list(codes)
         self.devices = {d.device_id: d for d in devices}
         self.codes = {c.access_code_id: c for c in codes}
-        self._by_device = {}
+        by_device: dict[str, dict[str, CodeRecord]] = {}
+        self._by_device = by_device
         self._changed = {}
         for code in codes:
-            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
-        for code in codes:
-            REDACTOR.remember(code.code)
-            REDACTOR.remember(code.on_lock_pin)
+            of_device = by_device.get(code.device_id)
+            if of_device is None:
+                of_device = by_device[code.device_id] = {}
+            of_device[code.access_code_id] = code
+        # Each PIN once: a converged code's PIN and on-lock PIN are one object, and codes
+        # share PINs (30,000 codes made 60,000 calls, 13 ms, at startup).
+        for pin in {code.code for code in codes} | {code.on_lock_pin for code in codes}:
+            REDACTOR.remember(pin)
         for device in devices:
             self.by_external[(device.driver, device.external_id)] = device.device_id
 

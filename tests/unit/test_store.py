@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge import store as store_module
 from bridge.driver import Addressing, LocalWindow, LockState
 from bridge.model import Event, EventType
 from bridge.records import CodeRecord, DeviceRecord, Held
@@ -283,6 +285,42 @@ async def test_a_full_scan_leaves_the_page_cache_as_it_was(tmp_path: Path) -> No
         await store.read(lambda r: r.codes())
     assert await store.read(cache_size) == before
     await store.close()
+
+
+async def test_the_startup_read_pauses_the_collector_and_leaves_it_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The full read of every code runs without automatic collection (it was 15% of the read's
+    # CPU over 30,000 codes); after it, also after a failed read, the collector is on again,
+    # unless it was off before.
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    await store.write(lambda tx: tx.put_device(_device()))
+    await store.write(lambda tx: tx.put_code(CodeRecord("c1", "dev", datetime.now(UTC))))
+    collector_on_per_row: list[bool] = []
+    real_code_from_row = store_module.code_from_row
+
+    def watched(public: dict[str, object], secrets: dict[str, str | None]) -> CodeRecord:
+        collector_on_per_row.append(gc.isenabled())
+        return real_code_from_row(public, secrets)
+
+    monkeypatch.setattr(store_module, "code_from_row", watched)
+    assert gc.isenabled()
+    try:
+        assert [c.access_code_id for c in await store.read(lambda r: r.codes())] == ["c1"]
+        assert collector_on_per_row == [False] and gc.isenabled()
+        await store.read(lambda r: r.codes("dev"))  # one lock's codes: no pause
+        assert collector_on_per_row == [False, True]
+        gc.disable()
+        await store.read(lambda r: r.codes())
+        assert not gc.isenabled()
+        gc.enable()
+        await store.write(lambda tx: tx.execute("UPDATE access_codes SET record = 'not json'"))
+        with pytest.raises(ValueError):
+            await store.read(lambda r: r.codes())
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        await store.close()
 
 
 @pytest.mark.parametrize("text", ['{"a": 1, "b": [true, null]}', ' {"a": 1} ', '"x"', "[]"])
