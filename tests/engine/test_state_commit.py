@@ -78,7 +78,7 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
         refuse_next_commit = True
         return result
 
-    def store_submit(fn: Any) -> Any:
+    def store_submit(fn: Any, *args: Any) -> Any:
         # The engine's committer asks the store through `submit`.
         nonlocal refuse_next_commit
         if refuse_next_commit:
@@ -86,7 +86,7 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
             refused = asyncio.get_running_loop().create_future()
             refused.set_exception(StoreUnavailable("disk full (test)"))
             return refused
-        return inner_submit(fn)
+        return inner_submit(fn, *args)
 
     driver.write_code = write_then_lose_the_disk  # type: ignore[method-assign]
     h.store.submit = store_submit  # type: ignore[method-assign]
