@@ -603,7 +603,10 @@ class Store:
                         # Cancelled while its group ran: the change is made (or failed) all
                         # the same, and the caller may want to know which.
                         if after is not None and done.cancelled():
-                            after(outcome.exc if isinstance(outcome, _Failed) else outcome)
+                            try:
+                                after(outcome.exc if isinstance(outcome, _Failed) else outcome)
+                            except Exception:  # one caller's follower never stops the others'
+                                _LOG.exception("following a write whose caller was cancelled")
                         continue
                     if isinstance(outcome, _Failed):
                         done.set_exception(outcome.exc)
