@@ -16,7 +16,7 @@ from bridge.backoff import Backoff
 from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.pins import clash, pin_violation
+from bridge.pins import pin_violation
 from bridge.records import CodeRecord, DeviceRecord, Held, replace_code
 
 
@@ -377,11 +377,20 @@ def pin_conflict(
 ) -> CodeRecord | None:
     """Another code on the lock whose PIN collides with `pin` while both are valid."""
     rules = device.info.constraints
+    # `clash` taken apart: this runs over every code of the lock at every create.
+    duplicates, prefixes = rules.rejects_duplicates, rules.matches_prefixes
+    if not (duplicates or prefixes):
+        return None
     for other in codes:
-        if other.access_code_id == code.access_code_id or other.deleted or other.code is None:
+        other_pin = other.code
+        if not other_pin or other.deleted or other.access_code_id == code.access_code_id:
             continue
-        concurrent = not other.is_managed or windows_overlap(code, other)
-        if concurrent and clash(pin, [other.code], rules):
+        if other_pin == pin:
+            if not duplicates:
+                continue
+        elif not (prefixes and (other_pin.startswith(pin) or pin.startswith(other_pin))):
+            continue
+        if not other.is_managed or windows_overlap(code, other):
             return other
     return None
 
@@ -391,11 +400,18 @@ def pin_on_lock_conflict(
 ) -> CodeRecord | None:
     """A code physically on the lock now whose PIN collides with `pin`."""
     rules = device.info.constraints
+    # `clash` taken apart: this runs over every code of the lock before every write.
+    duplicates, prefixes = rules.rejects_duplicates, rules.matches_prefixes
+    if not (duplicates or prefixes):
+        return None
     for other in codes:
-        if other.access_code_id == code.access_code_id:
-            continue
         held = other.on_lock_pin if other.is_managed else other.code
-        if held and clash(pin, [held], rules):
+        if not held or other.access_code_id == code.access_code_id:
+            continue
+        if held == pin:
+            if duplicates:
+                return other
+        elif prefixes and (held.startswith(pin) or pin.startswith(held)):
             return other
     return None
 

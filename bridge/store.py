@@ -35,6 +35,8 @@ from bridge.storehealth import WriteHealth, disk_problem, rollback
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
+# Told a submitted write's outcome when it ran after its caller was cancelled (`Store.submit`).
+AfterCancel = Callable[[tuple[Any, list[Event]] | BaseException], None]
 
 # Event data keys that hold a PIN; they are sealed like every other PIN at rest.
 SECRET_EVENT_KEYS = frozenset({"code", "backup_code"})
@@ -360,7 +362,8 @@ class Store:
         self._cipher = cipher
         # False: each write its own transaction and fsync (the benchmarks' naive baseline).
         self._group_commit = group_commit
-        self._waiting: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[Callable[[Tx], Any], asyncio.Future[Any],
+                                  AfterCancel | None]] = []
         self._drainer: asyncio.Task[None] | None = None
         # Groups committed and the writes they held (their ratio is the mean group size).
         self.groups = 0
@@ -422,16 +425,34 @@ class Store:
         result, appended = await self.submit(fn)
         return result, appended
 
-    def submit(self, fn: Callable[[Tx], _T]) -> asyncio.Future[tuple[_T, list[Event]]]:
+    def submit(self, fn: Callable[[Tx], _T], ran_after_cancel: AfterCancel | None = None,
+               ) -> asyncio.Future[tuple[_T, list[Event]]]:
         """`write`, asked for now, as a future that resolves as `write` returns. Cancelled
-        before its group starts, the write is not run (as when `write` is cancelled); a caller
-        that must not drop it awaits it through `asyncio.shield`, which then makes no task
-        (the engine's committer: three commits a code)."""
+        before its group starts, the write is not run (as when `write` is cancelled).
+        Cancelled once its group has started, the write still runs, and `ran_after_cancel`
+        (if given) is called on the event loop with its outcome, `(result, appended events)`
+        or the exception it raised: a caller that must follow every write it asked for (the
+        engine's committer, three commits a code) needs no `asyncio.shield` for it."""
         loop = asyncio.get_running_loop()
         if not self._group_commit:
-            return loop.run_in_executor(self._writer, self._run_tx, fn)
+            ran = loop.run_in_executor(self._writer, self._run_tx, fn)
+            if ran_after_cancel is None:
+                return ran
+            answer: asyncio.Future[tuple[_T, list[Event]]] = loop.create_future()
+
+            def settle(ran: asyncio.Future[tuple[_T, list[Event]]]) -> None:
+                error = ran.exception()
+                if answer.cancelled():
+                    ran_after_cancel(error if error is not None else ran.result())
+                elif error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(ran.result())
+
+            ran.add_done_callback(settle)
+            return answer
         done: asyncio.Future[tuple[Any, list[Event]]] = loop.create_future()
-        self._waiting.append((fn, done))
+        self._waiting.append((fn, done, ran_after_cancel))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return done
@@ -563,7 +584,7 @@ class Store:
         """Commit the waiting writes, group by group, until none waits; each caller's future
         resolves only after the commit that made its change durable."""
         loop = asyncio.get_running_loop()
-        group: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
+        group: list[tuple[Callable[[Tx], Any], asyncio.Future[Any], AfterCancel | None]] = []
         try:
             while self._waiting:
                 # A caller cancelled before its group started is not run (as with an executor).
@@ -573,13 +594,20 @@ class Store:
                     continue
                 try:
                     outcomes = await asyncio.shield(loop.run_in_executor(
-                        self._writer, self._run_group, [fn for fn, _ in group]))
+                        self._writer, self._run_group, [fn for fn, _, _ in group]))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the store is closed: every write of it fails
                     outcomes = [_Failed(exc)] * len(group)
-                for (_, done), outcome in zip(group, outcomes, strict=True):
+                for (_, done, after), outcome in zip(group, outcomes, strict=True):
                     if done.done():
+                        # Cancelled while its group ran: the change is made (or failed) all
+                        # the same, and the caller may want to know which.
+                        if after is not None and done.cancelled():
+                            try:
+                                after(outcome.exc if isinstance(outcome, _Failed) else outcome)
+                            except Exception:  # one caller's follower never stops the others'
+                                _LOG.exception("following a write whose caller was cancelled")
                         continue
                     if isinstance(outcome, _Failed):
                         done.set_exception(outcome.exc)
@@ -588,7 +616,7 @@ class Store:
                 group = []
         except asyncio.CancelledError:
             # The loop is going away: nobody is left to hand these results to.
-            for _, done in [*group, *self._waiting]:
+            for _, done, _ in [*group, *self._waiting]:
                 done.cancel()
             self._waiting.clear()
             raise

@@ -176,15 +176,20 @@ class EngineState:
             if receipt is not None:
                 receipt.record(tx)
 
-        # Shielded: a caller cancelled while SQLite commits would leave the change on disk but
-        # not in memory, and the listeners (the upstream links) would not hear of its events
-        # until some later commit. Once asked for, a change lands in all three. (The write's
-        # own future is shielded, not a task made per commit: three commits a code.)
-        written = self.store.submit(apply)
+        # A caller cancelled while SQLite commits would leave the change on disk but not in
+        # memory, and the listeners (the upstream links) would not hear of its events until
+        # some later commit. Once asked for, a change lands in all three: the store tells
+        # `_follow_later` of a write that ran after its caller was cancelled. (No
+        # `asyncio.shield` per commit: its outer future and two callbacks were a twentieth of
+        # the event loop's CPU in the cold converge, three commits a code.)
+        written = self.store.submit(
+            apply, lambda outcome: self._follow_later(outcome, codes, devices, drop))
         try:
-            _, appended = await asyncio.shield(written)
+            _, appended = await written
         except asyncio.CancelledError:
-            self._follow_later(written, codes, devices, drop)
+            if written.done() and not written.cancelled() and written.exception() is None:
+                # The write had landed; the cancellation came before this caller resumed.
+                self._follow_later(written.result(), codes, devices, drop)
             raise
         self._remember(codes, devices, drop)
         if appended:
@@ -193,16 +198,16 @@ class EngineState:
                 await asyncio.shield(telling)
         return appended
 
-    def _follow_later(self, written: Awaitable[tuple[None, list[Event]]],
+    def _follow_later(self, outcome: tuple[None, list[Event]] | BaseException,
                       codes: list[CodeRecord], devices: list[DeviceRecord],
                       drop: list[str]) -> None:
-        """The caller of a commit was cancelled: memory and the listeners follow the write
-        when it lands, in a task of their own."""
+        """The caller of a commit was cancelled and its write ran: memory and the listeners
+        follow it, in a task of their own (a failed write changes nothing)."""
+        if isinstance(outcome, BaseException):
+            return
+        _, appended = outcome
+
         async def follow() -> None:
-            # Through a shield too, as the callers that were not cancelled: each then wakes
-            # the same number of loop turns after its write lands, so the commits of one group
-            # reach memory and listeners in the order they reached the disk.
-            _, appended = await asyncio.shield(written)
             self._remember(codes, devices, drop)
             if appended:
                 telling = self._tell(appended)

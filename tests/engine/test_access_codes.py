@@ -465,10 +465,10 @@ async def test_a_code_waiting_for_its_pin_to_leave_does_not_spin(harness_factory
     writes = 0
     submit = h.store.submit
 
-    def counted(fn):  # the engine's committer asks the store through `submit`
+    def counted(fn, *args):  # the engine's committer asks the store through `submit`
         nonlocal writes
         writes += 1
-        return submit(fn)
+        return submit(fn, *args)
 
     h.store.submit = counted
     await h.advance(2 * 3600, step=60)

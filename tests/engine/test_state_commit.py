@@ -78,7 +78,7 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
         refuse_next_commit = True
         return result
 
-    def store_submit(fn: Any) -> Any:
+    def store_submit(fn: Any, *args: Any) -> Any:
         # The engine's committer asks the store through `submit`.
         nonlocal refuse_next_commit
         if refuse_next_commit:
@@ -86,7 +86,7 @@ async def test_a_write_the_store_could_not_record_is_settled_by_reading_the_slot
             refused = asyncio.get_running_loop().create_future()
             refused.set_exception(StoreUnavailable("disk full (test)"))
             return refused
-        return inner_submit(fn)
+        return inner_submit(fn, *args)
 
     driver.write_code = write_then_lose_the_disk  # type: ignore[method-assign]
     h.store.submit = store_submit  # type: ignore[method-assign]
@@ -154,26 +154,34 @@ async def test_commits_of_one_group_reach_memory_and_listeners_in_their_order_ev
     await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
     heard: list[Event] = []
     state.subscribe(heard.extend)
-    in_commit, release = threading.Event(), threading.Event()
 
-    class HoldTheWriter:
+    class Hold:
+        """A receipt that keeps the writer thread inside the transaction until released."""
+
+        def __init__(self) -> None:
+            self.inside, self.release = threading.Event(), threading.Event()
+
         def record(self, tx: Tx) -> None:
-            in_commit.set()
-            release.wait(10)
+            self.inside.set()
+            self.release.wait(10)
 
-    holding = asyncio.create_task(state.commit(receipt=HoldTheWriter()))
-    assert await asyncio.to_thread(in_commit.wait, 10)
-    # Both wait behind the held group, so they commit together, A before B.
+    ahead, in_group = Hold(), Hold()
+    holding = asyncio.create_task(state.commit(receipt=ahead))
+    assert await asyncio.to_thread(ahead.inside.wait, 10)
+    # Both wait behind the held write, so they share the next group, A before B.
     first = asyncio.create_task(state.commit(
         codes=[CodeRecord("c1", "dev", START, name="A", code="93817264")],
-        events=[state.event(EventType.ACCESS_CODE_CREATED, "dev", "c1", {})]))
+        events=[state.event(EventType.ACCESS_CODE_CREATED, "dev", "c1", {})],
+        receipt=in_group))
     second = asyncio.create_task(state.commit(
         codes=[CodeRecord("c1", "dev", START, name="B", code="93817264")],
         events=[state.event(EventType.ACCESS_CODE_CHANGED, "dev", "c1", {})]))
     await asyncio.sleep(0)  # both are queued for the writer
-    second.cancel()
-    release.set()
+    ahead.release.set()
     await holding
+    assert await asyncio.to_thread(in_group.inside.wait, 10)
+    second.cancel()  # while its group is being written
+    in_group.release.set()
     await first
     with contextlib.suppress(asyncio.CancelledError):
         await second
