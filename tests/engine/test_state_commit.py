@@ -22,13 +22,20 @@ from drivers.simulator.lock import SimLock, SimLockSpec
 from tests.harness import START
 
 
-async def test_a_caller_cancelled_during_the_commit_still_sees_memory_and_listeners_follow(
-        tmp_path: Path) -> None:
+async def _committer_with_one_lock(tmp_path: Path) -> EngineState:
+    """The engine's committer over a fresh store holding one simulated lock, `dev`."""
     store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
     await store.open()
     state = EngineState(store, FakeClock(START), Policy(), lambda: True)
     info = SimLock(SimLockSpec("l", "L"), clock=None).info()  # type: ignore[arg-type]
     await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
+    return state
+
+
+async def test_a_caller_cancelled_during_the_commit_still_sees_memory_and_listeners_follow(
+        tmp_path: Path) -> None:
+    state = await _committer_with_one_lock(tmp_path)
+    store = state.store
     heard: list[Event] = []
     state.subscribe(heard.extend)
     in_commit, release = threading.Event(), threading.Event()
@@ -108,11 +115,8 @@ async def test_listeners_after_an_awaited_one_still_hear_when_the_caller_is_canc
         tmp_path: Path) -> None:
     """Listeners are told in turn, an awaitable one awaited before the next; a caller cancelled
     while one of them is awaited does not stop the telling."""
-    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
-    await store.open()
-    state = EngineState(store, FakeClock(START), Policy(), lambda: True)
-    info = SimLock(SimLockSpec("l", "L"), clock=None).info()  # type: ignore[arg-type]
-    await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
+    state = await _committer_with_one_lock(tmp_path)
+    store = state.store
     told: list[str] = []
     entered, release = asyncio.Event(), asyncio.Event()
 
@@ -147,11 +151,8 @@ async def test_commits_of_one_group_reach_memory_and_listeners_in_their_order_ev
     """Two changes to one code that share a group commit: the later one is on disk last, so it
     must be the one in memory, and listeners hear the events in sequence order, also when the
     later caller was cancelled while the group committed (its change is followed for it)."""
-    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
-    await store.open()
-    state = EngineState(store, FakeClock(START), Policy(), lambda: True)
-    info = SimLock(SimLockSpec("l", "L"), clock=None).info()  # type: ignore[arg-type]
-    await state.commit(devices=[DeviceRecord("dev", "sim", "l", info, START)])
+    state = await _committer_with_one_lock(tmp_path)
+    store = state.store
     heard: list[Event] = []
     state.subscribe(heard.extend)
 
