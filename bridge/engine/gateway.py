@@ -46,10 +46,13 @@ class DriverGateway:
         return self.drivers[device.driver]
 
     def command_timeout(self, device: DeviceRecord) -> float:
-        """How long one command to this lock may take: what its driver states (its own waits
-        included), else the engine's command timeout."""
+        """How long one command to this lock may take: the engine's command timeout, or what
+        its driver states (its own waits included) where that is longer.
+
+        The stated time is a floor, not a replacement: an operator who raised the engine's
+        timeout for a slow mesh keeps it for every lock."""
         stated = device.info.capabilities.command_timeout_s
-        return self.timeout if stated is None else stated
+        return self.timeout if stated is None or stated < self.timeout else stated
 
     def reported(self, driver: LockDriver, external_id: str) -> Availability:
         """What the driver says of a lock's availability; a driver that fails to say is taken
