@@ -18,7 +18,7 @@ from bridge.driver import (
     SlotState,
 )
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.pins import clash, generate_pin, is_trivial, pin_violation
+from bridge.pins import clash, clashes, generate_pin, is_trivial, pin_violation
 from bridge.planner import (
     CommandKind,
     Policy,
@@ -210,6 +210,24 @@ def test_clash_duplicates_and_prefixes() -> None:
     assert clash("1234", ["1234"], PinConstraints()) == "1234"
     assert clash("1234", ["12345"], PinConstraints()) is None
     assert clash("1234", ["12345"], PinConstraints(matches_prefixes=True)) == "12345"
+
+
+@pytest.mark.parametrize(
+    ("duplicates", "prefixes", "same", "prefix", "unrelated"),
+    [
+        (True, False, True, False, False),
+        (True, True, True, True, False),
+        (False, True, False, True, False),
+        (False, False, False, False, False),
+    ],
+)
+def test_clashes_under_each_combination_of_rules(duplicates: bool, prefixes: bool, same: bool,
+                                                 prefix: bool, unrelated: bool) -> None:
+    rules = PinConstraints(rejects_duplicates=duplicates, matches_prefixes=prefixes)
+    assert clashes("1234", "1234", rules) is same
+    assert clashes("1234", "12345", rules) is prefix
+    assert clashes("12345", "1234", rules) is prefix
+    assert clashes("1234", "5678", rules) is unrelated
 
 
 def test_generated_pins_follow_rules_and_avoid_trivial_and_taken() -> None:
