@@ -238,6 +238,18 @@ def in_backoff(code: CodeRecord, now: datetime) -> bool:
     return code.next_attempt_at is not None and now < code.next_attempt_at
 
 
+def needs_no_plan(code: CodeRecord, device: DeviceRecord) -> bool:
+    """True for a code that gives `next_command` nothing to send and `next_wakeup` no moment,
+    at any time, as long as it and the lock's record stay as they are: an unmanaged code, or an
+    ongoing one with nothing pending or retried that the lock holds as wanted (most codes of a
+    converged lock). The engine keeps such codes out of the planner's walk at every step."""
+    if not code.is_managed:
+        return True
+    return (code.type is AccessCodeType.ONGOING and not code.deleted
+            and code.next_attempt_at is None and code.pending_since is None
+            and code.starts_at is None and code.ends_at is None and holds_wanted(code, device))
+
+
 def next_command(
     device: DeviceRecord,
     codes: Sequence[CodeRecord],
