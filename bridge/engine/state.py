@@ -136,6 +136,11 @@ class EngineState:
             split.ordered = True
         return list(split.unsettled.values())
 
+    def lock_code(self, device_id: str, access_code_id: str) -> CodeRecord | None:
+        """One code among a device's codes (those `codes_of` lists), or None."""
+        of_device = self._by_device.get(device_id)
+        return of_device.get(access_code_id) if of_device is not None else None
+
     def take_changed(self, device_id: str) -> set[str]:
         """Ids of the device's codes committed since the last call (the caller's to look at)."""
         return self._changed.pop(device_id, set())
