@@ -21,7 +21,9 @@ def pin_violation(pin: str, rules: PinConstraints) -> str | None:
         return f"PIN must be {lengths.start} to {lengths.stop - 1} digits long"
     if rules.no_leading_zero and pin.startswith("0"):
         return "this lock does not accept a PIN starting with 0"
-    banned = sorted({d for d in pin if d in rules.forbidden_digits})
+    # (Most locks forbid no digit: no set of the PIN's digits for them, at every create.)
+    banned = sorted({d for d in pin if d in rules.forbidden_digits}) \
+        if rules.forbidden_digits else ()
     if banned:
         return f"this lock does not accept the digit{'s' * (len(banned) > 1)} {', '.join(banned)}"
     for prefix in rules.forbidden_prefixes:
