@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from bridge.driver import PinConstraints
 
@@ -20,7 +21,9 @@ def pin_violation(pin: str, rules: PinConstraints) -> str | None:
         return f"PIN must be {lengths.start} to {lengths.stop - 1} digits long"
     if rules.no_leading_zero and pin.startswith("0"):
         return "this lock does not accept a PIN starting with 0"
-    banned = sorted({d for d in pin if d in rules.forbidden_digits})
+    # (Most locks forbid no digit: no set of the PIN's digits for them, at every create.)
+    banned = sorted({d for d in pin if d in rules.forbidden_digits}) \
+        if rules.forbidden_digits else ()
     if banned:
         return f"this lock does not accept the digit{'s' * (len(banned) > 1)} {', '.join(banned)}"
     for prefix in rules.forbidden_prefixes:
@@ -32,14 +35,40 @@ def pin_violation(pin: str, rules: PinConstraints) -> str | None:
     return None
 
 
+def clash_test(rules: PinConstraints) -> Callable[[str, str], bool] | None:
+    """The one rule of which two PINs clash on this lock, as `test(pin, other)`; None when the
+    lock takes any two PINs side by side.
+
+    Chosen once per lock, not per pair: the planner asks it of every code of the lock at every
+    create and every write, and a lock that only rejects duplicates (most) gets `operator.eq`
+    itself, no Python frame per code."""
+    if rules.matches_prefixes:
+        return _same_or_prefix if rules.rejects_duplicates else _prefix_only
+    return operator.eq if rules.rejects_duplicates else None
+
+
+def _same_or_prefix(pin: str, other: str) -> bool:
+    # Equal PINs start with each other: one test covers both rules.
+    return other.startswith(pin) or pin.startswith(other)
+
+
+def _prefix_only(pin: str, other: str) -> bool:
+    return other != pin and (other.startswith(pin) or pin.startswith(other))
+
+
+def clashes(pin: str, other: str, rules: PinConstraints) -> bool:
+    """True when `pin` and `other` cannot both be on this lock."""
+    test = clash_test(rules)
+    return test is not None and test(pin, other)
+
+
 def clash(pin: str, others: Collection[str], rules: PinConstraints) -> str | None:
     """The PIN in `others` that `pin` would collide with on this lock, or None."""
+    test = clash_test(rules)
+    if test is None:
+        return None
     for other in others:
-        if other == pin and rules.rejects_duplicates:
-            return other
-        if rules.matches_prefixes and other != pin and (
-            other.startswith(pin) or pin.startswith(other)
-        ):
+        if test(pin, other):
             return other
     return None
 

@@ -16,7 +16,7 @@ from bridge.backoff import Backoff
 from bridge.driver import Addressing, LocalWindow, SlotRead, SlotState
 from bridge.instants import shifted
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.pins import pin_violation
+from bridge.pins import clash_test, pin_violation
 from bridge.records import CodeRecord, DeviceRecord, Held, replace_code
 
 
@@ -238,6 +238,18 @@ def in_backoff(code: CodeRecord, now: datetime) -> bool:
     return code.next_attempt_at is not None and now < code.next_attempt_at
 
 
+def needs_no_plan(code: CodeRecord, device: DeviceRecord) -> bool:
+    """True for a code that gives `next_command` nothing to send and `next_wakeup` no moment,
+    at any time, as long as it and the lock's record stay as they are: an unmanaged code, or an
+    ongoing one with nothing pending or retried that the lock holds as wanted (most codes of a
+    converged lock). The engine keeps such codes out of the planner's walk at every step."""
+    if not code.is_managed:
+        return True
+    return (code.type is AccessCodeType.ONGOING and not code.deleted
+            and code.next_attempt_at is None and code.pending_since is None
+            and code.starts_at is None and code.ends_at is None and holds_wanted(code, device))
+
+
 def next_command(
     device: DeviceRecord,
     codes: Sequence[CodeRecord],
@@ -376,19 +388,15 @@ def pin_conflict(
     pin: str, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord]
 ) -> CodeRecord | None:
     """Another code on the lock whose PIN collides with `pin` while both are valid."""
-    rules = device.info.constraints
-    # `clash` taken apart: this runs over every code of the lock at every create.
-    duplicates, prefixes = rules.rejects_duplicates, rules.matches_prefixes
-    if not (duplicates or prefixes):
+    # The lock's clash rule chosen once: this runs over every code of the lock at every create.
+    clashing = clash_test(device.info.constraints)
+    if clashing is None:
         return None
     for other in codes:
         other_pin = other.code
         if not other_pin or other.deleted or other.access_code_id == code.access_code_id:
             continue
-        if other_pin == pin:
-            if not duplicates:
-                continue
-        elif not (prefixes and (other_pin.startswith(pin) or pin.startswith(other_pin))):
+        if not clashing(pin, other_pin):
             continue
         if not other.is_managed or windows_overlap(code, other):
             return other
@@ -399,19 +407,14 @@ def pin_on_lock_conflict(
     pin: str, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord]
 ) -> CodeRecord | None:
     """A code physically on the lock now whose PIN collides with `pin`."""
-    rules = device.info.constraints
-    # `clash` taken apart: this runs over every code of the lock before every write.
-    duplicates, prefixes = rules.rejects_duplicates, rules.matches_prefixes
-    if not (duplicates or prefixes):
+    # The lock's clash rule chosen once: this runs over every code of the lock before every
+    # write.
+    clashing = clash_test(device.info.constraints)
+    if clashing is None:
         return None
     for other in codes:
         held = other.on_lock_pin if other.is_managed else other.code
-        if not held or other.access_code_id == code.access_code_id:
-            continue
-        if held == pin:
-            if duplicates:
-                return other
-        elif prefixes and (held.startswith(pin) or pin.startswith(held)):
+        if held and other.access_code_id != code.access_code_id and clashing(pin, held):
             return other
     return None
 

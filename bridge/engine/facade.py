@@ -163,7 +163,7 @@ class Engine:
                 self.clock.monotonic() >= worker.reads_resume_at
             if worker.busy or reading or not worker.waiting:
                 return False
-            if next_command(device, self.codes_of(device_id), now, self.policy,
+            if next_command(device, state.planning_codes(device), now, self.policy,
                             state.clock_synchronized()):
                 return False
         return True

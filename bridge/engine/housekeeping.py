@@ -85,15 +85,18 @@ class Housekeeping:
             # Dropped first: a run that fails part way must leave the next one a full look.
             seen = self._upkept.pop(device_id, None)
             if seen is not None and seen.still_holds(device, synced, now):
-                look = [c for c in codes if c.access_code_id in changed_ids] \
-                    if changed_ids else []
+                look = self._changed_codes(device_id, codes, changed_ids)
                 until = seen.until
             else:
                 look, until = codes, None
             changed, events, forgotten, until = self._walk(device, codes, look, now, until)
             if device.backup_pool_enabled:
                 changed.extend(self._pool.refill(device, codes, now))
-            device_updated = self._device_warnings(device, now)
+            # The lock's warnings follow its record and the clock's trust alone: the same two
+            # as the last upkeep saw left it as it was (a change would have been committed,
+            # and the lock's record would be another).
+            same_lock = seen is not None and seen.device is device and seen.synced == synced
+            device_updated = device if same_lock else self._device_warnings(device, now)
             if device_updated.backup_pool_enabled:  # (`issues` leaves any other lock as it is)
                 device_updated = self._pool.issues(device_updated, [*codes, *changed], now)
             if changed or events or device_updated is not device:
@@ -102,6 +105,16 @@ class Housekeeping:
                                    else [])
             self._upkept[device_id] = _Upkept(device, synced, now, until)
         await self._auto_pull(device)
+
+    def _changed_codes(self, device_id: str, codes: list[CodeRecord],
+                       changed_ids: set[str]) -> list[CodeRecord]:
+        """The lock's codes among `changed_ids`, in the lock's order."""
+        if len(changed_ids) == 1:
+            # Most steps follow one commit of one code: no walk of the lock for it.
+            (code_id,) = changed_ids
+            code = self._state.lock_code(device_id, code_id)
+            return [code] if code is not None else []
+        return [c for c in codes if c.access_code_id in changed_ids] if changed_ids else []
 
     def _walk(self, device: DeviceRecord, codes: list[CodeRecord], look: list[CodeRecord],
               now: datetime, until: datetime | None,
@@ -112,7 +125,7 @@ class Housekeeping:
         state = self._state
         changed: list[CodeRecord] = []
         events: list[Event] = []
-        ended = [c for c in look if forgettable(c, now, state.policy)]
+        ended = [c for c in look if c.ends_at is not None and forgettable(c, now, state.policy)]
         for code in ended:
             events.append(state.event(EventType.ACCESS_CODE_DELETED, device.device_id,
                                       code.access_code_id, {"reason": "ended"}))
@@ -123,7 +136,8 @@ class Housekeeping:
             updated = state.refresh(code, device, now)
             updated, more = self._delay_warnings(updated, now)
             updated = self._foresight(updated, device, codes, now)
-            updated = expire_external_warning(updated, now)
+            if updated.warnings:
+                updated = expire_external_warning(updated, now)
             events.extend(more)
             if updated is not code and updated != code:
                 changed.append(updated)
@@ -137,6 +151,14 @@ class Housekeeping:
         """The earliest moment after `now` at which this code's upkeep can change with no
         change to it: `now` itself while its foresight depends on the lock's other codes."""
         policy = self._state.policy
+        if (code.type is AccessCodeType.ONGOING and code.next_attempt_at is None
+                and code.starts_at is None and code.ends_at is None and not code.warnings):
+            # Of the moments below only its delay warning can come (every code, after each
+            # commit of its own).
+            if code.pending_since is None:
+                return None
+            warn_at = shifted(code.pending_since, policy.delay_warning_after)
+            return warn_at if warn_at > now else None
         due = goes_on_at(code, device, policy)
         if (due is not None and due > now and code.starts_at is not None
                 and now >= shifted(code.starts_at, -policy.errors_ahead)):
@@ -164,6 +186,9 @@ class Housekeeping:
 
     def _foresight(self, code: CodeRecord, device: DeviceRecord, codes: Sequence[CodeRecord],
                    now: datetime) -> CodeRecord:
+        if code.type is AccessCodeType.ONGOING and not code.warnings:
+            # Nothing to foresee for it (it is due now), no warning to add or drop.
+            return code
         policy = self._state.policy
         problem = foresee_problem(code, device, codes, now, policy)
         warning = AccessCodeWarningCode.WILL_NOT_FIT_ON_DEVICE
@@ -188,9 +213,11 @@ class Housekeeping:
         return code
 
     def _delay_warnings(self, code: CodeRecord, now: datetime) -> tuple[CodeRecord, list[Event]]:
-        events: list[Event] = []
         late = (code.pending_since is not None
                 and now - code.pending_since >= self._state.policy.delay_warning_after)
+        if not late and not code.warnings:
+            return code, []  # no warning to add, none to drop
+        events: list[Event] = []
         setting = code.status is AccessCodeStatus.SETTING and late
         removing = code.status is AccessCodeStatus.REMOVING and late
         warnings = code.warnings

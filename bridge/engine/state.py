@@ -16,7 +16,7 @@ from bridge.engine.errors import EngineError, ErrorKind
 from bridge.engine.ids import new_id
 from bridge.logs import REDACTOR
 from bridge.model import AccessCodeStatus, Event, EventType
-from bridge.planner import Policy, with_status
+from bridge.planner import Policy, needs_no_plan, with_status
 from bridge.records import CodeRecord, DeviceRecord, replace_code
 from bridge.store import Intent, Store, Tx
 
@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from bridge.engine.worker import LockWorker
 
 EventListener = Callable[[list[Event]], Awaitable[None] | None]
+
+
+class _PlanSplit:
+    """One lock's codes the planner must walk (`needs_no_plan` is False for them under
+    `device`), in the order of the lock's codes once `ordered` is True again."""
+
+    __slots__ = ("device", "ordered", "unsettled")
+
+    def __init__(self, device: DeviceRecord, unsettled: dict[str, CodeRecord]) -> None:
+        self.device = device
+        self.unsettled = unsettled
+        self.ordered = True
 
 
 class EngineState:
@@ -52,6 +64,9 @@ class EngineState:
         self._changed: dict[str, set[str]] = {}
         # Commits whose callers were cancelled, followed to memory and listeners (see commit).
         self._following: set[asyncio.Task[None]] = set()
+        # device_id -> its codes the planner must look at (see `planning_codes`), made on first
+        # use and kept in step by every commit.
+        self._plan: dict[str, _PlanSplit] = {}
 
     def load(self, devices: Iterable[DeviceRecord], codes: Iterable[CodeRecord]) -> None:
         """Replace memory with what the store holds."""
@@ -61,6 +76,7 @@ class EngineState:
         by_device: dict[str, dict[str, CodeRecord]] = {}
         self._by_device = by_device
         self._changed = {}
+        self._plan = {}
         for code in codes:
             of_device = by_device.get(code.device_id)
             if of_device is None:
@@ -95,6 +111,35 @@ class EngineState:
     def codes_of(self, device_id: str) -> list[CodeRecord]:
         """Every code of one device, managed and unmanaged, oldest first."""
         return list(self._by_device.get(device_id, {}).values())
+
+    def planning_codes(self, device: DeviceRecord) -> list[CodeRecord]:
+        """The lock's codes that `next_command` and `next_wakeup` must see, oldest first: all
+        of them but those that `needs_no_plan` under `device`, which add nothing at any time.
+        Each of a lock's worker steps asked the planner over every code of the lock (37
+        `holds_wanted` a code in the cold converge); a commit now sorts only the codes it
+        changes. For a record of the lock that is not the current one, every code."""
+        device_id = device.device_id
+        split = self._plan.get(device_id)
+        if split is None or split.device is not device:
+            if self.devices.get(device_id) is not device:
+                return self.codes_of(device_id)
+            of_device = self._by_device.get(device_id, {})
+            split = self._plan[device_id] = _PlanSplit(device, {
+                code_id: code for code_id, code in of_device.items()
+                if not needs_no_plan(code, device)})
+        elif not split.ordered:
+            # A code that needs the planner again was kept further back: the lock's order.
+            unsettled = split.unsettled
+            split.unsettled = {code_id: code
+                               for code_id, code in self._by_device.get(device_id, {}).items()
+                               if code_id in unsettled}
+            split.ordered = True
+        return list(split.unsettled.values())
+
+    def lock_code(self, device_id: str, access_code_id: str) -> CodeRecord | None:
+        """One code among a device's codes (those `codes_of` lists), or None."""
+        of_device = self._by_device.get(device_id)
+        return of_device.get(access_code_id) if of_device is not None else None
 
     def take_changed(self, device_id: str) -> set[str]:
         """Ids of the device's codes committed since the last call (the caller's to look at)."""
@@ -248,10 +293,33 @@ class EngineState:
         for device in devices:
             self.devices[device.device_id] = device
         for code in codes:
-            self.codes[code.access_code_id] = code
-            self._by_device.setdefault(code.device_id, {})[code.access_code_id] = code
-            self._changed.setdefault(code.device_id, set()).add(code.access_code_id)
+            code_id = code.access_code_id
+            self.codes[code_id] = code
+            of_device = self._by_device.setdefault(code.device_id, {})
+            new_to_lock = code_id not in of_device
+            of_device[code_id] = code
+            self._changed.setdefault(code.device_id, set()).add(code_id)
+            split = self._plan.get(code.device_id)
+            if split is not None:
+                self._replan(split, code, new_to_lock)
         for code_id in drop:
             gone = self.codes.pop(code_id, None)
             if gone is not None:
                 self._by_device.get(gone.device_id, {}).pop(code_id, None)
+                split = self._plan.get(gone.device_id)
+                if split is not None:
+                    split.unsettled.pop(code_id, None)
+
+    @staticmethod
+    def _replan(split: _PlanSplit, code: CodeRecord, new_to_lock: bool) -> None:
+        """Keep a lock's planning codes in step with one committed code (under the split's
+        record of the lock; `planning_codes` starts again for a newer one)."""
+        code_id = code.access_code_id
+        unsettled = split.unsettled
+        if needs_no_plan(code, split.device):
+            unsettled.pop(code_id, None)
+            return
+        if not (new_to_lock or code_id in unsettled):
+            # Back among them after a while settled: its place is no longer the last.
+            split.ordered = False
+        unsettled[code_id] = code

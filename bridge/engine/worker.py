@@ -210,7 +210,7 @@ class WorkerLoop:
         if await self._step(worker, device, driver):
             return
         now = state.clock.now()
-        wake_at = next_wakeup(device, state.codes_of(device_id), now, state.policy)
+        wake_at = next_wakeup(device, state.planning_codes(device), now, state.policy)
         timeout = self._reconcile_interval
         if wake_at is not None:
             timeout = min(timeout, max(0.0, (wake_at - now).total_seconds()))
@@ -266,7 +266,7 @@ class WorkerLoop:
                 await state.commit(codes=self._reads.end_adoption(device_id, ()))
             worker.full_read = False
         # While reads back off, writes and clears go on: a pending read never blocks them.
-        command = next_command(device, state.codes_of(device_id), state.clock.now(),
+        command = next_command(device, state.planning_codes(device), state.clock.now(),
                                state.policy, state.clock_synchronized(),
                                worker.pending_reads if reads_allowed else ())
         if command is None:
@@ -422,7 +422,7 @@ class WorkerLoop:
         # Requests wake the worker but do not bring the probe forward: an offline lock waits.
         remaining = worker.next_probe_at - clock.monotonic()
         now = clock.now()
-        wake_at = next_wakeup(device, state.codes_of(device.device_id), now, policy)
+        wake_at = next_wakeup(device, state.planning_codes(device), now, policy)
         if wake_at is not None:
             remaining = min(remaining, (wake_at - now).total_seconds())
         if remaining > 0:

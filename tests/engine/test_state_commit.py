@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from bridge.clock import FakeClock
 from bridge.engine import CodeRequest
 from bridge.engine.state import EngineState
 from bridge.model import Event, EventType
-from bridge.planner import Policy
+from bridge.planner import Policy, needs_no_plan
 from bridge.records import CodeRecord, DeviceRecord
 from bridge.secrets import PinCipher
 from bridge.store import Store, StoreUnavailable, Tx
@@ -196,3 +197,35 @@ async def test_commits_of_one_group_reach_memory_and_listeners_in_their_order_ev
     assert state.codes["c1"].name == "B", "memory holds an older change than the disk"
     sequences = [e.sequence for e in heard]
     assert sequences == sorted(sequences) and len(sequences) == 2, sequences
+
+
+async def test_planning_codes_follow_commits_in_the_lock_order(tmp_path: Path) -> None:
+    # The planner walks only these at each step of a lock's worker: every code of the lock but
+    # those that need no plan, in the lock's order (the planner's ties go to the older code).
+    state = await _committer_with_one_lock(tmp_path)
+    try:
+        device = state.devices["dev"]
+
+        def settled(code: CodeRecord) -> CodeRecord:
+            return replace(code, on_lock_pin=code.code, slot=1, verified=True)
+
+        codes = [CodeRecord(f"c{i}", "dev", START, code=f"48291{i}") for i in range(5)]
+        await state.commit(codes=[codes[0], settled(codes[1]), codes[2], settled(codes[3])])
+        assert [c.access_code_id for c in state.planning_codes(device)] == ["c0", "c2"]
+        await state.commit(codes=[settled(codes[0]), codes[4]])
+        assert [c.access_code_id for c in state.planning_codes(device)] == ["c2", "c4"]
+        # Back among them (its PIN changed): in its place, not last.
+        await state.commit(codes=[replace(settled(codes[1]), code="999999")])
+        assert [c.access_code_id for c in state.planning_codes(device)] == ["c1", "c2", "c4"]
+        await state.commit(drop=["c2"])
+        assert [c.access_code_id for c in state.planning_codes(device)] == ["c1", "c4"]
+        # A lock record that is not the current one gets every code; a new one, its own look.
+        renamed = replace(device, warnings=())
+        assert len(state.planning_codes(renamed)) == 4
+        await state.commit(devices=[renamed])
+        assert [c.access_code_id for c in state.planning_codes(renamed)] == ["c1", "c4"]
+        assert [c.access_code_id for c in state.planning_codes(renamed)] == [
+            c.access_code_id for c in state.codes_of("dev")
+            if not needs_no_plan(c, renamed)]
+    finally:
+        await state.store.close()

@@ -18,7 +18,7 @@ from bridge.driver import (
     SlotState,
 )
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.pins import clash, generate_pin, is_trivial, pin_violation
+from bridge.pins import clash, clashes, generate_pin, is_trivial, pin_violation
 from bridge.planner import (
     CommandKind,
     Policy,
@@ -31,6 +31,7 @@ from bridge.planner import (
     holds_wanted,
     judge_read,
     local_window,
+    needs_no_plan,
     next_command,
     next_wakeup,
     should_be_on_lock,
@@ -212,6 +213,24 @@ def test_clash_duplicates_and_prefixes() -> None:
     assert clash("1234", ["12345"], PinConstraints(matches_prefixes=True)) == "12345"
 
 
+@pytest.mark.parametrize(
+    ("duplicates", "prefixes", "same", "prefix", "unrelated"),
+    [
+        (True, False, True, False, False),
+        (True, True, True, True, False),
+        (False, True, False, True, False),
+        (False, False, False, False, False),
+    ],
+)
+def test_clashes_under_each_combination_of_rules(duplicates: bool, prefixes: bool, same: bool,
+                                                 prefix: bool, unrelated: bool) -> None:
+    rules = PinConstraints(rejects_duplicates=duplicates, matches_prefixes=prefixes)
+    assert clashes("1234", "1234", rules) is same
+    assert clashes("1234", "12345", rules) is prefix
+    assert clashes("12345", "1234", rules) is prefix
+    assert clashes("1234", "5678", rules) is unrelated
+
+
 def test_generated_pins_follow_rules_and_avoid_trivial_and_taken() -> None:
     rules = PinConstraints(fixed_length=4, no_leading_zero=True)
     rng = random.Random(3)
@@ -357,3 +376,36 @@ def test_a_read_that_shows_nothing_beside_the_pin_keeps_what_was_written() -> No
     renamed = held_after_read(stay, SlotRead(1, SlotState.KNOWN, "482915", name="Someone"))
     assert renamed is not None and renamed.name == "Someone"
     assert not holds_wanted(replace(stay, on_lock_held=renamed), dev)
+
+
+def test_a_code_that_needs_no_plan_never_gives_a_command_or_a_wakeup() -> None:
+    # The engine leaves such codes out of the planner's walk (EngineState.planning_codes):
+    # whatever the time, the clock's trust and the lock, they may add nothing.
+    rng = random.Random(11)
+    held = (None, Held(), Held(name="Code c"), Held(name="Other"),
+            Held(window=LocalWindow(datetime(2026, 3, 20), datetime(2026, 3, 21))))
+    left_out = 0
+    for _ in range(3000):
+        lock = device(native=rng.random() < 0.5, zone=rng.choice((None, "Europe/Lisbon")))
+        if rng.random() < 0.5:
+            lock = replace(lock, info=replace(lock.info, capabilities=replace(
+                lock.info.capabilities, keeps_names=True)))
+        kind = rng.choice(("ongoing", "tb"))
+        fields: dict[str, object] = {
+            "is_managed": rng.random() < 0.9, "deleted": rng.random() < 0.2,
+            "on_lock_pin": rng.choice((None, "482915", "111111")),
+            "on_lock_held": rng.choice(held), "slot": rng.choice((None, 3)),
+            "gave_up": rng.random() < 0.2, "name": rng.choice((None, "Other")),
+            "next_attempt_at": rng.choice((None, T0 + H, T0 - H)),
+            "pending_since": rng.choice((None, T0 - H)),
+        }
+        c = code(**fields) if kind == "ongoing" else tb(-D + rng.randrange(3) * D,
+                                                         D + rng.randrange(3) * D, **fields)
+        if not needs_no_plan(c, lock):
+            continue
+        left_out += 1
+        for now in (T0 - 30 * D, T0, T0 + 30 * D):
+            for synced in (True, False):
+                assert next_command(lock, [c], now, POLICY, synced) is None
+            assert next_wakeup(lock, [c], now, POLICY) is None
+    assert left_out > 300
