@@ -9,9 +9,8 @@ import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Coroutine, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bridge.clock import Clock
 from bridge.driver import (
@@ -22,7 +21,6 @@ from bridge.driver import (
     DriverEventKind,
     DriverEventSink,
     FixConfig,
-    LocalWindow,
     RetryLater,
     SlotRead,
     WriteResult,
@@ -215,17 +213,9 @@ class SimulatorDriver:
         self._unsaved = True
         doc = {
             lock_id: {
-                "slots": {
-                    str(n): {
-                        "pin": s.pin,
-                        "name": s.name,
-                        "key": s.key,
-                        "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
-                        if s.window
-                        else None,
-                    }
-                    for n, s in lock.slots.items()
-                },
+                # A lock not used since the start holds what was loaded, still undecoded.
+                "slots": lock.saved_slots if lock.saved_slots is not None
+                else _slots_to_json(lock.slots),
                 # How often each slot was written, ever: lets tests prove nothing was set twice.
                 "writes": {str(n): count for n, count in lock.writes.items()},
             }
@@ -255,23 +245,24 @@ class SimulatorDriver:
             lock = self._locks.get(lock_id)
             if lock is None:
                 continue
-            slots = saved["slots"]
             lock.writes = {int(n): count for n, count in saved.get("writes", {}).items()}
-            lock.slots = {
-                int(n): SimSlot(
-                    pin=s["pin"],
-                    name=s["name"],
-                    key=s.get("key"),
-                    window=LocalWindow(
-                        datetime.fromisoformat(s["window"][0]),
-                        datetime.fromisoformat(s["window"][1]),
-                    )
-                    if s.get("window")
-                    else None,
-                )
-                for n, s in slots.items()
-            }
+            # Decoded by the lock's first use (`SimLock.slots`), after the daemon is READY.
+            lock.saved_slots = saved["slots"]
         _LOG.info("simulator %s: loaded slots of %d locks", self.name, len(doc))
+
+
+def _slots_to_json(slots: dict[int, SimSlot]) -> dict[str, dict[str, Any]]:
+    """A lock's slots as the state file holds them (`lock.slots_from_json` reads them)."""
+    return {
+        str(n): {
+            "pin": s.pin,
+            "name": s.name,
+            "key": s.key,
+            "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
+            if s.window else None,
+        }
+        for n, s in slots.items()
+    }
 
 
 # What a buggy driver or library raises, by type: none of them is a DriverError.
