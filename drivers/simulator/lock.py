@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from bridge.clock import Clock
 from bridge.driver import (
@@ -78,12 +76,7 @@ class SimLock:
 
     spec: SimLockSpec
     clock: Clock
-    # What the slots hold, behind `slots`: decoded from `saved_slots` on first use.
-    held: dict[int, SimSlot] = field(default_factory=dict)
-    # The slots as the driver's state file holds them, not decoded yet: a daemon with 1,000
-    # simulated locks spent 35 ms of its start decoding 30,000 slots that its first reconcile
-    # reads lock by lock, after READY. The driver saves them back as they are until then.
-    saved_slots: dict[str, Any] | None = None
+    slots: dict[int, SimSlot] = field(default_factory=dict)
     availability: Availability = Availability.ONLINE
     offline_until: float | None = None
     fail_sets: int = 0
@@ -101,17 +94,6 @@ class SimLock:
     # Made on first use (`chaos_random`): a generator's state is 2.5 KB, which 1,000 simulated
     # locks without chaos added to the daemon's RSS in the benchmarks.
     chaos_rng: random.Random | None = None
-
-    @property
-    def slots(self) -> dict[int, SimSlot]:
-        """What each slot holds, by slot number."""
-        if self.saved_slots is not None:
-            self.held, self.saved_slots = slots_from_json(self.saved_slots), None
-        return self.held
-
-    @slots.setter
-    def slots(self, value: dict[int, SimSlot]) -> None:
-        self.held, self.saved_slots = value, None
 
     def chaos_random(self) -> random.Random:
         """The generator of this lock's chaos."""
@@ -304,19 +286,3 @@ class SimLock:
         digits = str(int.from_bytes(digest.digest()[:8], "big")).rjust(length, "7")
         pin = digits[:length]
         return "9" + pin[1:] if pin.startswith("0") else pin
-
-
-def slots_from_json(saved: dict[str, Any]) -> dict[int, SimSlot]:
-    """A lock's slots from the simulator's state file ({"<slot>": {"pin", "name", "key",
-    "window"}})."""
-    return {
-        int(n): SimSlot(
-            pin=s["pin"],
-            name=s["name"],
-            key=s.get("key"),
-            window=LocalWindow(datetime.fromisoformat(s["window"][0]),
-                               datetime.fromisoformat(s["window"][1]))
-            if s.get("window") else None,
-        )
-        for n, s in saved.items()
-    }

@@ -188,10 +188,9 @@ async def test_state_file_survives_a_new_driver(tmp_path: Path) -> None:
     assert second.lock("l").slots[2].pin == "2580"
 
 
-async def test_a_lock_not_used_since_start_keeps_its_slots_through_a_save(
-        tmp_path: Path) -> None:
-    """Loaded slots are decoded on a lock's first use: a save before that (another lock's
-    write) keeps them as they were, windows and keys too."""
+async def test_every_lock_keeps_its_slots_through_restarts_and_saves(tmp_path: Path) -> None:
+    """What each slot holds (PIN, name, window, key) and its write count survive a restart,
+    and a save for another lock's write after it."""
     clock = FakeClock()
     specs = [SimLockSpec(lock_id="a", name="A"), SimLockSpec(lock_id="b", name="B")]
     window = LocalWindow(datetime(2026, 6, 1, 15, 0), datetime(2026, 6, 3, 11, 0))
