@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from bridge.driver import (
     Addressing,
@@ -337,14 +337,20 @@ def _sync_from_extra(extra: dict[str, Any]) -> CodeSync:
                     awaiting_adoption=bool(extra.get("awaiting_adoption")))
 
 
+_F = TypeVar("_F")
+
+
 def device_to_json(record: DeviceRecord) -> str:
     """A device as JSON."""
     fields = dataclasses.fields(record)
     return json.dumps({f.name: _encode(getattr(record, f.name)) for f in fields})
 
 
-def device_from_json(text: str) -> DeviceRecord:
-    """A device from `device_to_json`."""
+def device_from_json(text: str, shared: dict[tuple[Any, ...], Any] | None = None,
+                     ) -> DeviceRecord:
+    """A device from `device_to_json`. `shared`: equal capabilities and PIN rules already
+    built for other devices of the same read (a bridge's locks are mostly of a few models),
+    used again instead of built anew: frozen, so sharing them changes nothing."""
     raw = json.loads(text)
     info = raw["info"]
     caps = info["capabilities"]
@@ -354,8 +360,10 @@ def device_from_json(text: str) -> DeviceRecord:
     caps["addressing"] = Addressing(caps.get("addressing", Addressing.SLOT))
     cons = info["constraints"]
     cons["forbidden_prefixes"] = tuple(cons["forbidden_prefixes"])
-    info["capabilities"] = LockCapabilities(**caps)
-    info["constraints"] = PinConstraints(**cons)
+    if shared is None:
+        shared = {}
+    info["capabilities"] = _shared(shared, LockCapabilities, caps)
+    info["constraints"] = _shared(shared, PinConstraints, cons)
     if info.get("state") is not None:
         info["state"] = LockState(**info["state"])
     info["errors"] = tuple(DeviceProblem(**p) for p in info.get("errors", ()))
@@ -365,6 +373,18 @@ def device_from_json(text: str) -> DeviceRecord:
     raw["errors"] = _issues(raw["errors"])
     raw["warnings"] = _issues(raw["warnings"])
     return DeviceRecord(**raw)
+
+
+def _shared(shared: dict[tuple[Any, ...], Any], kind: type[_F], fields: dict[str, Any]) -> _F:
+    """`kind(**fields)`, or the equal one already in `shared`."""
+    key = (kind, *fields.items())
+    try:
+        found = shared.get(key)
+    except TypeError:  # a value that cannot be a key (none is today): not shared
+        return kind(**fields)
+    if found is None:
+        found = shared[key] = kind(**fields)
+    return cast(_F, found)
 
 
 def _encode(value: Any) -> Any:

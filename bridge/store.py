@@ -752,7 +752,8 @@ class Reader:
     def devices(self) -> list[DeviceRecord]:
         """Every device."""
         rows = self._conn.execute("SELECT record FROM devices ORDER BY rowid").fetchall()
-        return [device_from_json(r[0]) for r in rows]
+        shared: dict[tuple[Any, ...], Any] = {}
+        return [device_from_json(r[0], shared) for r in rows]
 
     def codes(self, device_id: str | None = None) -> list[CodeRecord]:
         """Every code, or one device's."""

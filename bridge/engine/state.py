@@ -70,21 +70,28 @@ class EngineState:
 
     def load(self, devices: Iterable[DeviceRecord], codes: Iterable[CodeRecord]) -> None:
         """Replace memory with what the store holds."""
-        devices, codes = list(devices), list(codes)
+        devices = list(devices)
         self.devices = {d.device_id: d for d in devices}
-        self.codes = {c.access_code_id: c for c in codes}
+        by_id: dict[str, CodeRecord] = {}
         by_device: dict[str, dict[str, CodeRecord]] = {}
-        self._by_device = by_device
-        self._changed = {}
-        self._plan = {}
+        pins: set[str | None] = set()
+        # One pass over the codes (30,000 at a big bridge's start) fills every index.
         for code in codes:
+            code_id = code.access_code_id
+            by_id[code_id] = code
             of_device = by_device.get(code.device_id)
             if of_device is None:
                 of_device = by_device[code.device_id] = {}
-            of_device[code.access_code_id] = code
+            of_device[code_id] = code
+            pins.add(code.code)
+            pins.add(code.on_lock_pin)
+        self.codes = by_id
+        self._by_device = by_device
+        self._changed = {}
+        self._plan = {}
         # Each PIN once: a converged code's PIN and on-lock PIN are one object, and codes
         # share PINs (30,000 codes made 60,000 calls, 13 ms, at startup).
-        for pin in {code.code for code in codes} | {code.on_lock_pin for code in codes}:
+        for pin in pins:
             REDACTOR.remember(pin)
         for device in devices:
             self.by_external[(device.driver, device.external_id)] = device.device_id

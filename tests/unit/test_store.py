@@ -98,6 +98,27 @@ async def test_a_lock_read_back_from_the_store_keeps_its_addressing(tmp_path: Pa
         assert back.info.capabilities.addressing is addressing
 
 
+async def test_locks_of_one_model_read_back_as_written(tmp_path: Path) -> None:
+    """A read of every device builds equal capabilities once and shares them: each lock still
+    reads back as it was written, the one with other rules too."""
+    same = [dataclasses.replace(_device(), device_id=f"dev-{n}", external_id=f"l{n}")
+            for n in range(3)]
+    info = _device().info
+    info = dataclasses.replace(
+        info, capabilities=dataclasses.replace(info.capabilities, slot_count=7),
+        constraints=dataclasses.replace(info.constraints, fixed_length=6))
+    other = dataclasses.replace(_device(), device_id="dev-other", external_id="l-other",
+                                info=info)
+    store = Store(tmp_path / "db", PinCipher(os.urandom(32)))
+    await store.open()
+    for device in [*same, other]:
+        await store.write(lambda tx, d=device: tx.put_device(d))  # type: ignore[misc]
+    back = await store.read(lambda r: r.devices())
+    await store.close()
+    assert back == [*same, other]
+    assert back[0].info.capabilities is back[2].info.capabilities
+
+
 async def test_database_and_key_files_are_private(tmp_path: Path) -> None:
     key = load_or_create_key(tmp_path / "state" / "pin.key")
     store = Store(tmp_path / "state" / "db", PinCipher(key))
