@@ -50,18 +50,14 @@ class SimulatorDriver:
         # The state file is behind the locks (a save failed, e.g. on a full disk).
         self._unsaved = False
         self._locks = {s.lock_id: SimLock(spec=s, clock=clock) for s in specs}
-        # The state file's text as read at start, until the locks' first use applies it
-        # (`_apply_state`): parsing and decoding the slots of 1,000 locks took 40 to 50 ms
-        # of the daemon's start, before READY, which the first command now pays, after it.
-        self._unapplied: str | None = None
         self._sink: DriverEventSink | None = None
         self._last_availability: dict[str, Availability] = {}
 
     async def start(self, sink: DriverEventSink) -> None:
-        """Read persisted slots (applied by the locks' first use) and start reporting."""
+        """Load persisted slots and start reporting."""
         self._sink = sink
         if self._state_file is not None and self._state_file.exists():
-            self._unapplied = self._read_state()
+            self._load()
         for lock_id, lock in self._locks.items():
             self._last_availability[lock_id] = lock.current_availability()
         if self._control is not None and self._control_task is None:
@@ -80,17 +76,12 @@ class SimulatorDriver:
         return [lock.info() for lock in self._locks.values()]
 
     def availability(self, external_id: str) -> Availability:
-        """Availability now (asked for every lock before READY: no slot is needed for it)."""
-        lock = self._known(external_id)
-        _chaos(lock, "availability")
-        return lock.current_availability()
+        """Availability now."""
+        _chaos(self.lock(external_id), "availability")
+        return self.lock(external_id).current_availability()
 
     def lock(self, external_id: str) -> SimLock:
-        """The simulated lock, its persisted slots loaded, for commands and fault injection."""
-        self._apply_state()
-        return self._known(external_id)
-
-    def _known(self, external_id: str) -> SimLock:
+        """The simulated lock, for fault injection."""
         try:
             return self._locks[external_id]
         except KeyError:
@@ -157,7 +148,7 @@ class SimulatorDriver:
         if command.lock not in self._locks:
             _LOG.warning("simulator %s control: no lock %r", self.name, command.lock)
             return
-        lock = self.lock(command.lock)
+        lock = self._locks[command.lock]
         if command.op == "offline":
             await self.set_availability(command.lock, Availability.OFFLINE)
         elif command.op == "online":
@@ -221,7 +212,6 @@ class SimulatorDriver:
     def _save(self) -> None:
         if self._state_file is None:
             return
-        self._apply_state()  # never write the file over slots not loaded from it yet
         self._unsaved = True
         doc = {
             lock_id: {
@@ -255,59 +245,32 @@ class SimulatorDriver:
             raise
         self._unsaved = False
 
-    def _read_state(self) -> str:
+    def _load(self) -> None:
         assert self._state_file is not None
         try:
-            return self._state_file.read_text()
-        except OSError as exc:
+            doc = json.loads(self._state_file.read_text())
+        except (OSError, ValueError) as exc:
             raise RetryLater(f"cannot read simulator state {self._state_file}: {exc}") from exc
-
-    def _apply_state(self) -> None:
-        """Give each lock the slots the state file held at start, once. A file that is not
-        JSON fails every command (RetryLater) until the driver starts over a good one."""
-        if self._unapplied is None:
-            return
-        try:
-            doc = json.loads(self._unapplied)
-        except ValueError as exc:
-            raise RetryLater(f"cannot read simulator state {self._state_file}: {exc}") from exc
-        strings: dict[str, str] = {}  # one copy of each distinct string a slot keeps
         for lock_id, saved in doc.items():
             lock = self._locks.get(lock_id)
             if lock is None:
                 continue
             lock.writes = {int(n): count for n, count in saved.get("writes", {}).items()}
-            lock.slots = _slots_from_json(saved["slots"], strings)
-        self._unapplied = None
+            lock.slots = _slots_from_json(saved["slots"])
         _LOG.info("simulator %s: loaded slots of %d locks", self.name, len(doc))
 
 
-def _kept(text: str, strings: dict[str, str]) -> str:
-    """The one copy of `text` that outlives the parsed file, made apart from it. The file is
-    applied after the startup read, whose codes took the memory freed before; a string of the
-    file kept by a slot pinned the memory around it once the rest of the file was freed (about
-    4 MB more RSS over 30,000 distinct PINs). Locks often share a PIN (a staff code on every
-    door): one copy serves them all."""
-    kept = strings.get(text)
-    if kept is None:
-        kept = strings[text] = text.encode().decode()
-    return kept
-
-
-def _slots_from_json(saved: dict[str, dict[str, Any]],
-                     strings: dict[str, str]) -> dict[int, SimSlot]:
-    """A lock's slots as `_save` wrote them, their strings kept apart (`_kept`). A plain loop
-    with positional arguments: 30,000 slots took 14 ms in a comprehension of keyword
-    arguments, 9 ms so."""
+def _slots_from_json(saved: dict[str, dict[str, Any]]) -> dict[int, SimSlot]:
+    """A lock's slots as `_save` wrote them. A plain loop with positional arguments: 30,000
+    slots (1,000 locks) took 14 ms through keyword arguments in a comprehension, 9 ms so."""
     slots: dict[int, SimSlot] = {}
     for number, held in saved.items():
         window = held.get("window")
-        name, key = held["name"], held.get("key")
         slots[int(number)] = SimSlot(
-            _kept(held["pin"], strings), _kept(name, strings) if name else name,
+            held["pin"], held["name"],
             LocalWindow(datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]))
             if window else None,
-            _kept(key, strings) if key else key)
+            held.get("key"))
     return slots
 
 

@@ -214,26 +214,6 @@ async def test_every_lock_keeps_its_slots_through_restarts_and_saves(tmp_path: P
     assert third.lock("b").writes == {3: 1}
 
 
-async def test_a_state_file_that_is_not_json_fails_the_commands_not_the_start(
-        tmp_path: Path) -> None:
-    """The state file is read at start and applied by the first command (its parse was 40 to
-    50 ms of a 1,000-lock daemon's start): one that is not JSON fails each command, and is
-    never written over."""
-    state = tmp_path / "sim.json"
-    state.write_text("{not json")
-    driver = SimulatorDriver("sim", [SimLockSpec(lock_id="l", name="L")], FakeClock(), state)
-
-    async def sink(event: DriverEvent) -> None:
-        return None
-
-    await driver.start(sink)
-    assert driver.availability("l") is Availability.ONLINE
-    for _ in range(2):
-        with pytest.raises(RetryLater, match="cannot read simulator state"):
-            await driver.write_code("l", CodeWrite(slot=1, pin="1234", name="x"))
-    assert state.read_text() == "{not json"
-
-
 async def test_control_file_injects_faults_from_outside(tmp_path: Path) -> None:
     """The opt-in control file: commands appended after start are applied in order, earlier
     ones never; a line that is not a command is skipped without repeating it."""
