@@ -56,12 +56,6 @@ def _prefix_only(pin: str, other: str) -> bool:
     return other != pin and (other.startswith(pin) or pin.startswith(other))
 
 
-def clashes(pin: str, other: str, rules: PinConstraints) -> bool:
-    """True when `pin` and `other` cannot both be on this lock."""
-    test = clash_test(rules)
-    return test is not None and test(pin, other)
-
-
 def clash(pin: str, others: Collection[str], rules: PinConstraints) -> str | None:
     """The PIN in `others` that `pin` would collide with on this lock, or None."""
     test = clash_test(rules)

@@ -377,11 +377,8 @@ def device_from_json(text: str, shared: dict[tuple[Any, ...], Any] | None = None
 
 def _shared(shared: dict[tuple[Any, ...], Any], kind: type[_F], fields: dict[str, Any]) -> _F:
     """`kind(**fields)`, or the equal one already in `shared`."""
-    key = (kind, *fields.items())
-    try:
-        found = shared.get(key)
-    except TypeError:  # a value that cannot be a key (none is today): not shared
-        return kind(**fields)
+    key = (kind, *fields.items())  # every field is hashable: the records are frozen
+    found = shared.get(key)
     if found is None:
         found = shared[key] = kind(**fields)
     return cast(_F, found)

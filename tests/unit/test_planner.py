@@ -18,7 +18,7 @@ from bridge.driver import (
     SlotState,
 )
 from bridge.model import AccessCodeStatus, AccessCodeType
-from bridge.pins import clash, clashes, generate_pin, is_trivial, pin_violation
+from bridge.pins import clash, generate_pin, is_trivial, pin_violation
 from bridge.planner import (
     CommandKind,
     Policy,
@@ -225,6 +225,10 @@ def test_clash_duplicates_and_prefixes() -> None:
 def test_clashes_under_each_combination_of_rules(duplicates: bool, prefixes: bool, same: bool,
                                                  prefix: bool, unrelated: bool) -> None:
     rules = PinConstraints(rejects_duplicates=duplicates, matches_prefixes=prefixes)
+
+    def clashes(pin: str, other: str, rules: PinConstraints) -> bool:
+        return clash(pin, [other], rules) is not None
+
     assert clashes("1234", "1234", rules) is same
     assert clashes("1234", "12345", rules) is prefix
     assert clashes("12345", "1234", rules) is prefix
